@@ -1,0 +1,18 @@
+// tokenbroker.v1.TokenService over the callback API.
+#ifndef TOKENBROKER_SERVICE_API_TOKEN_SERVICE_H_
+#define TOKENBROKER_SERVICE_API_TOKEN_SERVICE_H_
+
+#include "tokenbroker/v1/token_service.grpc.pb.h"
+
+namespace tokenbroker {
+
+class TokenServiceImpl final : public v1::TokenService::CallbackService {
+ public:
+  grpc::ServerUnaryReactor* GetAccessToken(grpc::CallbackServerContext* context,
+                                           const v1::GetAccessTokenRequest* request,
+                                           v1::GetAccessTokenResponse* response) override;
+};
+
+}  // namespace tokenbroker
+
+#endif  // TOKENBROKER_SERVICE_API_TOKEN_SERVICE_H_

@@ -1,0 +1,174 @@
+#include "service/app/broker.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <exception>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/descriptor.h"
+#include "prometheus/exposer.h"
+#include "service/common/status_macros.h"
+#include "service/store/sqlite_schema.h"
+#include "tokenbroker/version.h"
+
+namespace tokenbroker {
+namespace {
+
+// Every method tokenbrokerd serves, as "package.Service/Method": the metric
+// label set, fixed at start-up.
+std::vector<std::string> ServedMethods() {
+  std::vector<std::string> methods;
+  const auto* pool = google::protobuf::DescriptorPool::generated_pool();
+  for (const char* name :
+       {"tokenbroker.v1.TokenService", "tokenbroker.v1.MailService", "tokenbroker.v1.AdminService"}) {
+    const google::protobuf::ServiceDescriptor* service = pool->FindServiceByName(name);
+    if (service == nullptr) continue;
+    for (int i = 0; i < service->method_count(); ++i) {
+      methods.push_back(absl::StrCat(service->full_name(), "/", service->method(i)->name()));
+    }
+  }
+  methods.push_back("grpc.health.v1.Health/Check");
+  methods.push_back("grpc.health.v1.Health/Watch");
+  methods.push_back("grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo");
+  return methods;
+}
+
+// "host:port" with the port replaced.
+std::string WithPort(const std::string& address, int port) {
+  if (absl::StartsWith(address, "unix:")) return address;
+  return absl::StrCat(address.substr(0, address.rfind(':')), ":", port);
+}
+
+}  // namespace
+
+Broker::Broker(Config config, Logger& logger, const Clock& clock)
+    : config_(std::move(config)), logger_(logger), clock_(clock), start_time_(clock.Now()) {}
+
+Broker::~Broker() { Shutdown(); }
+
+absl::Status Broker::RunStep(absl::string_view name, const std::function<absl::Status()>& step) {
+  const absl::Time began = clock_.Now();
+  absl::Status status = step();
+  if (!status.ok()) {
+    logger_.Error("start-up step failed", {{"step", name}, {"error", status}});
+    return absl::Status(status.code(), absl::StrCat("start-up step ", name, " failed: ", status.message()));
+  }
+  logger_.Info("start-up step done", {{"step", name}, {"elapsed_seconds", clock_.Now() - began}});
+  return absl::OkStatus();
+}
+
+absl::Status Broker::Start() {
+  logger_.Info("starting tokenbrokerd", {{"version", kVersion}, {"revision", kRevision}});
+  absl::Status status = RunStep("open-keyring", [this] { return OpenKeyring(); });
+  if (status.ok()) status = RunStep("open-store", [this] { return OpenStore(); });
+  if (status.ok()) status = RunStep("start-metrics", [this] { return StartMetrics(); });
+  if (status.ok()) status = RunStep("start-grpc", [this] { return StartGrpc(); });
+  if (!status.ok()) {
+    Shutdown();
+    return status;
+  }
+  server_->GetHealthCheckService()->SetServingStatus(true);
+  logger_.Info("serving", {{"grpc_address", grpc_address_},
+                           {"metrics_address", metrics_address_.empty() ? "disabled" : metrics_address_}});
+  return absl::OkStatus();
+}
+
+absl::Status Broker::OpenKeyring() {
+  bool created = false;
+  absl::StatusOr<Keyring> ring = Keyring::LoadOrCreate(config_.keys().keyring_file(),
+                                                       config_.keys().create_if_missing(), clock_.Now(), &created);
+  if (!ring.ok()) return ring.status();
+  if (created) {
+    logger_.Warn("created a new keyring; back it up, without it the stored secrets cannot be opened",
+                 {{"keyring_file", config_.keys().keyring_file()}, {"active_key_id", ring->active_key_id()}});
+  }
+  keyring_.emplace(std::move(*ring));
+  return absl::OkStatus();
+}
+
+absl::Status Broker::OpenStore() {
+  if (config_.store().has_postgres()) {
+    return absl::UnimplementedError(
+        "store.postgres is not available in this version of tokenbrokerd; use store.sqlite");
+  }
+  ASSIGN_OR_RETURN(database_, SqliteDatabase::Open(config_.store().sqlite().path(), SqliteMigrations()));
+  return absl::OkStatus();
+}
+
+absl::Status Broker::StartMetrics() {
+  metrics_ = std::make_unique<Metrics>(BuildInfo{kVersion, kRevision}, ServedMethods());
+  if (config_.server().metrics_address().empty()) return absl::OkStatus();
+  process_collector_ = std::make_shared<ProcessCollector>();
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(config_.server().metrics_address(), 2);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for metrics on ", config_.server().metrics_address(), ": ", e.what()));
+  }
+  exposer_->RegisterCollectable(metrics_->registry());
+  exposer_->RegisterCollectable(process_collector_);
+  const std::vector<int> ports = exposer_->GetListeningPorts();
+  metrics_address_ = WithPort(config_.server().metrics_address(), ports.empty() ? 0 : ports.front());
+  return absl::OkStatus();
+}
+
+absl::Status Broker::StartGrpc() {
+  token_service_ = std::make_unique<TokenServiceImpl>();
+  mail_service_ = std::make_unique<MailServiceImpl>();
+  admin_service_ = std::make_unique<AdminServiceImpl>(ServerIdentity{
+      kVersion, kRevision, start_time_, config_.store().has_postgres() ? "postgres" : "sqlite",
+      keyring_->active_key_id()});
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config_.server().grpc_address(), grpc::InsecureServerCredentials(), &port);
+  const uint32_t max_request = config_.server().max_request_bytes();
+  builder.SetMaxReceiveMessageSize(max_request > 0 ? static_cast<int>(max_request) : 4 << 20);
+  builder.RegisterService(token_service_.get());
+  builder.RegisterService(mail_service_.get());
+  builder.RegisterService(admin_service_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<MetricsInterceptorFactory>(metrics_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  server_ = builder.BuildAndStart();
+  const bool is_unix = absl::StartsWith(config_.server().grpc_address(), "unix:");
+  if (server_ == nullptr || (!is_unix && port == 0)) {
+    server_.reset();
+    return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", config_.server().grpc_address(),
+                                               " (address in use, or not an address of this machine?)"));
+  }
+  // The default health service starts out SERVING; hold that until Start()
+  // has finished every step.
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  grpc_address_ = WithPort(config_.server().grpc_address(), port);
+  return absl::OkStatus();
+}
+
+void Broker::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_ != nullptr) {
+    const absl::Duration grace = ShutdownGracePeriod(config_);
+    logger_.Info("shutdown step", {{"step", "drain-grpc"}, {"grace_period_seconds", grace}});
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    server_->Wait();
+    server_.reset();
+  }
+  if (exposer_ != nullptr) {
+    logger_.Info("shutdown step", {{"step", "stop-metrics"}});
+    exposer_.reset();
+  }
+  if (database_ != nullptr) {
+    logger_.Info("shutdown step", {{"step", "close-store"}});
+    database_.reset();
+  }
+  keyring_.reset();
+  logger_.Info("stopped");
+}
+
+}  // namespace tokenbroker

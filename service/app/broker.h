@@ -1,0 +1,77 @@
+// Broker wires the modules together and runs tokenbrokerd's start-up and
+// shutdown as named steps, each of which fails with a message naming it.
+// Start() and Shutdown() are called from one thread.
+#ifndef TOKENBROKER_SERVICE_APP_BROKER_H_
+#define TOKENBROKER_SERVICE_APP_BROKER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "service/api/admin_service.h"
+#include "service/api/mail_service.h"
+#include "service/api/metrics_interceptor.h"
+#include "service/api/token_service.h"
+#include "service/common/clock.h"
+#include "service/config/config_loader.h"
+#include "service/crypto/keyring.h"
+#include "service/logging/logger.h"
+#include "service/metrics/metrics.h"
+#include "service/metrics/process_collector.h"
+#include "service/store/sqlite_database.h"
+
+namespace prometheus {
+class Exposer;
+}
+
+namespace tokenbroker {
+
+class Broker {
+ public:
+  Broker(Config config, Logger& logger, const Clock& clock);
+  ~Broker();
+
+  // Runs every start-up step; the health service reports SERVING only when all
+  // succeeded. On failure, what was started is shut down again.
+  absl::Status Start();
+  // Marks NOT_SERVING, stops accepting calls, lets in-flight calls finish for
+  // up to the configured grace period (then cancels them), and closes
+  // everything. Safe to call more than once.
+  void Shutdown();
+
+  // The addresses actually bound (port 0 in the config becomes a real port).
+  const std::string& grpc_address() const { return grpc_address_; }
+  const std::string& metrics_address() const { return metrics_address_; }
+
+ private:
+  absl::Status RunStep(absl::string_view name, const std::function<absl::Status()>& step);
+  absl::Status OpenKeyring();
+  absl::Status OpenStore();
+  absl::Status StartMetrics();
+  absl::Status StartGrpc();
+
+  Config config_;
+  Logger& logger_;
+  const Clock& clock_;
+  absl::Time start_time_;
+  std::optional<Keyring> keyring_;
+  std::unique_ptr<SqliteDatabase> database_;
+  std::unique_ptr<Metrics> metrics_;
+  std::shared_ptr<ProcessCollector> process_collector_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<TokenServiceImpl> token_service_;
+  std::unique_ptr<MailServiceImpl> mail_service_;
+  std::unique_ptr<AdminServiceImpl> admin_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string grpc_address_;
+  std::string metrics_address_;
+  bool shut_down_ = false;
+};
+
+}  // namespace tokenbroker
+
+#endif  // TOKENBROKER_SERVICE_APP_BROKER_H_

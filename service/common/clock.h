@@ -1,0 +1,42 @@
+// Time as a dependency: logic asks a Clock, so tests move time instead of
+// sleeping.
+#ifndef TOKENBROKER_SERVICE_COMMON_CLOCK_H_
+#define TOKENBROKER_SERVICE_COMMON_CLOCK_H_
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace tokenbroker {
+
+// The source of the current time. Implementations are thread-safe.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual absl::Time Now() const = 0;
+};
+
+// The wall clock.
+class SystemClock final : public Clock {
+ public:
+  absl::Time Now() const override { return absl::Now(); }
+  // A process-wide instance.
+  static SystemClock& Get();
+};
+
+// A clock that only moves when told to. Thread-safe.
+class FakeClock final : public Clock {
+ public:
+  explicit FakeClock(absl::Time start = absl::FromUnixSeconds(1'800'000'000)) : now_(start) {}
+  absl::Time Now() const override;
+  void Advance(absl::Duration d);
+  void Set(absl::Time t);
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::Time now_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tokenbroker
+
+#endif  // TOKENBROKER_SERVICE_COMMON_CLOCK_H_

@@ -1,0 +1,103 @@
+#include "service/config/config_loader.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "service/common/files.h"
+#include "service/common/status_macros.h"
+#include "service/config/yaml_proto.h"
+
+namespace tokenbroker {
+namespace {
+
+// Splits "host:port" or "[v6]:port". Returns false on malformed input.
+bool SplitHostPort(absl::string_view address, absl::string_view* host, absl::string_view* port) {
+  if (absl::StartsWith(address, "[")) {
+    size_t close = address.find(']');
+    if (close == absl::string_view::npos || close + 1 >= address.size() || address[close + 1] != ':') return false;
+    *host = address.substr(1, close - 1);
+    *port = address.substr(close + 2);
+  } else {
+    size_t colon = address.rfind(':');
+    if (colon == absl::string_view::npos) return false;
+    *host = address.substr(0, colon);
+    *port = address.substr(colon + 1);
+    if (absl::StrContains(*host, ':')) return false;  // bare IPv6 needs brackets
+  }
+  uint32_t p;
+  return !host->empty() && absl::SimpleAtoi(*port, &p) && p <= 65535;
+}
+
+absl::Status CheckAddress(absl::string_view source, absl::string_view key, absl::string_view address,
+                          bool allow_unix) {
+  if (allow_unix && absl::StartsWith(address, "unix:")) {
+    if (address.size() > 5) return absl::OkStatus();
+  } else {
+    absl::string_view host, port;
+    if (SplitHostPort(address, &host, &port)) return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      source, ": ", key, ": \"", address, "\" is not an address; expected host:port",
+      allow_unix ? " (for example 127.0.0.1:50051 or [::]:50051) or unix:/path" : " (for example 127.0.0.1:9464)"));
+}
+
+}  // namespace
+
+bool IsLoopbackOrUnixAddress(absl::string_view address) {
+  if (absl::StartsWith(address, "unix:")) return true;
+  absl::string_view host, port;
+  if (!SplitHostPort(address, &host, &port)) return false;
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+}
+
+absl::Status ValidateConfig(const Config& config, absl::string_view source) {
+  const auto& server = config.server();
+  RETURN_IF_ERROR(CheckAddress(source, "server.grpc_address", server.grpc_address(), true));
+  if (!server.metrics_address().empty()) {
+    RETURN_IF_ERROR(CheckAddress(source, "server.metrics_address", server.metrics_address(), false));
+  }
+  if (!server.plaintext()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": server.plaintext: this version serves gRPC without TLS only; set plaintext: true and listen "
+                "on loopback or a Unix socket"));
+  }
+  if (!IsLoopbackOrUnixAddress(server.grpc_address())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": server.grpc_address: plaintext gRPC is only allowed on loopback (127.0.0.1, [::1], localhost) "
+                "or a Unix socket, not \"",
+        server.grpc_address(), "\""));
+  }
+  if (config.store().backend_case() == config::v1::StoreConfig::BACKEND_NOT_SET) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": store: expected one of: sqlite, postgres"));
+  }
+  if (config.store().has_sqlite() && config.store().sqlite().path().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": store.sqlite.path: must not be empty"));
+  }
+  if (config.keys().keyring_file().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": keys.keyring_file: must not be empty"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Config> ParseConfig(absl::string_view yaml, absl::string_view source_name) {
+  Config config;
+  RETURN_IF_ERROR(YamlToProto(yaml, source_name, &config));
+  RETURN_IF_ERROR(ValidateConfig(config, source_name));
+  return config;
+}
+
+absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(), absl::StrCat("configuration file: ", text.status().message()));
+  }
+  return ParseConfig(*text, path);
+}
+
+absl::Duration ShutdownGracePeriod(const Config& config) {
+  if (!config.server().has_shutdown_grace_period()) return absl::Seconds(15);
+  const auto& d = config.server().shutdown_grace_period();
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+}  // namespace tokenbroker

@@ -1,0 +1,70 @@
+#include "service/metrics/metrics.h"
+
+#include "absl/strings/strip.h"
+
+namespace tokenbroker {
+
+absl::string_view GrpcCodeName(int code) {
+  static constexpr absl::string_view kNames[kGrpcStatusCodeCount] = {
+      "OK",
+      "CANCELLED",
+      "UNKNOWN",
+      "INVALID_ARGUMENT",
+      "DEADLINE_EXCEEDED",
+      "NOT_FOUND",
+      "ALREADY_EXISTS",
+      "PERMISSION_DENIED",
+      "RESOURCE_EXHAUSTED",
+      "FAILED_PRECONDITION",
+      "ABORTED",
+      "OUT_OF_RANGE",
+      "UNIMPLEMENTED",
+      "INTERNAL",
+      "UNAVAILABLE",
+      "DATA_LOSS",
+      "UNAUTHENTICATED",
+  };
+  if (code < 0 || code >= kGrpcStatusCodeCount) return "UNKNOWN";
+  return kNames[code];
+}
+
+const std::vector<double>& Metrics::LatencyBuckets() {
+  static const std::vector<double>* buckets = new std::vector<double>{
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+  return *buckets;
+}
+
+Metrics::Metrics(const BuildInfo& build, const std::vector<std::string>& grpc_methods)
+    : registry_(std::make_shared<prometheus::Registry>()) {
+  prometheus::BuildGauge()
+      .Name("tokenbroker_build_info")
+      .Help("Always 1; the labels say which build is running.")
+      .Register(*registry_)
+      .Add({{"version", build.version}, {"revision", build.revision}})
+      .Set(1);
+  grpc_requests_ = &prometheus::BuildCounter()
+                        .Name("tokenbroker_grpc_requests_total")
+                        .Help("gRPC requests handled, by method and status code.")
+                        .Register(*registry_);
+  grpc_latency_ = &prometheus::BuildHistogram()
+                       .Name("tokenbroker_grpc_request_duration_seconds")
+                       .Help("Time from receiving a gRPC request to sending its status, by method.")
+                       .Register(*registry_);
+  auto add_method = [this](const std::string& method) {
+    GrpcMethodMetrics& m = grpc_methods_[method];
+    for (int code = 0; code < kGrpcStatusCodeCount; ++code) {
+      m.requests[code] = &grpc_requests_->Add({{"method", method}, {"code", std::string(GrpcCodeName(code))}});
+    }
+    m.latency = &grpc_latency_->Add({{"method", method}}, LatencyBuckets());
+  };
+  for (const std::string& method : grpc_methods) add_method(std::string(absl::StripPrefix(method, "/")));
+  add_method("unknown");
+  unknown_method_ = &grpc_methods_.at("unknown");
+}
+
+GrpcMethodMetrics& Metrics::ForGrpcMethod(absl::string_view path) {
+  auto it = grpc_methods_.find(absl::StripPrefix(path, "/"));
+  return it == grpc_methods_.end() ? *unknown_method_ : it->second;
+}
+
+}  // namespace tokenbroker

@@ -1,0 +1,65 @@
+// The broker's metric handles, created once at start-up in one registry.
+// Per-request code only increments handles it already holds; no label value is
+// ever built from caller input or secrets. Thread-safe after construction.
+#ifndef TOKENBROKER_SERVICE_METRICS_METRICS_H_
+#define TOKENBROKER_SERVICE_METRICS_METRICS_H_
+
+#include <array>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace tokenbroker {
+
+// The number of gRPC status codes (OK = 0 ... UNAUTHENTICATED = 16).
+inline constexpr int kGrpcStatusCodeCount = 17;
+
+// The canonical name of a gRPC status code ("OK", "NOT_FOUND", ...).
+absl::string_view GrpcCodeName(int code);
+
+struct GrpcMethodMetrics {
+  // tokenbroker_grpc_requests_total{method, code}, one per code.
+  std::array<prometheus::Counter*, kGrpcStatusCodeCount> requests{};
+  // tokenbroker_grpc_request_duration_seconds{method}.
+  prometheus::Histogram* latency = nullptr;
+};
+
+struct BuildInfo {
+  std::string version;
+  std::string revision;
+};
+
+class Metrics {
+ public:
+  // `grpc_methods`: every method the server serves, as
+  // "package.Service/Method". Calls to any other method count as "unknown".
+  Metrics(const BuildInfo& build, const std::vector<std::string>& grpc_methods);
+
+  const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
+
+  // The handles of a method by its gRPC path ("/package.Service/Method" or
+  // without the leading slash); "unknown"'s handles for any other.
+  GrpcMethodMetrics& ForGrpcMethod(absl::string_view path);
+
+  static const std::vector<double>& LatencyBuckets();
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* grpc_requests_;
+  prometheus::Family<prometheus::Histogram>* grpc_latency_;
+  // Built in the constructor and never changed: lock-free reads.
+  absl::flat_hash_map<std::string, GrpcMethodMetrics> grpc_methods_;
+  GrpcMethodMetrics* unknown_method_;
+};
+
+}  // namespace tokenbroker
+
+#endif  // TOKENBROKER_SERVICE_METRICS_METRICS_H_
