@@ -124,6 +124,8 @@ absl::Status Broker::StartGrpc() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // Without this, Linux lets a second broker bind the same port silently.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int port = 0;
   builder.AddListeningPort(config_.server().grpc_address(), grpc::InsecureServerCredentials(), &port);
   const uint32_t max_request = config_.server().max_request_bytes();

@@ -1,5 +1,8 @@
 #include "service/config/config_loader.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -47,7 +50,12 @@ bool IsLoopbackOrUnixAddress(absl::string_view address) {
   if (absl::StartsWith(address, "unix:")) return true;
   absl::string_view host, port;
   if (!SplitHostPort(address, &host, &port)) return false;
-  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
+  if (host == "localhost") return true;
+  const std::string h(host);
+  in_addr v4;
+  if (inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6;
+  return inet_pton(AF_INET6, h.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
 
 absl::Status ValidateConfig(const Config& config, absl::string_view source) {

@@ -1,0 +1,272 @@
+// The commands of tokenbrokerctl. One group per capability; a group's verbs
+// call the broker's RPCs and print what comes back.
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "client/ctl/command.h"
+#include "google/protobuf/util/time_util.h"
+#include "tokenbroker/version.h"
+
+namespace tokenbroker::ctl {
+namespace {
+
+using grpc::health::v1::HealthCheckResponse;
+
+int WrongArgs(Context& ctx, const std::string& path, const std::string& what) {
+  ctx.err() << "tokenbrokerctl " << path << ": " << what << "\nRun 'tokenbrokerctl " << path
+            << " --help' for usage.\n";
+  return kExitUsage;
+}
+
+// Calls a unary AdminService method without a client-side wrapper and prints
+// the response.
+template <typename Request, typename Response>
+int CallAdmin(Context& ctx, const Request& request,
+              grpc::Status (v1::AdminService::Stub::*method)(grpc::ClientContext*, const Request&, Response*)) {
+  absl::StatusOr<BrokerClient*> client = ctx.Client();
+  if (!client.ok()) return ctx.Fail(client.status());
+  Response response;
+  auto context = (*client)->NewContext();
+  grpc::Status status = ((*client)->admin().*method)(context.get(), request, &response);
+  if (!status.ok()) return ctx.Fail(FromGrpcStatus(status));
+  ctx.PrintMessage(response);
+  return kExitOk;
+}
+
+Command HealthCommand() {
+  auto service = std::make_shared<std::string>();
+  Command c;
+  c.name = "health";
+  c.summary = "check that the broker is serving";
+  c.description =
+      "Asks the broker's gRPC health service. Prints SERVING and exits 0 when the broker has finished\n"
+      "starting and is not draining; prints the status and exits 1 otherwise.";
+  c.usage = "[--service NAME]";
+  c.flags = [service](FlagSet& f) { f.String("service", service.get(), "NAME", "a service name (default: the server)"); };
+  c.run = [service](Context& ctx, const std::vector<std::string>& args) {
+    if (!args.empty()) return WrongArgs(ctx, "health", "takes no arguments");
+    absl::StatusOr<BrokerClient*> client = ctx.Client();
+    if (!client.ok()) return ctx.Fail(client.status());
+    absl::StatusOr<HealthCheckResponse::ServingStatus> status = (*client)->CheckHealth(*service);
+    if (!status.ok()) return ctx.Fail(status.status());
+    const std::string name = HealthCheckResponse::ServingStatus_Name(*status);
+    if (ctx.format() == OutputFormat::kJson) {
+      ctx.out() << "{\"status\": \"" << name << "\"}\n";
+    } else {
+      ctx.out() << name << "\n";
+    }
+    return *status == HealthCheckResponse::SERVING ? kExitOk : kExitFailure;
+  };
+  return c;
+}
+
+Command VersionCommand() {
+  Command c;
+  c.name = "version";
+  c.summary = "print the versions of tokenbrokerctl and of the broker";
+  c.run = [](Context& ctx, const std::vector<std::string>& args) {
+    if (!args.empty()) return WrongArgs(ctx, "version", "takes no arguments");
+    absl::StatusOr<BrokerClient*> client = ctx.Client();
+    if (!client.ok()) return ctx.Fail(client.status());
+    absl::StatusOr<v1::ServerInfo> info = (*client)->GetServerInfo();
+    if (!info.ok()) return ctx.Fail(info.status());
+    if (ctx.format() == OutputFormat::kJson) {
+      std::string server;
+      google::protobuf::util::JsonPrintOptions options;
+      options.preserve_proto_field_names = true;
+      options.always_print_primitive_fields = true;
+      (void)google::protobuf::util::MessageToJsonString(*info, &server, options);
+      ctx.out() << "{\"client\": {\"version\": \"" << kVersion << "\", \"revision\": \"" << kRevision
+                << "\"}, \"server\": " << server << "}\n";
+    } else {
+      ctx.out() << "client: tokenbrokerctl " << kVersion << (kRevision[0] ? absl::StrCat(" (", kRevision, ")") : "")
+                << "\nserver: tokenbrokerd " << info->version()
+                << (info->revision().empty() ? "" : absl::StrCat(" (", info->revision(), ")")) << ", store "
+                << info->store() << ", active key " << info->active_key_id() << ", up since "
+                << google::protobuf::util::TimeUtil::ToString(info->start_time()) << "\n";
+    }
+    return kExitOk;
+  };
+  return c;
+}
+
+Command TokenCommand() {
+  struct State {
+    absl::Duration min_valid = absl::Minutes(5);
+    bool sasl = false;
+  };
+  auto state = std::make_shared<State>();
+  Command get;
+  get.name = "get";
+  get.summary = "print an access token for a grant";
+  get.description =
+      "Prints an access token for GRANT that stays valid for at least --min-valid. With --sasl, prints\n"
+      "the ready SASL XOAUTH2 string instead. With --output json, prints the whole response (token,\n"
+      "expiry, mailbox, scopes). The token is a secret: do not paste it into tickets or logs.";
+  get.usage = "GRANT [--min-valid DURATION] [--sasl]";
+  get.flags = [state](FlagSet& f) {
+    f.Duration("min-valid", &state->min_valid, "the token must stay valid this long (default 5m)");
+    f.Bool("sasl", &state->sasl, "print the SASL XOAUTH2 initial response instead of the token");
+  };
+  get.run = [state](Context& ctx, const std::vector<std::string>& args) {
+    if (args.size() != 1) return WrongArgs(ctx, "token get", "expected exactly one GRANT");
+    absl::StatusOr<BrokerClient*> client = ctx.Client();
+    if (!client.ok()) return ctx.Fail(client.status());
+    v1::GetAccessTokenRequest request;
+    request.set_grant(args[0]);
+    *request.mutable_min_valid_for() =
+        google::protobuf::util::TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(state->min_valid));
+    absl::StatusOr<v1::GetAccessTokenResponse> response = (*client)->GetAccessToken(request);
+    if (!response.ok()) return ctx.Fail(response.status());
+    if (ctx.format() == OutputFormat::kJson) {
+      ctx.PrintMessage(*response);
+    } else {
+      ctx.out() << (state->sasl ? response->sasl_xoauth2() : response->access_token()) << "\n";
+    }
+    return kExitOk;
+  };
+  Command c;
+  c.name = "token";
+  c.summary = "get access tokens";
+  c.children.push_back(get);
+  return c;
+}
+
+Command AppCommand() {
+  Command list;
+  list.name = "list";
+  list.summary = "list registered apps";
+  list.run = [](Context& ctx, const std::vector<std::string>& args) {
+    if (!args.empty()) return WrongArgs(ctx, "app list", "takes no arguments");
+    return CallAdmin(ctx, v1::ListAppsRequest(), &v1::AdminService::Stub::ListApps);
+  };
+  Command c;
+  c.name = "app";
+  c.summary = "manage OAuth apps and their credentials";
+  c.children.push_back(list);
+  return c;
+}
+
+Command GrantCommand() {
+  auto app = std::make_shared<std::string>();
+  Command list;
+  list.name = "list";
+  list.summary = "list grants";
+  list.usage = "[--app APP]";
+  list.flags = [app](FlagSet& f) { f.String("app", app.get(), "APP", "only the grants of this app"); };
+  list.run = [app](Context& ctx, const std::vector<std::string>& args) {
+    if (!args.empty()) return WrongArgs(ctx, "grant list", "takes no arguments");
+    v1::ListGrantsRequest request;
+    request.set_app(*app);
+    return CallAdmin(ctx, request, &v1::AdminService::Stub::ListGrants);
+  };
+  Command c;
+  c.name = "grant";
+  c.summary = "manage grants (one mailbox's access)";
+  c.children.push_back(list);
+  return c;
+}
+
+Command KeysCommand() {
+  Command rotate;
+  rotate.name = "rotate";
+  rotate.summary = "re-seal every stored secret under the keyring's active key";
+  rotate.description =
+      "Re-seals every stored secret under the active key of the broker's keyring, online, and prints how\n"
+      "many values it re-sealed and which old keys are still in use.";
+  rotate.run = [](Context& ctx, const std::vector<std::string>& args) {
+    if (!args.empty()) return WrongArgs(ctx, "keys rotate", "takes no arguments");
+    return CallAdmin(ctx, v1::RotateKeysRequest(), &v1::AdminService::Stub::RotateKeys);
+  };
+  Command c;
+  c.name = "keys";
+  c.summary = "manage the encryption keyring";
+  c.children.push_back(rotate);
+  return c;
+}
+
+Command AuditCommand() {
+  struct State {
+    std::string caller, action, grant, result;
+    int limit = 100;
+  };
+  auto state = std::make_shared<State>();
+  Command list;
+  list.name = "list";
+  list.summary = "list audit events, newest first";
+  list.usage = "[--caller ID] [--action ACTION] [--grant GRANT] [--result CODE] [--limit N]";
+  list.flags = [state](FlagSet& f) {
+    f.String("caller", &state->caller, "ID", "only events of this caller");
+    f.String("action", &state->action, "ACTION", "token.get, mail.read, admin.read, admin.write or consent");
+    f.String("grant", &state->grant, "GRANT", "only events about this grant");
+    f.String("result", &state->result, "CODE", "only events with this result (OK, PERMISSION_DENIED, ...)");
+    f.Int("limit", &state->limit, "N", "at most N events (default 100)");
+  };
+  list.run = [state](Context& ctx, const std::vector<std::string>& args) {
+    if (!args.empty()) return WrongArgs(ctx, "audit list", "takes no arguments");
+    if (state->limit < 1 || state->limit > 1000) return WrongArgs(ctx, "audit list", "--limit must be 1-1000");
+    v1::ListAuditEventsRequest request;
+    request.set_caller(state->caller);
+    request.set_action(state->action);
+    request.set_grant(state->grant);
+    request.set_result(state->result);
+    request.set_page_size(static_cast<uint32_t>(state->limit));
+    return CallAdmin(ctx, request, &v1::AdminService::Stub::ListAuditEvents);
+  };
+  Command c;
+  c.name = "audit";
+  c.summary = "read the audit trail";
+  c.children.push_back(list);
+  return c;
+}
+
+Command MailCommand() {
+  Command folders;
+  folders.name = "folders";
+  folders.summary = "list a grant's mail folders";
+  folders.usage = "GRANT";
+  folders.run = [](Context& ctx, const std::vector<std::string>& args) {
+    if (args.size() != 1) return WrongArgs(ctx, "mail folders", "expected exactly one GRANT");
+    absl::StatusOr<BrokerClient*> client = ctx.Client();
+    if (!client.ok()) return ctx.Fail(client.status());
+    v1::ListFoldersRequest request;
+    request.set_grant(args[0]);
+    v1::ListFoldersResponse response;
+    auto context = (*client)->NewContext();
+    grpc::Status status = (*client)->mail().ListFolders(context.get(), request, &response);
+    if (!status.ok()) return ctx.Fail(FromGrpcStatus(status));
+    ctx.PrintMessage(response);
+    return kExitOk;
+  };
+  Command c;
+  c.name = "mail";
+  c.summary = "read mail through the broker";
+  c.children.push_back(folders);
+  return c;
+}
+
+Command ConsentCommand() {
+  Command c;
+  c.name = "consent";
+  c.summary = "run consent for delegated grants (authorization code, device code)";
+  c.description =
+      "Runs consent for delegated grants. This version of tokenbrokerctl has no consent verbs yet:\n"
+      "they arrive with the token engine.";
+  return c;
+}
+
+}  // namespace
+
+Command RootCommand() {
+  Command root;
+  root.name = "";
+  root.summary = "tokenbrokerctl talks to a tokenbroker daemon over gRPC.";
+  root.description =
+      "tokenbrokerctl talks to a tokenbroker daemon (tokenbrokerd) over gRPC.\n"
+      "Errors print the gRPC code and the broker's message and exit 1; a wrong command line exits 2.";
+  root.children = {HealthCommand(), VersionCommand(), AppCommand(),   GrantCommand(), ConsentCommand(),
+                   TokenCommand(),  MailCommand(),    KeysCommand(), AuditCommand()};
+  return root;
+}
+
+}  // namespace tokenbroker::ctl

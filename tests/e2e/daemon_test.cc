@@ -1,0 +1,236 @@
+// End to end: the real tokenbrokerd and tokenbrokerctl binaries, on free
+// ports, in a temporary directory whose path has a space in it.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include "absl/strings/str_cat.h"
+#include "client/broker_client.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/test_support.h"
+
+namespace tokenbroker {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::RunCommand;
+using testing::Subprocess;
+using testing::TempDir;
+
+std::string Daemon() { return testing::BinDir() + "/tokenbrokerd"; }
+std::string Ctl() { return testing::BinDir() + "/tokenbrokerctl"; }
+
+std::string ConfigYaml(const TempDir& dir, const std::string& extra_keys = "  create_if_missing: true\n",
+                       const std::string& grace = "5s") {
+  return absl::StrCat("server:\n  grpc_address: 127.0.0.1:0\n  metrics_address: 127.0.0.1:0\n",
+                      "  shutdown_grace_period: ", grace, "\n  plaintext: true\n",
+                      "store:\n  sqlite:\n    path: \"", dir.File("var/tokenbroker.db"), "\"\n",
+                      "keys:\n  keyring_file: \"", dir.File("var/keyring.yaml"), "\"\n", extra_keys);
+}
+
+// A running tokenbrokerd and the addresses it logged.
+struct RunningDaemon {
+  std::unique_ptr<Subprocess> process;
+  std::string grpc_address;
+  std::string metrics_address;
+};
+
+RunningDaemon StartDaemon(const std::string& config_path, const std::string& cwd) {
+  RunningDaemon d;
+  auto proc = Subprocess::Start({Daemon(), "--config", config_path}, cwd);
+  EXPECT_TRUE(proc.ok()) << proc.status();
+  if (!proc.ok()) return d;
+  d.process = std::move(*proc);
+  std::optional<std::string> line = d.process->WaitForStderrLine(
+      [](const std::string& l) { return l.find("\"msg\":\"serving\"") != std::string::npos; }, absl::Seconds(60));
+  EXPECT_TRUE(line.has_value()) << d.process->Stderr();
+  if (line.has_value()) {
+    d.grpc_address = testing::JsonField(*line, "grpc_address");
+    d.metrics_address = testing::JsonField(*line, "metrics_address");
+  }
+  return d;
+}
+
+TEST(DaemonTest, ServesHealthVersionMetricsAndStopsCleanlyOnSigterm) {
+  TempDir dir;
+  const std::string config = dir.WriteFile("config/broker.yaml", ConfigYaml(dir));
+  RunningDaemon d = StartDaemon(config, dir.path());
+  ASSERT_FALSE(d.grpc_address.empty());
+  ASSERT_FALSE(d.metrics_address.empty());
+
+  testing::CommandResult health = RunCommand({Ctl(), "--target", d.grpc_address, "health"});
+  EXPECT_EQ(health.exit_code, 0) << health.err;
+  EXPECT_EQ(health.out, "SERVING\n");
+  testing::CommandResult json_health = RunCommand({Ctl(), "--target", d.grpc_address, "--output", "json", "health"});
+  EXPECT_EQ(json_health.out, "{\"status\": \"SERVING\"}\n");
+
+  testing::CommandResult version = RunCommand({Ctl(), "--target", d.grpc_address, "--output", "json", "version"});
+  EXPECT_EQ(version.exit_code, 0) << version.err;
+  EXPECT_THAT(version.out, HasSubstr("\"client\": {\"version\": \"0.1.0\""));
+  EXPECT_THAT(version.out, HasSubstr("\"server\": {\"version\":\"0.1.0\""));
+  EXPECT_THAT(version.out, HasSubstr("\"store\":\"sqlite\""));
+
+  absl::StatusOr<std::string> metrics = testing::HttpGet(d.metrics_address, "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(*metrics, HasSubstr("tokenbroker_build_info{"));
+  EXPECT_THAT(*metrics, HasSubstr("process_resident_memory_bytes "));
+  EXPECT_THAT(*metrics, HasSubstr("process_open_fds "));
+  EXPECT_THAT(*metrics, HasSubstr(
+                            "tokenbroker_grpc_requests_total{code=\"OK\",method=\"grpc.health.v1.Health/Check\"} 2"));
+  EXPECT_THAT(*metrics, HasSubstr("tokenbroker_grpc_requests_total{code=\"OK\",method=\"tokenbroker.v1.AdminService/"
+                                  "GetServerInfo\"} 1"));
+  EXPECT_THAT(*metrics, HasSubstr("tokenbroker_grpc_request_duration_seconds_bucket{"));
+
+  // The database and keyring were created where the config said, privately.
+  struct stat st;
+  ASSERT_EQ(stat(dir.File("var/keyring.yaml").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(stat(dir.File("var/tokenbroker.db").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0077, 0u);
+
+  d.process->Signal(SIGTERM);
+  absl::StatusOr<int> code = d.process->Wait(absl::Seconds(5 + 10));
+  ASSERT_TRUE(code.ok()) << "still running after the grace period";
+  EXPECT_EQ(*code, 0) << d.process->Stderr();
+  const std::string log = d.process->Stderr();
+  for (const char* step : {"open-keyring", "open-store", "start-metrics", "start-grpc"}) {
+    EXPECT_THAT(log, HasSubstr(absl::StrCat("\"msg\":\"start-up step done\",\"step\":\"", step, "\"")));
+  }
+  EXPECT_THAT(log, HasSubstr("\"step\":\"drain-grpc\""));
+  EXPECT_THAT(log, HasSubstr("\"msg\":\"stopped\""));
+  // Every line of the log is one JSON object.
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_THAT(line, ::testing::MatchesRegex("\\{\"time\":\"[-0-9T:.]+Z\",\"level\":\"[a-z]+\",\"msg\":.*\\}"));
+  }
+}
+
+TEST(DaemonTest, HealthTurnsNotServingWhileDrainingAndInFlightCallsEnd) {
+  TempDir dir;
+  const std::string config = dir.WriteFile("broker.yaml", ConfigYaml(dir, "  create_if_missing: true\n", "2s"));
+  RunningDaemon d = StartDaemon(config, dir.path());
+  ASSERT_FALSE(d.grpc_address.empty());
+
+  // A Watch stream is an in-flight call that lasts until the server ends it.
+  auto channel = grpc::CreateChannel(d.grpc_address, grpc::InsecureChannelCredentials());
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  auto reader = stub->Watch(&context, grpc::health::v1::HealthCheckRequest());
+  grpc::health::v1::HealthCheckResponse update;
+  ASSERT_TRUE(reader->Read(&update));
+  EXPECT_EQ(update.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  d.process->Signal(SIGTERM);
+  ASSERT_TRUE(reader->Read(&update));
+  EXPECT_EQ(update.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  while (reader->Read(&update)) {
+  }
+  (void)reader->Finish();
+  absl::StatusOr<int> code = d.process->Wait(absl::Seconds(2 + 10));
+  ASSERT_TRUE(code.ok()) << "did not exit after the grace period";
+  EXPECT_EQ(*code, 0) << d.process->Stderr();
+}
+
+TEST(DaemonTest, RestartKeepsTheKeyringAndDatabase) {
+  TempDir dir;
+  const std::string config = dir.WriteFile("broker.yaml", ConfigYaml(dir));
+  std::string first_key;
+  for (int run = 0; run < 2; ++run) {
+    RunningDaemon d = StartDaemon(config, dir.path());
+    ASSERT_FALSE(d.grpc_address.empty());
+    testing::CommandResult version = RunCommand({Ctl(), "--target", d.grpc_address, "--output", "json", "version"});
+    const std::string key = testing::JsonField(version.out.substr(version.out.find("\"server\"")), "active_key_id");
+    EXPECT_FALSE(key.empty()) << version.out;
+    if (run == 0) {
+      first_key = key;
+      EXPECT_THAT(d.process->Stderr(), HasSubstr("created a new keyring"));
+    } else {
+      EXPECT_EQ(key, first_key);
+      EXPECT_THAT(d.process->Stderr(), ::testing::Not(HasSubstr("created a new keyring")));
+    }
+    d.process->Signal(SIGTERM);
+    EXPECT_EQ(*d.process->Wait(absl::Seconds(20)), 0);
+  }
+}
+
+TEST(DaemonTest, ABrokenConfigExitsTwoNamingTheKey) {
+  TempDir dir;
+  std::string yaml = ConfigYaml(dir);
+  yaml.replace(yaml.find("grpc_address"), 12, "grpc_adress");
+  const std::string config = dir.WriteFile("broken.yaml", yaml);
+  for (bool check_only : {true, false}) {
+    std::vector<std::string> argv = {Daemon(), "--config", config};
+    if (check_only) argv.push_back("--check-config");
+    testing::CommandResult r = RunCommand(argv);
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_THAT(r.err, HasSubstr(config + ":2:3: server.grpc_adress: unknown key; expected one of: grpc_address"));
+  }
+}
+
+TEST(DaemonTest, CheckConfigAcceptsAGoodFileAndTheShippedLocalConfig) {
+  TempDir dir;
+  const std::string config = dir.WriteFile("good.yaml", ConfigYaml(dir));
+  testing::CommandResult r = RunCommand({Daemon(), "--check-config", "--config", config});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, config + ": configuration OK\n");
+  const std::string local = testing::SourceDir() + "/deploy/config/local.yaml";
+  EXPECT_EQ(RunCommand({Daemon(), "--config", local, "--check-config"}).exit_code, 0);
+  // --check-config creates nothing.
+  struct stat st;
+  EXPECT_NE(stat(dir.File("var").c_str(), &st), 0);
+}
+
+TEST(DaemonTest, CommandLineErrorsExitTwo) {
+  testing::CommandResult r = RunCommand({Daemon()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--config FILE is required"));
+  r = RunCommand({Daemon(), "--confg", "x"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("unknown argument \"--confg\""));
+  r = RunCommand({Daemon(), "--version"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, ::testing::StartsWith("tokenbrokerd 0.1.0"));
+  r = RunCommand({Daemon(), "--config", "/nonexistent/broker.yaml"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("/nonexistent/broker.yaml"));
+}
+
+TEST(DaemonTest, WithoutCreateIfMissingAMissingKeyringStopsStartUp) {
+  TempDir dir;
+  const std::string config = dir.WriteFile("broker.yaml", ConfigYaml(dir, ""));
+  testing::CommandResult r = RunCommand({Daemon(), "--config", config});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("start-up step open-keyring failed: keyring file " + dir.File("var/keyring.yaml") +
+                               " does not exist"));
+  struct stat st;
+  EXPECT_NE(stat(dir.File("var/tokenbroker.db").c_str(), &st), 0) << "no later step may have run";
+}
+
+TEST(DaemonTest, AWorldReadableKeyringStopsStartUp) {
+  TempDir dir;
+  const std::string config = dir.WriteFile("broker.yaml", ConfigYaml(dir, ""));
+  dir.WriteFile("var/keyring.yaml",
+                "active: k1\nkeys:\n  k1: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n", 0644);
+  testing::CommandResult r = RunCommand({Daemon(), "--config", config});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("chmod 600"));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")));
+}
+
+TEST(DaemonTest, APortInUseStopsStartUpWithAClearMessage) {
+  TempDir dir;
+  const std::string config = dir.WriteFile("broker.yaml", ConfigYaml(dir));
+  RunningDaemon first = StartDaemon(config, dir.path());
+  ASSERT_FALSE(first.grpc_address.empty());
+  std::string yaml = ConfigYaml(dir);
+  yaml.replace(yaml.find("127.0.0.1:0"), 11, first.grpc_address);
+  testing::CommandResult r = RunCommand({Daemon(), "--config", dir.WriteFile("second.yaml", yaml)});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("start-up step start-grpc failed: cannot listen for gRPC on " + first.grpc_address));
+  first.process->Signal(SIGTERM);
+  EXPECT_EQ(*first.process->Wait(absl::Seconds(20)), 0);
+}
+
+}  // namespace
+}  // namespace tokenbroker

@@ -1,0 +1,56 @@
+// An in-process gRPC server with the broker's services and metrics
+// interceptor on a free loopback port, for handler and client tests.
+#ifndef TOKENBROKER_TESTS_SUPPORT_IN_PROCESS_SERVER_H_
+#define TOKENBROKER_TESTS_SUPPORT_IN_PROCESS_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "service/api/admin_service.h"
+#include "service/api/mail_service.h"
+#include "service/api/metrics_interceptor.h"
+#include "service/api/token_service.h"
+#include "service/metrics/metrics.h"
+
+namespace tokenbroker::testing {
+
+class InProcessServer {
+ public:
+  InProcessServer()
+      : metrics_(BuildInfo{"9.9.9", "test"},
+                 {"tokenbroker.v1.AdminService/GetServerInfo", "tokenbroker.v1.TokenService/GetAccessToken",
+                  "grpc.health.v1.Health/Check"}),
+        admin_(ServerIdentity{"9.9.9", "test", absl::FromUnixSeconds(1'800'000'000), "sqlite", "k1"}) {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&tokens_);
+    builder.RegisterService(&mail_);
+    builder.RegisterService(&admin_);
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+    interceptors.push_back(std::make_unique<MetricsInterceptorFactory>(&metrics_));
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+    server_ = builder.BuildAndStart();
+  }
+  ~InProcessServer() { server_->Shutdown(); }
+
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  grpc::Server& server() { return *server_; }
+  Metrics& metrics() { return metrics_; }
+
+ private:
+  Metrics metrics_;
+  TokenServiceImpl tokens_;
+  MailServiceImpl mail_;
+  AdminServiceImpl admin_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+}  // namespace tokenbroker::testing
+
+#endif  // TOKENBROKER_TESTS_SUPPORT_IN_PROCESS_SERVER_H_

@@ -1,0 +1,226 @@
+#include "tests/support/test_support.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+
+extern char** environ;
+
+namespace tokenbroker::testing {
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TEST_TMPDIR");
+  std::string tmpl = absl::StrCat(base != nullptr && *base ? base : "/tmp", "/tokenbroker test.XXXXXX");
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (mkdtemp(buf.data()) == nullptr) std::abort();
+  path_ = buf.data();
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string TempDir::WriteFile(const std::string& name, const std::string& contents, int mode) const {
+  const std::string path = File(name);
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << contents;
+  }
+  chmod(path.c_str(), static_cast<mode_t>(mode));
+  return path;
+}
+
+std::string BinDir() {
+  const char* dir = std::getenv("TOKENBROKER_BIN_DIR");
+  return dir != nullptr && *dir ? dir : TOKENBROKER_TEST_BIN_DIR;
+}
+
+std::string SourceDir() {
+  const char* dir = std::getenv("TOKENBROKER_SOURCE_DIR");
+  return dir != nullptr && *dir ? dir : TOKENBROKER_TEST_SOURCE_DIR;
+}
+
+absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(const std::vector<std::string>& argv,
+                                                             const std::string& cwd) {
+  int out_pipe[2], err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
+    return absl::InternalError("pipe failed");
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  auto proc = std::unique_ptr<Subprocess>(new Subprocess());
+  int rc = posix_spawn(&proc->pid_, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  if (rc != 0) {
+    close(out_pipe[0]);
+    close(err_pipe[0]);
+    return absl::InternalError(absl::StrCat("cannot start ", argv[0], ": ", strerror(rc)));
+  }
+  proc->pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, proc->pid_, 0));
+  Subprocess* p = proc.get();
+  proc->out_reader_ = std::thread([p, fd = out_pipe[0]] { p->ReadLoop(fd, false); });
+  proc->err_reader_ = std::thread([p, fd = err_pipe[0]] { p->ReadLoop(fd, true); });
+  return proc;
+}
+
+Subprocess::~Subprocess() {
+  if (!exit_code_.has_value()) {
+    kill(pid_, SIGKILL);
+    (void)Wait(absl::Seconds(30));
+  }
+  if (out_reader_.joinable()) out_reader_.join();
+  if (err_reader_.joinable()) err_reader_.join();
+  if (pidfd_ >= 0) close(pidfd_);
+}
+
+void Subprocess::ReadLoop(int fd, bool is_stderr) {
+  char buf[4096];
+  while (true) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    absl::MutexLock lock(&mu_);
+    if (!is_stderr) {
+      stdout_.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    stderr_partial_.append(buf, static_cast<size_t>(n));
+    size_t nl;
+    while ((nl = stderr_partial_.find('\n')) != std::string::npos) {
+      stderr_lines_.push_back(stderr_partial_.substr(0, nl));
+      stderr_partial_.erase(0, nl + 1);
+    }
+  }
+  close(fd);
+  if (is_stderr) {
+    absl::MutexLock lock(&mu_);
+    if (!stderr_partial_.empty()) stderr_lines_.push_back(stderr_partial_);
+    stderr_partial_.clear();
+    stderr_closed_ = true;
+  }
+}
+
+std::optional<std::string> Subprocess::WaitForStderrLine(const std::function<bool(const std::string&)>& match,
+                                                         absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  size_t checked = 0;
+  std::optional<std::string> found;
+  auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (; checked < stderr_lines_.size(); ++checked) {
+      if (match(stderr_lines_[checked])) {
+        found = stderr_lines_[checked];
+        return true;
+      }
+    }
+    return stderr_closed_;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  return found;
+}
+
+void Subprocess::Signal(int signal) { kill(pid_, signal); }
+
+absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
+  if (exit_code_.has_value()) return *exit_code_;
+  if (pidfd_ >= 0) {
+    pollfd pfd{pidfd_, POLLIN, 0};
+    int rc;
+    do {
+      rc = poll(&pfd, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+    } while (rc < 0 && errno == EINTR);
+    if (rc == 0) return absl::DeadlineExceededError("process still running");
+  }
+  int status = 0;
+  if (waitpid(pid_, &status, 0) != pid_) return absl::InternalError("waitpid failed");
+  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (out_reader_.joinable()) out_reader_.join();
+  if (err_reader_.joinable()) err_reader_.join();
+  return *exit_code_;
+}
+
+std::string Subprocess::Stdout() {
+  absl::MutexLock lock(&mu_);
+  return stdout_;
+}
+
+std::string Subprocess::Stderr() {
+  absl::MutexLock lock(&mu_);
+  std::string all;
+  for (const std::string& line : stderr_lines_) absl::StrAppend(&all, line, "\n");
+  return all + stderr_partial_;
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout) {
+  CommandResult result;
+  absl::StatusOr<std::unique_ptr<Subprocess>> proc = Subprocess::Start(argv);
+  if (!proc.ok()) {
+    result.err = std::string(proc.status().message());
+    return result;
+  }
+  absl::StatusOr<int> code = (*proc)->Wait(timeout);
+  if (!code.ok()) {
+    (*proc)->Signal(SIGKILL);
+    code = (*proc)->Wait(absl::Seconds(10));
+  }
+  result.exit_code = code.ok() ? *code : -1;
+  result.out = (*proc)->Stdout();
+  result.err = (*proc)->Stderr();
+  return result;
+}
+
+absl::StatusOr<std::string> HttpGet(const std::string& address, const std::string& path) {
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
+  std::string body;
+  const std::string url = absl::StrCat("http://", address, path);
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 10L);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t n, void* user) -> size_t {
+    static_cast<std::string*>(user)->append(data, size * n);
+    return size * n;
+  });
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  CURLcode rc = curl_easy_perform(curl);
+  long status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(curl);
+  if (rc != CURLE_OK) return absl::UnavailableError(absl::StrCat("GET ", url, ": ", curl_easy_strerror(rc)));
+  if (status != 200) return absl::UnavailableError(absl::StrCat("GET ", url, ": HTTP ", status));
+  return body;
+}
+
+std::string JsonField(const std::string& line, const std::string& key) {
+  const std::string needle = absl::StrCat("\"", key, "\":\"");
+  size_t start = line.find(needle);
+  if (start == std::string::npos) return "";
+  start += needle.size();
+  size_t end = line.find('"', start);
+  return end == std::string::npos ? "" : line.substr(start, end - start);
+}
+
+}  // namespace tokenbroker::testing

@@ -1,0 +1,95 @@
+// Helpers for tests that run real processes: temporary directories, child
+// processes with captured output, waiting for a log line (no sleeps), and
+// plain HTTP GETs.
+#ifndef TOKENBROKER_TESTS_SUPPORT_TEST_SUPPORT_H_
+#define TOKENBROKER_TESTS_SUPPORT_TEST_SUPPORT_H_
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace tokenbroker::testing {
+
+// A fresh directory (with a space in its name, to catch quoting bugs), removed
+// with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  // path() + "/" + name
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+  // Writes a file below the directory and returns its path.
+  std::string WriteFile(const std::string& name, const std::string& contents, int mode = 0600) const;
+
+ private:
+  std::string path_;
+};
+
+// The directory holding the built binaries, and the source tree ($TOKENBROKER_BIN_DIR
+// and $TOKENBROKER_SOURCE_DIR override the paths compiled in).
+std::string BinDir();
+std::string SourceDir();
+
+// A child process whose stdout and stderr are captured line by line.
+class Subprocess {
+ public:
+  static absl::StatusOr<std::unique_ptr<Subprocess>> Start(const std::vector<std::string>& argv,
+                                                           const std::string& cwd = "");
+  ~Subprocess();
+
+  // Waits until a stderr line satisfies `match` and returns it; nullopt when
+  // the process closed stderr or `timeout` passed first.
+  std::optional<std::string> WaitForStderrLine(const std::function<bool(const std::string&)>& match,
+                                               absl::Duration timeout);
+  void Signal(int signal);
+  // Waits for the exit and returns the exit code (128 + signal when killed);
+  // DEADLINE_EXCEEDED when it is still running after `timeout`.
+  absl::StatusOr<int> Wait(absl::Duration timeout);
+  pid_t pid() const { return pid_; }
+  std::string Stdout();
+  std::string Stderr();
+
+ private:
+  Subprocess() = default;
+  void ReadLoop(int fd, bool is_stderr);
+
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+  std::optional<int> exit_code_;
+  absl::Mutex mu_;
+  std::string stdout_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> stderr_lines_ ABSL_GUARDED_BY(mu_);
+  std::string stderr_partial_ ABSL_GUARDED_BY(mu_);
+  bool stderr_closed_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread out_reader_, err_reader_;
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs a command to completion (at most `timeout`).
+CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout = absl::Seconds(60));
+
+// GET http://address/path; returns the body of a 200 response.
+absl::StatusOr<std::string> HttpGet(const std::string& address, const std::string& path);
+
+// The value of a string field in a one-line JSON object (no nesting), or "".
+std::string JsonField(const std::string& line, const std::string& key);
+
+}  // namespace tokenbroker::testing
+
+#endif  // TOKENBROKER_TESTS_SUPPORT_TEST_SUPPORT_H_

@@ -1,0 +1,124 @@
+#include <sstream>
+
+#include "client/ctl/command.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/in_process_server.h"
+
+namespace tokenbroker::ctl {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+struct Result {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+Result RunCli(const std::vector<std::string>& args, const char* env_target = nullptr) {
+  std::ostringstream out, err;
+  int code = RunCtl(args, out, err, [env_target](const char* name) -> const char* {
+    return std::string(name) == "TOKENBROKER_TARGET" ? env_target : nullptr;
+  });
+  return {code, out.str(), err.str()};
+}
+
+class CtlTest : public ::testing::Test {
+ protected:
+  testing::InProcessServer server_;
+};
+
+TEST_F(CtlTest, HealthPrintsServing) {
+  Result r = RunCli({"--target", server_.address(), "health"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "SERVING\n");
+  r = RunCli({"--output", "json", "health"}, server_.address().c_str());
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "{\"status\": \"SERVING\"}\n");
+}
+
+TEST_F(CtlTest, HealthExitsOneWhenNotServing) {
+  server_.server().GetHealthCheckService()->SetServingStatus(false);
+  Result r = RunCli({"--target", server_.address(), "health"});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_EQ(r.out, "NOT_SERVING\n");
+}
+
+TEST_F(CtlTest, VersionAsJsonHasClientAndServer) {
+  Result r = RunCli({"--target=" + server_.address(), "--output=json", "version"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, StartsWith("{\"client\": {\"version\": \"0.1.0\""));
+  EXPECT_THAT(r.out, HasSubstr("\"server\": {\"version\":\"9.9.9\",\"revision\":\"test\""));
+  EXPECT_THAT(r.out, HasSubstr("\"active_key_id\":\"k1\""));
+}
+
+TEST_F(CtlTest, ServerErrorsPrintTheCodeAndMessageAndExitOne) {
+  Result r = RunCli({"--target", server_.address(), "token", "get", "g1", "--min-valid", "10m"});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_EQ(r.err,
+            "tokenbrokerctl: UNIMPLEMENTED: GetAccessToken is not available in this version of tokenbrokerd: token "
+            "issuance arrives with the token engine\n");
+  EXPECT_EQ(r.out, "");
+}
+
+TEST_F(CtlTest, UnreachableBrokerIsUnavailable) {
+  Result r = RunCli({"--target", "127.0.0.1:1", "--timeout", "3s", "health"});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_THAT(r.err, StartsWith("tokenbrokerctl: UNAVAILABLE: "));
+}
+
+TEST(CtlUsageTest, HelpAtEveryLevelExitsZero) {
+  Result r = RunCli({"--help"});
+  EXPECT_EQ(r.code, kExitOk);
+  for (const char* group : {"health", "version", "app", "grant", "consent", "token", "mail", "keys", "audit"}) {
+    EXPECT_THAT(r.out, HasSubstr(std::string("\n  ") + group + " ")) << group;
+  }
+  r = RunCli({"token", "--help"});
+  EXPECT_EQ(r.code, kExitOk);
+  EXPECT_THAT(r.out, HasSubstr("Verbs:\n  get "));
+  r = RunCli({"token", "get", "--help"});
+  EXPECT_EQ(r.code, kExitOk);
+  EXPECT_THAT(r.out, HasSubstr("Usage: tokenbrokerctl [global flags] token get GRANT [--min-valid DURATION] [--sasl]"));
+  EXPECT_THAT(r.out, HasSubstr("--min-valid DURATION"));
+  r = RunCli({"audit", "list", "-h"});
+  EXPECT_EQ(r.code, kExitOk);
+  EXPECT_THAT(r.out, HasSubstr("--result CODE"));
+}
+
+TEST(CtlUsageTest, WrongCommandLinesExitTwoAndSayWhatToDo) {
+  Result r = RunCli({"tokens"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_EQ(r.err, "tokenbrokerctl: unknown command \"tokens\"\nRun 'tokenbrokerctl --help' for usage.\n");
+  r = RunCli({"token", "fetch"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("unknown verb \"fetch\" for token"));
+  r = RunCli({"token", "get"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("token get: expected exactly one GRANT"));
+  r = RunCli({"token", "get", "g1", "--min-valid", "soon"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("--min-valid: expected a duration such as 10s or 5m, not \"soon\""));
+  r = RunCli({"--outptu", "json", "health"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("unknown flag --outptu"));
+  r = RunCli({"--output", "yaml", "health"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("--output: expected text or json"));
+  r = RunCli({"token"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("Verbs:"));
+  r = RunCli({});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("Commands:"));
+}
+
+TEST(CtlUsageTest, ATokenFileThatCannotBeReadIsReported) {
+  Result r = RunCli({"--token-file", "/nonexistent/token", "health"});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_THAT(r.err, HasSubstr("INVALID_ARGUMENT: cannot read token file /nonexistent/token"));
+}
+
+}  // namespace
+}  // namespace tokenbroker::ctl

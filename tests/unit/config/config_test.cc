@@ -1,0 +1,150 @@
+#include "service/config/config_loader.h"
+
+#include <cstdlib>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "service/common/files.h"
+#include "tests/support/test_support.h"
+
+namespace tokenbroker {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kValid[] = R"(server:
+  grpc_address: 127.0.0.1:0
+  metrics_address: 127.0.0.1:0
+  shutdown_grace_period: 1m30s
+  plaintext: true
+log:
+  level: debug
+store:
+  sqlite:
+    path: var/db
+keys:
+  keyring_file: var/keyring.yaml
+)";
+
+std::string Replace(std::string text, const std::string& from, const std::string& to) {
+  size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  return text.replace(at, from.size(), to);
+}
+
+absl::Status ParseError(const std::string& yaml) { return ParseConfig(yaml, "test.yaml").status(); }
+
+TEST(ConfigTest, ParsesAValidFile) {
+  absl::StatusOr<Config> config = ParseConfig(kValid, "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->server().grpc_address(), "127.0.0.1:0");
+  EXPECT_EQ(ShutdownGracePeriod(*config), absl::Seconds(90));
+  EXPECT_EQ(config->log().level(), config::v1::LogConfig::LEVEL_DEBUG);
+  EXPECT_EQ(config->store().sqlite().path(), "var/db");
+  EXPECT_FALSE(config->keys().create_if_missing());
+}
+
+TEST(ConfigTest, TheShippedLocalConfigIsValid) {
+  const std::string path = testing::SourceDir() + "/deploy/config/local.yaml";
+  absl::StatusOr<Config> config = LoadConfigFile(path);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->server().grpc_address(), "127.0.0.1:50051");
+  EXPECT_EQ(config->server().metrics_address(), "127.0.0.1:9464");
+  EXPECT_TRUE(config->keys().create_if_missing());
+}
+
+TEST(ConfigTest, DefaultsApply) {
+  absl::StatusOr<Config> config =
+      ParseConfig(Replace(kValid, "  shutdown_grace_period: 1m30s\n", ""), "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(ShutdownGracePeriod(*config), absl::Seconds(15));
+}
+
+TEST(ConfigTest, UnknownKeyNamesFileLineKeyPathAndTheExpectedKeys) {
+  absl::Status s = ParseError(Replace(kValid, "  grpc_address:", "  grpc_adress:"));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "test.yaml:2:3: server.grpc_adress: unknown key; expected one of: grpc_address, metrics_address, "
+            "shutdown_grace_period, plaintext, max_request_bytes");
+}
+
+TEST(ConfigTest, UnknownTopLevelKey) {
+  absl::Status s = ParseError(std::string(kValid) + "tokens:\n  slack: 5m\n");
+  EXPECT_THAT(s.message(), HasSubstr("test.yaml:13:1: tokens: unknown key; expected one of: server, log, store, keys"));
+}
+
+TEST(ConfigTest, WrongTypes) {
+  EXPECT_THAT(ParseError(Replace(kValid, "plaintext: true", "plaintext: yes please")).message(),
+              HasSubstr("test.yaml:5:14: server.plaintext: expected true or false"));
+  EXPECT_THAT(ParseError(Replace(kValid, "1m30s", "soon")).message(),
+              HasSubstr("server.shutdown_grace_period: expected a non-negative duration such as \"30s\""));
+  EXPECT_THAT(ParseError(Replace(kValid, "level: debug", "level: loud")).message(),
+              HasSubstr("log.level: expected one of: debug, info, warn, error"));
+  EXPECT_THAT(ParseError(Replace(kValid, "  grpc_address: 127.0.0.1:0", "  grpc_address: [a, b]")).message(),
+              HasSubstr("server.grpc_address: expected a string"));
+  EXPECT_THAT(ParseError(Replace(kValid, "  plaintext: true\n", "  plaintext: true\n  max_request_bytes: -1\n"))
+                  .message(),
+              HasSubstr("server.max_request_bytes: expected an integer from 0 to 4294967295"));
+}
+
+TEST(ConfigTest, MissingRequiredKeys) {
+  EXPECT_THAT(ParseError(Replace(kValid, "  grpc_address: 127.0.0.1:0\n", "")).message(),
+              HasSubstr("server.grpc_address: missing required key"));
+  EXPECT_THAT(ParseError(Replace(kValid, "keys:\n  keyring_file: var/keyring.yaml\n", "")).message(),
+              HasSubstr("test.yaml:1:1: keys: missing required key"));
+  EXPECT_THAT(ParseError(Replace(kValid, "    path: var/db\n", "")).message(),
+              HasSubstr("store.sqlite.path: missing required key"));
+}
+
+TEST(ConfigTest, DuplicateKeysAndTwoStoreBackends) {
+  EXPECT_THAT(ParseError(Replace(kValid, "  plaintext: true\n", "  plaintext: true\n  plaintext: false\n")).message(),
+              HasSubstr("server.plaintext: duplicate key"));
+  EXPECT_THAT(ParseError(Replace(kValid, "    path: var/db\n", "    path: var/db\n  postgres:\n    dsn_file: f\n"))
+                  .message(),
+              HasSubstr("store.postgres: only one of sqlite, postgres may be set"));
+  EXPECT_THAT(ParseError(Replace(kValid, "  sqlite:\n    path: var/db\n", "  {}\n")).message(),
+              HasSubstr("store: expected one of: sqlite, postgres"));
+}
+
+TEST(ConfigTest, PlaintextOnlyOnLoopbackOrUnixSocket) {
+  EXPECT_THAT(ParseError(Replace(kValid, "127.0.0.1:0\n  metrics", "0.0.0.0:50051\n  metrics")).message(),
+              HasSubstr("server.grpc_address: plaintext gRPC is only allowed on loopback"));
+  EXPECT_TRUE(ParseConfig(Replace(kValid, "127.0.0.1:0\n  metrics", "unix:/run/tb.sock\n  metrics"), "t").ok());
+  EXPECT_TRUE(ParseConfig(Replace(kValid, "127.0.0.1:0\n  metrics", "'[::1]:50051'\n  metrics"), "t").ok());
+  EXPECT_THAT(ParseError(Replace(kValid, "  plaintext: true\n", "")).message(), HasSubstr("server.plaintext"));
+}
+
+TEST(ConfigTest, BadAddresses) {
+  EXPECT_THAT(ParseError(Replace(kValid, "127.0.0.1:0\n  metrics", "localhost\n  metrics")).message(),
+              HasSubstr("server.grpc_address: \"localhost\" is not an address; expected host:port"));
+  EXPECT_THAT(ParseError(Replace(kValid, "metrics_address: 127.0.0.1:0", "metrics_address: 127.0.0.1:99999")).message(),
+              HasSubstr("server.metrics_address"));
+}
+
+TEST(ConfigTest, EmptyAndInvalidYaml) {
+  EXPECT_THAT(ParseError("").message(), HasSubstr("test.yaml: the file is empty"));
+  EXPECT_THAT(ParseError("server: [\n").message(), HasSubstr("test.yaml:"));
+  EXPECT_THAT(ParseError("server: [\n").message(), HasSubstr("not valid YAML"));
+  EXPECT_THAT(ParseError("- a\n- b\n").message(), HasSubstr("expected a mapping of keys to values"));
+}
+
+TEST(ConfigTest, MissingFileIsNotFound) {
+  absl::StatusOr<Config> config = LoadConfigFile("/nonexistent/tokenbroker.yaml");
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(config.status().message(), HasSubstr("/nonexistent/tokenbroker.yaml"));
+}
+
+TEST(LoopbackTest, Addresses) {
+  EXPECT_TRUE(IsLoopbackOrUnixAddress("127.0.0.1:1"));
+  EXPECT_TRUE(IsLoopbackOrUnixAddress("127.1.2.3:1"));
+  EXPECT_TRUE(IsLoopbackOrUnixAddress("localhost:1"));
+  EXPECT_TRUE(IsLoopbackOrUnixAddress("[::1]:1"));
+  EXPECT_TRUE(IsLoopbackOrUnixAddress("unix:/x"));
+  EXPECT_FALSE(IsLoopbackOrUnixAddress("[::]:1"));
+  EXPECT_FALSE(IsLoopbackOrUnixAddress("0.0.0.0:1"));
+  EXPECT_FALSE(IsLoopbackOrUnixAddress("10.0.0.1:1"));
+  EXPECT_FALSE(IsLoopbackOrUnixAddress("127.0.0.1.evil.com:1"));
+}
+
+}  // namespace
+}  // namespace tokenbroker
