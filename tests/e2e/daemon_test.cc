@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <grpcpp/generic/generic_stub.h>
+
 #include "absl/strings/str_cat.h"
 #include "client/broker_client.h"
 #include "gmock/gmock.h"
@@ -130,6 +132,64 @@ TEST(DaemonTest, HealthTurnsNotServingWhileDrainingAndInFlightCallsEnd) {
   absl::StatusOr<int> code = d.process->Wait(absl::Seconds(2 + 10));
   ASSERT_TRUE(code.ok()) << "did not exit after the grace period";
   EXPECT_EQ(*code, 0) << d.process->Stderr();
+}
+
+// Lists services through server reflection with a raw bidi call, as grpcurl
+// does: ServerReflectionRequest{list_services: ""} is the bytes 3a 00.
+std::string ReflectionListServices(const std::string& target) {
+  auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  auto call = stub.PrepareCall(&context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  auto step = [&cq](void* tag) {
+    void* got = nullptr;
+    bool ok = false;
+    EXPECT_TRUE(cq.Next(&got, &ok));
+    EXPECT_EQ(got, tag);
+    return ok;
+  };
+  call->StartCall(reinterpret_cast<void*>(1));
+  EXPECT_TRUE(step(reinterpret_cast<void*>(1)));
+  const char request_bytes[] = {0x3a, 0x00};
+  grpc::Slice slice(request_bytes, sizeof request_bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  call->Write(request, reinterpret_cast<void*>(2));
+  EXPECT_TRUE(step(reinterpret_cast<void*>(2)));
+  grpc::ByteBuffer response;
+  call->Read(&response, reinterpret_cast<void*>(3));
+  std::string out;
+  if (step(reinterpret_cast<void*>(3))) {
+    std::vector<grpc::Slice> slices;
+    (void)response.Dump(&slices);
+    for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  call->WritesDone(reinterpret_cast<void*>(4));
+  step(reinterpret_cast<void*>(4));
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(5));
+  step(reinterpret_cast<void*>(5));
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
+  }
+  return out;
+}
+
+TEST(DaemonTest, ServerReflectionListsTheServices) {
+  TempDir dir;
+  const std::string config = dir.WriteFile("broker.yaml", ConfigYaml(dir));
+  RunningDaemon d = StartDaemon(config, dir.path());
+  ASSERT_FALSE(d.grpc_address.empty());
+  const std::string services = ReflectionListServices(d.grpc_address);
+  for (const char* service : {"tokenbroker.v1.TokenService", "tokenbroker.v1.MailService",
+                              "tokenbroker.v1.AdminService", "grpc.health.v1.Health"}) {
+    EXPECT_THAT(services, HasSubstr(service));
+  }
+  d.process->Signal(SIGTERM);
+  EXPECT_EQ(*d.process->Wait(absl::Seconds(20)), 0);
 }
 
 TEST(DaemonTest, RestartKeepsTheKeyringAndDatabase) {
