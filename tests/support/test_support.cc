@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -56,30 +55,33 @@ std::string SourceDir() {
 }
 
 absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(const std::vector<std::string>& argv,
-                                                             const std::string& cwd) {
+                                                             const std::string& cwd, int run_as_uid,
+                                                             int run_as_gid) {
   int out_pipe[2], err_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
     return absl::InternalError("pipe failed");
   }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   auto proc = std::unique_ptr<Subprocess>(new Subprocess());
-  int rc = posix_spawn(&proc->pid_, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    // Child: only async-signal-safe calls until exec.
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    dup2(out_pipe[1], 1);
+    dup2(err_pipe[1], 2);
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
+    if (run_as_gid >= 0 && setgid(static_cast<gid_t>(run_as_gid)) != 0) _exit(126);
+    if (run_as_uid >= 0 && setuid(static_cast<uid_t>(run_as_uid)) != 0) _exit(126);
+    execve(args[0], args.data(), environ);
+    _exit(127);
+  }
+  proc->pid_ = pid;
   close(out_pipe[1]);
   close(err_pipe[1]);
-  if (rc != 0) {
-    close(out_pipe[0]);
-    close(err_pipe[0]);
-    return absl::InternalError(absl::StrCat("cannot start ", argv[0], ": ", strerror(rc)));
-  }
   proc->pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, proc->pid_, 0));
   Subprocess* p = proc.get();
   proc->out_reader_ = std::thread([p, fd = out_pipe[0]] { p->ReadLoop(fd, false); });
@@ -174,9 +176,10 @@ std::string Subprocess::Stderr() {
   return all + stderr_partial_;
 }
 
-CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout) {
+CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout, int run_as_uid,
+                         int run_as_gid) {
   CommandResult result;
-  absl::StatusOr<std::unique_ptr<Subprocess>> proc = Subprocess::Start(argv);
+  absl::StatusOr<std::unique_ptr<Subprocess>> proc = Subprocess::Start(argv, "", run_as_uid, run_as_gid);
   if (!proc.ok()) {
     result.err = std::string(proc.status().message());
     return result;

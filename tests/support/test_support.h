@@ -44,8 +44,11 @@ std::string SourceDir();
 // A child process whose stdout and stderr are captured line by line.
 class Subprocess {
  public:
+  // With `run_as_uid` >= 0 the child switches to that user (and group
+  // `run_as_gid`) before exec, so that signals reach the program itself.
   static absl::StatusOr<std::unique_ptr<Subprocess>> Start(const std::vector<std::string>& argv,
-                                                           const std::string& cwd = "");
+                                                           const std::string& cwd = "", int run_as_uid = -1,
+                                                           int run_as_gid = -1);
   ~Subprocess();
 
   // Waits until a stderr line satisfies `match` and returns it; nullopt when
@@ -82,7 +85,8 @@ struct CommandResult {
 };
 
 // Runs a command to completion (at most `timeout`).
-CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout = absl::Seconds(60));
+CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout = absl::Seconds(60),
+                         int run_as_uid = -1, int run_as_gid = -1);
 
 // GET http://address/path; returns the body of a 200 response.
 absl::StatusOr<std::string> HttpGet(const std::string& address, const std::string& path);

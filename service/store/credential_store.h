@@ -1,0 +1,98 @@
+// CredentialStore: where apps, grants and audit events persist.
+//
+// Implementations: SqliteCredentialStore (embedded default),
+// PostgresCredentialStore (shared by replicas), InMemoryCredentialStore (tests
+// of the layers above). All pass tests/unit/store/conformance_test.cc.
+//
+// Stores hold sealed values only; sealing happens above (vault/). Every write
+// of an app or grant is a compare-and-swap on its version, so two writers can
+// never silently overwrite each other (a rotated refresh token in particular):
+// the loser gets ABORTED and re-reads. Implementations are thread-safe.
+#ifndef TOKENBROKER_SERVICE_STORE_CREDENTIAL_STORE_H_
+#define TOKENBROKER_SERVICE_STORE_CREDENTIAL_STORE_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "service/store/model.h"
+
+namespace tokenbroker {
+
+struct GrantFilter {
+  std::string app;                  // empty: any
+  std::optional<GrantState> state;  // nullopt: any
+};
+
+struct AuditFilter {
+  std::string caller, action, grant, result;
+  absl::Time since = absl::InfinitePast();
+  absl::Time until = absl::InfiniteFuture();
+  // Only events with a smaller id (paging, newest first); 0: no bound.
+  int64_t before_id = 0;
+  int limit = 100;
+};
+
+// One sealed value and where it lives, for key rotation.
+struct SealedField {
+  enum class Kind { kCredentialSecret, kRefreshToken };
+  Kind kind;
+  std::string app;         // kCredentialSecret
+  std::string credential;  // kCredentialSecret
+  std::string grant;       // kRefreshToken
+  std::string sealed;
+  // The associated data the value was sealed with.
+  std::string Aad() const;
+};
+
+class CredentialStore {
+ public:
+  virtual ~CredentialStore() = default;
+
+  // "sqlite", "postgres" or "memory".
+  virtual absl::string_view kind() const = 0;
+
+  // Stores a new app with its credentials at version 1. ALREADY_EXISTS.
+  virtual absl::Status CreateApp(const App& app) = 0;
+  // NOT_FOUND.
+  virtual absl::StatusOr<App> GetApp(absl::string_view id) = 0;
+  // Sorted by id.
+  virtual absl::StatusOr<std::vector<App>> ListApps() = 0;
+  // Replaces the app (fields, labels and credentials) when its stored version
+  // is `app.version`; the stored version becomes app.version + 1, which is
+  // returned. NOT_FOUND, or ABORTED when the version moved.
+  virtual absl::StatusOr<int64_t> UpdateApp(const App& app) = 0;
+  // Deletes the app. FAILED_PRECONDITION while grants use it unless `force`,
+  // which deletes those grants too. NOT_FOUND.
+  virtual absl::Status DeleteApp(absl::string_view id, bool force) = 0;
+
+  // Stores a new grant at version 1. ALREADY_EXISTS; FAILED_PRECONDITION when
+  // its app does not exist.
+  virtual absl::Status CreateGrant(const Grant& grant) = 0;
+  virtual absl::StatusOr<Grant> GetGrant(absl::string_view id) = 0;
+  // Sorted by id.
+  virtual absl::StatusOr<std::vector<Grant>> ListGrants(const GrantFilter& filter) = 0;
+  // Compare-and-swap as UpdateApp. The write is durable when this returns OK.
+  virtual absl::StatusOr<int64_t> UpdateGrant(const Grant& grant) = 0;
+  virtual absl::Status DeleteGrant(absl::string_view id) = 0;
+
+  // Every sealed value in the store.
+  virtual absl::StatusOr<std::vector<SealedField>> ListSealedFields() = 0;
+  // Replaces one sealed value if it still equals `field.sealed`; returns false
+  // (not an error) when it changed meanwhile or its record is gone.
+  virtual absl::StatusOr<bool> ReplaceSealedField(const SealedField& field, const std::string& resealed) = 0;
+
+  // Appends an audit event and returns its id.
+  virtual absl::StatusOr<int64_t> AppendAuditEvent(const AuditEvent& event) = 0;
+  // Newest first.
+  virtual absl::StatusOr<std::vector<AuditEvent>> ListAuditEvents(const AuditFilter& filter) = 0;
+  // Deletes events older than `before`; returns how many.
+  virtual absl::StatusOr<int64_t> PruneAuditEvents(absl::Time before) = 0;
+};
+
+}  // namespace tokenbroker
+
+#endif  // TOKENBROKER_SERVICE_STORE_CREDENTIAL_STORE_H_

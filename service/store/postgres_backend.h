@@ -1,0 +1,52 @@
+// SqlBackend over PostgreSQL (libpq): a fixed pool of connections, each
+// transaction on one of them. A connection lost to a server restart is
+// re-established on next use; a transaction whose BEGIN failed for that reason
+// is retried once on a fresh connection. The connection string is a secret
+// (it may hold a password) and never appears in a message.
+#ifndef TOKENBROKER_SERVICE_STORE_POSTGRES_BACKEND_H_
+#define TOKENBROKER_SERVICE_STORE_POSTGRES_BACKEND_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "service/common/secret.h"
+#include "service/store/sql_backend.h"
+
+typedef struct pg_conn PGconn;
+
+namespace tokenbroker {
+
+// One forward-only schema step for PostgreSQL.
+struct PostgresMigration {
+  int version;
+  absl::string_view sql;
+};
+
+class PostgresBackend final : public SqlBackend {
+ public:
+  // Connects `pool_size` connections and runs the migrations (under an
+  // advisory lock, so replicas starting together migrate once).
+  static absl::StatusOr<std::unique_ptr<PostgresBackend>> Open(const Secret& dsn, int pool_size,
+                                                               const std::vector<PostgresMigration>& migrations);
+  ~PostgresBackend() override;
+
+  absl::string_view kind() const override { return "postgres"; }
+  absl::Status InTransaction(const std::function<absl::Status(SqlSession&)>& body) override;
+
+ private:
+  PostgresBackend(Secret dsn) : dsn_(std::move(dsn)) {}
+  PGconn* Borrow();
+  void Return(PGconn* conn);
+  absl::Status Migrate(const std::vector<PostgresMigration>& migrations);
+
+  const Secret dsn_;
+  absl::Mutex mu_;
+  std::vector<PGconn*> idle_ ABSL_GUARDED_BY(mu_);
+  std::vector<PGconn*> all_;
+};
+
+}  // namespace tokenbroker
+
+#endif  // TOKENBROKER_SERVICE_STORE_POSTGRES_BACKEND_H_

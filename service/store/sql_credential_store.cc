@@ -1,0 +1,501 @@
+#include "service/store/sql_credential_store.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "service/common/status_macros.h"
+
+namespace tokenbroker {
+namespace {
+
+// Times are microseconds since the epoch; NULL for "never" (InfinitePast) and,
+// for not_after, "no expiry" (InfiniteFuture).
+SqlValue TimeValue(absl::Time t) {
+  if (t == absl::InfinitePast() || t == absl::InfiniteFuture()) return SqlValue::Null();
+  return SqlValue::Int(absl::ToUnixMicros(t));
+}
+absl::Time TimeOf(const SqlValue& v, absl::Time null_means = absl::InfinitePast()) {
+  return v.is_null() ? null_means : absl::FromUnixMicros(v.AsInt());
+}
+
+constexpr char kAppColumns[] =
+    "id, provider, tenant, issuer, authority_host, client_id, imap_host, imap_port, imap_security, token_endpoint, "
+    "authorization_endpoint, device_authorization_endpoint, assertion_algorithm, source, create_time, update_time, "
+    "version";
+
+std::vector<SqlValue> AppValues(const App& a, int64_t version) {
+  return {SqlValue::Text(a.id),
+          SqlValue::Int(static_cast<int64_t>(a.provider)),
+          SqlValue::Text(a.tenant),
+          SqlValue::Text(a.issuer),
+          SqlValue::Text(a.authority_host),
+          SqlValue::Text(a.client_id),
+          SqlValue::Text(a.imap_host),
+          SqlValue::Int(a.imap_port),
+          SqlValue::Int(static_cast<int64_t>(a.imap_security)),
+          SqlValue::Text(a.token_endpoint),
+          SqlValue::Text(a.authorization_endpoint),
+          SqlValue::Text(a.device_authorization_endpoint),
+          SqlValue::Int(static_cast<int64_t>(a.assertion_algorithm)),
+          SqlValue::Int(static_cast<int64_t>(a.source)),
+          TimeValue(a.create_time),
+          TimeValue(a.update_time),
+          SqlValue::Int(version)};
+}
+
+App AppFromRow(const SqlRow& r) {
+  App a;
+  a.id = r[0].AsString();
+  a.provider = static_cast<Provider>(r[1].AsInt());
+  a.tenant = r[2].AsString();
+  a.issuer = r[3].AsString();
+  a.authority_host = r[4].AsString();
+  a.client_id = r[5].AsString();
+  a.imap_host = r[6].AsString();
+  a.imap_port = static_cast<int>(r[7].AsInt());
+  a.imap_security = static_cast<ImapSecurity>(r[8].AsInt());
+  a.token_endpoint = r[9].AsString();
+  a.authorization_endpoint = r[10].AsString();
+  a.device_authorization_endpoint = r[11].AsString();
+  a.assertion_algorithm = static_cast<AssertionAlgorithm>(r[12].AsInt());
+  a.source = static_cast<RecordSource>(r[13].AsInt());
+  a.create_time = TimeOf(r[14]);
+  a.update_time = TimeOf(r[15]);
+  a.version = r[16].AsInt();
+  return a;
+}
+
+constexpr char kCredentialColumns[] =
+    "app_id, id, position, kind, not_after, thumbprint_sha1, thumbprint_sha256, subject, service_account_email, "
+    "certificate_pem, sealed_secret, failing, error_oauth, error_code, error_message, error_time, create_time";
+constexpr int kCredentialSealedColumn = 10;
+
+std::vector<SqlValue> CredentialValues(const std::string& app_id, int position, const AppCredential& c) {
+  return {SqlValue::Text(app_id),
+          SqlValue::Text(c.id),
+          SqlValue::Int(position),
+          SqlValue::Int(static_cast<int64_t>(c.kind)),
+          TimeValue(c.not_after),
+          SqlValue::Text(c.thumbprint_sha1),
+          SqlValue::Text(c.thumbprint_sha256),
+          SqlValue::Text(c.subject),
+          SqlValue::Text(c.service_account_email),
+          SqlValue::Text(c.certificate_pem),
+          SqlValue::Bytes(c.sealed_secret),
+          SqlValue::Int(c.failing ? 1 : 0),
+          SqlValue::Text(c.last_error.oauth_error),
+          SqlValue::Int(c.last_error.provider_code),
+          SqlValue::Text(c.last_error.message),
+          TimeValue(c.last_error.time),
+          TimeValue(c.create_time)};
+}
+
+AppCredential CredentialFromRow(const SqlRow& r) {
+  AppCredential c;
+  c.id = r[1].AsString();
+  c.kind = static_cast<CredentialKind>(r[3].AsInt());
+  c.not_after = TimeOf(r[4], absl::InfiniteFuture());
+  c.thumbprint_sha1 = r[5].AsString();
+  c.thumbprint_sha256 = r[6].AsString();
+  c.subject = r[7].AsString();
+  c.service_account_email = r[8].AsString();
+  c.certificate_pem = r[9].AsString();
+  c.sealed_secret = r[10].AsString();
+  c.failing = r[11].AsInt() != 0;
+  c.last_error.oauth_error = r[12].AsString();
+  c.last_error.provider_code = r[13].AsInt();
+  c.last_error.message = r[14].AsString();
+  c.last_error.time = TimeOf(r[15]);
+  c.create_time = TimeOf(r[16]);
+  return c;
+}
+
+constexpr char kGrantColumns[] =
+    "id, app_id, mailbox, kind, subject, scopes, state, error_oauth, error_code, error_message, error_time, source, "
+    "create_time, consent_time, refresh_token_last_used_time, last_refresh_time, sealed_refresh_token, version";
+constexpr int kGrantSealedColumn = 16;
+
+std::vector<SqlValue> GrantValues(const Grant& g, int64_t version) {
+  return {SqlValue::Text(g.id),
+          SqlValue::Text(g.app),
+          SqlValue::Text(g.mailbox),
+          SqlValue::Int(static_cast<int64_t>(g.kind)),
+          SqlValue::Text(g.subject),
+          SqlValue::Text(absl::StrJoin(g.scopes, " ")),
+          SqlValue::Int(static_cast<int64_t>(g.state)),
+          SqlValue::Text(g.last_error.oauth_error),
+          SqlValue::Int(g.last_error.provider_code),
+          SqlValue::Text(g.last_error.message),
+          TimeValue(g.last_error.time),
+          SqlValue::Int(static_cast<int64_t>(g.source)),
+          TimeValue(g.create_time),
+          TimeValue(g.consent_time),
+          TimeValue(g.refresh_token_last_used_time),
+          TimeValue(g.last_refresh_time),
+          g.sealed_refresh_token.empty() ? SqlValue::Null() : SqlValue::Bytes(g.sealed_refresh_token),
+          SqlValue::Int(version)};
+}
+
+Grant GrantFromRow(const SqlRow& r) {
+  Grant g;
+  g.id = r[0].AsString();
+  g.app = r[1].AsString();
+  g.mailbox = r[2].AsString();
+  g.kind = static_cast<GrantKind>(r[3].AsInt());
+  g.subject = r[4].AsString();
+  g.scopes = absl::StrSplit(r[5].AsString(), ' ', absl::SkipEmpty());
+  g.state = static_cast<GrantState>(r[6].AsInt());
+  g.last_error.oauth_error = r[7].AsString();
+  g.last_error.provider_code = r[8].AsInt();
+  g.last_error.message = r[9].AsString();
+  g.last_error.time = TimeOf(r[10]);
+  g.source = static_cast<RecordSource>(r[11].AsInt());
+  g.create_time = TimeOf(r[12]);
+  g.consent_time = TimeOf(r[13]);
+  g.refresh_token_last_used_time = TimeOf(r[14]);
+  g.last_refresh_time = TimeOf(r[15]);
+  g.sealed_refresh_token = r[16].AsString();
+  g.version = r[17].AsInt();
+  return g;
+}
+
+std::string Placeholders(int n) {
+  std::vector<std::string> marks(static_cast<size_t>(n), "?");
+  return absl::StrJoin(marks, ", ");
+}
+
+absl::Status WriteLabels(SqlSession& s, const char* table, const char* owner_column, const std::string& owner,
+                         const std::map<std::string, std::string>& labels) {
+  RETURN_IF_ERROR(
+      s.Execute(absl::StrCat("DELETE FROM ", table, " WHERE ", owner_column, " = ?"), {SqlValue::Text(owner)})
+          .status());
+  for (const auto& [key, value] : labels) {
+    RETURN_IF_ERROR(s.Execute(absl::StrCat("INSERT INTO ", table, " (", owner_column, ", key, value) VALUES (?, ?, ?)"),
+                              {SqlValue::Text(owner), SqlValue::Text(key), SqlValue::Text(value)})
+                        .status());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ReadLabels(SqlSession& s, const char* table,
+                                                              const char* owner_column, const std::string& owner) {
+  ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT key, value FROM ", table, " WHERE ", owner_column,
+                                                   " = ? ORDER BY key"),
+                                      {SqlValue::Text(owner)}));
+  std::map<std::string, std::string> labels;
+  for (const SqlRow& r : rows) labels[r[0].AsString()] = r[1].AsString();
+  return labels;
+}
+
+absl::Status WriteCredentials(SqlSession& s, const App& app) {
+  RETURN_IF_ERROR(s.Execute("DELETE FROM app_credentials WHERE app_id = ?", {SqlValue::Text(app.id)}).status());
+  for (size_t i = 0; i < app.credentials.size(); ++i) {
+    RETURN_IF_ERROR(s.Execute(absl::StrCat("INSERT INTO app_credentials (", kCredentialColumns, ") VALUES (",
+                                           Placeholders(17), ")"),
+                              CredentialValues(app.id, static_cast<int>(i), app.credentials[i]))
+                        .status());
+  }
+  return absl::OkStatus();
+}
+
+// Loads the labels and credentials of apps already read.
+absl::Status CompleteApp(SqlSession& s, App& app) {
+  ASSIGN_OR_RETURN(app.labels, ReadLabels(s, "app_labels", "app_id", app.id));
+  ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kCredentialColumns,
+                                                   " FROM app_credentials WHERE app_id = ? ORDER BY position"),
+                                      {SqlValue::Text(app.id)}, {kCredentialSealedColumn}));
+  app.credentials.clear();
+  for (const SqlRow& r : rows) app.credentials.push_back(CredentialFromRow(r));
+  return absl::OkStatus();
+}
+
+absl::Status NotFound(absl::string_view what, absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat(what, " \"", id, "\" does not exist"));
+}
+
+absl::Status VersionMoved(absl::string_view what, absl::string_view id, int64_t expected) {
+  return absl::AbortedError(absl::StrCat(what, " \"", id, "\" was changed by someone else (expected version ",
+                                         expected, "); read it again and retry"));
+}
+
+}  // namespace
+
+absl::Status SqlCredentialStore::CreateApp(const App& app) {
+  absl::Status s = backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    RETURN_IF_ERROR(
+        s.Execute(absl::StrCat("INSERT INTO apps (", kAppColumns, ") VALUES (", Placeholders(17), ")"),
+                  AppValues(app, 1))
+            .status());
+    RETURN_IF_ERROR(WriteLabels(s, "app_labels", "app_id", app.id, app.labels));
+    return WriteCredentials(s, app);
+  });
+  if (s.code() == absl::StatusCode::kAlreadyExists) {
+    return absl::AlreadyExistsError(absl::StrCat("app \"", app.id, "\" already exists"));
+  }
+  return s;
+}
+
+absl::StatusOr<App> SqlCredentialStore::GetApp(absl::string_view id) {
+  App app;
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kAppColumns, " FROM apps WHERE id = ?"),
+                                        {SqlValue::Text(std::string(id))}));
+    if (rows.empty()) return NotFound("app", id);
+    app = AppFromRow(rows[0]);
+    return CompleteApp(s, app);
+  }));
+  return app;
+}
+
+absl::StatusOr<std::vector<App>> SqlCredentialStore::ListApps() {
+  std::vector<App> apps;
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kAppColumns, " FROM apps ORDER BY id"), {}));
+    for (const SqlRow& r : rows) {
+      apps.push_back(AppFromRow(r));
+      RETURN_IF_ERROR(CompleteApp(s, apps.back()));
+    }
+    return absl::OkStatus();
+  }));
+  return apps;
+}
+
+absl::StatusOr<int64_t> SqlCredentialStore::UpdateApp(const App& app) {
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    std::vector<SqlValue> values = AppValues(app, app.version + 1);
+    values.erase(values.begin());  // id goes to the WHERE clause
+    values.push_back(SqlValue::Text(app.id));
+    values.push_back(SqlValue::Int(app.version));
+    ASSIGN_OR_RETURN(int64_t changed,
+                     s.Execute("UPDATE apps SET provider = ?, tenant = ?, issuer = ?, authority_host = ?, "
+                               "client_id = ?, imap_host = ?, imap_port = ?, imap_security = ?, token_endpoint = ?, "
+                               "authorization_endpoint = ?, device_authorization_endpoint = ?, "
+                               "assertion_algorithm = ?, source = ?, create_time = ?, update_time = ?, version = ? "
+                               "WHERE id = ? AND version = ?",
+                               values));
+    if (changed == 0) {
+      ASSIGN_OR_RETURN(auto rows, s.Query("SELECT version FROM apps WHERE id = ?", {SqlValue::Text(app.id)}));
+      return rows.empty() ? NotFound("app", app.id) : VersionMoved("app", app.id, app.version);
+    }
+    RETURN_IF_ERROR(WriteLabels(s, "app_labels", "app_id", app.id, app.labels));
+    return WriteCredentials(s, app);
+  }));
+  return app.version + 1;
+}
+
+absl::Status SqlCredentialStore::DeleteApp(absl::string_view id, bool force) {
+  const SqlValue key = SqlValue::Text(std::string(id));
+  return backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    ASSIGN_OR_RETURN(auto grants, s.Query("SELECT id FROM grants WHERE app_id = ? ORDER BY id", {key}));
+    if (!grants.empty() && !force) {
+      std::vector<std::string> ids;
+      for (const SqlRow& r : grants) ids.push_back(r[0].AsString());
+      return absl::FailedPreconditionError(absl::StrCat("app \"", id, "\" is used by ", grants.size(),
+                                                        " grant(s) (", absl::StrJoin(ids, ", "),
+                                                        "); delete them first or delete with force"));
+    }
+    RETURN_IF_ERROR(s.Execute("DELETE FROM grants WHERE app_id = ?", {key}).status());
+    ASSIGN_OR_RETURN(int64_t changed, s.Execute("DELETE FROM apps WHERE id = ?", {key}));
+    return changed == 0 ? NotFound("app", id) : absl::OkStatus();
+  });
+}
+
+absl::Status SqlCredentialStore::CreateGrant(const Grant& grant) {
+  absl::Status s = backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    ASSIGN_OR_RETURN(auto app, s.Query("SELECT id FROM apps WHERE id = ?", {SqlValue::Text(grant.app)}));
+    if (app.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat("grant.app: app \"", grant.app, "\" does not exist"));
+    }
+    RETURN_IF_ERROR(
+        s.Execute(absl::StrCat("INSERT INTO grants (", kGrantColumns, ") VALUES (", Placeholders(18), ")"),
+                  GrantValues(grant, 1))
+            .status());
+    return WriteLabels(s, "grant_labels", "grant_id", grant.id, grant.labels);
+  });
+  if (s.code() == absl::StatusCode::kAlreadyExists) {
+    return absl::AlreadyExistsError(absl::StrCat("grant \"", grant.id, "\" already exists"));
+  }
+  return s;
+}
+
+absl::StatusOr<Grant> SqlCredentialStore::GetGrant(absl::string_view id) {
+  Grant grant;
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kGrantColumns, " FROM grants WHERE id = ?"),
+                                        {SqlValue::Text(std::string(id))}, {kGrantSealedColumn}));
+    if (rows.empty()) return NotFound("grant", id);
+    grant = GrantFromRow(rows[0]);
+    ASSIGN_OR_RETURN(grant.labels, ReadLabels(s, "grant_labels", "grant_id", grant.id));
+    return absl::OkStatus();
+  }));
+  return grant;
+}
+
+absl::StatusOr<std::vector<Grant>> SqlCredentialStore::ListGrants(const GrantFilter& filter) {
+  std::vector<Grant> grants;
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    std::string sql = absl::StrCat("SELECT ", kGrantColumns, " FROM grants WHERE 1 = 1");
+    std::vector<SqlValue> params;
+    if (!filter.app.empty()) {
+      sql += " AND app_id = ?";
+      params.push_back(SqlValue::Text(filter.app));
+    }
+    if (filter.state.has_value()) {
+      sql += " AND state = ?";
+      params.push_back(SqlValue::Int(static_cast<int64_t>(*filter.state)));
+    }
+    sql += " ORDER BY id";
+    ASSIGN_OR_RETURN(auto rows, s.Query(sql, params, {kGrantSealedColumn}));
+    for (const SqlRow& r : rows) {
+      grants.push_back(GrantFromRow(r));
+      ASSIGN_OR_RETURN(grants.back().labels, ReadLabels(s, "grant_labels", "grant_id", grants.back().id));
+    }
+    return absl::OkStatus();
+  }));
+  return grants;
+}
+
+absl::StatusOr<int64_t> SqlCredentialStore::UpdateGrant(const Grant& grant) {
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    std::vector<SqlValue> values = GrantValues(grant, grant.version + 1);
+    values.erase(values.begin());
+    values.push_back(SqlValue::Text(grant.id));
+    values.push_back(SqlValue::Int(grant.version));
+    ASSIGN_OR_RETURN(int64_t changed,
+                     s.Execute("UPDATE grants SET app_id = ?, mailbox = ?, kind = ?, subject = ?, scopes = ?, "
+                               "state = ?, error_oauth = ?, error_code = ?, error_message = ?, error_time = ?, "
+                               "source = ?, create_time = ?, consent_time = ?, refresh_token_last_used_time = ?, "
+                               "last_refresh_time = ?, sealed_refresh_token = ?, version = ? "
+                               "WHERE id = ? AND version = ?",
+                               values));
+    if (changed == 0) {
+      ASSIGN_OR_RETURN(auto rows, s.Query("SELECT version FROM grants WHERE id = ?", {SqlValue::Text(grant.id)}));
+      return rows.empty() ? NotFound("grant", grant.id) : VersionMoved("grant", grant.id, grant.version);
+    }
+    return WriteLabels(s, "grant_labels", "grant_id", grant.id, grant.labels);
+  }));
+  return grant.version + 1;
+}
+
+absl::Status SqlCredentialStore::DeleteGrant(absl::string_view id) {
+  return backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    ASSIGN_OR_RETURN(int64_t changed, s.Execute("DELETE FROM grants WHERE id = ?", {SqlValue::Text(std::string(id))}));
+    return changed == 0 ? NotFound("grant", id) : absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<SealedField>> SqlCredentialStore::ListSealedFields() {
+  std::vector<SealedField> fields;
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    ASSIGN_OR_RETURN(auto creds, s.Query("SELECT app_id, id, sealed_secret FROM app_credentials ORDER BY app_id, id",
+                                         {}, {2}));
+    for (const SqlRow& r : creds) {
+      fields.push_back({SealedField::Kind::kCredentialSecret, r[0].AsString(), r[1].AsString(), "", r[2].AsString()});
+    }
+    ASSIGN_OR_RETURN(auto grants, s.Query("SELECT id, sealed_refresh_token FROM grants WHERE sealed_refresh_token IS "
+                                          "NOT NULL ORDER BY id",
+                                          {}, {1}));
+    for (const SqlRow& r : grants) {
+      fields.push_back({SealedField::Kind::kRefreshToken, "", "", r[0].AsString(), r[1].AsString()});
+    }
+    return absl::OkStatus();
+  }));
+  return fields;
+}
+
+absl::StatusOr<bool> SqlCredentialStore::ReplaceSealedField(const SealedField& field, const std::string& resealed) {
+  int64_t changed = 0;
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    if (field.kind == SealedField::Kind::kCredentialSecret) {
+      ASSIGN_OR_RETURN(changed, s.Execute("UPDATE app_credentials SET sealed_secret = ? WHERE app_id = ? AND id = ? "
+                                          "AND sealed_secret = ?",
+                                          {SqlValue::Bytes(resealed), SqlValue::Text(field.app),
+                                           SqlValue::Text(field.credential), SqlValue::Bytes(field.sealed)}));
+      if (changed > 0) {
+        // An app changed underneath anyone holding it: bump its version.
+        RETURN_IF_ERROR(
+            s.Execute("UPDATE apps SET version = version + 1 WHERE id = ?", {SqlValue::Text(field.app)}).status());
+      }
+    } else {
+      ASSIGN_OR_RETURN(changed, s.Execute("UPDATE grants SET sealed_refresh_token = ?, version = version + 1 "
+                                          "WHERE id = ? AND sealed_refresh_token = ?",
+                                          {SqlValue::Bytes(resealed), SqlValue::Text(field.grant),
+                                           SqlValue::Bytes(field.sealed)}));
+    }
+    return absl::OkStatus();
+  }));
+  return changed > 0;
+}
+
+absl::StatusOr<int64_t> SqlCredentialStore::AppendAuditEvent(const AuditEvent& e) {
+  int64_t id = 0;
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    ASSIGN_OR_RETURN(auto rows,
+                     s.Query("INSERT INTO audit_events (time, caller, action, method, app_id, grant_id, result, "
+                             "detail, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                             {SqlValue::Int(absl::ToUnixMicros(e.time)), SqlValue::Text(e.caller),
+                              SqlValue::Text(e.action), SqlValue::Text(e.method), SqlValue::Text(e.app),
+                              SqlValue::Text(e.grant), SqlValue::Text(e.result), SqlValue::Text(e.detail),
+                              SqlValue::Text(e.request_id)}));
+    if (rows.empty()) return absl::InternalError("audit insert returned no id");
+    id = rows[0][0].AsInt();
+    return absl::OkStatus();
+  }));
+  return id;
+}
+
+absl::StatusOr<std::vector<AuditEvent>> SqlCredentialStore::ListAuditEvents(const AuditFilter& f) {
+  std::vector<AuditEvent> events;
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    std::string sql =
+        "SELECT id, time, caller, action, method, app_id, grant_id, result, detail, request_id FROM audit_events "
+        "WHERE 1 = 1";
+    std::vector<SqlValue> params;
+    auto add = [&](const std::string& column, const std::string& value) {
+      if (value.empty()) return;
+      absl::StrAppend(&sql, " AND ", column, " = ?");
+      params.push_back(SqlValue::Text(value));
+    };
+    add("caller", f.caller);
+    add("action", f.action);
+    add("grant_id", f.grant);
+    add("result", f.result);
+    if (f.since != absl::InfinitePast()) {
+      sql += " AND time >= ?";
+      params.push_back(SqlValue::Int(absl::ToUnixMicros(f.since)));
+    }
+    if (f.until != absl::InfiniteFuture()) {
+      sql += " AND time < ?";
+      params.push_back(SqlValue::Int(absl::ToUnixMicros(f.until)));
+    }
+    if (f.before_id > 0) {
+      sql += " AND id < ?";
+      params.push_back(SqlValue::Int(f.before_id));
+    }
+    absl::StrAppend(&sql, " ORDER BY id DESC LIMIT ", f.limit > 0 ? f.limit : 100);
+    ASSIGN_OR_RETURN(auto rows, s.Query(sql, params));
+    for (const SqlRow& r : rows) {
+      events.push_back({r[0].AsInt(), absl::FromUnixMicros(r[1].AsInt()), r[2].AsString(), r[3].AsString(),
+                        r[4].AsString(), r[5].AsString(), r[6].AsString(), r[7].AsString(), r[8].AsString(),
+                        r[9].AsString()});
+    }
+    return absl::OkStatus();
+  }));
+  return events;
+}
+
+absl::StatusOr<int64_t> SqlCredentialStore::PruneAuditEvents(absl::Time before) {
+  int64_t changed = 0;
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    ASSIGN_OR_RETURN(changed,
+                     s.Execute("DELETE FROM audit_events WHERE time < ?", {SqlValue::Int(absl::ToUnixMicros(before))}));
+    return absl::OkStatus();
+  }));
+  return changed;
+}
+
+std::string SealedField::Aad() const {
+  return kind == Kind::kCredentialSecret ? CredentialSecretAad(app, credential) : RefreshTokenAad(grant);
+}
+
+}  // namespace tokenbroker

@@ -1,0 +1,409 @@
+// One suite, three stores: InMemoryCredentialStore, SQLite and a real
+// PostgreSQL. Every CredentialStore must pass all of it.
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "service/common/secret.h"
+#include "service/store/in_memory_credential_store.h"
+#include "service/store/postgres_backend.h"
+#include "service/store/postgres_schema.h"
+#include "service/store/sql_credential_store.h"
+#include "service/store/sqlite_backend.h"
+#include "service/store/sqlite_schema.h"
+#include "tests/support/postgres_server.h"
+
+namespace tokenbroker {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// Opens (and reopens, as after a restart) one store under test.
+class StoreFactory {
+ public:
+  virtual ~StoreFactory() = default;
+  virtual std::unique_ptr<CredentialStore> Open() = 0;
+};
+
+class MemoryFactory : public StoreFactory {
+ public:
+  std::unique_ptr<CredentialStore> Open() override {
+    // The same data on every open, as a restart of a durable store would.
+    struct Shared final : CredentialStore {
+      explicit Shared(InMemoryCredentialStore* s) : s(s) {}
+      InMemoryCredentialStore* s;
+      absl::string_view kind() const override { return s->kind(); }
+      absl::Status CreateApp(const App& a) override { return s->CreateApp(a); }
+      absl::StatusOr<App> GetApp(absl::string_view id) override { return s->GetApp(id); }
+      absl::StatusOr<std::vector<App>> ListApps() override { return s->ListApps(); }
+      absl::StatusOr<int64_t> UpdateApp(const App& a) override { return s->UpdateApp(a); }
+      absl::Status DeleteApp(absl::string_view id, bool f) override { return s->DeleteApp(id, f); }
+      absl::Status CreateGrant(const Grant& g) override { return s->CreateGrant(g); }
+      absl::StatusOr<Grant> GetGrant(absl::string_view id) override { return s->GetGrant(id); }
+      absl::StatusOr<std::vector<Grant>> ListGrants(const GrantFilter& f) override { return s->ListGrants(f); }
+      absl::StatusOr<int64_t> UpdateGrant(const Grant& g) override { return s->UpdateGrant(g); }
+      absl::Status DeleteGrant(absl::string_view id) override { return s->DeleteGrant(id); }
+      absl::StatusOr<std::vector<SealedField>> ListSealedFields() override { return s->ListSealedFields(); }
+      absl::StatusOr<bool> ReplaceSealedField(const SealedField& f, const std::string& r) override {
+        return s->ReplaceSealedField(f, r);
+      }
+      absl::StatusOr<int64_t> AppendAuditEvent(const AuditEvent& e) override { return s->AppendAuditEvent(e); }
+      absl::StatusOr<std::vector<AuditEvent>> ListAuditEvents(const AuditFilter& f) override {
+        return s->ListAuditEvents(f);
+      }
+      absl::StatusOr<int64_t> PruneAuditEvents(absl::Time t) override { return s->PruneAuditEvents(t); }
+    };
+    return std::make_unique<Shared>(&store_);
+  }
+
+ private:
+  InMemoryCredentialStore store_;
+};
+
+class SqliteFactory : public StoreFactory {
+ public:
+  std::unique_ptr<CredentialStore> Open() override {
+    auto db = SqliteDatabase::Open(dir_.File("store.db"), SqliteMigrations());
+    EXPECT_TRUE(db.ok()) << db.status();
+    return std::make_unique<SqlCredentialStore>(std::make_unique<SqliteBackend>(std::move(*db)));
+  }
+
+ private:
+  testing::TempDir dir_;
+};
+
+// One PostgreSQL server per test process; one fresh database per test.
+testing::PostgresServer& SharedPostgres() {
+  static testing::PostgresServer* server = [] {
+    auto s = testing::PostgresServer::Start();
+    if (!s.ok()) {
+      ADD_FAILURE() << s.status();
+      std::abort();
+    }
+    return s->release();
+  }();
+  return *server;
+}
+
+class PostgresFactory : public StoreFactory {
+ public:
+  PostgresFactory() : database_(*SharedPostgres().CreateDatabase()) {}
+  std::unique_ptr<CredentialStore> Open() override {
+    auto backend = PostgresBackend::Open(Secret::CopyFrom(SharedPostgres().Dsn(database_)), 4, PostgresMigrations());
+    EXPECT_TRUE(backend.ok()) << backend.status();
+    return std::make_unique<SqlCredentialStore>(std::move(*backend));
+  }
+
+ private:
+  std::string database_;
+};
+
+const absl::Time kT0 = absl::FromUnixMicros(1'795'776'000'123'456);
+
+App SampleApp(const std::string& id) {
+  App app;
+  app.id = id;
+  app.provider = Provider::kMicrosoft;
+  app.tenant = "contoso.onmicrosoft.com";
+  app.authority_host = "login.microsoftonline.com";
+  app.client_id = "00000000-1111-2222-3333-444444444444";
+  app.imap_host = "imap.example.test";
+  app.imap_port = 993;
+  app.imap_security = ImapSecurity::kStartTls;
+  app.token_endpoint = "https://idp.test/token";
+  app.assertion_algorithm = AssertionAlgorithm::kRs256;
+  app.labels = {{"team", "support"}, {"env", "prod"}};
+  app.create_time = kT0;
+  app.update_time = kT0 + absl::Seconds(1);
+  AppCredential secret;
+  secret.id = "secret-2026";
+  secret.kind = CredentialKind::kClientSecret;
+  secret.not_after = kT0 + absl::Hours(24 * 365);
+  secret.sealed_secret = std::string("TB\x01\x02k1\0\xff binary sealed", 22);
+  secret.create_time = kT0;
+  AppCredential cert;
+  cert.id = "cert-a";
+  cert.kind = CredentialKind::kCertificate;
+  cert.thumbprint_sha1 = "sha1-thumb";
+  cert.thumbprint_sha256 = "sha256-thumb";
+  cert.subject = "CN=tokenbroker";
+  cert.certificate_pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  cert.sealed_secret = "sealed-key";
+  cert.failing = true;
+  cert.last_error = {"invalid_client", 700027, "certificate assertion rejected", kT0 + absl::Minutes(3)};
+  app.credentials = {secret, cert};
+  return app;
+}
+
+Grant SampleGrant(const std::string& id, const std::string& app) {
+  Grant g;
+  g.id = id;
+  g.app = app;
+  g.mailbox = "support@contoso.com";
+  g.kind = GrantKind::kDelegated;
+  g.scopes = {"offline_access", "https://outlook.office.com/IMAP.AccessAsUser.All"};
+  g.state = GrantState::kNeedsReconsent;
+  g.last_error = {"invalid_grant", 700082, "refresh token expired; consent again", kT0 + absl::Hours(1)};
+  g.labels = {{"owner", "helpdesk"}};
+  g.create_time = kT0;
+  g.consent_time = kT0 + absl::Seconds(5);
+  g.refresh_token_last_used_time = kT0 + absl::Seconds(6);
+  g.sealed_refresh_token = std::string("sealed\0refresh", 14);
+  return g;
+}
+
+class ConformanceTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "memory") factory_ = std::make_unique<MemoryFactory>();
+    if (GetParam() == "sqlite") factory_ = std::make_unique<SqliteFactory>();
+    if (GetParam() == "postgres") factory_ = std::make_unique<PostgresFactory>();
+    store_ = factory_->Open();
+  }
+  std::unique_ptr<StoreFactory> factory_;
+  std::unique_ptr<CredentialStore> store_;
+};
+
+TEST_P(ConformanceTest, AppsRoundTripEveryFieldAcrossAReopen) {
+  App app = SampleApp("contoso");
+  ASSERT_TRUE(store_->CreateApp(app).ok());
+  app.version = 1;
+  EXPECT_EQ(*store_->GetApp("contoso"), app);
+  store_ = factory_->Open();
+  EXPECT_EQ(*store_->GetApp("contoso"), app);
+  EXPECT_EQ(store_->kind(), GetParam());
+}
+
+TEST_P(ConformanceTest, GrantsRoundTripEveryField) {
+  ASSERT_TRUE(store_->CreateApp(SampleApp("contoso")).ok());
+  Grant g = SampleGrant("support", "contoso");
+  ASSERT_TRUE(store_->CreateGrant(g).ok());
+  g.version = 1;
+  EXPECT_EQ(*store_->GetGrant("support"), g);
+  Grant app_only;
+  app_only.id = "robot";
+  app_only.app = "contoso";
+  app_only.mailbox = "robot@contoso.com";
+  ASSERT_TRUE(store_->CreateGrant(app_only).ok());
+  app_only.version = 1;
+  store_ = factory_->Open();
+  EXPECT_EQ(*store_->GetGrant("robot"), app_only);
+  EXPECT_TRUE(store_->GetGrant("robot")->sealed_refresh_token.empty());
+}
+
+TEST_P(ConformanceTest, DuplicatesAndMissingRecordsHaveTheirCodes) {
+  ASSERT_TRUE(store_->CreateApp(SampleApp("contoso")).ok());
+  absl::Status dup = store_->CreateApp(SampleApp("contoso"));
+  EXPECT_EQ(dup.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(dup.message(), "app \"contoso\" already exists");
+  EXPECT_EQ(store_->GetApp("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetGrant("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->DeleteGrant("nope").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->DeleteApp("nope", false).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store_->CreateGrant(SampleGrant("g", "contoso")).ok());
+  EXPECT_EQ(store_->CreateGrant(SampleGrant("g", "contoso")).code(), absl::StatusCode::kAlreadyExists);
+  absl::Status orphan = store_->CreateGrant(SampleGrant("h", "missing-app"));
+  EXPECT_EQ(orphan.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(orphan.message()), HasSubstr("app \"missing-app\" does not exist"));
+}
+
+TEST_P(ConformanceTest, ListsAreSortedAndFiltered) {
+  ASSERT_TRUE(store_->CreateApp(SampleApp("b-app")).ok());
+  ASSERT_TRUE(store_->CreateApp(SampleApp("a-app")).ok());
+  std::vector<std::string> ids;
+  std::vector<App> apps = *store_->ListApps();
+  for (const App& a : apps) ids.push_back(a.id);
+  EXPECT_THAT(ids, ElementsAre("a-app", "b-app"));
+  Grant g1 = SampleGrant("g1", "a-app");
+  g1.state = GrantState::kActive;
+  ASSERT_TRUE(store_->CreateGrant(g1).ok());
+  ASSERT_TRUE(store_->CreateGrant(SampleGrant("g3", "b-app")).ok());
+  ASSERT_TRUE(store_->CreateGrant(SampleGrant("g2", "a-app")).ok());
+  auto names = [](const std::vector<Grant>& gs) {
+    std::vector<std::string> out;
+    for (const Grant& g : gs) out.push_back(g.id);
+    return out;
+  };
+  EXPECT_THAT(names(*store_->ListGrants({})), ElementsAre("g1", "g2", "g3"));
+  EXPECT_THAT(names(*store_->ListGrants({"a-app", std::nullopt})), ElementsAre("g1", "g2"));
+  EXPECT_THAT(names(*store_->ListGrants({"", GrantState::kActive})), ElementsAre("g1"));
+  EXPECT_EQ(store_->ListGrants({"a-app", std::nullopt})->at(0).labels.at("owner"), "helpdesk");
+}
+
+TEST_P(ConformanceTest, UpdateAppIsCompareAndSwap) {
+  ASSERT_TRUE(store_->CreateApp(SampleApp("contoso")).ok());
+  App a = *store_->GetApp("contoso");
+  App stale = a;
+  std::reverse(a.credentials.begin(), a.credentials.end());
+  a.credentials.pop_back();
+  a.labels = {{"only", "one"}};
+  a.client_id = "new-client";
+  EXPECT_EQ(*store_->UpdateApp(a), 2);
+  App stored = *store_->GetApp("contoso");
+  EXPECT_EQ(stored.version, 2);
+  EXPECT_EQ(stored.client_id, "new-client");
+  ASSERT_EQ(stored.credentials.size(), 1u);
+  EXPECT_EQ(stored.credentials[0].id, "cert-a");
+  EXPECT_EQ(stored.labels, a.labels);
+  absl::StatusOr<int64_t> lost = store_->UpdateApp(stale);
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(store_->GetApp("contoso")->client_id, "new-client");
+  stale.id = "ghost";
+  EXPECT_EQ(store_->UpdateApp(stale).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(ConformanceTest, TwoWritersCanNeverOverwriteANewerRefreshToken) {
+  ASSERT_TRUE(store_->CreateApp(SampleApp("contoso")).ok());
+  ASSERT_TRUE(store_->CreateGrant(SampleGrant("g", "contoso")).ok());
+  Grant first = *store_->GetGrant("g");
+  Grant second = first;
+  first.sealed_refresh_token = "rotated-by-first";
+  second.sealed_refresh_token = "rotated-by-second";
+  EXPECT_EQ(*store_->UpdateGrant(first), 2);
+  absl::StatusOr<int64_t> lost = store_->UpdateGrant(second);
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(std::string(lost.status().message()), HasSubstr("was changed by someone else"));
+  EXPECT_EQ(store_->GetGrant("g")->sealed_refresh_token, "rotated-by-first");
+}
+
+TEST_P(ConformanceTest, ConcurrentReadModifyWriteLosesNoUpdate) {
+  ASSERT_TRUE(store_->CreateApp(SampleApp("contoso")).ok());
+  ASSERT_TRUE(store_->CreateGrant(SampleGrant("g", "contoso")).ok());
+  constexpr int kThreads = 4;
+  constexpr int kWritesEach = 25;
+  std::vector<std::thread> threads;
+  std::atomic<int> aborted{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kWritesEach;) {
+        Grant g = *store_->GetGrant("g");
+        g.sealed_refresh_token = absl::StrCat("token-", t, "-", i);
+        g.labels["count"] = absl::StrCat(std::stoi(g.labels.count("count") ? g.labels["count"] : "0") + 1);
+        absl::StatusOr<int64_t> v = store_->UpdateGrant(g);
+        if (v.ok()) {
+          ++i;
+        } else {
+          ASSERT_EQ(v.status().code(), absl::StatusCode::kAborted) << v.status();
+          ++aborted;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  Grant g = *store_->GetGrant("g");
+  EXPECT_EQ(g.version, 1 + kThreads * kWritesEach);
+  EXPECT_EQ(g.labels["count"], absl::StrCat(kThreads * kWritesEach));
+}
+
+TEST_P(ConformanceTest, DeletingAnAppInUseNeedsForce) {
+  ASSERT_TRUE(store_->CreateApp(SampleApp("contoso")).ok());
+  ASSERT_TRUE(store_->CreateGrant(SampleGrant("g2", "contoso")).ok());
+  ASSERT_TRUE(store_->CreateGrant(SampleGrant("g1", "contoso")).ok());
+  absl::Status refused = store_->DeleteApp("contoso", false);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("is used by 2 grant(s) (g1, g2)"));
+  EXPECT_TRUE(store_->GetGrant("g1").ok());
+  EXPECT_TRUE(store_->DeleteApp("contoso", true).ok());
+  EXPECT_EQ(store_->GetApp("contoso").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetGrant("g1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store_->ListSealedFields()->empty());
+}
+
+TEST_P(ConformanceTest, ADeletedGrantLeavesNothingBehind) {
+  ASSERT_TRUE(store_->CreateApp(SampleApp("contoso")).ok());
+  ASSERT_TRUE(store_->CreateGrant(SampleGrant("g", "contoso")).ok());
+  ASSERT_TRUE(store_->DeleteGrant("g").ok());
+  Grant fresh = SampleGrant("g", "contoso");
+  fresh.labels.clear();
+  ASSERT_TRUE(store_->CreateGrant(fresh).ok());
+  EXPECT_TRUE(store_->GetGrant("g")->labels.empty());
+  EXPECT_EQ(store_->GetGrant("g")->version, 1);
+}
+
+TEST_P(ConformanceTest, SealedFieldsAreListedAndReplacedOnlyIfUnchanged) {
+  ASSERT_TRUE(store_->CreateApp(SampleApp("contoso")).ok());
+  ASSERT_TRUE(store_->CreateGrant(SampleGrant("g", "contoso")).ok());
+  std::vector<SealedField> fields = *store_->ListSealedFields();
+  ASSERT_EQ(fields.size(), 3u);
+  EXPECT_EQ(fields[0].Aad(), "app/contoso/credential/cert-a/secret");
+  EXPECT_EQ(fields[1].Aad(), "app/contoso/credential/secret-2026/secret");
+  EXPECT_EQ(fields[2].Aad(), "grant/g/refresh_token");
+  EXPECT_EQ(fields[2].sealed, std::string("sealed\0refresh", 14));
+
+  EXPECT_TRUE(*store_->ReplaceSealedField(fields[2], "resealed-token"));
+  EXPECT_FALSE(*store_->ReplaceSealedField(fields[2], "again"));  // no longer the old value
+  Grant g = *store_->GetGrant("g");
+  EXPECT_EQ(g.sealed_refresh_token, "resealed-token");
+  EXPECT_EQ(g.version, 2);
+
+  EXPECT_TRUE(*store_->ReplaceSealedField(fields[1], "resealed-secret"));
+  App a = *store_->GetApp("contoso");
+  EXPECT_EQ(a.credentials[0].sealed_secret, "resealed-secret");
+  EXPECT_EQ(a.version, 2);
+}
+
+TEST_P(ConformanceTest, AuditEventsAreFilteredPagedAndPruned) {
+  for (int i = 0; i < 5; ++i) {
+    AuditEvent e{0, kT0 + absl::Minutes(i), i % 2 ? "svc-a" : "svc-b", "token.get", "/m", "contoso",
+                 absl::StrCat("g", i), i == 4 ? "PERMISSION_DENIED" : "OK", "detail", absl::StrCat("req-", i)};
+    EXPECT_GT(*store_->AppendAuditEvent(e), 0);
+  }
+  auto ids = [](const std::vector<AuditEvent>& es) {
+    std::vector<std::string> out;
+    for (const AuditEvent& e : es) out.push_back(e.request_id);
+    return out;
+  };
+  AuditFilter all;
+  std::vector<AuditEvent> events = *store_->ListAuditEvents(all);
+  EXPECT_THAT(ids(events), ElementsAre("req-4", "req-3", "req-2", "req-1", "req-0"));
+  EXPECT_EQ(events[0].time, kT0 + absl::Minutes(4));
+  EXPECT_EQ(events[0].grant, "g4");
+  AuditFilter by_caller;
+  by_caller.caller = "svc-a";
+  EXPECT_THAT(ids(*store_->ListAuditEvents(by_caller)), ElementsAre("req-3", "req-1"));
+  AuditFilter denied;
+  denied.result = "PERMISSION_DENIED";
+  EXPECT_THAT(ids(*store_->ListAuditEvents(denied)), ElementsAre("req-4"));
+  AuditFilter page;
+  page.limit = 2;
+  std::vector<AuditEvent> first = *store_->ListAuditEvents(page);
+  page.before_id = first.back().id;
+  EXPECT_THAT(ids(*store_->ListAuditEvents(page)), ElementsAre("req-2", "req-1"));
+  AuditFilter window;
+  window.since = kT0 + absl::Minutes(1);
+  window.until = kT0 + absl::Minutes(3);
+  EXPECT_THAT(ids(*store_->ListAuditEvents(window)), ElementsAre("req-2", "req-1"));
+  EXPECT_EQ(*store_->PruneAuditEvents(kT0 + absl::Minutes(2)), 2);
+  EXPECT_THAT(ids(*store_->ListAuditEvents(all)), ElementsAre("req-4", "req-3", "req-2"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, ConformanceTest, ::testing::Values("memory", "sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+TEST(PostgresBackendTest, ReconnectsAfterTheServerRestarts) {
+  auto server = testing::PostgresServer::Start();
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto backend = PostgresBackend::Open(Secret::CopyFrom((*server)->Dsn()), 2, PostgresMigrations());
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  SqlCredentialStore store(std::move(*backend));
+  ASSERT_TRUE(store.CreateApp(SampleApp("before")).ok());
+  ASSERT_TRUE((*server)->Restart().ok());
+  // Both pooled connections died with the server; each call finds a fresh one.
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<App> app = store.GetApp("before");
+    ASSERT_TRUE(app.ok()) << app.status();
+  }
+  EXPECT_TRUE(store.CreateApp(SampleApp("after")).ok());
+}
+
+TEST(PostgresBackendTest, ConnectionErrorsNeverShowTheConnectionString) {
+  auto backend =
+      PostgresBackend::Open(Secret::CopyFrom("host=127.0.0.1 port=1 user=u password=hunter2-secret connect_timeout=3"),
+                            1, PostgresMigrations());
+  EXPECT_EQ(backend.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(backend.status().message()), ::testing::Not(HasSubstr("hunter2-secret")));
+}
+
+}  // namespace
+}  // namespace tokenbroker
