@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 
@@ -215,6 +216,31 @@ absl::StatusOr<std::string> HttpGet(const std::string& address, const std::strin
   if (rc != CURLE_OK) return absl::UnavailableError(absl::StrCat("GET ", url, ": ", curl_easy_strerror(rc)));
   if (status != 200) return absl::UnavailableError(absl::StrCat("GET ", url, ": HTTP ", status));
   return body;
+}
+
+CertificateFiles MakeSelfSignedCertificate(const TempDir& dir, const std::string& name, int days,
+                                           const std::string& key_type) {
+  CertificateFiles files{dir.File(name + ".crt"), dir.File(name + ".key")};
+  const std::string newkey = key_type == "ec" ? "ec" : "rsa:2048";
+  std::vector<std::string> argv = {"/usr/bin/openssl", "req", "-x509", "-newkey", newkey};
+  if (key_type == "ec") {
+    argv = {"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"};
+  }
+  for (const std::string& a : {std::string("-nodes"), std::string("-keyout"), files.private_key, std::string("-out"),
+                               files.certificate, std::string("-days"), std::to_string(days), std::string("-subj"),
+                               "/CN=" + name + "/O=tokenbroker tests"}) {
+    argv.push_back(a);
+  }
+  CommandResult r = RunCommand(argv);
+  if (r.exit_code != 0) std::abort();
+  return files;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 std::string JsonField(const std::string& line, const std::string& key) {

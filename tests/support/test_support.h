@@ -88,6 +88,18 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout = absl::Seconds(60),
                          int run_as_uid = -1, int run_as_gid = -1);
 
+struct CertificateFiles {
+  std::string certificate;  // PEM path
+  std::string private_key;  // PEM path
+};
+// Makes a self-signed RSA certificate and key under `dir` with the openssl
+// command (`key_type` "rsa" or "ec"; negative `days` for an expired one is
+// not possible, so use `days` >= 1).
+CertificateFiles MakeSelfSignedCertificate(const TempDir& dir, const std::string& name, int days = 365,
+                                           const std::string& key_type = "rsa");
+// The contents of a file ("" when unreadable).
+std::string ReadFile(const std::string& path);
+
 // GET http://address/path; returns the body of a 200 response.
 absl::StatusOr<std::string> HttpGet(const std::string& address, const std::string& path);
 

@@ -1,0 +1,100 @@
+// Vault: the credential vault. Validates apps, credentials and grants, seals
+// every secret before it reaches the CredentialStore (associated data = the
+// record and field), opens them for the layers that need them, and re-seals
+// everything under a new key online. Secrets go in and are never handed out
+// over the API. Thread-safe (the store and sealer are).
+#ifndef TOKENBROKER_SERVICE_VAULT_VAULT_H_
+#define TOKENBROKER_SERVICE_VAULT_VAULT_H_
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "service/common/clock.h"
+#include "service/common/secret.h"
+#include "service/crypto/sealer.h"
+#include "service/store/credential_store.h"
+
+namespace tokenbroker {
+
+// Secrets larger than this are refused (no real secret is near it).
+inline constexpr size_t kMaxSecretBytes = 64 * 1024;
+
+// A credential as given by an admin or the configuration file.
+struct CredentialInput {
+  std::string id;
+  CredentialKind kind = CredentialKind::kClientSecret;
+  // The client secret, the certificate's private key PEM, or the
+  // service-account key JSON.
+  Secret secret;
+  // Certificates: the certificate PEM.
+  std::string certificate_pem;
+  // Client secrets: when the secret expires (required). Certificates: must be
+  // unset (taken from the certificate).
+  absl::Time not_after = absl::InfiniteFuture();
+};
+
+struct KeyRotationReport {
+  std::string active_key_id;
+  uint64_t resealed = 0;
+  std::set<std::string> keys_still_in_use;
+};
+
+class Vault {
+ public:
+  Vault(CredentialStore& store, Sealer& sealer, const Clock& clock) : store_(store), sealer_(sealer), clock_(clock) {}
+
+  // Apps. `spec.credentials`, times, version and source are ignored; the
+  // credentials come from `credentials`, in order. INVALID_ARGUMENT names the
+  // field ("app.client_id: required", "credentials[1].not_after: ...").
+  absl::StatusOr<App> CreateApp(App spec, std::vector<CredentialInput> credentials,
+                                RecordSource source = RecordSource::kApi);
+  absl::StatusOr<App> GetApp(absl::string_view id) { return store_.GetApp(id); }
+  absl::StatusOr<std::vector<App>> ListApps() { return store_.ListApps(); }
+  absl::Status DeleteApp(absl::string_view id, bool force) { return store_.DeleteApp(id, force); }
+  // `position` past the end appends.
+  absl::StatusOr<App> AddCredential(absl::string_view app_id, CredentialInput credential, size_t position);
+  // Refused (FAILED_PRECONDITION) for the last credential of an app.
+  absl::StatusOr<App> RemoveCredential(absl::string_view app_id, absl::string_view credential_id);
+  // `order` must name every credential exactly once.
+  absl::StatusOr<App> ReorderCredentials(absl::string_view app_id, const std::vector<std::string>& order);
+  // Replaces the app's fields and credentials (configuration reconcile).
+  absl::StatusOr<App> ReplaceApp(const App& current, App spec, std::vector<CredentialInput> credentials);
+  // The plaintext of a credential, for the token engine.
+  absl::StatusOr<Secret> OpenCredentialSecret(const App& app, const AppCredential& credential) const;
+
+  // Grants. CreateGrant takes app-only and service-account grants;
+  // ImportGrant a delegated grant with its refresh token.
+  absl::StatusOr<Grant> CreateGrant(Grant spec, RecordSource source = RecordSource::kApi);
+  // With `replace`, an existing delegated grant of the same app gets the new
+  // refresh token (compare-and-swap) and becomes active again.
+  absl::StatusOr<Grant> ImportGrant(Grant spec, const Secret& refresh_token, bool replace = false);
+  absl::StatusOr<Grant> GetGrant(absl::string_view id) { return store_.GetGrant(id); }
+  absl::StatusOr<std::vector<Grant>> ListGrants(const GrantFilter& filter) { return store_.ListGrants(filter); }
+  absl::StatusOr<Grant> SetGrantEnabled(absl::string_view id, bool enabled);
+  absl::Status DeleteGrant(absl::string_view id) { return store_.DeleteGrant(id); }
+  absl::StatusOr<Secret> OpenRefreshToken(const Grant& grant) const;
+  // Seals `refresh_token` into `grant` and writes it (compare-and-swap on
+  // grant.version). Durable when OK; ABORTED when someone else wrote first.
+  absl::StatusOr<Grant> StoreRefreshToken(Grant grant, const Secret& refresh_token);
+
+  // Re-seals every sealed value that is not under the active key.
+  absl::StatusOr<KeyRotationReport> RotateKeys();
+
+  // The scopes a grant gets when none are given.
+  static std::vector<std::string> DefaultScopes(Provider provider, GrantKind kind);
+
+ private:
+  absl::Status ValidateApp(const App& app) const;
+  absl::StatusOr<AppCredential> SealCredential(const App& app, CredentialInput input, absl::string_view field) const;
+  absl::Status ValidateGrant(const App& app, Grant& grant) const;
+
+  CredentialStore& store_;
+  Sealer& sealer_;
+  const Clock& clock_;
+};
+
+}  // namespace tokenbroker
+
+#endif  // TOKENBROKER_SERVICE_VAULT_VAULT_H_
