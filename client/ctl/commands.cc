@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/ctl/command.h"
+#include "client/ctl/command_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "tokenbroker/version.h"
 
@@ -11,27 +12,6 @@ namespace tokenbroker::ctl {
 namespace {
 
 using grpc::health::v1::HealthCheckResponse;
-
-int WrongArgs(Context& ctx, const std::string& path, const std::string& what) {
-  ctx.err() << "tokenbrokerctl " << path << ": " << what << "\nRun 'tokenbrokerctl " << path
-            << " --help' for usage.\n";
-  return kExitUsage;
-}
-
-// Calls a unary AdminService method without a client-side wrapper and prints
-// the response.
-template <typename Request, typename Response>
-int CallAdmin(Context& ctx, const Request& request,
-              grpc::Status (v1::AdminService::Stub::*method)(grpc::ClientContext*, const Request&, Response*)) {
-  absl::StatusOr<BrokerClient*> client = ctx.Client();
-  if (!client.ok()) return ctx.Fail(client.status());
-  Response response;
-  auto context = (*client)->NewContext();
-  grpc::Status status = ((*client)->admin().*method)(context.get(), request, &response);
-  if (!status.ok()) return ctx.Fail(FromGrpcStatus(status));
-  ctx.PrintMessage(response);
-  return kExitOk;
-}
 
 Command HealthCommand() {
   auto service = std::make_shared<std::string>();
@@ -129,59 +109,6 @@ Command TokenCommand() {
   c.name = "token";
   c.summary = "get access tokens";
   c.children.push_back(get);
-  return c;
-}
-
-Command AppCommand() {
-  Command list;
-  list.name = "list";
-  list.summary = "list registered apps";
-  list.run = [](Context& ctx, const std::vector<std::string>& args) {
-    if (!args.empty()) return WrongArgs(ctx, "app list", "takes no arguments");
-    return CallAdmin(ctx, v1::ListAppsRequest(), &v1::AdminService::Stub::ListApps);
-  };
-  Command c;
-  c.name = "app";
-  c.summary = "manage OAuth apps and their credentials";
-  c.children.push_back(list);
-  return c;
-}
-
-Command GrantCommand() {
-  auto app = std::make_shared<std::string>();
-  Command list;
-  list.name = "list";
-  list.summary = "list grants";
-  list.usage = "[--app APP]";
-  list.flags = [app](FlagSet& f) { f.String("app", app.get(), "APP", "only the grants of this app"); };
-  list.run = [app](Context& ctx, const std::vector<std::string>& args) {
-    if (!args.empty()) return WrongArgs(ctx, "grant list", "takes no arguments");
-    v1::ListGrantsRequest request;
-    request.set_app(*app);
-    return CallAdmin(ctx, request, &v1::AdminService::Stub::ListGrants);
-  };
-  Command c;
-  c.name = "grant";
-  c.summary = "manage grants (one mailbox's access)";
-  c.children.push_back(list);
-  return c;
-}
-
-Command KeysCommand() {
-  Command rotate;
-  rotate.name = "rotate";
-  rotate.summary = "re-seal every stored secret under the keyring's active key";
-  rotate.description =
-      "Re-seals every stored secret under the active key of the broker's keyring, online, and prints how\n"
-      "many values it re-sealed and which old keys are still in use.";
-  rotate.run = [](Context& ctx, const std::vector<std::string>& args) {
-    if (!args.empty()) return WrongArgs(ctx, "keys rotate", "takes no arguments");
-    return CallAdmin(ctx, v1::RotateKeysRequest(), &v1::AdminService::Stub::RotateKeys);
-  };
-  Command c;
-  c.name = "keys";
-  c.summary = "manage the encryption keyring";
-  c.children.push_back(rotate);
   return c;
 }
 

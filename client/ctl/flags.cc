@@ -23,6 +23,11 @@ void FlagSet::Int(const std::string& name, int* target, const std::string& value
   flags_.push_back({name, Kind::kInt, target, value_name, help});
 }
 
+void FlagSet::StringList(const std::string& name, std::vector<std::string>* target, const std::string& value_name,
+                         const std::string& help) {
+  flags_.push_back({name, Kind::kStringList, target, value_name, help + " (repeatable)"});
+}
+
 const FlagSet::Flag* FlagSet::Find(const std::string& name) const {
   for (const Flag& f : flags_) {
     if (f.name == name) return &f;
@@ -53,6 +58,9 @@ absl::Status FlagSet::Set(const Flag& flag, const std::string& value) const {
       *static_cast<absl::Duration*>(flag.target) = d;
       return absl::OkStatus();
     }
+    case Kind::kStringList:
+      static_cast<std::vector<std::string>*>(flag.target)->push_back(value);
+      return absl::OkStatus();
     case Kind::kInt: {
       int v;
       if (!absl::SimpleAtoi(value, &v)) {

@@ -17,6 +17,9 @@ class FlagSet {
   void Bool(const std::string& name, bool* target, const std::string& help);
   void Duration(const std::string& name, absl::Duration* target, const std::string& help);
   void Int(const std::string& name, int* target, const std::string& value_name, const std::string& help);
+  // May be given more than once; each value is appended.
+  void StringList(const std::string& name, std::vector<std::string>* target, const std::string& value_name,
+                  const std::string& help);
 
   // Parses `args`. With `stop_at_positional`, parsing ends at the first
   // positional argument and it and everything after it go to `rest`;
@@ -30,7 +33,7 @@ class FlagSet {
   std::string Help() const;
 
  private:
-  enum class Kind { kString, kBool, kDuration, kInt };
+  enum class Kind { kString, kBool, kDuration, kInt, kStringList };
   struct Flag {
     std::string name;
     Kind kind;

@@ -1,121 +1,255 @@
 #include "service/api/admin_service.h"
 
-#include "google/protobuf/util/time_util.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "service/api/convert.h"
 #include "service/api/reactors.h"
+#include "service/common/status_macros.h"
 
 namespace tokenbroker {
 namespace {
 
-constexpr char kVault[] = "apps, grants and keys arrive with the credential vault";
 constexpr char kConsent[] = "consent flows arrive with the token engine";
-constexpr char kAudit[] = "the audit trail arrives with caller security";
+
+grpc::ServerUnaryReactor* Respond(grpc::CallbackServerContext* context, const absl::Status& status) {
+  return FinishUnary(context, ToGrpcStatus(status));
+}
+
+absl::Status RequireId(absl::string_view field, absl::string_view id) {
+  if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": required"));
+  return absl::OkStatus();
+}
 
 }  // namespace
 
 grpc::ServerUnaryReactor* AdminServiceImpl::GetServerInfo(grpc::CallbackServerContext* context,
                                                           const v1::GetServerInfoRequest*, v1::ServerInfo* response) {
-  response->set_version(identity_.version);
-  response->set_revision(identity_.revision);
-  *response->mutable_start_time() =
-      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(identity_.start_time));
-  response->set_store(identity_.store);
-  response->set_active_key_id(identity_.active_key_id);
+  response->set_version(deps_.identity.version);
+  response->set_revision(deps_.identity.revision);
+  *response->mutable_start_time() = ToTimestamp(deps_.identity.start_time);
+  response->set_store(deps_.identity.store);
+  if (deps_.sealer != nullptr) response->set_active_key_id(deps_.sealer->active_key_id());
   return FinishUnary(context, grpc::Status::OK);
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::CreateApp(grpc::CallbackServerContext* context, const v1::CreateAppRequest*,
-    v1::App*) {
-  return FinishUnary(context, NotYetAvailable("CreateApp", kVault));
+grpc::ServerUnaryReactor* AdminServiceImpl::CreateApp(grpc::CallbackServerContext* context,
+                                                      const v1::CreateAppRequest* request, v1::App* response) {
+  // The request owns the secrets; take them out so they are wiped with the
+  // CredentialInputs.
+  auto* mutable_request = const_cast<v1::CreateAppRequest*>(request);
+  return Respond(context, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(App spec, AppFromProto(request->app()));
+    std::vector<CredentialInput> inputs;
+    for (int i = 0; i < mutable_request->credentials_size(); ++i) {
+      ASSIGN_OR_RETURN(CredentialInput input, CredentialInputFromProto(mutable_request->mutable_credentials(i),
+                                                                       absl::StrCat("credentials[", i, "]")));
+      inputs.push_back(std::move(input));
+    }
+    ASSIGN_OR_RETURN(App app, deps_.vault->CreateApp(std::move(spec), std::move(inputs)));
+    AppToProto(app, response);
+    return absl::OkStatus();
+  }());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::GetApp(grpc::CallbackServerContext* context, const v1::GetAppRequest*,
-    v1::App*) {
-  return FinishUnary(context, NotYetAvailable("GetApp", kVault));
+grpc::ServerUnaryReactor* AdminServiceImpl::GetApp(grpc::CallbackServerContext* context,
+                                                   const v1::GetAppRequest* request, v1::App* response) {
+  return Respond(context, [&]() -> absl::Status {
+    RETURN_IF_ERROR(RequireId("id", request->id()));
+    ASSIGN_OR_RETURN(App app, deps_.vault->GetApp(request->id()));
+    AppToProto(app, response);
+    return absl::OkStatus();
+  }());
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListApps(grpc::CallbackServerContext* context, const v1::ListAppsRequest*,
-    v1::ListAppsResponse*) {
-  return FinishUnary(context, NotYetAvailable("ListApps", kVault));
+                                                     v1::ListAppsResponse* response) {
+  return Respond(context, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::vector<App> apps, deps_.vault->ListApps());
+    for (const App& app : apps) AppToProto(app, response->add_apps());
+    return absl::OkStatus();
+  }());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::DeleteApp(grpc::CallbackServerContext* context, const v1::DeleteAppRequest*,
-    google::protobuf::Empty*) {
-  return FinishUnary(context, NotYetAvailable("DeleteApp", kVault));
+grpc::ServerUnaryReactor* AdminServiceImpl::DeleteApp(grpc::CallbackServerContext* context,
+                                                      const v1::DeleteAppRequest* request, google::protobuf::Empty*) {
+  return Respond(context, [&]() -> absl::Status {
+    RETURN_IF_ERROR(RequireId("id", request->id()));
+    return deps_.vault->DeleteApp(request->id(), request->force());
+  }());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::AddAppCredential(grpc::CallbackServerContext* context, const v1::AddAppCredentialRequest*,
-    v1::App*) {
-  return FinishUnary(context, NotYetAvailable("AddAppCredential", kVault));
+grpc::ServerUnaryReactor* AdminServiceImpl::AddAppCredential(grpc::CallbackServerContext* context,
+                                                             const v1::AddAppCredentialRequest* request,
+                                                             v1::App* response) {
+  auto* mutable_request = const_cast<v1::AddAppCredentialRequest*>(request);
+  return Respond(context, [&]() -> absl::Status {
+    RETURN_IF_ERROR(RequireId("app", request->app()));
+    ASSIGN_OR_RETURN(CredentialInput input,
+                     CredentialInputFromProto(mutable_request->mutable_credential(), "credential"));
+    const size_t position = request->append() ? SIZE_MAX : request->position();
+    ASSIGN_OR_RETURN(App app, deps_.vault->AddCredential(request->app(), std::move(input), position));
+    AppToProto(app, response);
+    return absl::OkStatus();
+  }());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::RemoveAppCredential(grpc::CallbackServerContext* context, const v1::RemoveAppCredentialRequest*,
-    v1::App*) {
-  return FinishUnary(context, NotYetAvailable("RemoveAppCredential", kVault));
+grpc::ServerUnaryReactor* AdminServiceImpl::RemoveAppCredential(grpc::CallbackServerContext* context,
+                                                                const v1::RemoveAppCredentialRequest* request,
+                                                                v1::App* response) {
+  return Respond(context, [&]() -> absl::Status {
+    RETURN_IF_ERROR(RequireId("app", request->app()));
+    RETURN_IF_ERROR(RequireId("credential", request->credential()));
+    ASSIGN_OR_RETURN(App app, deps_.vault->RemoveCredential(request->app(), request->credential()));
+    AppToProto(app, response);
+    return absl::OkStatus();
+  }());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ReorderAppCredentials(grpc::CallbackServerContext* context, const v1::ReorderAppCredentialsRequest*,
-    v1::App*) {
-  return FinishUnary(context, NotYetAvailable("ReorderAppCredentials", kVault));
+grpc::ServerUnaryReactor* AdminServiceImpl::ReorderAppCredentials(grpc::CallbackServerContext* context,
+                                                                  const v1::ReorderAppCredentialsRequest* request,
+                                                                  v1::App* response) {
+  return Respond(context, [&]() -> absl::Status {
+    RETURN_IF_ERROR(RequireId("app", request->app()));
+    std::vector<std::string> order(request->credentials().begin(), request->credentials().end());
+    ASSIGN_OR_RETURN(App app, deps_.vault->ReorderCredentials(request->app(), order));
+    AppToProto(app, response);
+    return absl::OkStatus();
+  }());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::CreateGrant(grpc::CallbackServerContext* context, const v1::CreateGrantRequest*,
-    v1::Grant*) {
-  return FinishUnary(context, NotYetAvailable("CreateGrant", kVault));
+grpc::ServerUnaryReactor* AdminServiceImpl::CreateGrant(grpc::CallbackServerContext* context,
+                                                        const v1::CreateGrantRequest* request, v1::Grant* response) {
+  return Respond(context, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
+    ASSIGN_OR_RETURN(Grant grant, deps_.vault->CreateGrant(std::move(spec)));
+    GrantToProto(grant, response);
+    return absl::OkStatus();
+  }());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ImportGrant(grpc::CallbackServerContext* context, const v1::ImportGrantRequest*,
-    v1::Grant*) {
-  return FinishUnary(context, NotYetAvailable("ImportGrant", kVault));
+grpc::ServerUnaryReactor* AdminServiceImpl::ImportGrant(grpc::CallbackServerContext* context,
+                                                        const v1::ImportGrantRequest* request, v1::Grant* response) {
+  auto* mutable_request = const_cast<v1::ImportGrantRequest*>(request);
+  Secret refresh_token(std::move(*mutable_request->mutable_refresh_token()));
+  return Respond(context, [&]() -> absl::Status {
+    if (request->verify()) {
+      return absl::UnimplementedError(
+          "verify: redeeming a refresh token needs the token engine, which this version does not have; import "
+          "without verify");
+    }
+    ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
+    ASSIGN_OR_RETURN(Grant grant, deps_.vault->ImportGrant(std::move(spec), refresh_token, request->replace()));
+    GrantToProto(grant, response);
+    return absl::OkStatus();
+  }());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::GetGrant(grpc::CallbackServerContext* context, const v1::GetGrantRequest*,
-    v1::Grant*) {
-  return FinishUnary(context, NotYetAvailable("GetGrant", kVault));
+grpc::ServerUnaryReactor* AdminServiceImpl::GetGrant(grpc::CallbackServerContext* context,
+                                                     const v1::GetGrantRequest* request, v1::Grant* response) {
+  return Respond(context, [&]() -> absl::Status {
+    RETURN_IF_ERROR(RequireId("id", request->id()));
+    ASSIGN_OR_RETURN(Grant grant, deps_.vault->GetGrant(request->id()));
+    GrantToProto(grant, response);
+    return absl::OkStatus();
+  }());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ListGrants(grpc::CallbackServerContext* context, const v1::ListGrantsRequest*,
-    v1::ListGrantsResponse*) {
-  return FinishUnary(context, NotYetAvailable("ListGrants", kVault));
+grpc::ServerUnaryReactor* AdminServiceImpl::ListGrants(grpc::CallbackServerContext* context,
+                                                       const v1::ListGrantsRequest* request,
+                                                       v1::ListGrantsResponse* response) {
+  return Respond(context, [&]() -> absl::Status {
+    GrantFilter filter;
+    filter.app = request->app();
+    if (request->state() != v1::GRANT_STATE_UNSPECIFIED) {
+      ASSIGN_OR_RETURN(filter.state, GrantStateFromProto(request->state()));
+    }
+    ASSIGN_OR_RETURN(std::vector<Grant> grants, deps_.vault->ListGrants(filter));
+    for (const Grant& g : grants) GrantToProto(g, response->add_grants());
+    return absl::OkStatus();
+  }());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::DisableGrant(grpc::CallbackServerContext* context, const v1::DisableGrantRequest*,
-    v1::Grant*) {
-  return FinishUnary(context, NotYetAvailable("DisableGrant", kVault));
+grpc::ServerUnaryReactor* AdminServiceImpl::DisableGrant(grpc::CallbackServerContext* context,
+                                                         const v1::DisableGrantRequest* request, v1::Grant* response) {
+  return Respond(context, [&]() -> absl::Status {
+    RETURN_IF_ERROR(RequireId("id", request->id()));
+    ASSIGN_OR_RETURN(Grant grant, deps_.vault->SetGrantEnabled(request->id(), false));
+    GrantToProto(grant, response);
+    return absl::OkStatus();
+  }());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::EnableGrant(grpc::CallbackServerContext* context, const v1::EnableGrantRequest*,
-    v1::Grant*) {
-  return FinishUnary(context, NotYetAvailable("EnableGrant", kVault));
+grpc::ServerUnaryReactor* AdminServiceImpl::EnableGrant(grpc::CallbackServerContext* context,
+                                                        const v1::EnableGrantRequest* request, v1::Grant* response) {
+  return Respond(context, [&]() -> absl::Status {
+    RETURN_IF_ERROR(RequireId("id", request->id()));
+    ASSIGN_OR_RETURN(Grant grant, deps_.vault->SetGrantEnabled(request->id(), true));
+    GrantToProto(grant, response);
+    return absl::OkStatus();
+  }());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::DeleteGrant(grpc::CallbackServerContext* context, const v1::DeleteGrantRequest*,
-    google::protobuf::Empty*) {
-  return FinishUnary(context, NotYetAvailable("DeleteGrant", kVault));
+grpc::ServerUnaryReactor* AdminServiceImpl::DeleteGrant(grpc::CallbackServerContext* context,
+                                                        const v1::DeleteGrantRequest* request,
+                                                        google::protobuf::Empty*) {
+  return Respond(context, [&]() -> absl::Status {
+    RETURN_IF_ERROR(RequireId("id", request->id()));
+    return deps_.vault->DeleteGrant(request->id());
+  }());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::BeginAuthorization(grpc::CallbackServerContext* context, const v1::BeginAuthorizationRequest*,
-    v1::BeginAuthorizationResponse*) {
+grpc::ServerUnaryReactor* AdminServiceImpl::BeginAuthorization(grpc::CallbackServerContext* context,
+                                                               const v1::BeginAuthorizationRequest*,
+                                                               v1::BeginAuthorizationResponse*) {
   return FinishUnary(context, NotYetAvailable("BeginAuthorization", kConsent));
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::CompleteAuthorization(grpc::CallbackServerContext* context, const v1::CompleteAuthorizationRequest*,
-    v1::Grant*) {
+grpc::ServerUnaryReactor* AdminServiceImpl::CompleteAuthorization(grpc::CallbackServerContext* context,
+                                                                  const v1::CompleteAuthorizationRequest*,
+                                                                  v1::Grant*) {
   return FinishUnary(context, NotYetAvailable("CompleteAuthorization", kConsent));
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::StartDeviceAuthorization(grpc::CallbackServerContext* context, const v1::StartDeviceAuthorizationRequest*,
-    v1::StartDeviceAuthorizationResponse*) {
+grpc::ServerUnaryReactor* AdminServiceImpl::StartDeviceAuthorization(grpc::CallbackServerContext* context,
+                                                                     const v1::StartDeviceAuthorizationRequest*,
+                                                                     v1::StartDeviceAuthorizationResponse*) {
   return FinishUnary(context, NotYetAvailable("StartDeviceAuthorization", kConsent));
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::RotateKeys(grpc::CallbackServerContext* context, const v1::RotateKeysRequest*,
-    v1::RotateKeysResponse*) {
-  return FinishUnary(context, NotYetAvailable("RotateKeys", kVault));
+grpc::ServerUnaryReactor* AdminServiceImpl::RotateKeys(grpc::CallbackServerContext* context,
+                                                       const v1::RotateKeysRequest*, v1::RotateKeysResponse* response) {
+  return Respond(context, [&]() -> absl::Status {
+    if (deps_.reload_keyring) RETURN_IF_ERROR(deps_.reload_keyring());
+    ASSIGN_OR_RETURN(KeyRotationReport report, deps_.vault->RotateKeys());
+    response->set_active_key_id(report.active_key_id);
+    response->set_resealed(report.resealed);
+    for (const std::string& id : report.keys_still_in_use) response->add_keys_still_in_use(id);
+    return absl::OkStatus();
+  }());
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ListAuditEvents(grpc::CallbackServerContext* context, const v1::ListAuditEventsRequest*,
-    v1::ListAuditEventsResponse*) {
-  return FinishUnary(context, NotYetAvailable("ListAuditEvents", kAudit));
+grpc::ServerUnaryReactor* AdminServiceImpl::ListAuditEvents(grpc::CallbackServerContext* context,
+                                                            const v1::ListAuditEventsRequest* request,
+                                                            v1::ListAuditEventsResponse* response) {
+  return Respond(context, [&]() -> absl::Status {
+    if (request->page_size() > 1000) return absl::InvalidArgumentError("page_size: at most 1000");
+    AuditFilter filter;
+    filter.caller = request->caller();
+    filter.action = request->action();
+    filter.grant = request->grant();
+    filter.result = request->result();
+    filter.since = FromTimestamp(request->since(), request->has_since());
+    filter.until = FromTimestamp(request->until(), request->has_until(), absl::InfiniteFuture());
+    filter.limit = request->page_size() == 0 ? 100 : static_cast<int>(request->page_size());
+    if (!request->page_token().empty() &&
+        (!absl::SimpleAtoi(request->page_token(), &filter.before_id) || filter.before_id <= 0)) {
+      return absl::InvalidArgumentError("page_token: not a token from a previous response");
+    }
+    ASSIGN_OR_RETURN(std::vector<AuditEvent> events, deps_.store->ListAuditEvents(filter));
+    for (const AuditEvent& e : events) AuditEventToProto(e, response->add_events());
+    if (static_cast<int>(events.size()) == filter.limit) response->set_next_page_token(absl::StrCat(events.back().id));
+    return absl::OkStatus();
+  }());
 }
 
 }  // namespace tokenbroker

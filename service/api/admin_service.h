@@ -1,70 +1,90 @@
-// tokenbroker.v1.AdminService over the callback API.
+// tokenbroker.v1.AdminService over the callback API: translates requests to
+// Vault calls and domain records back to protos. Never puts a secret in a
+// response.
 #ifndef TOKENBROKER_SERVICE_API_ADMIN_SERVICE_H_
 #define TOKENBROKER_SERVICE_API_ADMIN_SERVICE_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/time/time.h"
+#include "service/crypto/sealer.h"
+#include "service/store/credential_store.h"
+#include "service/vault/vault.h"
 #include "tokenbroker/v1/admin_service.grpc.pb.h"
 
 namespace tokenbroker {
 
-// What GetServerInfo reports; fixed at start-up.
+// What GetServerInfo reports that is fixed at start-up.
 struct ServerIdentity {
   std::string version;
   std::string revision;
   absl::Time start_time;
   std::string store;
-  std::string active_key_id;
+};
+
+struct AdminServiceDeps {
+  ServerIdentity identity;
+  Vault* vault = nullptr;
+  CredentialStore* store = nullptr;
+  Sealer* sealer = nullptr;
+  // Re-reads the keyring file into the sealer before RotateKeys.
+  std::function<absl::Status()> reload_keyring;
 };
 
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
  public:
-  explicit AdminServiceImpl(ServerIdentity identity) : identity_(std::move(identity)) {}
+  explicit AdminServiceImpl(AdminServiceDeps deps) : deps_(std::move(deps)) {}
 
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
                                           const v1::GetServerInfoRequest* request, v1::ServerInfo* response) override;
   grpc::ServerUnaryReactor* CreateApp(grpc::CallbackServerContext* context, const v1::CreateAppRequest* request,
-      v1::App* response) override;
+                                      v1::App* response) override;
   grpc::ServerUnaryReactor* GetApp(grpc::CallbackServerContext* context, const v1::GetAppRequest* request,
-      v1::App* response) override;
+                                   v1::App* response) override;
   grpc::ServerUnaryReactor* ListApps(grpc::CallbackServerContext* context, const v1::ListAppsRequest* request,
-      v1::ListAppsResponse* response) override;
+                                     v1::ListAppsResponse* response) override;
   grpc::ServerUnaryReactor* DeleteApp(grpc::CallbackServerContext* context, const v1::DeleteAppRequest* request,
-      google::protobuf::Empty* response) override;
-  grpc::ServerUnaryReactor* AddAppCredential(grpc::CallbackServerContext* context, const v1::AddAppCredentialRequest* request,
-      v1::App* response) override;
-  grpc::ServerUnaryReactor* RemoveAppCredential(grpc::CallbackServerContext* context, const v1::RemoveAppCredentialRequest* request,
-      v1::App* response) override;
-  grpc::ServerUnaryReactor* ReorderAppCredentials(grpc::CallbackServerContext* context, const v1::ReorderAppCredentialsRequest* request,
-      v1::App* response) override;
+                                      google::protobuf::Empty* response) override;
+  grpc::ServerUnaryReactor* AddAppCredential(grpc::CallbackServerContext* context,
+                                             const v1::AddAppCredentialRequest* request, v1::App* response) override;
+  grpc::ServerUnaryReactor* RemoveAppCredential(grpc::CallbackServerContext* context,
+                                                const v1::RemoveAppCredentialRequest* request,
+                                                v1::App* response) override;
+  grpc::ServerUnaryReactor* ReorderAppCredentials(grpc::CallbackServerContext* context,
+                                                  const v1::ReorderAppCredentialsRequest* request,
+                                                  v1::App* response) override;
   grpc::ServerUnaryReactor* CreateGrant(grpc::CallbackServerContext* context, const v1::CreateGrantRequest* request,
-      v1::Grant* response) override;
+                                        v1::Grant* response) override;
   grpc::ServerUnaryReactor* ImportGrant(grpc::CallbackServerContext* context, const v1::ImportGrantRequest* request,
-      v1::Grant* response) override;
+                                        v1::Grant* response) override;
   grpc::ServerUnaryReactor* GetGrant(grpc::CallbackServerContext* context, const v1::GetGrantRequest* request,
-      v1::Grant* response) override;
+                                     v1::Grant* response) override;
   grpc::ServerUnaryReactor* ListGrants(grpc::CallbackServerContext* context, const v1::ListGrantsRequest* request,
-      v1::ListGrantsResponse* response) override;
+                                       v1::ListGrantsResponse* response) override;
   grpc::ServerUnaryReactor* DisableGrant(grpc::CallbackServerContext* context, const v1::DisableGrantRequest* request,
-      v1::Grant* response) override;
+                                         v1::Grant* response) override;
   grpc::ServerUnaryReactor* EnableGrant(grpc::CallbackServerContext* context, const v1::EnableGrantRequest* request,
-      v1::Grant* response) override;
+                                        v1::Grant* response) override;
   grpc::ServerUnaryReactor* DeleteGrant(grpc::CallbackServerContext* context, const v1::DeleteGrantRequest* request,
-      google::protobuf::Empty* response) override;
-  grpc::ServerUnaryReactor* BeginAuthorization(grpc::CallbackServerContext* context, const v1::BeginAuthorizationRequest* request,
-      v1::BeginAuthorizationResponse* response) override;
-  grpc::ServerUnaryReactor* CompleteAuthorization(grpc::CallbackServerContext* context, const v1::CompleteAuthorizationRequest* request,
-      v1::Grant* response) override;
-  grpc::ServerUnaryReactor* StartDeviceAuthorization(grpc::CallbackServerContext* context, const v1::StartDeviceAuthorizationRequest* request,
-      v1::StartDeviceAuthorizationResponse* response) override;
+                                        google::protobuf::Empty* response) override;
+  grpc::ServerUnaryReactor* BeginAuthorization(grpc::CallbackServerContext* context,
+                                               const v1::BeginAuthorizationRequest* request,
+                                               v1::BeginAuthorizationResponse* response) override;
+  grpc::ServerUnaryReactor* CompleteAuthorization(grpc::CallbackServerContext* context,
+                                                  const v1::CompleteAuthorizationRequest* request,
+                                                  v1::Grant* response) override;
+  grpc::ServerUnaryReactor* StartDeviceAuthorization(grpc::CallbackServerContext* context,
+                                                     const v1::StartDeviceAuthorizationRequest* request,
+                                                     v1::StartDeviceAuthorizationResponse* response) override;
   grpc::ServerUnaryReactor* RotateKeys(grpc::CallbackServerContext* context, const v1::RotateKeysRequest* request,
-      v1::RotateKeysResponse* response) override;
-  grpc::ServerUnaryReactor* ListAuditEvents(grpc::CallbackServerContext* context, const v1::ListAuditEventsRequest* request,
-      v1::ListAuditEventsResponse* response) override;
+                                       v1::RotateKeysResponse* response) override;
+  grpc::ServerUnaryReactor* ListAuditEvents(grpc::CallbackServerContext* context,
+                                            const v1::ListAuditEventsRequest* request,
+                                            v1::ListAuditEventsResponse* response) override;
 
  private:
-  const ServerIdentity identity_;
+  const AdminServiceDeps deps_;
 };
 
 }  // namespace tokenbroker

@@ -10,6 +10,11 @@
 #include "google/protobuf/descriptor.h"
 #include "prometheus/exposer.h"
 #include "service/common/status_macros.h"
+#include "service/common/files.h"
+#include "service/store/postgres_backend.h"
+#include "service/store/postgres_schema.h"
+#include "service/store/sql_credential_store.h"
+#include "service/store/sqlite_backend.h"
 #include "service/store/sqlite_schema.h"
 #include "tokenbroker/version.h"
 
@@ -84,16 +89,35 @@ absl::Status Broker::OpenKeyring() {
     logger_.Warn("created a new keyring; back it up, without it the stored secrets cannot be opened",
                  {{"keyring_file", config_.keys().keyring_file()}, {"active_key_id", ring->active_key_id()}});
   }
-  keyring_.emplace(std::move(*ring));
+  sealer_ = std::make_unique<Sealer>(std::make_shared<const Keyring>(std::move(*ring)));
+  return absl::OkStatus();
+}
+
+absl::Status Broker::ReloadKeyring() {
+  absl::StatusOr<Keyring> ring = Keyring::LoadFile(config_.keys().keyring_file());
+  if (!ring.ok()) {
+    return absl::Status(ring.status().code(), absl::StrCat("reloading the keyring: ", ring.status().message()));
+  }
+  logger_.Info("keyring reloaded", {{"active_key_id", ring->active_key_id()}});
+  sealer_->ReplaceKeyring(std::make_shared<const Keyring>(std::move(*ring)));
   return absl::OkStatus();
 }
 
 absl::Status Broker::OpenStore() {
+  std::unique_ptr<SqlBackend> backend;
   if (config_.store().has_postgres()) {
-    return absl::UnimplementedError(
-        "store.postgres is not available in this version of tokenbrokerd; use store.sqlite");
+    const auto& pg = config_.store().postgres();
+    absl::StatusOr<std::string> dsn = ReadFileToString(pg.dsn_file());
+    if (!dsn.ok()) return absl::Status(dsn.status().code(), absl::StrCat("store.postgres.dsn_file: ", dsn.status().message()));
+    while (!dsn->empty() && (dsn->back() == '\n' || dsn->back() == '\r' || dsn->back() == ' ')) dsn->pop_back();
+    Secret conninfo(std::move(*dsn));
+    ASSIGN_OR_RETURN(backend, PostgresBackend::Open(conninfo, static_cast<int>(pg.pool_size()), PostgresMigrations()));
+  } else {
+    ASSIGN_OR_RETURN(auto db, SqliteDatabase::Open(config_.store().sqlite().path(), SqliteMigrations()));
+    backend = std::make_unique<SqliteBackend>(std::move(db));
   }
-  ASSIGN_OR_RETURN(database_, SqliteDatabase::Open(config_.store().sqlite().path(), SqliteMigrations()));
+  store_ = std::make_unique<SqlCredentialStore>(std::move(backend));
+  vault_ = std::make_unique<Vault>(*store_, *sealer_, clock_);
   return absl::OkStatus();
 }
 
@@ -117,9 +141,13 @@ absl::Status Broker::StartMetrics() {
 absl::Status Broker::StartGrpc() {
   token_service_ = std::make_unique<TokenServiceImpl>();
   mail_service_ = std::make_unique<MailServiceImpl>();
-  admin_service_ = std::make_unique<AdminServiceImpl>(ServerIdentity{
-      kVersion, kRevision, start_time_, config_.store().has_postgres() ? "postgres" : "sqlite",
-      keyring_->active_key_id()});
+  AdminServiceDeps admin;
+  admin.identity = ServerIdentity{kVersion, kRevision, start_time_, std::string(store_->kind())};
+  admin.vault = vault_.get();
+  admin.store = store_.get();
+  admin.sealer = sealer_.get();
+  admin.reload_keyring = [this] { return ReloadKeyring(); };
+  admin_service_ = std::make_unique<AdminServiceImpl>(std::move(admin));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -165,11 +193,12 @@ void Broker::Shutdown() {
     logger_.Info("shutdown step", {{"step", "stop-metrics"}});
     exposer_.reset();
   }
-  if (database_ != nullptr) {
+  if (store_ != nullptr) {
     logger_.Info("shutdown step", {{"step", "close-store"}});
-    database_.reset();
+    vault_.reset();
+    store_.reset();
   }
-  keyring_.reset();
+  sealer_.reset();
   logger_.Info("stopped");
 }
 

@@ -8,7 +8,6 @@
 
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -22,7 +21,9 @@
 #include "service/logging/logger.h"
 #include "service/metrics/metrics.h"
 #include "service/metrics/process_collector.h"
-#include "service/store/sqlite_database.h"
+#include "service/crypto/sealer.h"
+#include "service/store/credential_store.h"
+#include "service/vault/vault.h"
 
 namespace prometheus {
 class Exposer;
@@ -50,6 +51,7 @@ class Broker {
  private:
   absl::Status RunStep(absl::string_view name, const std::function<absl::Status()>& step);
   absl::Status OpenKeyring();
+  absl::Status ReloadKeyring();
   absl::Status OpenStore();
   absl::Status StartMetrics();
   absl::Status StartGrpc();
@@ -58,8 +60,9 @@ class Broker {
   Logger& logger_;
   const Clock& clock_;
   absl::Time start_time_;
-  std::optional<Keyring> keyring_;
-  std::unique_ptr<SqliteDatabase> database_;
+  std::unique_ptr<Sealer> sealer_;
+  std::unique_ptr<CredentialStore> store_;
+  std::unique_ptr<Vault> vault_;
   std::unique_ptr<Metrics> metrics_;
   std::shared_ptr<ProcessCollector> process_collector_;
   std::unique_ptr<prometheus::Exposer> exposer_;

@@ -98,6 +98,30 @@ absl::StatusOr<Keyring> Keyring::Generate(absl::Time now) {
   return ring;
 }
 
+absl::StatusOr<Keyring> Keyring::WithNewActiveKey(absl::Time now) const {
+  ASSIGN_OR_RETURN(Keyring fresh, Generate(now));
+  if (keys_.count(fresh.active_)) return absl::InternalError("generated a key id that exists; try again");
+  Keyring out;
+  for (const auto& [id, key] : keys_) out.keys_.emplace(id, key.Clone());
+  out.active_ = fresh.active_;
+  out.keys_.emplace(fresh.active_, fresh.keys_.begin()->second.Clone());
+  return out;
+}
+
+absl::StatusOr<Keyring> Keyring::WithoutKey(absl::string_view id) const {
+  if (id == active_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("key \"", id, "\" is the active key; add a new key and run `keys rotate` first"));
+  }
+  if (Find(id) == nullptr) return absl::NotFoundError(absl::StrCat("the keyring has no key \"", id, "\""));
+  Keyring out;
+  out.active_ = active_;
+  for (const auto& [key_id, key] : keys_) {
+    if (key_id != id) out.keys_.emplace(key_id, key.Clone());
+  }
+  return out;
+}
+
 std::string Keyring::Serialize() const {
   std::string out =
       "# tokenbroker keyring. Secret: whoever holds this file can open every stored secret.\n"

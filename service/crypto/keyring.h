@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "service/common/secret.h"
 
@@ -38,6 +39,12 @@ class Keyring {
                                               bool* created = nullptr);
   // A keyring with one fresh random key, its id derived from `now`.
   static absl::StatusOr<Keyring> Generate(absl::Time now);
+
+  // A copy with one more, fresh key, which becomes the active one.
+  absl::StatusOr<Keyring> WithNewActiveKey(absl::Time now) const;
+  // A copy without `id`. FAILED_PRECONDITION for the active key, NOT_FOUND for
+  // an unknown one.
+  absl::StatusOr<Keyring> WithoutKey(absl::string_view id) const;
 
   // Keyring YAML for this keyring. Contains the keys: write it only to a file
   // of mode 0600 and wipe the string after.

@@ -152,6 +152,8 @@ absl::StatusOr<std::unique_ptr<PostgresBackend>> PostgresBackend::Open(
     PGconn* conn = PQconnectdb(conninfo.c_str());
     WipeString(conninfo);
     backend->all_.push_back(conn);
+    // Server notices ("relation exists, skipping") are not ours to print.
+    PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
     if (PQstatus(conn) != CONNECTION_OK) {
       return absl::UnavailableError(absl::StrCat("cannot connect to PostgreSQL: ", ConnectionError(conn)));
     }
@@ -185,6 +187,7 @@ absl::Status PostgresBackend::InTransaction(const std::function<absl::Status(Sql
   absl::Status status;
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (PQstatus(conn) != CONNECTION_OK) PQreset(conn);
+    PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
     status = Exec(conn, "BEGIN");
     if (status.code() == absl::StatusCode::kUnavailable) {
       PQreset(conn);

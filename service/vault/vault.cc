@@ -345,17 +345,19 @@ absl::StatusOr<Grant> Vault::StoreRefreshToken(Grant grant, const Secret& refres
 absl::StatusOr<KeyRotationReport> Vault::RotateKeys() {
   KeyRotationReport report;
   report.active_key_id = sealer_.active_key_id();
-  // A value written concurrently under an old key is caught by the next pass.
+  // A value written concurrently is caught by the next pass.
   for (int pass = 0; pass < 3; ++pass) {
     ASSIGN_OR_RETURN(std::vector<SealedField> fields, store_.ListSealedFields());
     bool changed_underneath = false;
     report.keys_still_in_use.clear();
+    report.resealed = 0;
     for (const SealedField& field : fields) {
       absl::StatusOr<std::string> key_id = Sealer::KeyIdOf(field.sealed);
       if (!key_id.ok()) {
         return absl::DataLossError(absl::StrCat("sealed value of ", field.Aad(), " is damaged (not a sealed value)"));
       }
-      if (*key_id == report.active_key_id) continue;
+      // Every value is opened and re-sealed, also those already under the
+      // active key: a rotation is a full integrity check of the store.
       ASSIGN_OR_RETURN(Secret plain, sealer_.Open(field.sealed, field.Aad()));
       ASSIGN_OR_RETURN(std::string resealed, sealer_.Seal(plain.Reveal(), field.Aad()));
       ASSIGN_OR_RETURN(bool replaced, store_.ReplaceSealedField(field, resealed));
@@ -363,7 +365,7 @@ absl::StatusOr<KeyRotationReport> Vault::RotateKeys() {
         ++report.resealed;
       } else {
         changed_underneath = true;
-        report.keys_still_in_use.insert(*key_id);
+        if (*key_id != report.active_key_id) report.keys_still_in_use.insert(*key_id);
       }
     }
     if (!changed_underneath) break;

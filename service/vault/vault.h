@@ -79,7 +79,9 @@ class Vault {
   // grant.version). Durable when OK; ABORTED when someone else wrote first.
   absl::StatusOr<Grant> StoreRefreshToken(Grant grant, const Secret& refresh_token);
 
-  // Re-seals every sealed value that is not under the active key.
+  // Opens every sealed value and re-seals it under the active key (so it also
+  // checks every value's integrity). Stops at the first value that does not
+  // open, naming its record.
   absl::StatusOr<KeyRotationReport> RotateKeys();
 
   // The scopes a grant gets when none are given.

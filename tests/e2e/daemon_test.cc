@@ -9,6 +9,7 @@
 #include "client/broker_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/daemon.h"
 #include "tests/support/test_support.h"
 
 namespace tokenbroker {
@@ -19,38 +20,14 @@ using testing::RunCommand;
 using testing::Subprocess;
 using testing::TempDir;
 
-std::string Daemon() { return testing::BinDir() + "/tokenbrokerd"; }
-std::string Ctl() { return testing::BinDir() + "/tokenbrokerctl"; }
+std::string Daemon() { return testing::DaemonPath(); }
+std::string Ctl() { return testing::CtlPath(); }
+using testing::RunningDaemon;
+using testing::StartDaemon;
 
 std::string ConfigYaml(const TempDir& dir, const std::string& extra_keys = "  create_if_missing: true\n",
                        const std::string& grace = "5s") {
-  return absl::StrCat("server:\n  grpc_address: 127.0.0.1:0\n  metrics_address: 127.0.0.1:0\n",
-                      "  shutdown_grace_period: ", grace, "\n  plaintext: true\n",
-                      "store:\n  sqlite:\n    path: \"", dir.File("var/tokenbroker.db"), "\"\n",
-                      "keys:\n  keyring_file: \"", dir.File("var/keyring.yaml"), "\"\n", extra_keys);
-}
-
-// A running tokenbrokerd and the addresses it logged.
-struct RunningDaemon {
-  std::unique_ptr<Subprocess> process;
-  std::string grpc_address;
-  std::string metrics_address;
-};
-
-RunningDaemon StartDaemon(const std::string& config_path, const std::string& cwd) {
-  RunningDaemon d;
-  auto proc = Subprocess::Start({Daemon(), "--config", config_path}, cwd);
-  EXPECT_TRUE(proc.ok()) << proc.status();
-  if (!proc.ok()) return d;
-  d.process = std::move(*proc);
-  std::optional<std::string> line = d.process->WaitForStderrLine(
-      [](const std::string& l) { return l.find("\"msg\":\"serving\"") != std::string::npos; }, absl::Seconds(60));
-  EXPECT_TRUE(line.has_value()) << d.process->Stderr();
-  if (line.has_value()) {
-    d.grpc_address = testing::JsonField(*line, "grpc_address");
-    d.metrics_address = testing::JsonField(*line, "metrics_address");
-  }
-  return d;
+  return testing::DaemonConfig(dir, extra_keys, grace);
 }
 
 TEST(DaemonTest, ServesHealthVersionMetricsAndStopsCleanlyOnSigterm) {

@@ -15,6 +15,8 @@
 #include "service/api/metrics_interceptor.h"
 #include "service/api/token_service.h"
 #include "service/metrics/metrics.h"
+#include "service/store/in_memory_credential_store.h"
+#include "service/vault/vault.h"
 
 namespace tokenbroker::testing {
 
@@ -24,7 +26,11 @@ class InProcessServer {
       : metrics_(BuildInfo{"9.9.9", "test"},
                  {"tokenbroker.v1.AdminService/GetServerInfo", "tokenbroker.v1.TokenService/GetAccessToken",
                   "grpc.health.v1.Health/Check"}),
-        admin_(ServerIdentity{"9.9.9", "test", absl::FromUnixSeconds(1'800'000'000), "sqlite", "k1"}) {
+        sealer_(std::make_shared<const Keyring>(*Keyring::Parse(
+            "active: k1\nkeys:\n  k1: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n", "test"))),
+        vault_(store_, sealer_, SystemClock::Get()),
+        admin_(AdminServiceDeps{ServerIdentity{"9.9.9", "test", absl::FromUnixSeconds(1'800'000'000), "sqlite"},
+                                &vault_, &store_, &sealer_, nullptr}) {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
@@ -44,6 +50,9 @@ class InProcessServer {
 
  private:
   Metrics metrics_;
+  InMemoryCredentialStore store_;
+  Sealer sealer_;
+  Vault vault_;
   TokenServiceImpl tokens_;
   MailServiceImpl mail_;
   AdminServiceImpl admin_;

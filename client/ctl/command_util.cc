@@ -1,0 +1,39 @@
+#include "client/ctl/command_util.h"
+
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+
+namespace tokenbroker::ctl {
+
+int WrongArgs(Context& ctx, const std::string& path, const std::string& what) {
+  ctx.err() << "tokenbrokerctl " << path << ": " << what << "\nRun 'tokenbrokerctl " << path
+            << " --help' for usage.\n";
+  return kExitUsage;
+}
+
+absl::StatusOr<std::string> ReadInputFile(const std::string& flag, const std::string& path) {
+  if (path == "-") {
+    return std::string(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<Secret> ReadSecretInput(const std::string& flag, const std::string& path) {
+  absl::StatusOr<std::string> text = ReadInputFile(flag, path);
+  if (!text.ok()) return text.status();
+  while (!text->empty() && (text->back() == '\n' || text->back() == '\r')) text->pop_back();
+  if (text->empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path == "-" ? "standard input" : path, " is empty"));
+  }
+  return Secret(std::move(*text));
+}
+
+}  // namespace tokenbroker::ctl
