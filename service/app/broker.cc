@@ -10,6 +10,7 @@
 #include "google/protobuf/descriptor.h"
 #include "prometheus/exposer.h"
 #include "service/common/status_macros.h"
+#include "service/app/declarations.h"
 #include "service/common/files.h"
 #include "service/store/postgres_backend.h"
 #include "service/store/postgres_schema.h"
@@ -68,6 +69,7 @@ absl::Status Broker::Start() {
   logger_.Info("starting tokenbrokerd", {{"version", kVersion}, {"revision", kRevision}});
   absl::Status status = RunStep("open-keyring", [this] { return OpenKeyring(); });
   if (status.ok()) status = RunStep("open-store", [this] { return OpenStore(); });
+  if (status.ok()) status = RunStep("reconcile-declarations", [this] { return ReconcileDeclarations(true); });
   if (status.ok()) status = RunStep("start-metrics", [this] { return StartMetrics(); });
   if (status.ok()) status = RunStep("start-grpc", [this] { return StartGrpc(); });
   if (!status.ok()) {
@@ -75,6 +77,9 @@ absl::Status Broker::Start() {
     return status;
   }
   server_->GetHealthCheckService()->SetServingStatus(true);
+  if (config_.apps_size() + config_.grants_size() > 0) {
+    declarations_watcher_ = std::thread([this] { WatchDeclarations(); });
+  }
   logger_.Info("serving", {{"grpc_address", grpc_address_},
                            {"metrics_address", metrics_address_.empty() ? "disabled" : metrics_address_}});
   return absl::OkStatus();
@@ -119,6 +124,43 @@ absl::Status Broker::OpenStore() {
   store_ = std::make_unique<SqlCredentialStore>(std::move(backend));
   vault_ = std::make_unique<Vault>(*store_, *sealer_, clock_);
   return absl::OkStatus();
+}
+
+absl::Status Broker::ReconcileDeclarations(bool always_log) {
+  absl::StatusOr<ReconcileReport> report = DeclarationReconciler(config_, *vault_).Reconcile();
+  if (!report.ok()) {
+    return absl::Status(report.status().code(), absl::StrCat("configuration ", report.status().message()));
+  }
+  for (const std::string& kept : report->kept) {
+    logger_.Warn("a declared record was removed from the configuration but is still in use; kept",
+                 {{"record", kept}});
+  }
+  if (report->changed() || always_log) {
+    logger_.Info("declarations reconciled", {{"created", report->created},
+                                             {"updated", report->updated},
+                                             {"unchanged", report->unchanged},
+                                             {"deleted", report->deleted}});
+  }
+  return absl::OkStatus();
+}
+
+void Broker::WatchDeclarations() {
+  const absl::Duration interval =
+      config_.has_declarations_check_interval()
+          ? absl::Seconds(config_.declarations_check_interval().seconds()) +
+                absl::Nanoseconds(config_.declarations_check_interval().nanos())
+          : absl::Seconds(30);
+  while (true) {
+    {
+      absl::MutexLock lock(&watch_mu_);
+      if (watch_mu_.AwaitWithTimeout(absl::Condition(&stop_watching_), interval)) return;
+    }
+    absl::Status status = ReconcileDeclarations(false);
+    if (!status.ok()) {
+      logger_.Error("declared apps or grants could not be reconciled; the stored ones stay in use",
+                    {{"error", status}});
+    }
+  }
 }
 
 absl::Status Broker::StartMetrics() {
@@ -181,6 +223,13 @@ absl::Status Broker::StartGrpc() {
 void Broker::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
+  if (declarations_watcher_.joinable()) {
+    {
+      absl::MutexLock lock(&watch_mu_);
+      stop_watching_ = true;
+    }
+    declarations_watcher_.join();
+  }
   if (server_ != nullptr) {
     const absl::Duration grace = ShutdownGracePeriod(config_);
     logger_.Info("shutdown step", {{"step", "drain-grpc"}, {"grace_period_seconds", grace}});

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "service/api/admin_service.h"
@@ -53,6 +54,12 @@ class Broker {
   absl::Status OpenKeyring();
   absl::Status ReloadKeyring();
   absl::Status OpenStore();
+  // Reconciles the declared apps and grants; logs what changed (everything
+  // with `always_log`).
+  absl::Status ReconcileDeclarations(bool always_log);
+  // Re-checks the declared files every declarations_check_interval until
+  // Shutdown().
+  void WatchDeclarations();
   absl::Status StartMetrics();
   absl::Status StartGrpc();
 
@@ -73,6 +80,9 @@ class Broker {
   std::string grpc_address_;
   std::string metrics_address_;
   bool shut_down_ = false;
+  absl::Mutex watch_mu_;
+  bool stop_watching_ ABSL_GUARDED_BY(watch_mu_) = false;
+  std::thread declarations_watcher_;
 };
 
 }  // namespace tokenbroker

@@ -174,8 +174,30 @@ absl::StatusOr<App> Vault::ReplaceApp(const App& current, App spec, std::vector<
   return spec;
 }
 
+absl::Status Vault::RefuseDeclared(absl::string_view what, absl::string_view id, RecordSource source,
+                                   RecordSource caller) {
+  if (source == RecordSource::kConfig && caller == RecordSource::kApi) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, " \"", id, "\" is declared in the configuration file; change it there (it is reconciled on change)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Vault::DeleteApp(absl::string_view id, bool force, RecordSource caller) {
+  ASSIGN_OR_RETURN(App app, store_.GetApp(id));
+  RETURN_IF_ERROR(RefuseDeclared("app", id, app.source, caller));
+  return store_.DeleteApp(id, force);
+}
+
+absl::Status Vault::DeleteGrant(absl::string_view id, RecordSource caller) {
+  ASSIGN_OR_RETURN(Grant grant, store_.GetGrant(id));
+  RETURN_IF_ERROR(RefuseDeclared("grant", id, grant.source, caller));
+  return store_.DeleteGrant(id);
+}
+
 absl::StatusOr<App> Vault::AddCredential(absl::string_view app_id, CredentialInput credential, size_t position) {
   ASSIGN_OR_RETURN(App app, store_.GetApp(app_id));
+  RETURN_IF_ERROR(RefuseDeclared("app", app_id, app.source, RecordSource::kApi));
   for (const AppCredential& c : app.credentials) {
     if (c.id == credential.id) {
       return absl::AlreadyExistsError(absl::StrCat("app \"", app_id, "\" already has a credential \"", c.id, "\""));
@@ -191,6 +213,7 @@ absl::StatusOr<App> Vault::AddCredential(absl::string_view app_id, CredentialInp
 
 absl::StatusOr<App> Vault::RemoveCredential(absl::string_view app_id, absl::string_view credential_id) {
   ASSIGN_OR_RETURN(App app, store_.GetApp(app_id));
+  RETURN_IF_ERROR(RefuseDeclared("app", app_id, app.source, RecordSource::kApi));
   auto it = std::find_if(app.credentials.begin(), app.credentials.end(),
                          [&](const AppCredential& c) { return c.id == credential_id; });
   if (it == app.credentials.end()) {
@@ -208,6 +231,7 @@ absl::StatusOr<App> Vault::RemoveCredential(absl::string_view app_id, absl::stri
 
 absl::StatusOr<App> Vault::ReorderCredentials(absl::string_view app_id, const std::vector<std::string>& order) {
   ASSIGN_OR_RETURN(App app, store_.GetApp(app_id));
+  RETURN_IF_ERROR(RefuseDeclared("app", app_id, app.source, RecordSource::kApi));
   if (order.size() != app.credentials.size()) {
     return Invalid("credentials", absl::StrCat("name every credential of the app exactly once (", app.credentials.size(),
                                                " credentials, ", order.size(), " given)"));

@@ -52,7 +52,9 @@ class Vault {
                                 RecordSource source = RecordSource::kApi);
   absl::StatusOr<App> GetApp(absl::string_view id) { return store_.GetApp(id); }
   absl::StatusOr<std::vector<App>> ListApps() { return store_.ListApps(); }
-  absl::Status DeleteApp(absl::string_view id, bool force) { return store_.DeleteApp(id, force); }
+  // Records declared in the configuration file are changed only there: API
+  // callers (`caller` kApi) get FAILED_PRECONDITION for them.
+  absl::Status DeleteApp(absl::string_view id, bool force, RecordSource caller = RecordSource::kApi);
   // `position` past the end appends.
   absl::StatusOr<App> AddCredential(absl::string_view app_id, CredentialInput credential, size_t position);
   // Refused (FAILED_PRECONDITION) for the last credential of an app.
@@ -73,7 +75,7 @@ class Vault {
   absl::StatusOr<Grant> GetGrant(absl::string_view id) { return store_.GetGrant(id); }
   absl::StatusOr<std::vector<Grant>> ListGrants(const GrantFilter& filter) { return store_.ListGrants(filter); }
   absl::StatusOr<Grant> SetGrantEnabled(absl::string_view id, bool enabled);
-  absl::Status DeleteGrant(absl::string_view id) { return store_.DeleteGrant(id); }
+  absl::Status DeleteGrant(absl::string_view id, RecordSource caller = RecordSource::kApi);
   absl::StatusOr<Secret> OpenRefreshToken(const Grant& grant) const;
   // Seals `refresh_token` into `grant` and writes it (compare-and-swap on
   // grant.version). Durable when OK; ABORTED when someone else wrote first.
@@ -89,6 +91,8 @@ class Vault {
 
  private:
   absl::Status ValidateApp(const App& app) const;
+  static absl::Status RefuseDeclared(absl::string_view what, absl::string_view id, RecordSource source,
+                                     RecordSource caller);
   absl::StatusOr<AppCredential> SealCredential(const App& app, CredentialInput input, absl::string_view field) const;
   absl::Status ValidateGrant(const App& app, Grant& grant) const;
 

@@ -306,5 +306,61 @@ TEST_F(KeyringE2ETest, ATamperedRowGivesAClearErrorNamingIt) {
   Stop();
 }
 
+TEST_F(KeyringE2ETest, ADeclaredAppTakesARotatedSecretFileWithoutARestart) {
+  const std::string secret = dir_.WriteFile("secrets/client-secret", "declared-secret-one\n");
+  const std::string yaml = testing::ReadFile(config_) + absl::StrCat(
+                                                            "declarations_check_interval: 100ms\n"
+                                                            "apps:\n"
+                                                            "  - id: declared\n"
+                                                            "    provider: microsoft\n"
+                                                            "    tenant: contoso.onmicrosoft.com\n"
+                                                            "    client_id: c-declared\n"
+                                                            "    credentials:\n"
+                                                            "      - id: from-secret\n"
+                                                            "        client_secret_file: \"",
+                                                            secret,
+                                                            "\"\n"
+                                                            "        not_after: 2030-01-01\n"
+                                                            "grants:\n"
+                                                            "  - id: declared-robot\n"
+                                                            "    app: declared\n"
+                                                            "    mailbox: robot@contoso.com\n");
+  dir_.WriteFile("broker.yaml", yaml);
+  Start();
+  EXPECT_THAT(daemon_.process->Stderr(),
+              HasSubstr("\"msg\":\"declarations reconciled\",\"created\":2,\"updated\":0"));
+  EXPECT_THAT(MustCtl({"app", "show", "declared"}).out, HasSubstr("app declared (microsoft, from config)"));
+  CommandResult refused = Ctl({"app", "delete", "declared"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("FAILED_PRECONDITION: app \"declared\" is declared in the configuration file"));
+
+  // The Secret is rotated (as Kubernetes does when its Secret changes).
+  dir_.WriteFile("secrets/client-secret", "declared-secret-two\n");
+  auto updated = daemon_.process->WaitForStderrLine(
+      [](const std::string& l) { return l.find("\"updated\":1") != std::string::npos; }, absl::Seconds(30));
+  ASSERT_TRUE(updated.has_value()) << daemon_.process->Stderr();
+  Stop();
+
+  Sealer sealer(std::make_shared<const Keyring>(*Keyring::LoadFile(dir_.File("var/keyring.yaml"))));
+  auto db = SqliteDatabase::Open(dir_.File("var/tokenbroker.db"), SqliteMigrations());
+  SqlCredentialStore store(std::make_unique<SqliteBackend>(std::move(*db)));
+  FakeClock clock;
+  Vault vault(store, sealer, clock);
+  App app = *vault.GetApp("declared");
+  EXPECT_EQ(vault.OpenCredentialSecret(app, app.credentials[0])->Reveal(), "declared-secret-two");
+  EXPECT_THAT(daemon_.process->Stderr(), Not(HasSubstr("declared-secret")));
+}
+
+TEST_F(KeyringE2ETest, ADeclaredAppWithAMissingSecretFileStopsStartUp) {
+  dir_.WriteFile("broker.yaml", testing::ReadFile(config_) +
+                                    "apps:\n  - id: broken\n    provider: microsoft\n    tenant: t\n"
+                                    "    client_id: c\n    credentials:\n      - id: s\n"
+                                    "        client_secret_file: /nonexistent/secret\n        not_after: 2030-01-01\n");
+  CommandResult r = testing::RunCommand({testing::DaemonPath(), "--config", config_});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("start-up step reconcile-declarations failed: configuration "
+                               "apps[0].credentials[0].client_secret_file: cannot open /nonexistent/secret"));
+}
+
 }  // namespace
 }  // namespace tokenbroker
