@@ -4,6 +4,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/in_process_server.h"
+#include "tests/support/test_support.h"
 
 namespace tokenbroker::ctl {
 namespace {
@@ -112,6 +113,71 @@ TEST(CtlUsageTest, WrongCommandLinesExitTwoAndSayWhatToDo) {
   r = RunCli({});
   EXPECT_EQ(r.code, kExitUsage);
   EXPECT_THAT(r.err, HasSubstr("Commands:"));
+}
+
+TEST_F(CtlTest, AppCreateShowAndListNeverPrintTheSecret) {
+  testing::TempDir dir;
+  const std::string secret = dir.WriteFile("secret", "ctl-client-SECRET-99\n");
+  Result r = RunCli({"--target", server_.address(), "app", "create", "contoso", "--provider", "microsoft", "--tenant",
+                     "contoso.onmicrosoft.com", "--client-id", "c-1", "--client-secret-file", secret, "--not-after",
+                     "2099-01-01", "--label", "team=mail"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("app contoso (microsoft, from api)"));
+  EXPECT_THAT(r.out, HasSubstr("1. secret-1             client_secret        expires 2099-01-01T00:00:00Z"));
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"app", "show", "contoso"}, {"--output", "json", "app", "show", "contoso"},
+        {"app", "list"}, {"--output", "json", "app", "list"}}) {
+    std::vector<std::string> full = {"--target", server_.address()};
+    full.insert(full.end(), args.begin(), args.end());
+    Result shown = RunCli(full);
+    EXPECT_EQ(shown.code, kExitOk) << shown.err;
+    EXPECT_THAT(shown.out, HasSubstr("contoso"));
+    EXPECT_THAT(shown.out, ::testing::Not(HasSubstr("ctl-client-SECRET-99")));
+  }
+  r = RunCli({"--target", server_.address(), "app", "create", "contoso", "--provider", "microsoft", "--tenant", "t",
+              "--client-id", "c", "--client-secret-file", secret, "--not-after", "2099-01-01"});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_EQ(r.err, "tokenbrokerctl: ALREADY_EXISTS: app \"contoso\" already exists\n");
+}
+
+TEST_F(CtlTest, GrantVerbs) {
+  testing::TempDir dir;
+  const std::string secret = dir.WriteFile("secret", "s");
+  ASSERT_EQ(RunCli({"--target", server_.address(), "app", "create", "a", "--provider", "microsoft", "--tenant", "t",
+                    "--client-id", "c", "--client-secret-file", secret, "--not-after", "2099-01-01"})
+                .code,
+            kExitOk);
+  Result r = RunCli({"--target", server_.address(), "grant", "import", "alice", "--app", "a", "--mailbox",
+                     "alice@contoso.com", "--refresh-token-file", dir.WriteFile("rt", "rt-value")});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("grant alice (delegated, from api)"));
+  EXPECT_EQ(RunCli({"--target", server_.address(), "grant", "disable", "alice"}).code, kExitOk);
+  r = RunCli({"--target", server_.address(), "grant", "list", "--state", "disabled"});
+  EXPECT_THAT(r.out, HasSubstr("alice                    a                    alice@contoso.com"));
+  r = RunCli({"--target", server_.address(), "grant", "show", "nobody"});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_EQ(r.err, "tokenbrokerctl: NOT_FOUND: grant \"nobody\" does not exist\n");
+}
+
+TEST(CtlUsageTest, CredentialFlagsAreCheckedBeforeAnythingIsSent) {
+  testing::TempDir dir;
+  const std::string secret = dir.WriteFile("secret", "s");
+  Result r = RunCli({"app", "create", "a", "--provider", "microsoft", "--client-id", "c"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("give exactly one credential"));
+  r = RunCli({"app", "create", "a", "--provider", "microsoft", "--client-id", "c", "--client-secret-file", secret});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("--not-after: required with a client secret"));
+  r = RunCli({"app", "create", "a", "--provider", "microsoft", "--client-id", "c", "--client-secret-file", secret,
+              "--not-after", "next year"});
+  EXPECT_THAT(r.err, HasSubstr("--not-after: expected a date such as 2027-11-27"));
+  r = RunCli({"app", "create", "a", "--provider", "aws", "--client-id", "c", "--client-secret-file", secret});
+  EXPECT_THAT(r.err, HasSubstr("--provider: expected microsoft, google or oidc"));
+  r = RunCli({"app", "create", "a", "--provider", "microsoft", "--client-id", "c", "--client-secret-file",
+              dir.WriteFile("empty", "")});
+  EXPECT_THAT(r.err, HasSubstr("is empty"));
+  r = RunCli({"grant", "import", "g", "--app", "a", "--mailbox", "m@x"});
+  EXPECT_THAT(r.err, HasSubstr("--refresh-token-file: required"));
 }
 
 TEST(CtlUsageTest, ATokenFileThatCannotBeReadIsReported) {
