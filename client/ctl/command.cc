@@ -12,28 +12,6 @@ namespace {
 
 constexpr char kProgram[] = "tokenbrokerctl";
 
-const char* StatusCodeName(absl::StatusCode code) {
-  static const char* kNames[] = {"OK",
-                                 "CANCELLED",
-                                 "UNKNOWN",
-                                 "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED",
-                                 "NOT_FOUND",
-                                 "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED",
-                                 "RESOURCE_EXHAUSTED",
-                                 "FAILED_PRECONDITION",
-                                 "ABORTED",
-                                 "OUT_OF_RANGE",
-                                 "UNIMPLEMENTED",
-                                 "INTERNAL",
-                                 "UNAVAILABLE",
-                                 "DATA_LOSS",
-                                 "UNAUTHENTICATED"};
-  const int i = static_cast<int>(code);
-  return i >= 0 && i < 17 ? kNames[i] : "UNKNOWN";
-}
-
 struct GlobalOptions {
   std::string target;
   std::string output = "text";
@@ -111,7 +89,7 @@ void Context::PrintMessage(const google::protobuf::Message& message) {
 }
 
 int Context::Fail(const absl::Status& status) {
-  err_ << kProgram << ": " << StatusCodeName(status.code()) << ": " << status.message() << "\n";
+  err_ << kProgram << ": " << absl::StatusCodeToString(status.code()) << ": " << status.message() << "\n";
   return kExitFailure;
 }
 

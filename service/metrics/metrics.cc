@@ -1,31 +1,14 @@
 #include "service/metrics/metrics.h"
 
+#include "absl/status/status.h"
 #include "absl/strings/strip.h"
 
 namespace tokenbroker {
 
-absl::string_view GrpcCodeName(int code) {
-  static constexpr absl::string_view kNames[kGrpcStatusCodeCount] = {
-      "OK",
-      "CANCELLED",
-      "UNKNOWN",
-      "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED",
-      "NOT_FOUND",
-      "ALREADY_EXISTS",
-      "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION",
-      "ABORTED",
-      "OUT_OF_RANGE",
-      "UNIMPLEMENTED",
-      "INTERNAL",
-      "UNAVAILABLE",
-      "DATA_LOSS",
-      "UNAUTHENTICATED",
-  };
+std::string GrpcCodeName(int code) {
+  // gRPC's codes are Abseil's canonical codes, with the same names.
   if (code < 0 || code >= kGrpcStatusCodeCount) return "UNKNOWN";
-  return kNames[code];
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
 }
 
 const std::vector<double>& Metrics::LatencyBuckets() {

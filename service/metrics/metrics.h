@@ -23,7 +23,7 @@ namespace tokenbroker {
 inline constexpr int kGrpcStatusCodeCount = 17;
 
 // The canonical name of a gRPC status code ("OK", "NOT_FOUND", ...).
-absl::string_view GrpcCodeName(int code);
+std::string GrpcCodeName(int code);
 
 struct GrpcMethodMetrics {
   // tokenbroker_grpc_requests_total{method, code}, one per code.

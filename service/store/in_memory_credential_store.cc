@@ -4,19 +4,6 @@
 #include "absl/strings/str_join.h"
 
 namespace tokenbroker {
-namespace {
-
-absl::Status NotFound(absl::string_view what, absl::string_view id) {
-  return absl::NotFoundError(absl::StrCat(what, " \"", id, "\" does not exist"));
-}
-
-absl::Status VersionMoved(absl::string_view what, absl::string_view id, int64_t expected) {
-  return absl::AbortedError(absl::StrCat(what, " \"", id, "\" was changed by someone else (expected version ",
-                                         expected, "); read it again and retry"));
-}
-
-}  // namespace
-
 absl::Status InMemoryCredentialStore::CreateApp(const App& app) {
   absl::MutexLock lock(&mu_);
   App stored = app;
@@ -30,7 +17,7 @@ absl::Status InMemoryCredentialStore::CreateApp(const App& app) {
 absl::StatusOr<App> InMemoryCredentialStore::GetApp(absl::string_view id) {
   absl::MutexLock lock(&mu_);
   auto it = apps_.find(id);
-  if (it == apps_.end()) return NotFound("app", id);
+  if (it == apps_.end()) return RecordNotFound("app", id);
   return it->second;
 }
 
@@ -44,8 +31,8 @@ absl::StatusOr<std::vector<App>> InMemoryCredentialStore::ListApps() {
 absl::StatusOr<int64_t> InMemoryCredentialStore::UpdateApp(const App& app) {
   absl::MutexLock lock(&mu_);
   auto it = apps_.find(app.id);
-  if (it == apps_.end()) return NotFound("app", app.id);
-  if (it->second.version != app.version) return VersionMoved("app", app.id, app.version);
+  if (it == apps_.end()) return RecordNotFound("app", app.id);
+  if (it->second.version != app.version) return RecordVersionMoved("app", app.id, app.version);
   it->second = app;
   it->second.version = app.version + 1;
   return it->second.version;
@@ -53,7 +40,7 @@ absl::StatusOr<int64_t> InMemoryCredentialStore::UpdateApp(const App& app) {
 
 absl::Status InMemoryCredentialStore::DeleteApp(absl::string_view id, bool force) {
   absl::MutexLock lock(&mu_);
-  if (apps_.find(id) == apps_.end()) return NotFound("app", id);
+  if (apps_.find(id) == apps_.end()) return RecordNotFound("app", id);
   std::vector<std::string> users;
   for (const auto& [grant_id, grant] : grants_) {
     if (grant.app == id) users.push_back(grant_id);
@@ -84,7 +71,7 @@ absl::Status InMemoryCredentialStore::CreateGrant(const Grant& grant) {
 absl::StatusOr<Grant> InMemoryCredentialStore::GetGrant(absl::string_view id) {
   absl::MutexLock lock(&mu_);
   auto it = grants_.find(id);
-  if (it == grants_.end()) return NotFound("grant", id);
+  if (it == grants_.end()) return RecordNotFound("grant", id);
   return it->second;
 }
 
@@ -102,8 +89,8 @@ absl::StatusOr<std::vector<Grant>> InMemoryCredentialStore::ListGrants(const Gra
 absl::StatusOr<int64_t> InMemoryCredentialStore::UpdateGrant(const Grant& grant) {
   absl::MutexLock lock(&mu_);
   auto it = grants_.find(grant.id);
-  if (it == grants_.end()) return NotFound("grant", grant.id);
-  if (it->second.version != grant.version) return VersionMoved("grant", grant.id, grant.version);
+  if (it == grants_.end()) return RecordNotFound("grant", grant.id);
+  if (it->second.version != grant.version) return RecordVersionMoved("grant", grant.id, grant.version);
   it->second = grant;
   it->second.version = grant.version + 1;
   return it->second.version;
@@ -112,7 +99,7 @@ absl::StatusOr<int64_t> InMemoryCredentialStore::UpdateGrant(const Grant& grant)
 absl::Status InMemoryCredentialStore::DeleteGrant(absl::string_view id) {
   absl::MutexLock lock(&mu_);
   auto it = grants_.find(id);
-  if (it == grants_.end()) return NotFound("grant", id);
+  if (it == grants_.end()) return RecordNotFound("grant", id);
   grants_.erase(it);
   return absl::OkStatus();
 }

@@ -73,6 +73,15 @@ absl::Status ValidateId(absl::string_view field, absl::string_view id) {
   return absl::OkStatus();
 }
 
+absl::Status RecordNotFound(absl::string_view what, absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat(what, " \"", id, "\" does not exist"));
+}
+
+absl::Status RecordVersionMoved(absl::string_view what, absl::string_view id, int64_t expected) {
+  return absl::AbortedError(absl::StrCat(what, " \"", id, "\" was changed by someone else (expected version ",
+                                         expected, "); read it again and retry"));
+}
+
 std::string CredentialSecretAad(absl::string_view app_id, absl::string_view credential_id) {
   return absl::StrCat("app/", app_id, "/credential/", credential_id, "/secret");
 }

@@ -124,6 +124,10 @@ struct AuditEvent {
 // `field` otherwise.
 absl::Status ValidateId(absl::string_view field, absl::string_view id);
 
+// The store's errors, the same from every implementation.
+absl::Status RecordNotFound(absl::string_view what, absl::string_view id);
+absl::Status RecordVersionMoved(absl::string_view what, absl::string_view id, int64_t expected);
+
 // The associated data that binds a sealed value to its record and field.
 std::string CredentialSecretAad(absl::string_view app_id, absl::string_view credential_id);
 std::string RefreshTokenAad(absl::string_view grant_id);

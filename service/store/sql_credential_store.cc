@@ -209,14 +209,6 @@ absl::Status CompleteApp(SqlSession& s, App& app) {
   return absl::OkStatus();
 }
 
-absl::Status NotFound(absl::string_view what, absl::string_view id) {
-  return absl::NotFoundError(absl::StrCat(what, " \"", id, "\" does not exist"));
-}
-
-absl::Status VersionMoved(absl::string_view what, absl::string_view id, int64_t expected) {
-  return absl::AbortedError(absl::StrCat(what, " \"", id, "\" was changed by someone else (expected version ",
-                                         expected, "); read it again and retry"));
-}
 
 }  // namespace
 
@@ -240,7 +232,7 @@ absl::StatusOr<App> SqlCredentialStore::GetApp(absl::string_view id) {
   RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
     ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kAppColumns, " FROM apps WHERE id = ?"),
                                         {SqlValue::Text(std::string(id))}));
-    if (rows.empty()) return NotFound("app", id);
+    if (rows.empty()) return RecordNotFound("app", id);
     app = AppFromRow(rows[0]);
     return CompleteApp(s, app);
   }));
@@ -275,7 +267,7 @@ absl::StatusOr<int64_t> SqlCredentialStore::UpdateApp(const App& app) {
                                values));
     if (changed == 0) {
       ASSIGN_OR_RETURN(auto rows, s.Query("SELECT version FROM apps WHERE id = ?", {SqlValue::Text(app.id)}));
-      return rows.empty() ? NotFound("app", app.id) : VersionMoved("app", app.id, app.version);
+      return rows.empty() ? RecordNotFound("app", app.id) : RecordVersionMoved("app", app.id, app.version);
     }
     RETURN_IF_ERROR(WriteLabels(s, "app_labels", "app_id", app.id, app.labels));
     return WriteCredentials(s, app);
@@ -296,7 +288,7 @@ absl::Status SqlCredentialStore::DeleteApp(absl::string_view id, bool force) {
     }
     RETURN_IF_ERROR(s.Execute("DELETE FROM grants WHERE app_id = ?", {key}).status());
     ASSIGN_OR_RETURN(int64_t changed, s.Execute("DELETE FROM apps WHERE id = ?", {key}));
-    return changed == 0 ? NotFound("app", id) : absl::OkStatus();
+    return changed == 0 ? RecordNotFound("app", id) : absl::OkStatus();
   });
 }
 
@@ -323,7 +315,7 @@ absl::StatusOr<Grant> SqlCredentialStore::GetGrant(absl::string_view id) {
   RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
     ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kGrantColumns, " FROM grants WHERE id = ?"),
                                         {SqlValue::Text(std::string(id))}, {kGrantSealedColumn}));
-    if (rows.empty()) return NotFound("grant", id);
+    if (rows.empty()) return RecordNotFound("grant", id);
     grant = GrantFromRow(rows[0]);
     ASSIGN_OR_RETURN(grant.labels, ReadLabels(s, "grant_labels", "grant_id", grant.id));
     return absl::OkStatus();
@@ -370,7 +362,7 @@ absl::StatusOr<int64_t> SqlCredentialStore::UpdateGrant(const Grant& grant) {
                                values));
     if (changed == 0) {
       ASSIGN_OR_RETURN(auto rows, s.Query("SELECT version FROM grants WHERE id = ?", {SqlValue::Text(grant.id)}));
-      return rows.empty() ? NotFound("grant", grant.id) : VersionMoved("grant", grant.id, grant.version);
+      return rows.empty() ? RecordNotFound("grant", grant.id) : RecordVersionMoved("grant", grant.id, grant.version);
     }
     return WriteLabels(s, "grant_labels", "grant_id", grant.id, grant.labels);
   }));
@@ -380,7 +372,7 @@ absl::StatusOr<int64_t> SqlCredentialStore::UpdateGrant(const Grant& grant) {
 absl::Status SqlCredentialStore::DeleteGrant(absl::string_view id) {
   return backend_->InTransaction([&](SqlSession& s) -> absl::Status {
     ASSIGN_OR_RETURN(int64_t changed, s.Execute("DELETE FROM grants WHERE id = ?", {SqlValue::Text(std::string(id))}));
-    return changed == 0 ? NotFound("grant", id) : absl::OkStatus();
+    return changed == 0 ? RecordNotFound("grant", id) : absl::OkStatus();
   });
 }
 

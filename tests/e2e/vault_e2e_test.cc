@@ -34,17 +34,6 @@ using testing::TempDir;
 constexpr char kClientSecret[] = "Qx8~client-SECRET-value.4711";
 constexpr char kRefreshToken[] = "0.AXkA-refresh-TOKEN-must-never-leak-42";
 
-testing::PostgresServer& SharedPostgres() {
-  static testing::PostgresServer* server = [] {
-    auto s = testing::PostgresServer::Start();
-    if (!s.ok()) {
-      ADD_FAILURE() << s.status();
-      std::abort();
-    }
-    return s->release();
-  }();
-  return *server;
-}
 
 // The fixture; the store kind comes from the subclass.
 class VaultE2EBase : public ::testing::Test {
@@ -54,8 +43,8 @@ class VaultE2EBase : public ::testing::Test {
   void SetUp() override {
     std::string store;
     if (StoreKind() == "postgres") {
-      database_ = *SharedPostgres().CreateDatabase();
-      const std::string dsn_file = dir_.WriteFile("secrets/pg.dsn", SharedPostgres().Dsn(database_) + "\n");
+      database_ = *testing::SharedPostgresServer().CreateDatabase();
+      const std::string dsn_file = dir_.WriteFile("secrets/pg.dsn", testing::SharedPostgresServer().Dsn(database_) + "\n");
       store = absl::StrCat("store:\n  postgres:\n    dsn_file: \"", dsn_file, "\"\n");
     }
     config_ = dir_.WriteFile("broker.yaml", testing::DaemonConfig(dir_, "  create_if_missing: true\n", "5s", store));
@@ -154,7 +143,7 @@ TEST_P(VaultE2ETest, AppsAndGrantsSurviveARestartAndNoSecretLeaksAnywhere) {
     }
     ASSERT_GT(places.back().second.size() + places[places.size() - 3].second.size(), 0u);
   } else {
-    CommandResult dump = SharedPostgres().RunClient("pg_dump", {"--data-only"}, database_);
+    CommandResult dump = testing::SharedPostgresServer().RunClient("pg_dump", {"--data-only"}, database_);
     ASSERT_EQ(dump.exit_code, 0) << dump.err;
     ASSERT_THAT(dump.out, HasSubstr("support@contoso.com"));  // the dump has the rows
     places.push_back({"pg_dump", dump.out});
@@ -224,7 +213,7 @@ TEST_P(VaultE2ETest, AKilledBrokerLosesNoAcknowledgedWrite) {
   if (GetParam() == "sqlite") {
     backend = std::make_unique<SqliteBackend>(*SqliteDatabase::Open(dir_.File("var/tokenbroker.db"), SqliteMigrations()));
   } else {
-    backend = *PostgresBackend::Open(Secret::CopyFrom(SharedPostgres().Dsn(database_)), 1, PostgresMigrations());
+    backend = *PostgresBackend::Open(Secret::CopyFrom(testing::SharedPostgresServer().Dsn(database_)), 1, PostgresMigrations());
   }
   SqlCredentialStore store(std::move(backend));
   FakeClock clock;

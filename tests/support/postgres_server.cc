@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -111,6 +112,18 @@ absl::StatusOr<std::string> PostgresServer::CreateDatabase() {
   CommandResult r = RunClient("createdb", {}, name);
   if (r.exit_code != 0) return absl::InternalError(absl::StrCat("createdb failed: ", r.err));
   return name;
+}
+
+PostgresServer& SharedPostgresServer() {
+  static PostgresServer* server = [] {
+    auto started = PostgresServer::Start();
+    if (!started.ok()) {
+      std::fprintf(stderr, "cannot start PostgreSQL for the tests: %s\n", started.status().ToString().c_str());
+      std::abort();
+    }
+    return started->release();
+  }();
+  return *server;
 }
 
 }  // namespace tokenbroker::testing

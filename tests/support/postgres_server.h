@@ -49,6 +49,10 @@ class PostgresServer {
   std::unique_ptr<Subprocess> server_;
 };
 
+// One server for the whole test process, started on first use (aborts the
+// test binary when PostgreSQL cannot start). Tests take a fresh database each.
+PostgresServer& SharedPostgresServer();
+
 }  // namespace tokenbroker::testing
 
 #endif  // TOKENBROKER_TESTS_SUPPORT_POSTGRES_SERVER_H_

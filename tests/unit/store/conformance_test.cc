@@ -73,24 +73,12 @@ class SqliteFactory : public StoreFactory {
   testing::TempDir dir_;
 };
 
-// One PostgreSQL server per test process; one fresh database per test.
-testing::PostgresServer& SharedPostgres() {
-  static testing::PostgresServer* server = [] {
-    auto s = testing::PostgresServer::Start();
-    if (!s.ok()) {
-      ADD_FAILURE() << s.status();
-      std::abort();
-    }
-    return s->release();
-  }();
-  return *server;
-}
 
 class PostgresFactory : public StoreFactory {
  public:
-  PostgresFactory() : database_(*SharedPostgres().CreateDatabase()) {}
+  PostgresFactory() : database_(*testing::SharedPostgresServer().CreateDatabase()) {}
   std::unique_ptr<CredentialStore> Open() override {
-    auto backend = PostgresBackend::Open(Secret::CopyFrom(SharedPostgres().Dsn(database_)), 4, PostgresMigrations());
+    auto backend = PostgresBackend::Open(Secret::CopyFrom(testing::SharedPostgresServer().Dsn(database_)), 4, PostgresMigrations());
     EXPECT_TRUE(backend.ok()) << backend.status();
     return std::make_unique<SqlCredentialStore>(std::move(*backend));
   }
