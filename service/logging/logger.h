@@ -20,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "service/common/clock.h"
+#include "service/common/json.h"
 #include "service/common/secret.h"
 
 namespace tokenbroker {
@@ -60,10 +61,6 @@ class LogField {
   std::string key_;
   Value value_;
 };
-
-// Escapes `s` as the contents of a JSON string (without the quotes). Invalid
-// UTF-8 bytes become U+FFFD.
-void AppendJsonEscaped(std::string& out, absl::string_view s);
 
 class Logger {
  public:

@@ -86,6 +86,9 @@ class Vault {
   // open, naming its record.
   absl::StatusOr<KeyRotationReport> RotateKeys();
 
+  // The store, for writes of non-secret state (grant status, timestamps).
+  CredentialStore& store() { return store_; }
+
   // The scopes a grant gets when none are given.
   static std::vector<std::string> DefaultScopes(Provider provider, GrantKind kind);
 

@@ -1,0 +1,25 @@
+// Reading an OAuth 2.0 token endpoint's answer (RFC 6749 section 5, with
+// Microsoft's error_codes): a token, or a classified failure. Pure functions.
+#ifndef TOKENBROKER_SERVICE_IDP_OAUTH_REPLY_H_
+#define TOKENBROKER_SERVICE_IDP_OAUTH_REPLY_H_
+
+#include "absl/status/statusor.h"
+#include "service/http/http_client.h"
+#include "service/idp/provider.h"
+
+namespace tokenbroker {
+
+// `now` turns expires_in into an expiry time.
+TokenReply ParseTokenReply(const HttpResponse& response, absl::Time now);
+
+// Classifies an OAuth error: decided on `error` first, refined by the
+// provider's numeric code (protocol-notes.md), with a message that says what
+// to do.
+ProviderFailure ClassifyOAuthError(int http_status, const std::string& error, int64_t code);
+
+// A failure for a transport error (connection, TLS, timeout).
+ProviderFailure TransportFailure(const absl::Status& status);
+
+}  // namespace tokenbroker
+
+#endif  // TOKENBROKER_SERVICE_IDP_OAUTH_REPLY_H_

@@ -1,0 +1,253 @@
+#include "service/tokens/token_manager.h"
+
+#include <algorithm>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "service/common/status_macros.h"
+
+namespace tokenbroker {
+
+Secret SaslXoauth2(absl::string_view user, const Secret& token) {
+  std::string raw = absl::StrCat("user=", user, "\x01", "auth=Bearer ", token.Reveal(), "\x01\x01");
+  std::string encoded;
+  absl::Base64Escape(raw, &encoded);
+  WipeString(raw);
+  return Secret(std::move(encoded));
+}
+
+TokenManager::TokenManager(Vault& vault, std::map<Provider, IdentityProvider*> providers, const Clock& clock,
+                           Logger& logger, TokenManagerOptions options)
+    : vault_(vault), providers_(std::move(providers)), clock_(clock), logger_(logger), options_(std::move(options)) {}
+
+AccessToken TokenManager::Copy(const AccessToken& t) {
+  return AccessToken{t.token.Clone(), t.token_type, t.expire_time, t.mailbox, t.scopes};
+}
+
+std::shared_ptr<TokenManager::Entry> TokenManager::EntryFor(absl::string_view grant_id) {
+  absl::MutexLock lock(&mu_);
+  std::shared_ptr<Entry>& entry = entries_[grant_id];
+  if (entry == nullptr) entry = std::make_shared<Entry>();
+  return entry;
+}
+
+void TokenManager::Invalidate(absl::string_view grant_id) {
+  std::shared_ptr<Entry> entry = EntryFor(grant_id);
+  absl::MutexLock lock(&entry->mu);
+  entry->cached.reset();
+}
+
+absl::Duration TokenManager::Backoff(int failures) {
+  absl::Duration d = options_.initial_backoff;
+  for (int i = 0; i < failures && d < options_.max_backoff; ++i) d *= 2;
+  d = std::min(d, options_.max_backoff);
+  absl::MutexLock lock(&mu_);
+  return d * absl::Uniform(bitgen_, 0.8, 1.2);
+}
+
+absl::StatusOr<AccessToken> TokenManager::GetAccessToken(absl::string_view grant_id, absl::Duration min_valid_for) {
+  auto observe = [this](absl::string_view outcome) {
+    if (options_.on_token) options_.on_token(outcome);
+  };
+  std::shared_ptr<Entry> entry = EntryFor(grant_id);
+  entry->mu.Lock();
+  // A token that is still valid, or the error that callers get.
+  auto stale_or_error = [&]() -> absl::StatusOr<AccessToken> {
+    if (entry->cached.has_value() && entry->cached->expire_time > clock_.Now()) {
+      AccessToken t = Copy(*entry->cached);
+      entry->mu.Unlock();
+      observe("stale");
+      return t;
+    }
+    absl::Status error = entry->last_error;
+    entry->mu.Unlock();
+    observe("error");
+    return error;
+  };
+  while (true) {
+    const absl::Time now = clock_.Now();
+    if (entry->cached.has_value() && entry->cached->expire_time - now >= min_valid_for) {
+      AccessToken t = Copy(*entry->cached);
+      entry->mu.Unlock();
+      observe("cache_hit");
+      return t;
+    }
+    if (entry->refreshing) {
+      // Share the refresh that is running.
+      std::pair<Entry*, uint64_t> waiting(entry.get(), entry->generation);
+      entry->mu.Await(absl::Condition(
+          +[](std::pair<Entry*, uint64_t>* w) ABSL_NO_THREAD_SAFETY_ANALYSIS { return w->first->generation != w->second; },
+          &waiting));
+      if (!entry->last_error.ok()) return stale_or_error();
+      if (entry->cached.has_value()) {
+        AccessToken t = Copy(*entry->cached);
+        entry->mu.Unlock();
+        observe("refreshed");
+        return t;
+      }
+      continue;
+    }
+    if (now < entry->retry_after && !entry->last_error.ok()) return stale_or_error();
+    entry->refreshing = true;
+    const int failures = entry->consecutive_failures;
+    entry->mu.Unlock();
+
+    absl::Time retry_after = absl::InfinitePast();
+    absl::StatusOr<AccessToken> result = Refresh(grant_id, &retry_after, failures);
+
+    entry->mu.Lock();
+    entry->refreshing = false;
+    ++entry->generation;
+    if (result.ok()) {
+      entry->cached = Copy(*result);
+      entry->last_error = absl::OkStatus();
+      entry->consecutive_failures = 0;
+      entry->retry_after = absl::InfinitePast();
+      entry->mu.Unlock();
+      observe("refreshed");
+      return result;
+    }
+    entry->last_error = result.status();
+    if (retry_after != absl::InfinitePast()) {
+      // Transient: back off, keep the cached token until it expires.
+      ++entry->consecutive_failures;
+      entry->retry_after = retry_after;
+    } else {
+      // The grant cannot get tokens any more: drop what was cached.
+      entry->cached.reset();
+      entry->retry_after = absl::InfinitePast();
+    }
+    return stale_or_error();
+  }
+}
+
+absl::Status TokenManager::RecordGrantFailure(Grant grant, GrantState state, const ProviderFailure& failure) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    grant.state = state;
+    grant.last_error = {failure.oauth_error, failure.provider_code, failure.message, clock_.Now()};
+    absl::StatusOr<int64_t> written = vault_.store().UpdateGrant(grant);
+    if (written.ok() || !absl::IsAborted(written.status())) return written.status();
+    ASSIGN_OR_RETURN(grant, vault_.GetGrant(grant.id));
+  }
+  return absl::AbortedError("the grant kept changing");
+}
+
+absl::StatusOr<AccessToken> TokenManager::Refresh(absl::string_view grant_id, absl::Time* retry_after, int failures) {
+  ASSIGN_OR_RETURN(Grant grant, vault_.GetGrant(grant_id));
+  switch (grant.state) {
+    case GrantState::kDisabled:
+      return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id,
+                                                        "\" is disabled; enable it with `tokenbrokerctl grant enable ",
+                                                        grant.id, "`"));
+    case GrantState::kNeedsReconsent:
+      return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id, "\" needs consent again: ",
+                                                        grant.last_error.message));
+    case GrantState::kPendingConsent:
+      return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id, "\" is waiting for consent"));
+    default:
+      break;
+  }
+  ASSIGN_OR_RETURN(App app, vault_.GetApp(grant.app));
+  auto provider = providers_.find(app.provider);
+  if (provider == providers_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat("app \"", app.id, "\": tokens from ", ProviderName(app.provider),
+                                                      " are not available in this version of tokenbrokerd"));
+  }
+  std::optional<Secret> refresh_token;
+  if (grant.kind == GrantKind::kDelegated) {
+    ASSIGN_OR_RETURN(refresh_token, vault_.OpenRefreshToken(grant));
+  }
+  // Working credentials first, in the app's order; failing ones after, so that
+  // a credential fixed at the provider is found again.
+  std::vector<size_t> order;
+  for (size_t i = 0; i < app.credentials.size(); ++i) {
+    if (!app.credentials[i].failing) order.push_back(i);
+  }
+  for (size_t i = 0; i < app.credentials.size(); ++i) {
+    if (app.credentials[i].failing) order.push_back(i);
+  }
+  ProviderFailure failure;
+  bool app_changed = false;
+  std::optional<IssuedToken> issued;
+  for (size_t i : order) {
+    AppCredential& credential = app.credentials[i];
+    ASSIGN_OR_RETURN(Secret secret, vault_.OpenCredentialSecret(app, credential));
+    TokenRequest request{&app, &grant, &credential, &secret, refresh_token ? &*refresh_token : nullptr};
+    const absl::Time start = clock_.Now();
+    TokenReply reply = provider->second->RequestToken(request);
+    if (options_.on_refresh) {
+      options_.on_refresh(app.provider, reply.ok() ? "ok" : FailureKindName(reply.failure.kind), clock_.Now() - start);
+    }
+    if (reply.ok()) {
+      if (credential.failing) {
+        credential.failing = false;
+        credential.last_error = {};
+        app_changed = true;
+      }
+      issued = std::move(reply.token);
+      break;
+    }
+    failure = reply.failure;
+    if (failure.kind != FailureKind::kInvalidClient) break;
+    logger_.Warn("the identity provider rejected an app credential; trying the next one",
+                 {{"app", app.id}, {"credential", credential.id}, {"error", failure.message}});
+    credential.failing = true;
+    credential.last_error = {failure.oauth_error, failure.provider_code, failure.message, clock_.Now()};
+    app_changed = true;
+  }
+  if (app_changed) {
+    absl::StatusOr<int64_t> written = vault_.store().UpdateApp(app);
+    if (!written.ok() && !absl::IsAborted(written.status())) return written.status();
+  }
+  const absl::Time now = clock_.Now();
+  if (issued.has_value()) {
+    grant.last_refresh_time = now;
+    grant.state = GrantState::kActive;
+    grant.last_error = {};
+    if (grant.kind == GrantKind::kDelegated) {
+      grant.refresh_token_last_used_time = now;
+      if (!issued->refresh_token.empty()) {
+        // Stored before the access token is handed out: a crash can never lose
+        // the newest refresh token.
+        absl::StatusOr<Grant> stored = vault_.StoreRefreshToken(grant, issued->refresh_token);
+        if (!stored.ok()) {
+          return absl::UnavailableError(absl::StrCat("the rotated refresh token of grant \"", grant.id,
+                                                     "\" could not be stored (", stored.status().message(),
+                                                     "); the previous one stays; retry"));
+        }
+      } else {
+        (void)vault_.store().UpdateGrant(grant);
+      }
+    } else {
+      (void)vault_.store().UpdateGrant(grant);  // timestamps only: losing a race is harmless
+    }
+    AccessToken token{std::move(issued->access_token), issued->token_type, issued->expire_time, grant.mailbox,
+                      issued->scopes.empty() ? grant.scopes : issued->scopes};
+    return token;
+  }
+  switch (failure.kind) {
+    case FailureKind::kNeedsReconsent:
+      RecordGrantFailure(grant, GrantState::kNeedsReconsent, failure).IgnoreError();
+      logger_.Warn("grant needs consent again", {{"grant", grant.id}, {"error", failure.message}});
+      return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id, "\" needs consent again: ",
+                                                        failure.message));
+    case FailureKind::kInvalidClient:
+      RecordGrantFailure(grant, GrantState::kAppCredentialInvalid, failure).IgnoreError();
+      *retry_after = now + Backoff(failures);
+      return absl::FailedPreconditionError(absl::StrCat(
+          "every credential of app \"", app.id, "\" was rejected (last: ", failure.message,
+          "); add a working one with `tokenbrokerctl app add-credential`"));
+    case FailureKind::kAppConfiguration:
+      *retry_after = now + Backoff(failures);
+      return absl::FailedPreconditionError(absl::StrCat("app \"", app.id, "\": ", failure.message));
+    case FailureKind::kTransient:
+    case FailureKind::kThrottled: {
+      const absl::Duration wait = std::max(failure.retry_after, Backoff(failures));
+      *retry_after = now + wait;
+      return absl::UnavailableError(absl::StrCat(failure.message, "; retry in ", absl::ToInt64Seconds(wait) + 1, "s"));
+    }
+  }
+  return absl::InternalError("unreachable");
+}
+
+}  // namespace tokenbroker

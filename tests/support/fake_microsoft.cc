@@ -1,0 +1,207 @@
+#include "tests/support/fake_microsoft.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "service/crypto/jwt.h"
+
+namespace tokenbroker::testing {
+namespace {
+
+std::string UrlDecode(absl::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out.push_back(' ');
+    } else if (s[i] == '%' && i + 2 < s.size()) {
+      out += absl::HexStringToBytes(s.substr(i + 1, 2));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string> ParseForm(const std::string& body) {
+  std::map<std::string, std::string> form;
+  for (absl::string_view pair : absl::StrSplit(body, '&', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(pair, absl::MaxSplits('=', 1));
+    form[UrlDecode(kv.first)] = UrlDecode(kv.second);
+  }
+  return form;
+}
+
+google::protobuf::Struct DecodeJwtPart(absl::string_view part) {
+  std::string json;
+  absl::WebSafeBase64Unescape(part, &json);
+  google::protobuf::Struct s;
+  (void)google::protobuf::util::JsonStringToMessage(json, &s);
+  return s;
+}
+
+std::string Str(const google::protobuf::Struct& s, const std::string& k) {
+  auto it = s.fields().find(k);
+  return it == s.fields().end() ? "" : it->second.string_value();
+}
+
+double Num(const google::protobuf::Struct& s, const std::string& k) {
+  auto it = s.fields().find(k);
+  return it == s.fields().end() ? 0 : it->second.number_value();
+}
+
+}  // namespace
+
+void FakeMicrosoft::RegisterApp(const std::string& tenant, const std::string& client_id, const std::string& secret,
+                                const std::string& certificate_pem, const std::string& x5t_s256,
+                                const std::string& x5t) {
+  absl::MutexLock lock(&mu_);
+  apps_[tenant + "/" + client_id] = App{secret, certificate_pem, x5t_s256, x5t};
+}
+
+void FakeMicrosoft::AddRefreshToken(const std::string& refresh_token, const std::string& user) {
+  absl::MutexLock lock(&mu_);
+  refresh_tokens_[refresh_token] = user;
+  latest_refresh_[user] = refresh_token;
+}
+
+void FakeMicrosoft::RevokeUser(const std::string& user) {
+  absl::MutexLock lock(&mu_);
+  revoked_.insert(user);
+}
+
+void FakeMicrosoft::QueueFailure(int status, const std::string& error, int64_t code, int retry_after_seconds) {
+  absl::MutexLock lock(&mu_);
+  failures_.push_back({status, error, code, retry_after_seconds});
+}
+
+void FakeMicrosoft::SetDown(bool down) {
+  absl::MutexLock lock(&mu_);
+  down_ = down;
+}
+
+void FakeMicrosoft::SetExpiresIn(int seconds) {
+  absl::MutexLock lock(&mu_);
+  expires_in_ = seconds;
+}
+
+int FakeMicrosoft::requests() const {
+  absl::MutexLock lock(&mu_);
+  return requests_;
+}
+
+std::string FakeMicrosoft::LatestRefreshToken(const std::string& user) const {
+  absl::MutexLock lock(&mu_);
+  auto it = latest_refresh_.find(user);
+  return it == latest_refresh_.end() ? "" : it->second;
+}
+
+std::string FakeMicrosoft::UserOfAccessToken(const std::string& token) const {
+  absl::MutexLock lock(&mu_);
+  auto it = access_tokens_.find(token);
+  return it == access_tokens_.end() ? "" : it->second;
+}
+
+HttpResponse FakeMicrosoft::Error(int status, const std::string& error, int64_t code,
+                                  const std::string& description) const {
+  HttpResponse r;
+  r.status = status;
+  r.headers["content-type"] = "application/json; charset=utf-8";
+  r.body = absl::StrCat(R"({"error":")", error, R"(","error_description":"AADSTS)", code, ": ", description,
+                        R"(\r\nTrace ID: 0000\r\nCorrelation ID: 1111\r\nTimestamp: 2026-11-27 10:00:00Z",)",
+                        R"("error_codes":[)", code, R"(],"timestamp":"2026-11-27 10:00:00Z",)",
+                        R"("trace_id":"0000","correlation_id":"1111","error_uri":"https://login.microsoftonline.com/error?code=)",
+                        code, R"("})");
+  return r;
+}
+
+std::string FakeMicrosoft::CheckAssertion(const App& app, const std::string& token_url, const std::string& client_id,
+                                          const std::string& assertion) const {
+  std::vector<absl::string_view> parts = absl::StrSplit(assertion, '.');
+  if (parts.size() != 3) return "not a JWT";
+  google::protobuf::Struct header = DecodeJwtPart(parts[0]);
+  google::protobuf::Struct claims = DecodeJwtPart(parts[1]);
+  const std::string alg = Str(header, "alg");
+  if (alg == "PS256") {
+    if (Str(header, "x5t#S256") != app.x5t_s256) return "x5t#S256 does not match the registered certificate";
+  } else if (alg == "RS256") {
+    if (Str(header, "x5t") != app.x5t) return "x5t does not match the registered certificate";
+  } else {
+    return "unsupported alg";
+  }
+  if (!VerifyJwt(assertion, alg == "PS256" ? JwtAlgorithm::kPs256 : JwtAlgorithm::kRs256, app.certificate_pem).ok()) {
+    return "the signature does not verify";
+  }
+  const double now = static_cast<double>(absl::ToUnixSeconds(clock_.Now()));
+  if (Str(claims, "aud") != token_url) return "aud is not the token endpoint";
+  if (Str(claims, "iss") != client_id || Str(claims, "sub") != client_id) return "iss/sub are not the client id";
+  if (Str(claims, "jti").empty()) return "no jti";
+  if (Num(claims, "nbf") > now + 300 || Num(claims, "exp") < now || Num(claims, "exp") - Num(claims, "iat") > 3600) {
+    return "the assertion is not valid now";
+  }
+  return "";
+}
+
+absl::StatusOr<HttpResponse> FakeMicrosoft::Send(const HttpRequest& request) {
+  absl::MutexLock lock(&mu_);
+  ++requests_;
+  if (down_) return absl::UnavailableError(absl::StrCat("HTTP request to ", host_, " failed: Couldn't connect"));
+  if (!failures_.empty()) {
+    Failure f = failures_.front();
+    failures_.pop_front();
+    HttpResponse r = Error(f.status, f.error, f.code, "scripted failure");
+    if (f.retry_after > 0) r.headers["retry-after"] = absl::StrCat(f.retry_after);
+    return r;
+  }
+  const std::string prefix = "https://" + host_ + "/";
+  if (request.method != "POST" || request.url.rfind(prefix, 0) != 0) return Error(404, "not_found", 0, "no such URL");
+  const std::string path = request.url.substr(prefix.size());
+  const std::string tenant = path.substr(0, path.find('/'));
+  if (path != tenant + "/oauth2/v2.0/token") return Error(404, "not_found", 0, "no such URL");
+  std::map<std::string, std::string> form = ParseForm(request.body);
+  auto app = apps_.find(tenant + "/" + form["client_id"]);
+  if (app == apps_.end()) return Error(400, "unauthorized_client", 700016, "Application not found in the directory");
+  // Client authentication.
+  if (form.count("client_secret")) {
+    if (form["client_secret"] != app->second.secret) return Error(401, "invalid_client", 7000215, "Invalid client secret");
+  } else if (form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
+    const std::string why = CheckAssertion(app->second, request.url, form["client_id"], form["client_assertion"]);
+    if (!why.empty()) return Error(401, "invalid_client", 700027, "Client assertion failed: " + why);
+  } else {
+    return Error(401, "invalid_client", 7000218, "The request body must contain client_secret or client_assertion");
+  }
+  std::string user;
+  std::string new_refresh;
+  const std::string grant_type = form["grant_type"];
+  if (grant_type == "client_credentials") {
+    if (form["scope"].find("/.default") == std::string::npos) {
+      return Error(400, "invalid_scope", 1002012, "The provided value for scope is not valid");
+    }
+    user = "app:" + form["client_id"];
+  } else if (grant_type == "refresh_token") {
+    auto rt = refresh_tokens_.find(form["refresh_token"]);
+    if (rt == refresh_tokens_.end()) return Error(400, "invalid_grant", 9002313, "Invalid request");
+    user = rt->second;
+    if (revoked_.count(user)) return Error(400, "invalid_grant", 50173, "The provided grant has expired due to it being revoked");
+    // Refresh tokens replace themselves on every use; the old one stays valid.
+    new_refresh = absl::StrCat("0.rt-", user, "-", ++issued_);
+    refresh_tokens_[new_refresh] = user;
+    latest_refresh_[user] = new_refresh;
+  } else {
+    return Error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type");
+  }
+  const std::string access = absl::StrCat("eyJ0eXAi.fake-access-", user, "-", ++issued_);
+  access_tokens_[access] = user;
+  HttpResponse r;
+  r.status = 200;
+  r.headers["content-type"] = "application/json; charset=utf-8";
+  r.body = absl::StrCat(R"({"token_type":"Bearer","scope":")", form["scope"], R"(","expires_in":)", expires_in_,
+                        R"(,"ext_expires_in":)", expires_in_, R"(,"access_token":")", access, "\"",
+                        new_refresh.empty() ? "" : absl::StrCat(R"(,"refresh_token":")", new_refresh, "\""), "}");
+  return r;
+}
+
+}  // namespace tokenbroker::testing

@@ -1,0 +1,308 @@
+#include "service/tokens/token_manager.h"
+
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "service/idp/microsoft_provider.h"
+#include "service/store/in_memory_credential_store.h"
+#include "tests/support/fake_microsoft.h"
+#include "tests/support/test_support.h"
+
+namespace tokenbroker {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kTenant[] = "contoso.onmicrosoft.com";
+constexpr char kClientId[] = "11111111-2222-3333-4444-555555555555";
+
+class TokenManagerTest : public ::testing::Test {
+ protected:
+  TokenManagerTest()
+      : clock_(absl::Now()),
+        sealer_(std::make_shared<const Keyring>(*Keyring::Generate(absl::Now()))),
+        vault_(store_, sealer_, clock_),
+        idp_(clock_),
+        microsoft_(idp_, clock_),
+        logger_(LogLevel::kInfo, [this](absl::string_view line) { log_ += std::string(line); }, clock_),
+        tokens_(vault_, {{Provider::kMicrosoft, &microsoft_}}, clock_, logger_, Options()) {}
+
+  TokenManagerOptions Options() {
+    TokenManagerOptions o;
+    o.on_token = [this](absl::string_view outcome) {
+      absl::MutexLock lock(&mu_);
+      ++outcomes_[std::string(outcome)];
+    };
+    return o;
+  }
+
+  CredentialInput SecretInput(const std::string& id, const std::string& value) {
+    CredentialInput c;
+    c.id = id;
+    c.secret = Secret::CopyFrom(value);
+    c.not_after = clock_.Now() + absl::Hours(24 * 100);
+    return c;
+  }
+
+  void CreateApp(std::vector<CredentialInput> credentials, AssertionAlgorithm alg = AssertionAlgorithm::kPs256) {
+    App app;
+    app.id = "contoso";
+    app.tenant = kTenant;
+    app.client_id = kClientId;
+    app.assertion_algorithm = alg;
+    ASSERT_TRUE(vault_.CreateApp(app, std::move(credentials)).ok());
+  }
+
+  void AppOnlyGrant(const std::string& id = "robot") {
+    Grant g;
+    g.id = id;
+    g.app = "contoso";
+    g.mailbox = "robot@contoso.com";
+    g.kind = GrantKind::kAppOnly;
+    ASSERT_TRUE(vault_.CreateGrant(g).ok());
+  }
+
+  void DelegatedGrant(const std::string& refresh_token) {
+    Grant g;
+    g.id = "alice";
+    g.app = "contoso";
+    g.mailbox = "alice@contoso.com";
+    ASSERT_TRUE(vault_.ImportGrant(g, Secret::CopyFrom(refresh_token)).ok());
+  }
+
+  int Outcome(const std::string& name) {
+    absl::MutexLock lock(&mu_);
+    return outcomes_[name];
+  }
+
+  FakeClock clock_;
+  InMemoryCredentialStore store_;
+  Sealer sealer_;
+  Vault vault_;
+  testing::FakeMicrosoft idp_;
+  MicrosoftProvider microsoft_;
+  std::string log_;
+  Logger logger_;
+  TokenManager tokens_;
+  absl::Mutex mu_;
+  std::map<std::string, int> outcomes_;
+  testing::TempDir dir_;
+};
+
+TEST_F(TokenManagerTest, AppOnlyWithAClientSecretThenServedFromTheCache) {
+  idp_.RegisterApp(kTenant, kClientId, "the-secret");
+  std::vector<CredentialInput> creds;
+  creds.push_back(SecretInput("s1", "the-secret"));
+  CreateApp(std::move(creds));
+  AppOnlyGrant();
+  absl::StatusOr<AccessToken> t = tokens_.GetAccessToken("robot", absl::Minutes(5));
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(idp_.UserOfAccessToken(std::string(t->token.Reveal())), std::string("app:") + kClientId);
+  EXPECT_EQ(t->mailbox, "robot@contoso.com");
+  EXPECT_EQ(t->token_type, "Bearer");
+  EXPECT_EQ(t->expire_time, clock_.Now() + absl::Seconds(3599));
+  EXPECT_THAT(t->scopes, ::testing::ElementsAre("https://outlook.office365.com/.default"));
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(tokens_.GetAccessToken("robot", absl::Minutes(5)).ok());
+  EXPECT_EQ(idp_.requests(), 1);
+  EXPECT_EQ(Outcome("cache_hit"), 5);
+  EXPECT_NE(vault_.GetGrant("robot")->last_refresh_time, absl::InfinitePast());
+}
+
+TEST_F(TokenManagerTest, MinValidForTriggersARefreshAheadOfExpiry) {
+  idp_.RegisterApp(kTenant, kClientId, "the-secret");
+  std::vector<CredentialInput> creds;
+  creds.push_back(SecretInput("s1", "the-secret"));
+  CreateApp(std::move(creds));
+  AppOnlyGrant();
+  ASSERT_TRUE(tokens_.GetAccessToken("robot", absl::Minutes(5)).ok());
+  clock_.Advance(absl::Seconds(3599) - absl::Minutes(4));  // 4 minutes left
+  ASSERT_TRUE(tokens_.GetAccessToken("robot", absl::Minutes(3)).ok());
+  EXPECT_EQ(idp_.requests(), 1);
+  ASSERT_TRUE(tokens_.GetAccessToken("robot", absl::Minutes(5)).ok());
+  EXPECT_EQ(idp_.requests(), 2);
+}
+
+TEST_F(TokenManagerTest, CertificateAssertionsPs256AndRs256AreAccepted) {
+  for (AssertionAlgorithm alg : {AssertionAlgorithm::kPs256, AssertionAlgorithm::kRs256}) {
+    SCOPED_TRACE(alg == AssertionAlgorithm::kPs256 ? "PS256" : "RS256");
+    testing::CertificateFiles files = testing::MakeSelfSignedCertificate(dir_, "app-cert");
+    CredentialInput c;
+    c.id = "cert";
+    c.kind = CredentialKind::kCertificate;
+    c.certificate_pem = testing::ReadFile(files.certificate);
+    c.secret = Secret::CopyFrom(testing::ReadFile(files.private_key));
+    std::vector<CredentialInput> creds;
+    creds.push_back(std::move(c));
+    (void)vault_.DeleteApp("contoso", true);
+    CreateApp(std::move(creds), alg);
+    const AppCredential registered = vault_.GetApp("contoso")->credentials[0];
+    idp_.RegisterApp(kTenant, kClientId, "", registered.certificate_pem, registered.thumbprint_sha256,
+                     registered.thumbprint_sha1);
+    AppOnlyGrant();
+    absl::StatusOr<AccessToken> t = tokens_.GetAccessToken("robot", absl::Minutes(5));
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_THAT(idp_.UserOfAccessToken(std::string(t->token.Reveal())), HasSubstr("app:"));
+    tokens_.Invalidate("robot");
+  }
+}
+
+TEST_F(TokenManagerTest, ARejectedCredentialIsMarkedAndTheNextOneIsTried) {
+  idp_.RegisterApp(kTenant, kClientId, "right");
+  std::vector<CredentialInput> creds;
+  creds.push_back(SecretInput("old", "wrong"));
+  creds.push_back(SecretInput("new", "right"));
+  CreateApp(std::move(creds));
+  AppOnlyGrant();
+  ASSERT_TRUE(tokens_.GetAccessToken("robot", absl::Minutes(5)).ok());
+  EXPECT_EQ(idp_.requests(), 2);
+  App app = *vault_.GetApp("contoso");
+  EXPECT_TRUE(app.credentials[0].failing);
+  EXPECT_EQ(app.credentials[0].last_error.provider_code, 7000215);
+  EXPECT_FALSE(app.credentials[1].failing);
+  // The working credential goes first from now on.
+  tokens_.Invalidate("robot");
+  ASSERT_TRUE(tokens_.GetAccessToken("robot", absl::Minutes(5)).ok());
+  EXPECT_EQ(idp_.requests(), 3);
+}
+
+TEST_F(TokenManagerTest, EveryCredentialRejectedIsAFailedPreconditionSayingWhatToDo) {
+  idp_.RegisterApp(kTenant, kClientId, "right");
+  std::vector<CredentialInput> creds;
+  creds.push_back(SecretInput("only", "Wr0ng-s3cret-VALUE"));
+  CreateApp(std::move(creds));
+  AppOnlyGrant();
+  absl::Status s = tokens_.GetAccessToken("robot", absl::Minutes(5)).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("every credential of app \"contoso\" was rejected"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("AADSTS7000215"));
+  EXPECT_EQ(vault_.GetGrant("robot")->state, GrantState::kAppCredentialInvalid);
+  EXPECT_THAT(std::string(s.message()), ::testing::Not(HasSubstr("Wr0ng-s3cret-VALUE")));
+  EXPECT_THAT(log_, ::testing::Not(HasSubstr("Wr0ng-s3cret-VALUE")));
+}
+
+TEST_F(TokenManagerTest, ARotatedRefreshTokenIsStoredBeforeTheAccessTokenIsHandedOut) {
+  idp_.RegisterApp(kTenant, kClientId, "the-secret");
+  idp_.AddRefreshToken("0.rt-imported", "alice");
+  std::vector<CredentialInput> creds;
+  creds.push_back(SecretInput("s1", "the-secret"));
+  CreateApp(std::move(creds));
+  DelegatedGrant("0.rt-imported");
+  absl::StatusOr<AccessToken> t = tokens_.GetAccessToken("alice", absl::Minutes(5));
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(idp_.UserOfAccessToken(std::string(t->token.Reveal())), "alice");
+  Grant g = *vault_.GetGrant("alice");
+  EXPECT_EQ(vault_.OpenRefreshToken(g)->Reveal(), idp_.LatestRefreshToken("alice"));
+  EXPECT_NE(idp_.LatestRefreshToken("alice"), "0.rt-imported");
+  EXPECT_EQ(g.refresh_token_last_used_time, clock_.Now());
+}
+
+TEST_F(TokenManagerTest, AThousandConcurrentCallersCauseOneProviderRequest) {
+  idp_.RegisterApp(kTenant, kClientId, "the-secret");
+  std::vector<CredentialInput> creds;
+  creds.push_back(SecretInput("s1", "the-secret"));
+  CreateApp(std::move(creds));
+  AppOnlyGrant();
+  constexpr int kCallers = 1000;
+  std::vector<std::string> got(kCallers);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCallers; ++i) {
+    threads.emplace_back([&, i] {
+      absl::StatusOr<AccessToken> t = tokens_.GetAccessToken("robot", absl::Minutes(5));
+      if (t.ok()) got[i] = std::string(t->token.Reveal());
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(idp_.requests(), 1);
+  for (const std::string& token : got) EXPECT_EQ(token, got[0]);
+  EXPECT_FALSE(got[0].empty());
+}
+
+TEST_F(TokenManagerTest, InvalidGrantMovesTheGrantToNeedsReconsent) {
+  idp_.RegisterApp(kTenant, kClientId, "the-secret");
+  idp_.AddRefreshToken("0.rt", "alice");
+  std::vector<CredentialInput> creds;
+  creds.push_back(SecretInput("s1", "the-secret"));
+  CreateApp(std::move(creds));
+  DelegatedGrant("0.rt");
+  idp_.QueueFailure(400, "invalid_grant", 700082);
+  absl::Status s = tokens_.GetAccessToken("alice", absl::Minutes(5)).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("needs consent again"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("AADSTS700082"));
+  Grant g = *vault_.GetGrant("alice");
+  EXPECT_EQ(g.state, GrantState::kNeedsReconsent);
+  EXPECT_EQ(g.last_error.provider_code, 700082);
+  EXPECT_EQ(vault_.OpenRefreshToken(g)->Reveal(), "0.rt");  // nothing deleted
+  // No more provider requests for it.
+  EXPECT_EQ(tokens_.GetAccessToken("alice", absl::Minutes(5)).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(idp_.requests(), 1);
+}
+
+TEST_F(TokenManagerTest, AnOutageKeepsServingTheCachedTokenUntilItTrulyExpires) {
+  idp_.RegisterApp(kTenant, kClientId, "the-secret");
+  std::vector<CredentialInput> creds;
+  creds.push_back(SecretInput("s1", "the-secret"));
+  CreateApp(std::move(creds));
+  AppOnlyGrant();
+  absl::StatusOr<AccessToken> first = tokens_.GetAccessToken("robot", absl::Minutes(5));
+  ASSERT_TRUE(first.ok());
+  idp_.SetDown(true);
+  clock_.Advance(absl::Seconds(3599) - absl::Minutes(2));
+  absl::StatusOr<AccessToken> stale = tokens_.GetAccessToken("robot", absl::Minutes(5));
+  ASSERT_TRUE(stale.ok()) << stale.status();
+  EXPECT_EQ(stale->token.Reveal(), first->token.Reveal());
+  EXPECT_EQ(Outcome("stale"), 1);
+  clock_.Advance(absl::Minutes(3));  // truly expired
+  absl::Status down = tokens_.GetAccessToken("robot", absl::Minutes(5)).status();
+  EXPECT_EQ(down.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(down.message()), HasSubstr("could not be reached"));
+  const int requests = idp_.requests();
+  EXPECT_EQ(tokens_.GetAccessToken("robot", absl::Minutes(5)).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(idp_.requests(), requests) << "no request during the back-off";
+  idp_.SetDown(false);
+  clock_.Advance(absl::Minutes(10));
+  EXPECT_TRUE(tokens_.GetAccessToken("robot", absl::Minutes(5)).ok());
+}
+
+TEST_F(TokenManagerTest, RetryAfterIsHonoured) {
+  idp_.RegisterApp(kTenant, kClientId, "the-secret");
+  std::vector<CredentialInput> creds;
+  creds.push_back(SecretInput("s1", "the-secret"));
+  CreateApp(std::move(creds));
+  AppOnlyGrant();
+  idp_.QueueFailure(429, "throttled", 0, /*retry_after_seconds=*/3);
+  absl::Status s = tokens_.GetAccessToken("robot", absl::Minutes(5)).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("throttl"));
+  clock_.Advance(absl::Milliseconds(2900));
+  EXPECT_EQ(tokens_.GetAccessToken("robot", absl::Minutes(5)).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(idp_.requests(), 1);
+  clock_.Advance(absl::Milliseconds(200));
+  EXPECT_TRUE(tokens_.GetAccessToken("robot", absl::Minutes(5)).ok());
+  EXPECT_EQ(idp_.requests(), 2);
+}
+
+TEST_F(TokenManagerTest, DisabledAndUnknownGrants) {
+  idp_.RegisterApp(kTenant, kClientId, "the-secret");
+  std::vector<CredentialInput> creds;
+  creds.push_back(SecretInput("s1", "the-secret"));
+  CreateApp(std::move(creds));
+  AppOnlyGrant();
+  ASSERT_TRUE(vault_.SetGrantEnabled("robot", false).ok());
+  absl::Status s = tokens_.GetAccessToken("robot", absl::Minutes(5)).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("tokenbrokerctl grant enable robot"));
+  EXPECT_EQ(tokens_.GetAccessToken("nobody", absl::Minutes(5)).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(idp_.requests(), 0);
+}
+
+TEST(SaslTest, MicrosoftsDocumentedXoauth2Vector) {
+  EXPECT_EQ(SaslXoauth2("test@contoso.onmicrosoft.com", Secret::CopyFrom("EwBAAl3BAAUFFpUAo7J3Ve0bjLBWZWCclRC3EoAA"))
+                .Reveal(),
+            "dXNlcj10ZXN0QGNvbnRvc28ub25taWNyb3NvZnQuY29tAWF1dGg9QmVhcmVyIEV3QkFBbDNCQUFVRkZwVUFvN0ozVmUwYmpMQldaV0Nj"
+            "bFJDM0VvQUEBAQ==");
+}
+
+}  // namespace
+}  // namespace tokenbroker
