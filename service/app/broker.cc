@@ -181,7 +181,22 @@ absl::Status Broker::StartMetrics() {
 }
 
 absl::Status Broker::StartGrpc() {
-  token_service_ = std::make_unique<TokenServiceImpl>();
+  CurlOptions http;
+  const auto& hc = config_.http();
+  http.ca_file = hc.ca_file();
+  if (hc.has_connect_timeout()) http.connect_timeout = absl::Seconds(hc.connect_timeout().seconds());
+  if (hc.has_timeout()) http.timeout = absl::Seconds(hc.timeout().seconds());
+  if (hc.max_response_bytes() > 0) http.max_response_bytes = hc.max_response_bytes();
+  http_ = std::make_unique<CurlHttpClient>(http);
+  microsoft_ = std::make_unique<MicrosoftProvider>(*http_, clock_);
+  TokenManagerOptions token_options;
+  token_options.on_token = [this](absl::string_view result) { metrics_->TokenRequests(result).Increment(); };
+  token_options.on_refresh = [this](Provider provider, absl::string_view outcome, absl::Duration latency) {
+    metrics_->ObserveRefresh(ProviderName(provider), outcome, absl::ToDoubleSeconds(latency));
+  };
+  tokens_ = std::make_unique<TokenManager>(*vault_, std::map<Provider, IdentityProvider*>{{Provider::kMicrosoft, microsoft_.get()}},
+                                           clock_, logger_, std::move(token_options));
+  token_service_ = std::make_unique<TokenServiceImpl>(tokens_.get());
   mail_service_ = std::make_unique<MailServiceImpl>();
   AdminServiceDeps admin;
   admin.identity = ServerIdentity{kVersion, kRevision, start_time_, std::string(store_->kind())};

@@ -24,6 +24,9 @@
 #include "service/metrics/process_collector.h"
 #include "service/crypto/sealer.h"
 #include "service/store/credential_store.h"
+#include "service/http/curl_http_client.h"
+#include "service/idp/microsoft_provider.h"
+#include "service/tokens/token_manager.h"
 #include "service/vault/vault.h"
 
 namespace prometheus {
@@ -73,6 +76,9 @@ class Broker {
   std::unique_ptr<Metrics> metrics_;
   std::shared_ptr<ProcessCollector> process_collector_;
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<CurlHttpClient> http_;
+  std::unique_ptr<MicrosoftProvider> microsoft_;
+  std::unique_ptr<TokenManager> tokens_;
   std::unique_ptr<TokenServiceImpl> token_service_;
   std::unique_ptr<MailServiceImpl> mail_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;

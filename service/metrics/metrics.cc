@@ -1,6 +1,7 @@
 #include "service/metrics/metrics.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 
 namespace tokenbroker {
@@ -43,6 +44,42 @@ Metrics::Metrics(const BuildInfo& build, const std::vector<std::string>& grpc_me
   for (const std::string& method : grpc_methods) add_method(std::string(absl::StripPrefix(method, "/")));
   add_method("unknown");
   unknown_method_ = &grpc_methods_.at("unknown");
+
+  auto& token_requests = prometheus::BuildCounter()
+                             .Name("tokenbroker_token_requests_total")
+                             .Help("GetAccessToken results: cache_hit, refreshed, stale (provider failing, cached "
+                                   "token still valid) or error.")
+                             .Register(*registry_);
+  for (const char* result : {"cache_hit", "refreshed", "stale", "error"}) {
+    token_requests_[result] = &token_requests.Add({{"result", result}});
+  }
+  auto& refreshes = prometheus::BuildCounter()
+                        .Name("tokenbroker_refreshes_total")
+                        .Help("Token requests to identity providers, by provider and outcome.")
+                        .Register(*registry_);
+  auto& refresh_latency = prometheus::BuildHistogram()
+                              .Name("tokenbroker_refresh_duration_seconds")
+                              .Help("Time of one token request to an identity provider.")
+                              .Register(*registry_);
+  for (const char* provider : {"microsoft", "google", "oidc"}) {
+    for (const char* outcome :
+         {"ok", "transient", "throttled", "invalid_grant", "invalid_client", "app_configuration"}) {
+      refreshes_[absl::StrCat(provider, "/", outcome)] = &refreshes.Add({{"provider", provider}, {"outcome", outcome}});
+    }
+    refresh_latency_[provider] = &refresh_latency.Add({{"provider", provider}}, LatencyBuckets());
+  }
+}
+
+prometheus::Counter& Metrics::TokenRequests(absl::string_view result) {
+  auto it = token_requests_.find(result);
+  return it == token_requests_.end() ? *token_requests_.at("error") : *it->second;
+}
+
+void Metrics::ObserveRefresh(absl::string_view provider, absl::string_view outcome, double seconds) {
+  auto counter = refreshes_.find(absl::StrCat(provider, "/", outcome));
+  if (counter != refreshes_.end()) counter->second->Increment();
+  auto latency = refresh_latency_.find(provider);
+  if (latency != refresh_latency_.end()) latency->second->Observe(seconds);
 }
 
 GrpcMethodMetrics& Metrics::ForGrpcMethod(absl::string_view path) {

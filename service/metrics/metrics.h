@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -51,6 +52,15 @@ class Metrics {
 
   static const std::vector<double>& LatencyBuckets();
 
+  // tokenbroker_token_requests_total{result}: "cache_hit", "refreshed",
+  // "stale" or "error"; anything else counts as "error".
+  prometheus::Counter& TokenRequests(absl::string_view result);
+  // tokenbroker_refreshes_total{provider, outcome} and
+  // tokenbroker_refresh_duration_seconds{provider}. Providers: "microsoft",
+  // "google", "oidc"; outcomes: "ok", "transient", "throttled",
+  // "invalid_grant", "invalid_client", "app_configuration".
+  void ObserveRefresh(absl::string_view provider, absl::string_view outcome, double seconds);
+
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* grpc_requests_;
@@ -58,6 +68,9 @@ class Metrics {
   // Built in the constructor and never changed: lock-free reads.
   absl::flat_hash_map<std::string, GrpcMethodMetrics> grpc_methods_;
   GrpcMethodMetrics* unknown_method_;
+  absl::flat_hash_map<std::string, prometheus::Counter*> token_requests_;
+  absl::flat_hash_map<std::string, prometheus::Counter*> refreshes_;  // "provider/outcome"
+  absl::flat_hash_map<std::string, prometheus::Histogram*> refresh_latency_;
 };
 
 }  // namespace tokenbroker

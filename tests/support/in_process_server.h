@@ -16,7 +16,10 @@
 #include "service/api/token_service.h"
 #include "service/metrics/metrics.h"
 #include "service/store/in_memory_credential_store.h"
+#include "service/idp/microsoft_provider.h"
+#include "service/tokens/token_manager.h"
 #include "service/vault/vault.h"
+#include "tests/support/fake_microsoft.h"
 
 namespace tokenbroker::testing {
 
@@ -29,12 +32,16 @@ class InProcessServer {
         sealer_(std::make_shared<const Keyring>(*Keyring::Parse(
             "active: k1\nkeys:\n  k1: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n", "test"))),
         vault_(store_, sealer_, SystemClock::Get()),
+        idp_(SystemClock::Get()),
+        microsoft_(idp_, SystemClock::Get()),
+        tokens_(vault_, {{Provider::kMicrosoft, &microsoft_}}, SystemClock::Get(), logger_),
+        token_service_(&tokens_),
         admin_(AdminServiceDeps{ServerIdentity{"9.9.9", "test", absl::FromUnixSeconds(1'800'000'000), "sqlite"},
                                 &vault_, &store_, &sealer_, nullptr}) {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(&tokens_);
+    builder.RegisterService(&token_service_);
     builder.RegisterService(&mail_);
     builder.RegisterService(&admin_);
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
@@ -47,13 +54,19 @@ class InProcessServer {
   std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
   grpc::Server& server() { return *server_; }
   Metrics& metrics() { return metrics_; }
+  Vault& vault() { return vault_; }
+  FakeMicrosoft& idp() { return idp_; }
 
  private:
   Metrics metrics_;
   InMemoryCredentialStore store_;
   Sealer sealer_;
   Vault vault_;
-  TokenServiceImpl tokens_;
+  FakeMicrosoft idp_;
+  MicrosoftProvider microsoft_;
+  Logger logger_{LogLevel::kError, [](absl::string_view) {}};
+  TokenManager tokens_;
+  TokenServiceImpl token_service_;
   MailServiceImpl mail_;
   AdminServiceImpl admin_;
   int port_ = 0;

@@ -1,4 +1,5 @@
 #include "client/broker_client.h"
+#include "service/tokens/token_manager.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
@@ -34,14 +35,51 @@ TEST_F(ApiTest, GetServerInfoReportsTheIdentity) {
   EXPECT_EQ(info->start_time().seconds(), 1'800'000'000);
 }
 
-TEST_F(ApiTest, LaterCapabilitiesAnswerUnimplementedNamingThem) {
-  v1::GetAccessTokenRequest request;
-  request.set_grant("g1");
-  absl::Status s = client_->GetAccessToken(request).status();
-  EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented);
-  EXPECT_EQ(s.message(), "GetAccessToken is not available in this version of tokenbrokerd: token issuance arrives "
-                         "with the token engine");
+TEST_F(ApiTest, GetAccessTokenReturnsATokenTheSaslStringAndTheMailbox) {
+  server_.idp().RegisterApp("contoso.onmicrosoft.com", "client-1", "the-secret");
+  App app;
+  app.id = "contoso";
+  app.tenant = "contoso.onmicrosoft.com";
+  app.client_id = "client-1";
+  CredentialInput c;
+  c.id = "s1";
+  c.secret = Secret::CopyFrom("the-secret");
+  c.not_after = absl::Now() + absl::Hours(100);
+  std::vector<CredentialInput> creds;
+  creds.push_back(std::move(c));
+  ASSERT_TRUE(server_.vault().CreateApp(app, std::move(creds)).ok());
+  Grant g;
+  g.id = "robot";
+  g.app = "contoso";
+  g.mailbox = "robot@contoso.com";
+  g.kind = GrantKind::kAppOnly;
+  ASSERT_TRUE(server_.vault().CreateGrant(g).ok());
 
+  v1::GetAccessTokenRequest request;
+  request.set_grant("robot");
+  absl::StatusOr<v1::GetAccessTokenResponse> r = client_->GetAccessToken(request);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(server_.idp().UserOfAccessToken(r->access_token()), "app:client-1");
+  EXPECT_EQ(r->mailbox(), "robot@contoso.com");
+  EXPECT_EQ(r->token_type(), "Bearer");
+  EXPECT_EQ(r->sasl_xoauth2(), std::string(SaslXoauth2("robot@contoso.com", Secret::CopyFrom(r->access_token())).Reveal()));
+  EXPECT_NEAR(static_cast<double>(r->expire_time().seconds() - absl::ToUnixSeconds(absl::Now())), 3599, 5);
+  EXPECT_THAT(Scrape(), HasSubstr("tokenbroker_token_requests_total{result=\"refreshed\"}"));
+
+  request.set_grant("nobody");
+  EXPECT_EQ(client_->GetAccessToken(request).status().code(), absl::StatusCode::kNotFound);
+  request.set_grant("Bad Grant");
+  absl::Status bad = client_->GetAccessToken(request).status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.message()), HasSubstr("grant: "));
+  request.set_grant("robot");
+  request.mutable_min_valid_for()->set_seconds(7200);
+  absl::Status too_long = client_->GetAccessToken(request).status();
+  EXPECT_EQ(too_long.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(too_long.message(), "min_valid_for: must be between 0 and 1h");
+}
+
+TEST_F(ApiTest, LaterCapabilitiesAnswerUnimplementedNamingThem) {
   auto context = client_->NewContext();
   v1::FetchMessageRequest fetch;
   auto reader = client_->mail().FetchMessage(context.get(), fetch);
@@ -55,12 +93,14 @@ TEST_F(ApiTest, LaterCapabilitiesAnswerUnimplementedNamingThem) {
 TEST_F(ApiTest, EveryCallIsCountedByMethodAndCode) {
   ASSERT_TRUE(client_->GetServerInfo().ok());
   ASSERT_TRUE(client_->GetServerInfo().ok());
-  (void)client_->GetAccessToken(v1::GetAccessTokenRequest());
+  v1::GetAccessTokenRequest missing;
+  missing.set_grant("nobody");
+  (void)client_->GetAccessToken(missing);
   ASSERT_TRUE(client_->CheckHealth().ok());
   const std::string text = Scrape();
   EXPECT_THAT(text, HasSubstr("tokenbroker_grpc_requests_total{code=\"OK\",method=\"tokenbroker.v1.AdminService/"
                               "GetServerInfo\"} 2"));
-  EXPECT_THAT(text, HasSubstr("tokenbroker_grpc_requests_total{code=\"UNIMPLEMENTED\",method=\"tokenbroker.v1."
+  EXPECT_THAT(text, HasSubstr("tokenbroker_grpc_requests_total{code=\"NOT_FOUND\",method=\"tokenbroker.v1."
                               "TokenService/GetAccessToken\"} 1"));
   EXPECT_THAT(text, HasSubstr("tokenbroker_grpc_requests_total{code=\"OK\",method=\"grpc.health.v1.Health/Check\"} 1"));
   EXPECT_THAT(text, HasSubstr("tokenbroker_grpc_request_duration_seconds_count{method=\"tokenbroker.v1.AdminService/"

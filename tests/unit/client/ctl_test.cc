@@ -58,9 +58,7 @@ TEST_F(CtlTest, VersionAsJsonHasClientAndServer) {
 TEST_F(CtlTest, ServerErrorsPrintTheCodeAndMessageAndExitOne) {
   Result r = RunCli({"--target", server_.address(), "token", "get", "g1", "--min-valid", "10m"});
   EXPECT_EQ(r.code, kExitFailure);
-  EXPECT_EQ(r.err,
-            "tokenbrokerctl: UNIMPLEMENTED: GetAccessToken is not available in this version of tokenbrokerd: token "
-            "issuance arrives with the token engine\n");
+  EXPECT_EQ(r.err, "tokenbrokerctl: NOT_FOUND: grant \"g1\" does not exist\n");
   EXPECT_EQ(r.out, "");
 }
 
