@@ -190,6 +190,13 @@ absl::Status Broker::StartGrpc() {
   http_ = std::make_unique<CurlHttpClient>(http);
   microsoft_ = std::make_unique<MicrosoftProvider>(*http_, clock_);
   TokenManagerOptions token_options;
+  if (config_.tokens().has_initial_backoff()) {
+    token_options.initial_backoff = absl::Seconds(config_.tokens().initial_backoff().seconds()) +
+                                    absl::Nanoseconds(config_.tokens().initial_backoff().nanos());
+  }
+  if (config_.tokens().has_max_backoff()) {
+    token_options.max_backoff = absl::Seconds(config_.tokens().max_backoff().seconds());
+  }
   token_options.on_token = [this](absl::string_view result) { metrics_->TokenRequests(result).Increment(); };
   token_options.on_refresh = [this](Provider provider, absl::string_view outcome, absl::Duration latency) {
     metrics_->ObserveRefresh(ProviderName(provider), outcome, absl::ToDoubleSeconds(latency));

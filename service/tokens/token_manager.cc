@@ -244,7 +244,8 @@ absl::StatusOr<AccessToken> TokenManager::Refresh(absl::string_view grant_id, ab
     case FailureKind::kThrottled: {
       const absl::Duration wait = std::max(failure.retry_after, Backoff(failures));
       *retry_after = now + wait;
-      return absl::UnavailableError(absl::StrCat(failure.message, "; retry in ", absl::ToInt64Seconds(wait) + 1, "s"));
+      return absl::UnavailableError(
+          absl::StrCat(failure.message, "; retry in ", absl::ToInt64Seconds(absl::Ceil(wait, absl::Seconds(1))), "s"));
     }
   }
   return absl::InternalError("unreachable");

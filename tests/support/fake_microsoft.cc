@@ -62,6 +62,11 @@ void FakeMicrosoft::RegisterApp(const std::string& tenant, const std::string& cl
   apps_[tenant + "/" + client_id] = App{secret, certificate_pem, x5t_s256, x5t};
 }
 
+void FakeMicrosoft::SetHost(const std::string& host) {
+  absl::MutexLock lock(&mu_);
+  host_ = host;
+}
+
 void FakeMicrosoft::AddRefreshToken(const std::string& refresh_token, const std::string& user) {
   absl::MutexLock lock(&mu_);
   refresh_tokens_[refresh_token] = user;

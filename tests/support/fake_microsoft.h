@@ -25,6 +25,8 @@ class FakeMicrosoft final : public HttpClient {
   explicit FakeMicrosoft(const Clock& clock, std::string host = "login.microsoftonline.com")
       : clock_(clock), host_(std::move(host)) {}
 
+  // The host (and port) requests must be addressed to.
+  void SetHost(const std::string& host);
   // Registers an app: its client secret and/or certificate (PEM) with the
   // certificate's base64url SHA-256 / SHA-1 thumbprints.
   void RegisterApp(const std::string& tenant, const std::string& client_id, const std::string& secret,
@@ -64,7 +66,7 @@ class FakeMicrosoft final : public HttpClient {
                              const std::string& assertion) const;
 
   const Clock& clock_;
-  const std::string host_;
+  std::string host_ ABSL_GUARDED_BY(mu_);
   mutable absl::Mutex mu_;
   std::map<std::string, App> apps_ ABSL_GUARDED_BY(mu_);  // key: tenant/client_id
   std::map<std::string, std::string> refresh_tokens_ ABSL_GUARDED_BY(mu_);  // token -> user

@@ -219,7 +219,7 @@ absl::StatusOr<std::string> HttpGet(const std::string& address, const std::strin
 }
 
 CertificateFiles MakeSelfSignedCertificate(const TempDir& dir, const std::string& name, int days,
-                                           const std::string& key_type) {
+                                           const std::string& key_type, const std::string& san) {
   CertificateFiles files{dir.File(name + ".crt"), dir.File(name + ".key")};
   const std::string newkey = key_type == "ec" ? "ec" : "rsa:2048";
   std::vector<std::string> argv = {"/usr/bin/openssl", "req", "-x509", "-newkey", newkey};
@@ -230,6 +230,10 @@ CertificateFiles MakeSelfSignedCertificate(const TempDir& dir, const std::string
                                files.certificate, std::string("-days"), std::to_string(days), std::string("-subj"),
                                "/CN=" + name + "/O=tokenbroker tests"}) {
     argv.push_back(a);
+  }
+  if (!san.empty()) {
+    argv.push_back("-addext");
+    argv.push_back("subjectAltName=" + san);
   }
   CommandResult r = RunCommand(argv);
   if (r.exit_code != 0) std::abort();

@@ -96,7 +96,7 @@ struct CertificateFiles {
 // command (`key_type` "rsa" or "ec"; negative `days` for an expired one is
 // not possible, so use `days` >= 1).
 CertificateFiles MakeSelfSignedCertificate(const TempDir& dir, const std::string& name, int days = 365,
-                                           const std::string& key_type = "rsa");
+                                           const std::string& key_type = "rsa", const std::string& san = "");
 // The contents of a file ("" when unreadable).
 std::string ReadFile(const std::string& path);
 

@@ -1,0 +1,195 @@
+// The token engine end to end: tokenbrokerctl -> tokenbrokerd -> HTTPS ->
+// a Microsoft-shaped token endpoint the broker has never seen, with real TLS.
+#include <signal.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "service/crypto/certificate.h"
+#include "service/crypto/sealer.h"
+#include "service/store/sql_credential_store.h"
+#include "service/store/sqlite_backend.h"
+#include "service/store/sqlite_schema.h"
+#include "service/tokens/token_manager.h"
+#include "service/vault/vault.h"
+#include "tests/support/daemon.h"
+#include "tests/support/fake_microsoft.h"
+#include "tests/support/https_server.h"
+
+namespace tokenbroker {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::CommandResult;
+
+constexpr char kTenant[] = "contoso.onmicrosoft.com";
+constexpr char kClientSecret[] = "e2e-Client-S3cret~value";
+
+class TokenE2ETest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    tls_ = testing::MakeSelfSignedCertificate(dir_, "idp", 30, "rsa", "IP:127.0.0.1");
+    ASSERT_TRUE(server_.Start(tls_.certificate, tls_.private_key).ok());
+    authority_ = absl::StrCat("127.0.0.1:", server_.port());
+    idp_.SetHost(authority_);
+    idp_.RegisterApp(kTenant, "client-1", kClientSecret);
+    config_ = dir_.WriteFile("broker.yaml", testing::DaemonConfig(dir_) +
+                                                absl::StrCat("http:\n  ca_file: \"", tls_.certificate,
+                                                             "\"\ntokens:\n  initial_backoff: 0s\n"));
+    Start();
+    const std::string secret = dir_.WriteFile("client-secret", kClientSecret);
+    MustCtl({"app", "create", "contoso", "--provider", "microsoft", "--tenant", kTenant, "--client-id", "client-1",
+             "--authority-host", authority_, "--client-secret-file", secret, "--not-after", "2099-01-01"});
+  }
+  void TearDown() override {
+    if (daemon_.process != nullptr) daemon_.Stop();
+    // Nothing secret in the broker's log, ever.
+    for (const std::string& secret : secrets_) EXPECT_THAT(log_, Not(HasSubstr(secret)));
+  }
+
+  void Start() {
+    daemon_ = testing::StartDaemon(config_, dir_.path());
+    ASSERT_FALSE(daemon_.grpc_address.empty());
+  }
+  void KeepLog() { log_ += daemon_.process->Stderr(); }
+  CommandResult Ctl(const std::vector<std::string>& args) { return testing::Ctl(daemon_.grpc_address, args); }
+  CommandResult MustCtl(const std::vector<std::string>& args) {
+    CommandResult r = Ctl(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r;
+  }
+  std::string Token(const std::string& grant, const std::string& min_valid = "5m") {
+    CommandResult r = MustCtl({"token", "get", grant, "--min-valid", min_valid});
+    std::string token = r.out.substr(0, r.out.find('\n'));
+    secrets_.push_back(token);
+    return token;
+  }
+  // The lines of /metrics that start with `prefix`.
+  std::string Metrics(const std::string& prefix = "tokenbroker_") {
+    std::string out;
+    for (absl::string_view line : absl::StrSplit(*testing::HttpGet(daemon_.metrics_address, "/metrics"), '\n')) {
+      if (absl::StartsWith(line, prefix) && !absl::StartsWith(line, "tokenbroker_grpc") &&
+          !absl::StrContains(line, "_bucket")) {
+        absl::StrAppend(&out, line, "\n");
+      }
+    }
+    return out;
+  }
+
+  testing::TempDir dir_;
+  testing::CertificateFiles tls_;
+  testing::FakeMicrosoft idp_{SystemClock::Get()};
+  testing::HttpsServer server_{idp_, ""};
+  std::string authority_;
+  std::string config_;
+  testing::RunningDaemon daemon_;
+  std::string log_;
+  std::vector<std::string> secrets_ = {kClientSecret};
+};
+
+TEST_F(TokenE2ETest, AppOnlyTokensSurviveAProviderOutageAndRecover) {
+  MustCtl({"grant", "create", "robot", "--app", "contoso", "--mailbox", "robot@contoso.com"});
+  const std::string first = Token("robot");
+  EXPECT_EQ(idp_.UserOfAccessToken(first), "app:client-1");
+  CommandResult json = MustCtl({"--output", "json", "token", "get", "robot"});
+  EXPECT_THAT(json.out, HasSubstr("\"mailbox\": \"robot@contoso.com\""));
+  EXPECT_THAT(json.out, HasSubstr("\"sasl_xoauth2\": \"" +
+                                  std::string(SaslXoauth2("robot@contoso.com", Secret::CopyFrom(first)).Reveal())));
+  EXPECT_EQ(idp_.requests(), 1);
+
+  // The provider goes away: asked for more validity than the cached token has
+  // left, the broker tries to refresh, fails, and still serves the cached
+  // token, which is valid.
+  server_.Stop();
+  EXPECT_EQ(Token("robot", "59m59s"), first);
+  MustCtl({"grant", "create", "other", "--app", "contoso", "--mailbox", "other@contoso.com"});
+  CommandResult down = Ctl({"token", "get", "other"});
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_THAT(down.err, HasSubstr("UNAVAILABLE: the identity provider could not be reached"));
+  const std::string metrics = Metrics();
+  EXPECT_THAT(metrics, HasSubstr("tokenbroker_token_requests_total{result=\"stale\"} 1"));
+  // tokenbrokerctl retries UNAVAILABLE (4 attempts): 1 + 4 failed refreshes.
+  EXPECT_THAT(metrics, HasSubstr("tokenbroker_token_requests_total{result=\"error\"} 4"));
+  EXPECT_THAT(metrics, HasSubstr("tokenbroker_refreshes_total{outcome=\"transient\",provider=\"microsoft\"} 5"));
+  EXPECT_THAT(metrics, HasSubstr("tokenbroker_refreshes_total{outcome=\"ok\",provider=\"microsoft\"} 1"));
+
+  // It comes back: the next request refreshes.
+  ASSERT_TRUE(server_.Start(tls_.certificate, tls_.private_key, std::stoi(authority_.substr(10))).ok());
+  const std::string second = Token("robot", "59m59s");
+  EXPECT_NE(second, first);
+  EXPECT_EQ(idp_.UserOfAccessToken(second), "app:client-1");
+  EXPECT_FALSE(Token("other").empty());
+  KeepLog();
+}
+
+TEST_F(TokenE2ETest, ARotatedRefreshTokenSurvivesASigkillRightAfterTheRefresh) {
+  idp_.AddRefreshToken("0.rt-imported-alice", "alice");
+  const std::string rt = dir_.WriteFile("rt", "0.rt-imported-alice");
+  MustCtl({"grant", "import", "alice", "--app", "contoso", "--mailbox", "alice@contoso.com", "--refresh-token-file", rt});
+  EXPECT_EQ(idp_.UserOfAccessToken(Token("alice")), "alice");
+  daemon_.process->Signal(SIGKILL);
+  ASSERT_EQ(*daemon_.process->Wait(absl::Seconds(30)), 128 + SIGKILL);
+  KeepLog();
+  {
+    Sealer sealer(std::make_shared<const Keyring>(*Keyring::LoadFile(dir_.File("var/keyring.yaml"))));
+    auto db = SqliteDatabase::Open(dir_.File("var/tokenbroker.db"), SqliteMigrations());
+    SqlCredentialStore store(std::make_unique<SqliteBackend>(std::move(*db)));
+    FakeClock clock;
+    Vault vault(store, sealer, clock);
+    const std::string latest = idp_.LatestRefreshToken("alice");
+    EXPECT_NE(latest, "0.rt-imported-alice");
+    EXPECT_EQ(vault.OpenRefreshToken(*vault.GetGrant("alice"))->Reveal(), latest);
+    secrets_.push_back(latest);
+  }
+  Start();
+  EXPECT_EQ(idp_.UserOfAccessToken(Token("alice")), "alice");
+  KeepLog();
+}
+
+TEST_F(TokenE2ETest, AnExpiredRefreshTokenMovesTheGrantToNeedsReconsent) {
+  idp_.AddRefreshToken("0.rt-bob", "bob");
+  MustCtl({"grant", "import", "bob", "--app", "contoso", "--mailbox", "bob@contoso.com", "--refresh-token-file",
+           dir_.WriteFile("rt", "0.rt-bob")});
+  idp_.QueueFailure(400, "invalid_grant", 700082);
+  CommandResult r = Ctl({"token", "get", "bob"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("FAILED_PRECONDITION: grant \"bob\" needs consent again: the refresh token expired"));
+  EXPECT_THAT(r.err, HasSubstr("AADSTS700082"));
+  CommandResult show = MustCtl({"grant", "show", "bob"});
+  EXPECT_THAT(show.out, HasSubstr("needs_reconsent"));
+  EXPECT_THAT(show.out, HasSubstr("invalid_grant (700082)"));
+  EXPECT_THAT(Metrics(), HasSubstr("tokenbroker_refreshes_total{outcome=\"invalid_grant\",provider=\"microsoft\"} 1"));
+  KeepLog();
+}
+
+TEST_F(TokenE2ETest, RetryAfterIsHonouredWithoutHittingTheProviderAgain) {
+  MustCtl({"grant", "create", "robot", "--app", "contoso", "--mailbox", "robot@contoso.com"});
+  idp_.QueueFailure(429, "temporarily_unavailable", 0, 3);
+  CommandResult r = Ctl({"token", "get", "robot"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("UNAVAILABLE"));
+  EXPECT_THAT(r.err, HasSubstr("retry in 3s"));
+  EXPECT_EQ(Ctl({"token", "get", "robot"}).exit_code, 1);
+  EXPECT_EQ(idp_.requests(), 1) << "the second call came within Retry-After";
+  EXPECT_THAT(Metrics(), HasSubstr("tokenbroker_refreshes_total{outcome=\"throttled\",provider=\"microsoft\"} 1"));
+  KeepLog();
+}
+
+TEST_F(TokenE2ETest, ACertificateCredentialSignsAnAssertionTheEndpointVerifies) {
+  testing::CertificateFiles app_cert = testing::MakeSelfSignedCertificate(dir_, "contoso-app");
+  MustCtl({"app", "create", "contoso-cert", "--provider", "microsoft", "--tenant", kTenant, "--client-id", "client-2",
+           "--authority-host", authority_, "--certificate", app_cert.certificate, "--private-key",
+           app_cert.private_key});
+  const std::string pem = testing::ReadFile(app_cert.certificate);
+  CertificateInfo info = *ParseCertificatePem(pem);
+  idp_.RegisterApp(kTenant, "client-2", "", pem, info.thumbprint_sha256, info.thumbprint_sha1);
+  MustCtl({"grant", "create", "robot2", "--app", "contoso-cert", "--mailbox", "robot2@contoso.com"});
+  EXPECT_EQ(idp_.UserOfAccessToken(Token("robot2")), "app:client-2");
+  KeepLog();
+}
+
+}  // namespace
+}  // namespace tokenbroker
