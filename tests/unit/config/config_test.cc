@@ -69,8 +69,9 @@ TEST(ConfigTest, UnknownKeyNamesFileLineKeyPathAndTheExpectedKeys) {
 }
 
 TEST(ConfigTest, UnknownTopLevelKey) {
-  absl::Status s = ParseError(std::string(kValid) + "tokens:\n  slack: 5m\n");
-  EXPECT_THAT(s.message(), HasSubstr("test.yaml:13:1: tokens: unknown key; expected one of: server, log, store, keys"));
+  absl::Status s = ParseError(std::string(kValid) + "tokenz:\n  slack: 5m\n");
+  EXPECT_THAT(s.message(), HasSubstr("test.yaml:13:1: tokenz: unknown key; expected one of: server, log, store, keys, "
+                                     "apps, grants, declarations_check_interval, http, tokens"));
 }
 
 TEST(ConfigTest, WrongTypes) {
