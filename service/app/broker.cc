@@ -11,6 +11,7 @@
 #include "prometheus/exposer.h"
 #include "service/common/status_macros.h"
 #include "service/app/declarations.h"
+#include "service/app/vault_collector.h"
 #include "service/common/files.h"
 #include "service/store/postgres_backend.h"
 #include "service/store/postgres_schema.h"
@@ -175,6 +176,8 @@ absl::Status Broker::StartMetrics() {
   }
   exposer_->RegisterCollectable(metrics_->registry());
   exposer_->RegisterCollectable(process_collector_);
+  vault_collector_ = std::make_shared<VaultCollector>(*store_, !config_.metrics().omit_per_grant());
+  exposer_->RegisterCollectable(vault_collector_);
   const std::vector<int> ports = exposer_->GetListeningPorts();
   metrics_address_ = WithPort(config_.server().metrics_address(), ports.empty() ? 0 : ports.front());
   return absl::OkStatus();

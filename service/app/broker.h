@@ -75,6 +75,7 @@ class Broker {
   std::unique_ptr<Vault> vault_;
   std::unique_ptr<Metrics> metrics_;
   std::shared_ptr<ProcessCollector> process_collector_;
+  std::shared_ptr<prometheus::Collectable> vault_collector_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<CurlHttpClient> http_;
   std::unique_ptr<MicrosoftProvider> microsoft_;

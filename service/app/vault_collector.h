@@ -1,0 +1,30 @@
+// Metrics read from the store at scrape time: when each app credential
+// expires and whether it is failing, how many grants are in each state, and
+// (unless switched off for very large fleets) per-grant refresh times, so that
+// alerts fire weeks before a client secret expires or a refresh token dies of
+// inactivity. Label values are operator-chosen ids, never secrets.
+// Thread-safe (the store is).
+#ifndef TOKENBROKER_SERVICE_APP_VAULT_COLLECTOR_H_
+#define TOKENBROKER_SERVICE_APP_VAULT_COLLECTOR_H_
+
+#include <vector>
+
+#include "prometheus/collectable.h"
+#include "prometheus/metric_family.h"
+#include "service/store/credential_store.h"
+
+namespace tokenbroker {
+
+class VaultCollector final : public prometheus::Collectable {
+ public:
+  VaultCollector(CredentialStore& store, bool per_grant) : store_(store), per_grant_(per_grant) {}
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  CredentialStore& store_;
+  const bool per_grant_;
+};
+
+}  // namespace tokenbroker
+
+#endif  // TOKENBROKER_SERVICE_APP_VAULT_COLLECTOR_H_
