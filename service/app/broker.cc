@@ -81,6 +81,7 @@ absl::Status Broker::Start() {
   if (config_.apps_size() + config_.grants_size() > 0) {
     declarations_watcher_ = std::thread([this] { WatchDeclarations(); });
   }
+  scheduler_->Start();
   logger_.Info("serving", {{"grpc_address", grpc_address_},
                            {"metrics_address", metrics_address_.empty() ? "disabled" : metrics_address_}});
   return absl::OkStatus();
@@ -197,9 +198,12 @@ absl::Status Broker::StartGrpc() {
     token_options.initial_backoff = absl::Seconds(config_.tokens().initial_backoff().seconds()) +
                                     absl::Nanoseconds(config_.tokens().initial_backoff().nanos());
   }
-  if (config_.tokens().has_max_backoff()) {
-    token_options.max_backoff = absl::Seconds(config_.tokens().max_backoff().seconds());
-  }
+  auto duration = [](const google::protobuf::Duration& d) {
+    return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+  };
+  const auto& tc = config_.tokens();
+  if (tc.has_max_backoff()) token_options.max_backoff = duration(tc.max_backoff());
+  if (tc.has_min_slack()) token_options.min_slack = duration(tc.min_slack());
   token_options.on_token = [this](absl::string_view result) { metrics_->TokenRequests(result).Increment(); };
   token_options.on_refresh = [this](Provider provider, absl::string_view outcome, absl::Duration latency) {
     metrics_->ObserveRefresh(ProviderName(provider), outcome, absl::ToDoubleSeconds(latency));
@@ -207,6 +211,11 @@ absl::Status Broker::StartGrpc() {
   tokens_ = std::make_unique<TokenManager>(*vault_, std::map<Provider, IdentityProvider*>{{Provider::kMicrosoft, microsoft_.get()}},
                                            clock_, logger_, std::move(token_options));
   token_service_ = std::make_unique<TokenServiceImpl>(tokens_.get());
+  SchedulerOptions scheduling;
+  if (tc.has_refresh_interval()) scheduling.interval = duration(tc.refresh_interval());
+  if (tc.max_concurrent_refreshes() > 0) scheduling.max_concurrent = static_cast<int>(tc.max_concurrent_refreshes());
+  if (tc.has_keepalive_after()) scheduling.keepalive_after = duration(tc.keepalive_after());
+  scheduler_ = std::make_unique<RefreshScheduler>(*tokens_, *vault_, clock_, logger_, scheduling);
   mail_service_ = std::make_unique<MailServiceImpl>();
   AdminServiceDeps admin;
   admin.identity = ServerIdentity{kVersion, kRevision, start_time_, std::string(store_->kind())};
@@ -255,6 +264,7 @@ void Broker::Shutdown() {
     }
     declarations_watcher_.join();
   }
+  if (scheduler_ != nullptr) scheduler_->Stop();
   if (server_ != nullptr) {
     const absl::Duration grace = ShutdownGracePeriod(config_);
     logger_.Info("shutdown step", {{"step", "drain-grpc"}, {"grace_period_seconds", grace}});

@@ -26,6 +26,7 @@
 #include "service/store/credential_store.h"
 #include "service/http/curl_http_client.h"
 #include "service/idp/microsoft_provider.h"
+#include "service/tokens/refresh_scheduler.h"
 #include "service/tokens/token_manager.h"
 #include "service/vault/vault.h"
 
@@ -80,6 +81,7 @@ class Broker {
   std::unique_ptr<CurlHttpClient> http_;
   std::unique_ptr<MicrosoftProvider> microsoft_;
   std::unique_ptr<TokenManager> tokens_;
+  std::unique_ptr<RefreshScheduler> scheduler_;
   std::unique_ptr<TokenServiceImpl> token_service_;
   std::unique_ptr<MailServiceImpl> mail_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;

@@ -45,9 +45,46 @@ absl::Duration TokenManager::Backoff(int failures) {
   return d * absl::Uniform(bitgen_, 0.8, 1.2);
 }
 
+absl::Time TokenManager::RefreshAt(const AccessToken& token, absl::Time issued) {
+  const absl::Duration lifetime = token.expire_time - issued;
+  const absl::Duration slack = std::max(options_.min_slack, lifetime * options_.slack_fraction);
+  double jitter;
+  {
+    absl::MutexLock lock(&mu_);
+    jitter = absl::Uniform(bitgen_, 0.0, options_.jitter_fraction);
+  }
+  return token.expire_time - slack - slack * jitter;
+}
+
+std::vector<std::string> TokenManager::DueForRefresh(absl::Time now) {
+  std::vector<std::pair<std::string, std::shared_ptr<Entry>>> entries;
+  {
+    absl::MutexLock lock(&mu_);
+    entries.assign(entries_.begin(), entries_.end());
+  }
+  std::vector<std::string> due;
+  for (const auto& [id, entry] : entries) {
+    absl::MutexLock lock(&entry->mu);
+    if (entry->cached.has_value() && !entry->refreshing && entry->refresh_at <= now && now >= entry->retry_after) {
+      due.push_back(id);
+    }
+  }
+  std::sort(due.begin(), due.end());
+  return due;
+}
+
+absl::Status TokenManager::RefreshNow(absl::string_view grant_id) {
+  return Fetch(grant_id, absl::InfiniteDuration(), /*observed=*/false).status();
+}
+
 absl::StatusOr<AccessToken> TokenManager::GetAccessToken(absl::string_view grant_id, absl::Duration min_valid_for) {
-  auto observe = [this](absl::string_view outcome) {
-    if (options_.on_token) options_.on_token(outcome);
+  return Fetch(grant_id, min_valid_for, /*observed=*/true);
+}
+
+absl::StatusOr<AccessToken> TokenManager::Fetch(absl::string_view grant_id, absl::Duration min_valid_for,
+                                                bool observed) {
+  auto observe = [this, observed](absl::string_view outcome) {
+    if (observed && options_.on_token) options_.on_token(outcome);
   };
   std::shared_ptr<Entry> entry = EntryFor(grant_id);
   entry->mu.Lock();
@@ -93,13 +130,16 @@ absl::StatusOr<AccessToken> TokenManager::GetAccessToken(absl::string_view grant
     entry->mu.Unlock();
 
     absl::Time retry_after = absl::InfinitePast();
+    const absl::Time issued = clock_.Now();
     absl::StatusOr<AccessToken> result = Refresh(grant_id, &retry_after, failures);
+    const absl::Time refresh_at = result.ok() ? RefreshAt(*result, issued) : absl::InfiniteFuture();
 
     entry->mu.Lock();
     entry->refreshing = false;
     ++entry->generation;
     if (result.ok()) {
       entry->cached = Copy(*result);
+      entry->refresh_at = refresh_at;
       entry->last_error = absl::OkStatus();
       entry->consecutive_failures = 0;
       entry->retry_after = absl::InfinitePast();

@@ -49,6 +49,13 @@ using TokenOutcomeObserver = std::function<void(absl::string_view outcome)>;
 using RefreshObserver = std::function<void(Provider provider, absl::string_view outcome, absl::Duration latency)>;
 
 struct TokenManagerOptions {
+  // A cached token is refreshed in the background at expiry - slack - jitter:
+  // slack is the larger of min_slack and slack_fraction of the token's
+  // lifetime; jitter is uniform in [0, jitter_fraction * slack], fixed per
+  // token, so that many grants never refresh in the same second.
+  absl::Duration min_slack = absl::Minutes(5);
+  double slack_fraction = 0.1;
+  double jitter_fraction = 0.5;
   // First back-off after a transient failure; doubles up to max_backoff, with
   // +-20% jitter.
   absl::Duration initial_backoff = absl::Seconds(1);
@@ -70,6 +77,13 @@ class TokenManager {
   // Drops the cached token of a grant (after an IMAP authentication failure).
   void Invalidate(absl::string_view grant_id);
 
+  // For the scheduler: the grants whose cached token is due for a refresh
+  // ahead of expiry at `now` (and not backing off or already refreshing).
+  std::vector<std::string> DueForRefresh(absl::Time now);
+  // Refreshes a grant now, whatever its cache holds (single-flight with
+  // callers). Not counted in the caller-facing token metrics.
+  absl::Status RefreshNow(absl::string_view grant_id);
+
  private:
   struct Entry {
     absl::Mutex mu;
@@ -77,12 +91,16 @@ class TokenManager {
     // Bumped when a refresh ends: waiters know theirs is done.
     uint64_t generation ABSL_GUARDED_BY(mu) = 0;
     std::optional<AccessToken> cached ABSL_GUARDED_BY(mu);
+    // When the background scheduler refreshes the cached token.
+    absl::Time refresh_at ABSL_GUARDED_BY(mu) = absl::InfiniteFuture();
     absl::Status last_error ABSL_GUARDED_BY(mu);
     absl::Time retry_after ABSL_GUARDED_BY(mu) = absl::InfinitePast();
     int consecutive_failures ABSL_GUARDED_BY(mu) = 0;
   };
 
   std::shared_ptr<Entry> EntryFor(absl::string_view grant_id);
+  absl::StatusOr<AccessToken> Fetch(absl::string_view grant_id, absl::Duration min_valid_for, bool observed);
+  absl::Time RefreshAt(const AccessToken& token, absl::Time issued);
   // One refresh: provider request(s) and the store writes. Returns the token,
   // or the status callers get; `retry_after` is set for transient failures.
   absl::StatusOr<AccessToken> Refresh(absl::string_view grant_id, absl::Time* retry_after, int failures);

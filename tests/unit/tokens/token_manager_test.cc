@@ -1,5 +1,7 @@
 #include "service/tokens/token_manager.h"
 
+#include "service/tokens/refresh_scheduler.h"
+
 #include <thread>
 
 #include "gmock/gmock.h"
@@ -295,6 +297,90 @@ TEST_F(TokenManagerTest, DisabledAndUnknownGrants) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("tokenbrokerctl grant enable robot"));
   EXPECT_EQ(tokens_.GetAccessToken("nobody", absl::Minutes(5)).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(idp_.requests(), 0);
+}
+
+TEST_F(TokenManagerTest, TheSchedulerRefreshesAheadOfExpiryWithinTheJitterWindow) {
+  idp_.RegisterApp(kTenant, kClientId, "the-secret");
+  std::vector<CredentialInput> creds;
+  creds.push_back(SecretInput("s1", "the-secret"));
+  CreateApp(std::move(creds));
+  AppOnlyGrant();
+  const absl::Time t0 = clock_.Now();
+  absl::StatusOr<AccessToken> first = tokens_.GetAccessToken("robot", absl::Minutes(5));
+  ASSERT_TRUE(first.ok());
+  RefreshScheduler scheduler(tokens_, vault_, clock_, logger_, {});
+  // Lifetime 3599 s: slack = max(5 min, 10%) = 359.9 s, jitter up to half of it.
+  clock_.Set(t0 + absl::Seconds(3599 - 540));
+  EXPECT_EQ(scheduler.RunOnce().ahead_of_expiry, 0);
+  EXPECT_EQ(idp_.requests(), 1);
+  clock_.Set(t0 + absl::Seconds(3599 - 359));
+  EXPECT_EQ(scheduler.RunOnce().ahead_of_expiry, 1);
+  EXPECT_EQ(idp_.requests(), 2);
+  // Callers find the new token in the cache.
+  absl::StatusOr<AccessToken> next = tokens_.GetAccessToken("robot", absl::Minutes(30));
+  ASSERT_TRUE(next.ok());
+  EXPECT_NE(next->token.Reveal(), first->token.Reveal());
+  EXPECT_EQ(idp_.requests(), 2);
+  EXPECT_EQ(Outcome("refreshed"), 1) << "background refreshes are not caller requests";
+}
+
+TEST_F(TokenManagerTest, JitterSpreadsTheRefreshesOfManyGrants) {
+  idp_.RegisterApp(kTenant, kClientId, "the-secret");
+  std::vector<CredentialInput> creds;
+  creds.push_back(SecretInput("s1", "the-secret"));
+  CreateApp(std::move(creds));
+  constexpr int kGrants = 200;
+  const absl::Time t0 = clock_.Now();
+  for (int i = 0; i < kGrants; ++i) {
+    AppOnlyGrant(absl::StrCat("g", i));
+    ASSERT_TRUE(tokens_.GetAccessToken(absl::StrCat("g", i), absl::Minutes(5)).ok());
+  }
+  // The window is [expiry - 1.5 * slack, expiry - slack]: about half is due
+  // in its middle, none before it, all after it.
+  const absl::Time expiry = t0 + absl::Seconds(3599);
+  const absl::Duration slack = absl::Seconds(359.9);
+  EXPECT_EQ(tokens_.DueForRefresh(expiry - slack * 1.5 - absl::Seconds(1)).size(), 0u);
+  const size_t middle = tokens_.DueForRefresh(expiry - slack * 1.25).size();
+  EXPECT_GT(middle, kGrants * 0.3);
+  EXPECT_LT(middle, kGrants * 0.7);
+  EXPECT_EQ(tokens_.DueForRefresh(expiry - slack + absl::Seconds(1)).size(), static_cast<size_t>(kGrants));
+}
+
+TEST_F(TokenManagerTest, IdleDelegatedGrantsAreKeptAlive) {
+  idp_.RegisterApp(kTenant, kClientId, "the-secret");
+  idp_.AddRefreshToken("0.rt-idle", "alice");
+  std::vector<CredentialInput> creds;
+  creds.push_back(SecretInput("s1", "the-secret"));
+  CreateApp(std::move(creds));
+  DelegatedGrant("0.rt-idle");
+  RefreshScheduler scheduler(tokens_, vault_, clock_, logger_, {});
+  clock_.Advance(absl::Hours(24 * 29));
+  EXPECT_EQ(scheduler.RunOnce().keepalive, 0);
+  clock_.Advance(absl::Hours(24 * 2));
+  RefreshScheduler::Report report = scheduler.RunOnce();
+  EXPECT_EQ(report.keepalive, 1);
+  EXPECT_EQ(report.failed, 0);
+  Grant g = *vault_.GetGrant("alice");
+  EXPECT_EQ(g.refresh_token_last_used_time, clock_.Now());
+  EXPECT_EQ(vault_.OpenRefreshToken(g)->Reveal(), idp_.LatestRefreshToken("alice"));
+}
+
+TEST_F(TokenManagerTest, TheSchedulerRefreshesEveryDueGrantUnderItsConcurrencyCap) {
+  idp_.RegisterApp(kTenant, kClientId, "the-secret");
+  std::vector<CredentialInput> creds;
+  creds.push_back(SecretInput("s1", "the-secret"));
+  CreateApp(std::move(creds));
+  for (int i = 0; i < 20; ++i) {
+    AppOnlyGrant(absl::StrCat("g", i));
+    ASSERT_TRUE(tokens_.GetAccessToken(absl::StrCat("g", i), absl::Minutes(5)).ok());
+  }
+  SchedulerOptions options;
+  options.max_concurrent = 3;
+  RefreshScheduler scheduler(tokens_, vault_, clock_, logger_, options);
+  clock_.Advance(absl::Seconds(3599));
+  EXPECT_EQ(scheduler.RunOnce().ahead_of_expiry, 20);
+  EXPECT_EQ(idp_.requests(), 40);
+  EXPECT_TRUE(tokens_.DueForRefresh(clock_.Now()).empty());
 }
 
 TEST(SaslTest, MicrosoftsDocumentedXoauth2Vector) {

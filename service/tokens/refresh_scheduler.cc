@@ -1,0 +1,74 @@
+#include "service/tokens/refresh_scheduler.h"
+
+#include <algorithm>
+#include <atomic>
+#include <set>
+
+namespace tokenbroker {
+
+RefreshScheduler::Report RefreshScheduler::RunOnce() {
+  Report report;
+  const absl::Time now = clock_.Now();
+  std::vector<std::string> due = tokens_.DueForRefresh(now);
+  report.ahead_of_expiry = static_cast<int>(due.size());
+  if (options_.keepalive_after > absl::ZeroDuration()) {
+    std::set<std::string> already(due.begin(), due.end());
+    absl::StatusOr<std::vector<Grant>> grants = vault_.ListGrants({"", GrantState::kActive});
+    if (grants.ok()) {
+      for (const Grant& g : *grants) {
+        if (g.kind != GrantKind::kDelegated || already.count(g.id)) continue;
+        const absl::Time used = g.refresh_token_last_used_time != absl::InfinitePast() ? g.refresh_token_last_used_time
+                                                                                        : g.consent_time;
+        if (used != absl::InfinitePast() && now - used >= options_.keepalive_after) {
+          due.push_back(g.id);
+          ++report.keepalive;
+        }
+      }
+    }
+  }
+  if (due.empty()) return report;
+  std::atomic<size_t> next{0};
+  std::atomic<int> failed{0};
+  auto worker = [&] {
+    for (size_t i = next++; i < due.size(); i = next++) {
+      absl::Status s = tokens_.RefreshNow(due[i]);
+      if (!s.ok()) {
+        ++failed;
+        logger_.Warn("background refresh failed", {{"grant", due[i]}, {"error", s}});
+      }
+    }
+  };
+  const int threads = std::max(1, std::min<int>(options_.max_concurrent, static_cast<int>(due.size())));
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+  report.failed = failed;
+  logger_.Info("background refresh pass", {{"ahead_of_expiry", report.ahead_of_expiry},
+                                            {"keepalive", report.keepalive},
+                                            {"failed", report.failed}});
+  return report;
+}
+
+void RefreshScheduler::Start() {
+  thread_ = std::thread([this] {
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.interval)) return;
+      }
+      RunOnce();
+    }
+  });
+}
+
+void RefreshScheduler::Stop() {
+  if (!thread_.joinable()) return;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  thread_.join();
+}
+
+}  // namespace tokenbroker

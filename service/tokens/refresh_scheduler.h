@@ -1,0 +1,56 @@
+// RefreshScheduler: refreshes tokens in the background so that callers find
+// them in the cache. Each pass refreshes (a) every cached token whose
+// refresh time (expiry - slack - jitter, see TokenManagerOptions) has come and
+// (b) every active delegated grant whose refresh token has not been used for
+// keepalive_after, well before Microsoft's 90-day inactivity limit kills it.
+// At most max_concurrent refreshes run at once. RunOnce() is the whole pass,
+// so tests drive it with a fake clock; Start() runs it every interval on a
+// thread. Thread-safe.
+#ifndef TOKENBROKER_SERVICE_TOKENS_REFRESH_SCHEDULER_H_
+#define TOKENBROKER_SERVICE_TOKENS_REFRESH_SCHEDULER_H_
+
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "service/tokens/token_manager.h"
+
+namespace tokenbroker {
+
+struct SchedulerOptions {
+  absl::Duration interval = absl::Seconds(30);
+  int max_concurrent = 8;
+  // Zero disables keep-alive refreshes.
+  absl::Duration keepalive_after = absl::Hours(24 * 30);
+};
+
+class RefreshScheduler {
+ public:
+  RefreshScheduler(TokenManager& tokens, Vault& vault, const Clock& clock, Logger& logger, SchedulerOptions options)
+      : tokens_(tokens), vault_(vault), clock_(clock), logger_(logger), options_(options) {}
+  ~RefreshScheduler() { Stop(); }
+
+  struct Report {
+    int ahead_of_expiry = 0;
+    int keepalive = 0;
+    int failed = 0;
+  };
+  Report RunOnce();
+
+  void Start();
+  void Stop();
+
+ private:
+  TokenManager& tokens_;
+  Vault& vault_;
+  const Clock& clock_;
+  Logger& logger_;
+  const SchedulerOptions options_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace tokenbroker
+
+#endif  // TOKENBROKER_SERVICE_TOKENS_REFRESH_SCHEDULER_H_
