@@ -56,6 +56,14 @@ class TokenManagerTest : public ::testing::Test {
     ASSERT_TRUE(vault_.CreateApp(app, std::move(credentials)).ok());
   }
 
+  // An app whose one client secret the provider accepts.
+  void CreateAppWithSecret() {
+    idp_.RegisterApp(kTenant, kClientId, "the-secret");
+    std::vector<CredentialInput> creds;
+    creds.push_back(SecretInput("s1", "the-secret"));
+    CreateApp(std::move(creds));
+  }
+
   void AppOnlyGrant(const std::string& id = "robot") {
     Grant g;
     g.id = id;
@@ -93,10 +101,7 @@ class TokenManagerTest : public ::testing::Test {
 };
 
 TEST_F(TokenManagerTest, AppOnlyWithAClientSecretThenServedFromTheCache) {
-  idp_.RegisterApp(kTenant, kClientId, "the-secret");
-  std::vector<CredentialInput> creds;
-  creds.push_back(SecretInput("s1", "the-secret"));
-  CreateApp(std::move(creds));
+  CreateAppWithSecret();
   AppOnlyGrant();
   absl::StatusOr<AccessToken> t = tokens_.GetAccessToken("robot", absl::Minutes(5));
   ASSERT_TRUE(t.ok()) << t.status();
@@ -112,10 +117,7 @@ TEST_F(TokenManagerTest, AppOnlyWithAClientSecretThenServedFromTheCache) {
 }
 
 TEST_F(TokenManagerTest, MinValidForTriggersARefreshAheadOfExpiry) {
-  idp_.RegisterApp(kTenant, kClientId, "the-secret");
-  std::vector<CredentialInput> creds;
-  creds.push_back(SecretInput("s1", "the-secret"));
-  CreateApp(std::move(creds));
+  CreateAppWithSecret();
   AppOnlyGrant();
   ASSERT_TRUE(tokens_.GetAccessToken("robot", absl::Minutes(5)).ok());
   clock_.Advance(absl::Seconds(3599) - absl::Minutes(4));  // 4 minutes left
@@ -200,10 +202,7 @@ TEST_F(TokenManagerTest, ARotatedRefreshTokenIsStoredBeforeTheAccessTokenIsHande
 }
 
 TEST_F(TokenManagerTest, AThousandConcurrentCallersCauseOneProviderRequest) {
-  idp_.RegisterApp(kTenant, kClientId, "the-secret");
-  std::vector<CredentialInput> creds;
-  creds.push_back(SecretInput("s1", "the-secret"));
-  CreateApp(std::move(creds));
+  CreateAppWithSecret();
   AppOnlyGrant();
   constexpr int kCallers = 1000;
   std::vector<std::string> got(kCallers);
@@ -242,10 +241,7 @@ TEST_F(TokenManagerTest, InvalidGrantMovesTheGrantToNeedsReconsent) {
 }
 
 TEST_F(TokenManagerTest, AnOutageKeepsServingTheCachedTokenUntilItTrulyExpires) {
-  idp_.RegisterApp(kTenant, kClientId, "the-secret");
-  std::vector<CredentialInput> creds;
-  creds.push_back(SecretInput("s1", "the-secret"));
-  CreateApp(std::move(creds));
+  CreateAppWithSecret();
   AppOnlyGrant();
   absl::StatusOr<AccessToken> first = tokens_.GetAccessToken("robot", absl::Minutes(5));
   ASSERT_TRUE(first.ok());
@@ -268,10 +264,7 @@ TEST_F(TokenManagerTest, AnOutageKeepsServingTheCachedTokenUntilItTrulyExpires) 
 }
 
 TEST_F(TokenManagerTest, RetryAfterIsHonoured) {
-  idp_.RegisterApp(kTenant, kClientId, "the-secret");
-  std::vector<CredentialInput> creds;
-  creds.push_back(SecretInput("s1", "the-secret"));
-  CreateApp(std::move(creds));
+  CreateAppWithSecret();
   AppOnlyGrant();
   idp_.QueueFailure(429, "throttled", 0, /*retry_after_seconds=*/3);
   absl::Status s = tokens_.GetAccessToken("robot", absl::Minutes(5)).status();
@@ -286,10 +279,7 @@ TEST_F(TokenManagerTest, RetryAfterIsHonoured) {
 }
 
 TEST_F(TokenManagerTest, DisabledAndUnknownGrants) {
-  idp_.RegisterApp(kTenant, kClientId, "the-secret");
-  std::vector<CredentialInput> creds;
-  creds.push_back(SecretInput("s1", "the-secret"));
-  CreateApp(std::move(creds));
+  CreateAppWithSecret();
   AppOnlyGrant();
   ASSERT_TRUE(vault_.SetGrantEnabled("robot", false).ok());
   absl::Status s = tokens_.GetAccessToken("robot", absl::Minutes(5)).status();
@@ -300,10 +290,7 @@ TEST_F(TokenManagerTest, DisabledAndUnknownGrants) {
 }
 
 TEST_F(TokenManagerTest, TheSchedulerRefreshesAheadOfExpiryWithinTheJitterWindow) {
-  idp_.RegisterApp(kTenant, kClientId, "the-secret");
-  std::vector<CredentialInput> creds;
-  creds.push_back(SecretInput("s1", "the-secret"));
-  CreateApp(std::move(creds));
+  CreateAppWithSecret();
   AppOnlyGrant();
   const absl::Time t0 = clock_.Now();
   absl::StatusOr<AccessToken> first = tokens_.GetAccessToken("robot", absl::Minutes(5));
@@ -325,10 +312,7 @@ TEST_F(TokenManagerTest, TheSchedulerRefreshesAheadOfExpiryWithinTheJitterWindow
 }
 
 TEST_F(TokenManagerTest, JitterSpreadsTheRefreshesOfManyGrants) {
-  idp_.RegisterApp(kTenant, kClientId, "the-secret");
-  std::vector<CredentialInput> creds;
-  creds.push_back(SecretInput("s1", "the-secret"));
-  CreateApp(std::move(creds));
+  CreateAppWithSecret();
   constexpr int kGrants = 200;
   const absl::Time t0 = clock_.Now();
   for (int i = 0; i < kGrants; ++i) {
@@ -366,10 +350,7 @@ TEST_F(TokenManagerTest, IdleDelegatedGrantsAreKeptAlive) {
 }
 
 TEST_F(TokenManagerTest, TheSchedulerRefreshesEveryDueGrantUnderItsConcurrencyCap) {
-  idp_.RegisterApp(kTenant, kClientId, "the-secret");
-  std::vector<CredentialInput> creds;
-  creds.push_back(SecretInput("s1", "the-secret"));
-  CreateApp(std::move(creds));
+  CreateAppWithSecret();
   for (int i = 0; i < 20; ++i) {
     AppOnlyGrant(absl::StrCat("g", i));
     ASSERT_TRUE(tokens_.GetAccessToken(absl::StrCat("g", i), absl::Minutes(5)).ok());
