@@ -25,7 +25,7 @@ grpc::ServerUnaryReactor* TokenServiceImpl::GetAccessToken(grpc::CallbackServerC
     response->set_token_type(token.token_type);
     response->set_mailbox(token.mailbox);
     for (const std::string& scope : token.scopes) response->add_scopes(scope);
-    response->set_sasl_xoauth2(std::string(SaslXoauth2(token.mailbox, token.token).Reveal()));
+    response->set_sasl_xoauth2(std::string(token.sasl_xoauth2.Reveal()));
     return absl::OkStatus();
   }();
   return FinishUnary(context, ToGrpcStatus(status));

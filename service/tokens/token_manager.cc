@@ -21,10 +21,16 @@ TokenManager::TokenManager(Vault& vault, std::map<Provider, IdentityProvider*> p
     : vault_(vault), providers_(std::move(providers)), clock_(clock), logger_(logger), options_(std::move(options)) {}
 
 AccessToken TokenManager::Copy(const AccessToken& t) {
-  return AccessToken{t.token.Clone(), t.token_type, t.expire_time, t.mailbox, t.scopes};
+  return AccessToken{t.token.Clone(), t.token_type, t.expire_time, t.mailbox, t.scopes, t.sasl_xoauth2.Clone()};
 }
 
 std::shared_ptr<TokenManager::Entry> TokenManager::EntryFor(absl::string_view grant_id) {
+  {
+    // The common case, a grant seen before: a shared lock only.
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = entries_.find(grant_id);
+    if (it != entries_.end()) return it->second;
+  }
   absl::MutexLock lock(&mu_);
   std::shared_ptr<Entry>& entry = entries_[grant_id];
   if (entry == nullptr) entry = std::make_shared<Entry>();
@@ -41,7 +47,7 @@ absl::Duration TokenManager::Backoff(int failures) {
   absl::Duration d = options_.initial_backoff;
   for (int i = 0; i < failures && d < options_.max_backoff; ++i) d *= 2;
   d = std::min(d, options_.max_backoff);
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&bitgen_mu_);
   return d * absl::Uniform(bitgen_, 0.8, 1.2);
 }
 
@@ -50,7 +56,7 @@ absl::Time TokenManager::RefreshAt(const AccessToken& token, absl::Time issued) 
   const absl::Duration slack = std::max(options_.min_slack, lifetime * options_.slack_fraction);
   double jitter;
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock lock(&bitgen_mu_);
     jitter = absl::Uniform(bitgen_, 0.0, options_.jitter_fraction);
   }
   return token.expire_time - slack - slack * jitter;
@@ -261,8 +267,9 @@ absl::StatusOr<AccessToken> TokenManager::Refresh(absl::string_view grant_id, ab
     } else {
       (void)vault_.store().UpdateGrant(grant);  // timestamps only: losing a race is harmless
     }
+    Secret sasl = SaslXoauth2(grant.mailbox, issued->access_token);
     AccessToken token{std::move(issued->access_token), issued->token_type, issued->expire_time, grant.mailbox,
-                      issued->scopes.empty() ? grant.scopes : issued->scopes};
+                      issued->scopes.empty() ? grant.scopes : issued->scopes, std::move(sasl)};
     return token;
   }
   switch (failure.kind) {

@@ -40,6 +40,8 @@ struct AccessToken {
   absl::Time expire_time;
   std::string mailbox;
   std::vector<std::string> scopes;
+  // The SASL XOAUTH2 initial response for mailbox and token, computed once.
+  Secret sasl_xoauth2;
 };
 
 // What happened, for metrics: "cache_hit", "refreshed", "stale" (the provider
@@ -115,7 +117,8 @@ class TokenManager {
   TokenManagerOptions options_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
-  absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex bitgen_mu_;
+  absl::BitGen bitgen_ ABSL_GUARDED_BY(bitgen_mu_);
 };
 
 // The SASL XOAUTH2 initial response: base64("user=" + user + "\x01auth=Bearer "
