@@ -65,7 +65,7 @@ absl::Time TokenManager::RefreshAt(const AccessToken& token, absl::Time issued) 
 std::vector<std::string> TokenManager::DueForRefresh(absl::Time now) {
   std::vector<std::pair<std::string, std::shared_ptr<Entry>>> entries;
   {
-    absl::MutexLock lock(&mu_);
+    absl::ReaderMutexLock lock(&mu_);
     entries.assign(entries_.begin(), entries_.end());
   }
   std::vector<std::string> due;
