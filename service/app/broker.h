@@ -25,6 +25,7 @@
 #include "service/crypto/sealer.h"
 #include "service/store/credential_store.h"
 #include "service/http/curl_http_client.h"
+#include "service/idp/google_provider.h"
 #include "service/idp/microsoft_provider.h"
 #include "service/tokens/refresh_scheduler.h"
 #include "service/tokens/token_manager.h"
@@ -80,6 +81,7 @@ class Broker {
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<CurlHttpClient> http_;
   std::unique_ptr<MicrosoftProvider> microsoft_;
+  std::unique_ptr<GoogleProvider> google_;
   std::unique_ptr<TokenManager> tokens_;
   std::unique_ptr<RefreshScheduler> scheduler_;
   std::unique_ptr<TokenServiceImpl> token_service_;
