@@ -30,20 +30,10 @@ TokenReply GoogleProvider::RequestToken(const TokenRequest& r) {
   std::vector<std::pair<std::string, std::string>> form;
   if (r.grant->kind == GrantKind::kServiceAccount) {
     if (r.credential->kind != CredentialKind::kServiceAccountKey) {
-      TokenReply reply;
-      reply.failure.kind = FailureKind::kInvalidClient;
-      reply.failure.oauth_error = "invalid_credential";
-      reply.failure.message = "service-account grants need a service-account key credential";
-      return reply;
+      return CredentialFailure("service-account grants need a service-account key credential");
     }
     absl::StatusOr<Secret> assertion = ServiceAccountAssertion(*r.app, *r.grant, *r.credential_secret, clock_.Now());
-    if (!assertion.ok()) {
-      TokenReply reply;
-      reply.failure.kind = FailureKind::kInvalidClient;
-      reply.failure.oauth_error = "invalid_credential";
-      reply.failure.message = std::string(assertion.status().message());
-      return reply;
-    }
+    if (!assertion.ok()) return CredentialFailure(assertion.status().message());
     form = {{"grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"},
             {"assertion", std::string(assertion->Reveal())}};
   } else {
@@ -52,20 +42,7 @@ TokenReply GoogleProvider::RequestToken(const TokenRequest& r) {
             {"client_secret", std::string(r.credential_secret->Reveal())},
             {"refresh_token", r.refresh_token != nullptr ? std::string(r.refresh_token->Reveal()) : ""}};
   }
-  HttpRequest request;
-  request.url = TokenUrl(*r.app);
-  request.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
-  request.body = FormEncode(form);
-  for (auto& [name, value] : form) WipeString(value);
-  absl::StatusOr<HttpResponse> response = http_.Send(request);
-  WipeString(request.body);
-  if (!response.ok()) {
-    TokenReply reply;
-    reply.failure = TransportFailure(response.status());
-    return reply;
-  }
-  TokenReply reply = ParseTokenReply(*response, clock_.Now());
-  WipeString(response->body);
+  TokenReply reply = PostTokenForm(http_, TokenUrl(*r.app), std::move(form), clock_.Now());
   if (!reply.ok() && r.grant->kind == GrantKind::kServiceAccount) {
     // Google's answers for a service account are about its set-up, not about
     // a user's consent.

@@ -52,33 +52,13 @@ TokenReply MicrosoftProvider::RequestToken(const TokenRequest& r) {
   form.emplace_back("scope", absl::StrJoin(grant.scopes, " "));
   if (r.credential->kind == CredentialKind::kCertificate) {
     absl::StatusOr<Secret> assertion = ClientAssertion(app, *r.credential, *r.credential_secret, clock_.Now());
-    if (!assertion.ok()) {
-      TokenReply reply;
-      reply.failure.kind = FailureKind::kInvalidClient;
-      reply.failure.oauth_error = "invalid_credential";
-      reply.failure.message = std::string(assertion.status().message());
-      return reply;
-    }
+    if (!assertion.ok()) return CredentialFailure(assertion.status().message());
     form.emplace_back("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
     form.emplace_back("client_assertion", std::string(assertion->Reveal()));
   } else {
     form.emplace_back("client_secret", std::string(r.credential_secret->Reveal()));
   }
-  HttpRequest request;
-  request.url = TokenUrl(app);
-  request.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
-  request.body = FormEncode(form);
-  for (auto& [name, value] : form) WipeString(value);
-  absl::StatusOr<HttpResponse> response = http_.Send(request);
-  WipeString(request.body);
-  if (!response.ok()) {
-    TokenReply reply;
-    reply.failure = TransportFailure(response.status());
-    return reply;
-  }
-  TokenReply reply = ParseTokenReply(*response, clock_.Now());
-  WipeString(response->body);
-  return reply;
+  return PostTokenForm(http_, TokenUrl(app), std::move(form), clock_.Now());
 }
 
 }  // namespace tokenbroker

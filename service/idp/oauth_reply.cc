@@ -60,6 +60,33 @@ ProviderFailure TransportFailure(const absl::Status& status) {
   return f;
 }
 
+TokenReply CredentialFailure(absl::string_view message) {
+  TokenReply reply;
+  reply.failure.kind = FailureKind::kInvalidClient;
+  reply.failure.oauth_error = "invalid_credential";
+  reply.failure.message = std::string(message);
+  return reply;
+}
+
+TokenReply PostTokenForm(HttpClient& http, const std::string& url,
+                         std::vector<std::pair<std::string, std::string>> form, absl::Time now) {
+  HttpRequest request;
+  request.url = url;
+  request.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
+  request.body = FormEncode(form);
+  for (auto& [name, value] : form) WipeString(value);
+  absl::StatusOr<HttpResponse> response = http.Send(request);
+  WipeString(request.body);
+  if (!response.ok()) {
+    TokenReply reply;
+    reply.failure = TransportFailure(response.status());
+    return reply;
+  }
+  TokenReply reply = ParseTokenReply(*response, now);
+  WipeString(response->body);
+  return reply;
+}
+
 ProviderFailure ClassifyOAuthError(int status, const std::string& error, int64_t code) {
   // Codes that override the error: throttling and known transient failures.
   if (In(code, {50196, 90055})) {

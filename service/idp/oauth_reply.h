@@ -3,6 +3,10 @@
 #ifndef TOKENBROKER_SERVICE_IDP_OAUTH_REPLY_H_
 #define TOKENBROKER_SERVICE_IDP_OAUTH_REPLY_H_
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "service/http/http_client.h"
 #include "service/idp/provider.h"
@@ -19,6 +23,15 @@ ProviderFailure ClassifyOAuthError(int http_status, const std::string& error, in
 
 // A failure for a transport error (connection, TLS, timeout).
 ProviderFailure TransportFailure(const absl::Status& status);
+
+// A reply for a credential the broker itself cannot use (a key that does not
+// sign, a key file of the wrong kind): the next credential is tried.
+TokenReply CredentialFailure(absl::string_view message);
+
+// POSTs `form` (form-encoded; it holds secrets, wiped here) to a token
+// endpoint and reads the answer.
+TokenReply PostTokenForm(HttpClient& http, const std::string& url,
+                         std::vector<std::pair<std::string, std::string>> form, absl::Time now);
 
 }  // namespace tokenbroker
 
