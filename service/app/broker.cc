@@ -194,6 +194,7 @@ absl::Status Broker::StartGrpc() {
   http_ = std::make_unique<CurlHttpClient>(http);
   microsoft_ = std::make_unique<MicrosoftProvider>(*http_, clock_);
   google_ = std::make_unique<GoogleProvider>(*http_, clock_);
+  oidc_ = std::make_unique<OidcProvider>(*http_, clock_);
   TokenManagerOptions token_options;
   if (config_.tokens().has_initial_backoff()) {
     token_options.initial_backoff = absl::Seconds(config_.tokens().initial_backoff().seconds()) +
@@ -209,7 +210,7 @@ absl::Status Broker::StartGrpc() {
   token_options.on_refresh = [this](Provider provider, absl::string_view outcome, absl::Duration latency) {
     metrics_->ObserveRefresh(ProviderName(provider), outcome, absl::ToDoubleSeconds(latency));
   };
-  tokens_ = std::make_unique<TokenManager>(*vault_, std::map<Provider, IdentityProvider*>{{Provider::kMicrosoft, microsoft_.get()}, {Provider::kGoogle, google_.get()}},
+  tokens_ = std::make_unique<TokenManager>(*vault_, std::map<Provider, IdentityProvider*>{{Provider::kMicrosoft, microsoft_.get()}, {Provider::kGoogle, google_.get()}, {Provider::kOidc, oidc_.get()}},
                                            clock_, logger_, std::move(token_options));
   token_service_ = std::make_unique<TokenServiceImpl>(tokens_.get());
   SchedulerOptions scheduling;

@@ -27,6 +27,7 @@
 #include "service/http/curl_http_client.h"
 #include "service/idp/google_provider.h"
 #include "service/idp/microsoft_provider.h"
+#include "service/idp/oidc_provider.h"
 #include "service/tokens/refresh_scheduler.h"
 #include "service/tokens/token_manager.h"
 #include "service/vault/vault.h"
@@ -82,6 +83,7 @@ class Broker {
   std::unique_ptr<CurlHttpClient> http_;
   std::unique_ptr<MicrosoftProvider> microsoft_;
   std::unique_ptr<GoogleProvider> google_;
+  std::unique_ptr<OidcProvider> oidc_;
   std::unique_ptr<TokenManager> tokens_;
   std::unique_ptr<RefreshScheduler> scheduler_;
   std::unique_ptr<TokenServiceImpl> token_service_;

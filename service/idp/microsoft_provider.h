@@ -19,9 +19,6 @@ class MicrosoftProvider final : public IdentityProvider {
   TokenReply RequestToken(const TokenRequest& request) override;
 
   static std::string TokenUrl(const App& app);
-  // The signed client assertion for `credential` (a certificate).
-  static absl::StatusOr<Secret> ClientAssertion(const App& app, const AppCredential& credential,
-                                                const Secret& private_key, absl::Time now);
 
  private:
   HttpClient& http_;

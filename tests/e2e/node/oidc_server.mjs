@@ -1,0 +1,46 @@
+// A real, certified OpenID Connect provider (npm oidc-provider) for the token
+// engine's tests, over HTTPS on 127.0.0.1 with the test's own certificate.
+//   node oidc_server.mjs TLS_CERT TLS_KEY CLIENT_SECRET ASSERTION_CERT
+// Prints {"listening": PORT} on stderr when ready. Clients:
+//   broker-secret: client_credentials, client_secret_post
+//   broker-jwt:    client_credentials, private_key_jwt with ASSERTION_CERT's key
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:https';
+import { createPublicKey } from 'node:crypto';
+import Provider from 'oidc-provider';
+
+const [tlsCert, tlsKey, clientSecret, assertionCert] = process.argv.slice(2);
+const jwk = createPublicKey(readFileSync(assertionCert)).export({ format: 'jwk' });
+
+const server = createServer({ cert: readFileSync(tlsCert), key: readFileSync(tlsKey) });
+server.listen(0, '127.0.0.1', () => {
+  const { port } = server.address();
+  const provider = new Provider(`https://127.0.0.1:${port}`, {
+    clients: [
+      {
+        client_id: 'broker-secret',
+        client_secret: clientSecret,
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: 'client_secret_post',
+        scope: 'imap',
+      },
+      {
+        client_id: 'broker-jwt',
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: 'private_key_jwt',
+        token_endpoint_auth_signing_alg: 'PS256',
+        jwks: { keys: [{ ...jwk, use: 'sig' }] },
+        scope: 'imap',
+      },
+    ],
+    scopes: ['imap'],
+    features: { clientCredentials: { enabled: true }, devInteractions: { enabled: false } },
+  });
+  provider.proxy = false;
+  server.on('request', provider.callback());
+  process.stderr.write(`${JSON.stringify({ listening: port })}\n`);
+});
