@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -114,16 +115,28 @@ absl::StatusOr<std::string> PostgresServer::CreateDatabase() {
   return name;
 }
 
+namespace {
+PostgresServer* shared_server = nullptr;
+}  // namespace
+
 PostgresServer& SharedPostgresServer() {
-  static PostgresServer* server = [] {
-    auto started = PostgresServer::Start();
-    if (!started.ok()) {
-      std::fprintf(stderr, "cannot start PostgreSQL for the tests: %s\n", started.status().ToString().c_str());
+  static const bool started = [] {
+    auto server = PostgresServer::Start();
+    if (!server.ok()) {
+      std::fprintf(stderr, "cannot start PostgreSQL for the tests: %s\n", server.status().ToString().c_str());
       std::abort();
     }
-    return started->release();
+    shared_server = server->release();
+    // Stop the server (and remove its directory) when the test process ends,
+    // so that no PostgreSQL outlives the tests.
+    std::atexit([] {
+      delete shared_server;
+      shared_server = nullptr;
+    });
+    return true;
   }();
-  return *server;
+  (void)started;
+  return *shared_server;
 }
 
 }  // namespace tokenbroker::testing

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -66,6 +67,7 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(const std::vector<
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   auto proc = std::unique_ptr<Subprocess>(new Subprocess());
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) return absl::InternalError("fork failed");
   if (pid == 0) {
@@ -77,6 +79,11 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(const std::vector<
     if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
     if (run_as_gid >= 0 && setgid(static_cast<gid_t>(run_as_gid)) != 0) _exit(126);
     if (run_as_uid >= 0 && setuid(static_cast<uid_t>(run_as_uid)) != 0) _exit(126);
+    // Die with the test process, however it ends (a crash or exit() skips
+    // destructors): no daemon, database or provider may outlive the tests.
+    // Set after the uid change, which would clear it.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(126);
     execve(args[0], args.data(), environ);
     _exit(127);
   }
