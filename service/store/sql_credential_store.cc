@@ -177,13 +177,20 @@ absl::Status WriteLabels(SqlSession& s, const char* table, const char* owner_col
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::map<std::string, std::string>> ReadLabels(SqlSession& s, const char* table,
-                                                              const char* owner_column, const std::string& owner) {
-  ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT key, value FROM ", table, " WHERE ", owner_column,
-                                                   " = ? ORDER BY key"),
-                                      {SqlValue::Text(owner)}));
-  std::map<std::string, std::string> labels;
-  for (const SqlRow& r : rows) labels[r[0].AsString()] = r[1].AsString();
+using Labels = std::map<std::string, std::string>;
+
+// The labels of every row of `owner_table` that `where` (over alias `o`)
+// selects, by owner id: one query however many owners.
+absl::StatusOr<std::map<std::string, Labels>> ReadLabels(SqlSession& s, const char* label_table,
+                                                         const char* owner_column, const char* owner_table,
+                                                         const std::string& where,
+                                                         const std::vector<SqlValue>& params) {
+  ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT l.", owner_column, ", l.key, l.value FROM ", label_table,
+                                                   " l JOIN ", owner_table, " o ON o.id = l.", owner_column,
+                                                   " WHERE ", where),
+                                      params));
+  std::map<std::string, Labels> labels;
+  for (const SqlRow& r : rows) labels[r[0].AsString()][r[1].AsString()] = r[2].AsString();
   return labels;
 }
 
@@ -198,17 +205,44 @@ absl::Status WriteCredentials(SqlSession& s, const App& app) {
   return absl::OkStatus();
 }
 
-// Loads the labels and credentials of apps already read.
-absl::Status CompleteApp(SqlSession& s, App& app) {
-  ASSIGN_OR_RETURN(app.labels, ReadLabels(s, "app_labels", "app_id", app.id));
-  ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kCredentialColumns,
-                                                   " FROM app_credentials WHERE app_id = ? ORDER BY position"),
-                                      {SqlValue::Text(app.id)}, {kCredentialSealedColumn}));
-  app.credentials.clear();
-  for (const SqlRow& r : rows) app.credentials.push_back(CredentialFromRow(r));
-  return absl::OkStatus();
+// The apps that `where` (over alias `o`) selects, with their labels and
+// credentials: three queries however many apps.
+absl::StatusOr<std::vector<App>> ReadApps(SqlSession& s, const std::string& where, const std::vector<SqlValue>& params) {
+  ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kAppColumns, " FROM apps o WHERE ", where,
+                                                   " ORDER BY id"),
+                                      params));
+  std::vector<App> apps;
+  for (const SqlRow& r : rows) apps.push_back(AppFromRow(r));
+  if (apps.empty()) return apps;
+  ASSIGN_OR_RETURN(auto labels, ReadLabels(s, "app_labels", "app_id", "apps", where, params));
+  ASSIGN_OR_RETURN(auto credentials,
+                   s.Query(absl::StrCat("SELECT ", kCredentialColumns,
+                                        " FROM app_credentials WHERE app_id IN (SELECT id FROM apps o WHERE ", where,
+                                        ") ORDER BY app_id, position"),
+                           params, {kCredentialSealedColumn}));
+  std::map<std::string, std::vector<AppCredential>> by_app;
+  for (const SqlRow& r : credentials) by_app[r[0].AsString()].push_back(CredentialFromRow(r));
+  for (App& app : apps) {
+    app.labels = std::move(labels[app.id]);
+    app.credentials = std::move(by_app[app.id]);
+  }
+  return apps;
 }
 
+// The grants that `where` (over alias `o`) selects, with their labels: two
+// queries however many grants.
+absl::StatusOr<std::vector<Grant>> ReadGrants(SqlSession& s, const std::string& where,
+                                              const std::vector<SqlValue>& params) {
+  ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kGrantColumns, " FROM grants o WHERE ", where,
+                                                   " ORDER BY id"),
+                                      params, {kGrantSealedColumn}));
+  std::vector<Grant> grants;
+  for (const SqlRow& r : rows) grants.push_back(GrantFromRow(r));
+  if (grants.empty()) return grants;
+  ASSIGN_OR_RETURN(auto labels, ReadLabels(s, "grant_labels", "grant_id", "grants", where, params));
+  for (Grant& g : grants) g.labels = std::move(labels[g.id]);
+  return grants;
+}
 
 }  // namespace
 
@@ -228,25 +262,19 @@ absl::Status SqlCredentialStore::CreateApp(const App& app) {
 }
 
 absl::StatusOr<App> SqlCredentialStore::GetApp(absl::string_view id) {
-  App app;
+  std::vector<App> apps;
   RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
-    ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kAppColumns, " FROM apps WHERE id = ?"),
-                                        {SqlValue::Text(std::string(id))}));
-    if (rows.empty()) return RecordNotFound("app", id);
-    app = AppFromRow(rows[0]);
-    return CompleteApp(s, app);
+    ASSIGN_OR_RETURN(apps, ReadApps(s, "o.id = ?", {SqlValue::Text(std::string(id))}));
+    return absl::OkStatus();
   }));
-  return app;
+  if (apps.empty()) return RecordNotFound("app", id);
+  return std::move(apps.front());
 }
 
 absl::StatusOr<std::vector<App>> SqlCredentialStore::ListApps() {
   std::vector<App> apps;
   RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
-    ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kAppColumns, " FROM apps ORDER BY id"), {}));
-    for (const SqlRow& r : rows) {
-      apps.push_back(AppFromRow(r));
-      RETURN_IF_ERROR(CompleteApp(s, apps.back()));
-    }
+    ASSIGN_OR_RETURN(apps, ReadApps(s, "1 = 1", {}));
     return absl::OkStatus();
   }));
   return apps;
@@ -311,37 +339,29 @@ absl::Status SqlCredentialStore::CreateGrant(const Grant& grant) {
 }
 
 absl::StatusOr<Grant> SqlCredentialStore::GetGrant(absl::string_view id) {
-  Grant grant;
+  std::vector<Grant> grants;
   RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
-    ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kGrantColumns, " FROM grants WHERE id = ?"),
-                                        {SqlValue::Text(std::string(id))}, {kGrantSealedColumn}));
-    if (rows.empty()) return RecordNotFound("grant", id);
-    grant = GrantFromRow(rows[0]);
-    ASSIGN_OR_RETURN(grant.labels, ReadLabels(s, "grant_labels", "grant_id", grant.id));
+    ASSIGN_OR_RETURN(grants, ReadGrants(s, "o.id = ?", {SqlValue::Text(std::string(id))}));
     return absl::OkStatus();
   }));
-  return grant;
+  if (grants.empty()) return RecordNotFound("grant", id);
+  return std::move(grants.front());
 }
 
 absl::StatusOr<std::vector<Grant>> SqlCredentialStore::ListGrants(const GrantFilter& filter) {
+  std::string where = "1 = 1";
+  std::vector<SqlValue> params;
+  if (!filter.app.empty()) {
+    where += " AND o.app_id = ?";
+    params.push_back(SqlValue::Text(filter.app));
+  }
+  if (filter.state.has_value()) {
+    where += " AND o.state = ?";
+    params.push_back(SqlValue::Int(static_cast<int64_t>(*filter.state)));
+  }
   std::vector<Grant> grants;
   RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
-    std::string sql = absl::StrCat("SELECT ", kGrantColumns, " FROM grants WHERE 1 = 1");
-    std::vector<SqlValue> params;
-    if (!filter.app.empty()) {
-      sql += " AND app_id = ?";
-      params.push_back(SqlValue::Text(filter.app));
-    }
-    if (filter.state.has_value()) {
-      sql += " AND state = ?";
-      params.push_back(SqlValue::Int(static_cast<int64_t>(*filter.state)));
-    }
-    sql += " ORDER BY id";
-    ASSIGN_OR_RETURN(auto rows, s.Query(sql, params, {kGrantSealedColumn}));
-    for (const SqlRow& r : rows) {
-      grants.push_back(GrantFromRow(r));
-      ASSIGN_OR_RETURN(grants.back().labels, ReadLabels(s, "grant_labels", "grant_id", grants.back().id));
-    }
+    ASSIGN_OR_RETURN(grants, ReadGrants(s, where, params));
     return absl::OkStatus();
   }));
   return grants;
