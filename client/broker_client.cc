@@ -3,8 +3,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "service/common/files.h"
 
 namespace tokenbroker {
 namespace {
@@ -70,12 +70,13 @@ absl::StatusOr<std::unique_ptr<BrokerClient>> BrokerClient::Create(const ClientO
   }
   Secret bearer;
   if (!options.bearer_token_file.empty()) {
-    absl::StatusOr<std::string> token = ReadOptionFile("token file", options.bearer_token_file);
-    if (!token.ok()) return token.status();
-    std::string trimmed(absl::StripAsciiWhitespace(*token));
-    WipeString(*token);
-    if (trimmed.empty()) return absl::InvalidArgumentError(absl::StrCat("token file ", options.bearer_token_file, " is empty"));
-    bearer = Secret(std::move(trimmed));
+    absl::StatusOr<Secret> token = ReadSecretFile(options.bearer_token_file);
+    if (!token.ok()) {
+      return absl::InvalidArgumentError(absl::IsInvalidArgument(token.status())
+                                            ? absl::StrCat("token file ", token.status().message())
+                                            : absl::StrCat("cannot read token file ", options.bearer_token_file));
+    }
+    bearer = std::move(*token);
   }
   grpc::ChannelArguments args;
   args.SetServiceConfigJSON(RetryServiceConfig(options.max_attempts));

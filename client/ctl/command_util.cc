@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "service/common/files.h"
 
 namespace tokenbroker::ctl {
 
@@ -27,13 +28,19 @@ absl::StatusOr<std::string> ReadInputFile(const std::string& flag, const std::st
 }
 
 absl::StatusOr<Secret> ReadSecretInput(const std::string& flag, const std::string& path) {
-  absl::StatusOr<std::string> text = ReadInputFile(flag, path);
-  if (!text.ok()) return text.status();
-  while (!text->empty() && (text->back() == '\n' || text->back() == '\r')) text->pop_back();
-  if (text->empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path == "-" ? "standard input" : path, " is empty"));
+  if (path != "-") {
+    absl::StatusOr<Secret> secret = ReadSecretFile(path);
+    if (!secret.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag, ": ", absl::IsInvalidArgument(secret.status()) ? secret.status().message()
+                                                             : absl::StrCat("cannot read ", path)));
+    }
+    return secret;
   }
-  return Secret(std::move(*text));
+  std::string text(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  if (text.empty()) return absl::InvalidArgumentError(absl::StrCat(flag, ": standard input is empty"));
+  return Secret(std::move(text));
 }
 
 }  // namespace tokenbroker::ctl

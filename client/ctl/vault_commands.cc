@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "client/ctl/command_util.h"
 #include "google/protobuf/util/time_util.h"
+#include "service/common/time_util.h"
 #include "service/common/files.h"
 #include "service/crypto/keyring.h"
 
@@ -37,13 +38,12 @@ std::string Expiry(const google::protobuf::Timestamp& t, bool present) {
 }
 
 absl::StatusOr<google::protobuf::Timestamp> ParseDate(const std::string& flag, const std::string& text) {
-  absl::Time t;
-  std::string err;
-  if (!absl::ParseTime(absl::RFC3339_full, text, &t, &err) && !absl::ParseTime("%Y-%m-%d", text, &t, &err)) {
+  std::optional<absl::Time> t = ParseDateOrTime(text);
+  if (!t.has_value()) {
     return absl::InvalidArgumentError(
         absl::StrCat(flag, ": expected a date such as 2027-11-27 or 2027-11-27T12:00:00Z, not \"", text, "\""));
   }
-  return TimeUtil::SecondsToTimestamp(absl::ToUnixSeconds(t));
+  return TimeUtil::SecondsToTimestamp(absl::ToUnixSeconds(*t));
 }
 
 std::string ProviderText(v1::Provider p) {

@@ -1,3 +1,4 @@
+#include "service/common/time_util.h"
 #include "service/api/token_service.h"
 
 #include "absl/strings/str_cat.h"
@@ -14,7 +15,7 @@ grpc::ServerUnaryReactor* TokenServiceImpl::GetAccessToken(grpc::CallbackServerC
     RETURN_IF_ERROR(ValidateId("grant", request->grant()));
     absl::Duration min_valid = absl::Minutes(5);
     if (request->has_min_valid_for()) {
-      min_valid = absl::Seconds(request->min_valid_for().seconds()) + absl::Nanoseconds(request->min_valid_for().nanos());
+      min_valid = FromProtoDuration(request->min_valid_for());
       if (min_valid < absl::ZeroDuration() || min_valid > absl::Hours(1)) {
         return absl::InvalidArgumentError("min_valid_for: must be between 0 and 1h");
       }

@@ -1,3 +1,4 @@
+#include "service/common/time_util.h"
 #include "service/app/broker.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
@@ -114,11 +115,9 @@ absl::Status Broker::OpenStore() {
   std::unique_ptr<SqlBackend> backend;
   if (config_.store().has_postgres()) {
     const auto& pg = config_.store().postgres();
-    absl::StatusOr<std::string> dsn = ReadFileToString(pg.dsn_file());
+    absl::StatusOr<Secret> dsn = ReadSecretFile(pg.dsn_file());
     if (!dsn.ok()) return absl::Status(dsn.status().code(), absl::StrCat("store.postgres.dsn_file: ", dsn.status().message()));
-    while (!dsn->empty() && (dsn->back() == '\n' || dsn->back() == '\r' || dsn->back() == ' ')) dsn->pop_back();
-    Secret conninfo(std::move(*dsn));
-    ASSIGN_OR_RETURN(backend, PostgresBackend::Open(conninfo, static_cast<int>(pg.pool_size()), PostgresMigrations()));
+    ASSIGN_OR_RETURN(backend, PostgresBackend::Open(*dsn, static_cast<int>(pg.pool_size()), PostgresMigrations()));
   } else {
     ASSIGN_OR_RETURN(auto db, SqliteDatabase::Open(config_.store().sqlite().path(), SqliteMigrations()));
     backend = std::make_unique<SqliteBackend>(std::move(db));
@@ -147,11 +146,9 @@ absl::Status Broker::ReconcileDeclarations(bool always_log) {
 }
 
 void Broker::WatchDeclarations() {
-  const absl::Duration interval =
-      config_.has_declarations_check_interval()
-          ? absl::Seconds(config_.declarations_check_interval().seconds()) +
-                absl::Nanoseconds(config_.declarations_check_interval().nanos())
-          : absl::Seconds(30);
+  const absl::Duration interval = config_.has_declarations_check_interval()
+                                      ? FromProtoDuration(config_.declarations_check_interval())
+                                      : absl::Seconds(30);
   while (true) {
     {
       absl::MutexLock lock(&watch_mu_);
@@ -188,24 +185,18 @@ absl::Status Broker::StartGrpc() {
   CurlOptions http;
   const auto& hc = config_.http();
   http.ca_file = hc.ca_file();
-  if (hc.has_connect_timeout()) http.connect_timeout = absl::Seconds(hc.connect_timeout().seconds());
-  if (hc.has_timeout()) http.timeout = absl::Seconds(hc.timeout().seconds());
+  if (hc.has_connect_timeout()) http.connect_timeout = FromProtoDuration(hc.connect_timeout());
+  if (hc.has_timeout()) http.timeout = FromProtoDuration(hc.timeout());
   if (hc.max_response_bytes() > 0) http.max_response_bytes = hc.max_response_bytes();
   http_ = std::make_unique<CurlHttpClient>(http);
   microsoft_ = std::make_unique<MicrosoftProvider>(*http_, clock_);
   google_ = std::make_unique<GoogleProvider>(*http_, clock_);
   oidc_ = std::make_unique<OidcProvider>(*http_, clock_);
   TokenManagerOptions token_options;
-  if (config_.tokens().has_initial_backoff()) {
-    token_options.initial_backoff = absl::Seconds(config_.tokens().initial_backoff().seconds()) +
-                                    absl::Nanoseconds(config_.tokens().initial_backoff().nanos());
-  }
-  auto duration = [](const google::protobuf::Duration& d) {
-    return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-  };
   const auto& tc = config_.tokens();
-  if (tc.has_max_backoff()) token_options.max_backoff = duration(tc.max_backoff());
-  if (tc.has_min_slack()) token_options.min_slack = duration(tc.min_slack());
+  if (tc.has_initial_backoff()) token_options.initial_backoff = FromProtoDuration(tc.initial_backoff());
+  if (tc.has_max_backoff()) token_options.max_backoff = FromProtoDuration(tc.max_backoff());
+  if (tc.has_min_slack()) token_options.min_slack = FromProtoDuration(tc.min_slack());
   token_options.on_token = [this](absl::string_view result) { metrics_->TokenRequests(result).Increment(); };
   token_options.on_refresh = [this](Provider provider, absl::string_view outcome, absl::Duration latency) {
     metrics_->ObserveRefresh(ProviderName(provider), outcome, absl::ToDoubleSeconds(latency));
@@ -214,9 +205,9 @@ absl::Status Broker::StartGrpc() {
                                            clock_, logger_, std::move(token_options));
   token_service_ = std::make_unique<TokenServiceImpl>(tokens_.get());
   SchedulerOptions scheduling;
-  if (tc.has_refresh_interval()) scheduling.interval = duration(tc.refresh_interval());
+  if (tc.has_refresh_interval()) scheduling.interval = FromProtoDuration(tc.refresh_interval());
   if (tc.max_concurrent_refreshes() > 0) scheduling.max_concurrent = static_cast<int>(tc.max_concurrent_refreshes());
-  if (tc.has_keepalive_after()) scheduling.keepalive_after = duration(tc.keepalive_after());
+  if (tc.has_keepalive_after()) scheduling.keepalive_after = FromProtoDuration(tc.keepalive_after());
   scheduler_ = std::make_unique<RefreshScheduler>(*tokens_, *vault_, clock_, logger_, scheduling);
   mail_service_ = std::make_unique<MailServiceImpl>();
   AdminServiceDeps admin;

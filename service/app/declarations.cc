@@ -1,3 +1,4 @@
+#include "service/common/time_util.h"
 #include "service/app/declarations.h"
 
 #include <set>
@@ -17,12 +18,10 @@ absl::Status Invalid(const std::string& key, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(key, ": ", what));
 }
 
-absl::StatusOr<Secret> ReadSecretFile(const std::string& key, const std::string& path) {
-  absl::StatusOr<std::string> text = ReadFileToString(path);
-  if (!text.ok()) return Invalid(key, text.status().message());
-  while (!text->empty() && (text->back() == '\n' || text->back() == '\r')) text->pop_back();
-  if (text->empty()) return Invalid(key, absl::StrCat(path, " is empty"));
-  return Secret(std::move(*text));
+absl::StatusOr<Secret> ReadDeclaredSecret(const std::string& key, const std::string& path) {
+  absl::StatusOr<Secret> secret = ReadSecretFile(path);
+  if (!secret.ok()) return Invalid(key, secret.status().message());
+  return secret;
 }
 
 absl::StatusOr<CredentialInput> ReadCredential(const DeclaredCredential& d, const std::string& key) {
@@ -36,24 +35,22 @@ absl::StatusOr<CredentialInput> ReadCredential(const DeclaredCredential& d, cons
   }
   if (!d.client_secret_file().empty()) {
     c.kind = CredentialKind::kClientSecret;
-    ASSIGN_OR_RETURN(c.secret, ReadSecretFile(key + ".client_secret_file", d.client_secret_file()));
-    absl::Time t;
-    std::string err;
-    if (d.not_after().empty() || (!absl::ParseTime(absl::RFC3339_full, d.not_after(), &t, &err) &&
-                                  !absl::ParseTime("%Y-%m-%d", d.not_after(), &t, &err))) {
+    ASSIGN_OR_RETURN(c.secret, ReadDeclaredSecret(key + ".client_secret_file", d.client_secret_file()));
+    std::optional<absl::Time> not_after = ParseDateOrTime(d.not_after());
+    if (!not_after.has_value()) {
       return Invalid(key + ".not_after", "required for client secrets: a date such as 2027-11-27");
     }
-    c.not_after = t;
+    c.not_after = *not_after;
   } else if (!d.certificate_file().empty()) {
     c.kind = CredentialKind::kCertificate;
     absl::StatusOr<std::string> cert = ReadFileToString(d.certificate_file());
     if (!cert.ok()) return Invalid(key + ".certificate_file", cert.status().message());
     c.certificate_pem = *cert;
     if (d.private_key_file().empty()) return Invalid(key + ".private_key_file", "required with certificate_file");
-    ASSIGN_OR_RETURN(c.secret, ReadSecretFile(key + ".private_key_file", d.private_key_file()));
+    ASSIGN_OR_RETURN(c.secret, ReadDeclaredSecret(key + ".private_key_file", d.private_key_file()));
   } else {
     c.kind = CredentialKind::kServiceAccountKey;
-    ASSIGN_OR_RETURN(c.secret, ReadSecretFile(key + ".service_account_key_file", d.service_account_key_file()));
+    ASSIGN_OR_RETURN(c.secret, ReadDeclaredSecret(key + ".service_account_key_file", d.service_account_key_file()));
   }
   return c;
 }

@@ -6,8 +6,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 
@@ -42,6 +40,14 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   }
   close(fd);
   return out;
+}
+
+absl::StatusOr<Secret> ReadSecretFile(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) return text.status();
+  while (!text->empty() && (text->back() == '\n' || text->back() == '\r')) text->pop_back();
+  if (text->empty()) return absl::InvalidArgumentError(absl::StrCat(path, " is empty"));
+  return Secret(std::move(*text));
 }
 
 std::string DirName(const std::string& path) {

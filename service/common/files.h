@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "service/common/secret.h"
 
 namespace tokenbroker {
 
@@ -19,6 +20,11 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 // when `exclusive` and `path` exists.
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents, mode_t mode,
                                  bool exclusive = false);
+
+// Reads a file holding one secret (a mounted Kubernetes Secret, a file an
+// admin wrote). Trailing newlines, which editors and `echo` add, are dropped;
+// the intermediate copy is wiped. INVALID_ARGUMENT when the file is empty.
+absl::StatusOr<Secret> ReadSecretFile(const std::string& path);
 
 // Creates `dir` and its parents (mode 0700 for new ones).
 absl::Status MakeDirectories(const std::string& dir);

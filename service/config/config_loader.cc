@@ -1,3 +1,4 @@
+#include "service/common/time_util.h"
 #include "service/config/config_loader.h"
 
 #include <arpa/inet.h>
@@ -104,8 +105,7 @@ absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
 
 absl::Duration ShutdownGracePeriod(const Config& config) {
   if (!config.server().has_shutdown_grace_period()) return absl::Seconds(15);
-  const auto& d = config.server().shutdown_grace_period();
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+  return FromProtoDuration(config.server().shutdown_grace_period());
 }
 
 }  // namespace tokenbroker

@@ -1,0 +1,18 @@
+#include "service/common/time_util.h"
+
+#include <string>
+
+namespace tokenbroker {
+
+absl::Duration FromProtoDuration(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+std::optional<absl::Time> ParseDateOrTime(absl::string_view text) {
+  absl::Time t;
+  std::string err;
+  if (absl::ParseTime(absl::RFC3339_full, text, &t, &err) || absl::ParseTime("%Y-%m-%d", text, &t, &err)) return t;
+  return std::nullopt;
+}
+
+}  // namespace tokenbroker
