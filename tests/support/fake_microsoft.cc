@@ -7,33 +7,10 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "service/crypto/jwt.h"
+#include "tests/support/test_support.h"
 
 namespace tokenbroker::testing {
 namespace {
-
-std::string UrlDecode(absl::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out.push_back(' ');
-    } else if (s[i] == '%' && i + 2 < s.size()) {
-      out += absl::HexStringToBytes(s.substr(i + 1, 2));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-std::map<std::string, std::string> ParseForm(const std::string& body) {
-  std::map<std::string, std::string> form;
-  for (absl::string_view pair : absl::StrSplit(body, '&', absl::SkipEmpty())) {
-    std::pair<std::string, std::string> kv = absl::StrSplit(pair, absl::MaxSplits('=', 1));
-    form[UrlDecode(kv.first)] = UrlDecode(kv.second);
-  }
-  return form;
-}
 
 google::protobuf::Struct DecodeJwtPart(absl::string_view part) {
   std::string json;

@@ -15,7 +15,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 extern char** environ;
 
@@ -252,6 +254,29 @@ std::string ReadFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+std::map<std::string, std::string> ParseForm(const std::string& body) {
+  auto decode = [](absl::string_view s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '+') {
+        out.push_back(' ');
+      } else if (s[i] == '%' && i + 2 < s.size()) {
+        out += absl::HexStringToBytes(s.substr(i + 1, 2));
+        i += 2;
+      } else {
+        out.push_back(s[i]);
+      }
+    }
+    return out;
+  };
+  std::map<std::string, std::string> form;
+  for (absl::string_view pair : absl::StrSplit(body, '&', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(pair, absl::MaxSplits('=', 1));
+    form[decode(kv.first)] = decode(kv.second);
+  }
+  return form;
 }
 
 std::string JsonField(const std::string& line, const std::string& key) {

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -102,6 +103,10 @@ std::string ReadFile(const std::string& path);
 
 // GET http://address/path; returns the body of a 200 response.
 absl::StatusOr<std::string> HttpGet(const std::string& address, const std::string& path);
+
+// An application/x-www-form-urlencoded body as a map (as a token endpoint
+// reads it).
+std::map<std::string, std::string> ParseForm(const std::string& body);
 
 // The value of a string field in a one-line JSON object (no nesting), or "".
 std::string JsonField(const std::string& line, const std::string& key);

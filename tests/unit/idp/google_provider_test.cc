@@ -33,20 +33,7 @@ class FakeGoogle final : public HttpClient {
       return HttpResponse{401, {}, R"({"error":"unauthorized_client","error_description":"Client is unauthorized to )"
                                    R"(retrieve access tokens using this method."})"};
     }
-    std::map<std::string, std::string> form;
-    for (absl::string_view kv : absl::StrSplit(request.body, '&')) {
-      std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
-      std::string value;
-      for (size_t i = 0; i < p.second.size(); ++i) {
-        if (p.second[i] == '%') {
-          value += absl::HexStringToBytes(p.second.substr(i + 1, 2));
-          i += 2;
-        } else {
-          value += p.second[i];
-        }
-      }
-      form[p.first] = value;
-    }
+    std::map<std::string, std::string> form = testing::ParseForm(request.body);
     if (form["grant_type"] != "urn:ietf:params:oauth:grant-type:jwt-bearer") return Bad("unsupported_grant_type");
     const std::string& jwt = form["assertion"];
     if (!VerifyJwt(jwt, JwtAlgorithm::kRs256, certificate_pem_).ok()) return Bad("invalid_grant");
