@@ -103,6 +103,7 @@ void PrintApp(const v1::App& app, std::ostream& out) {
     row("assertion", app.assertion_algorithm() == v1::ASSERTION_ALGORITHM_RS256 ? "RS256 with x5t"
                                                                                   : "PS256 with x5t#S256");
   }
+  if (app.client_secret_auth() == v1::CLIENT_SECRET_AUTH_BASIC) row("client secret sent", "HTTP Basic");
   row("labels", Labels(app.labels()));
   row("created", When(app.create_time(), app.has_create_time()));
   out << "  credentials, in the order they are tried:\n";
@@ -210,7 +211,7 @@ absl::Status ParseLabels(const std::vector<std::string>& labels, google::protobu
 Command AppCreate() {
   struct State {
     std::string provider, tenant, issuer, authority_host, client_id, token_endpoint, authorization_endpoint,
-        device_endpoint, imap_host, assertion;
+        device_endpoint, imap_host, assertion, secret_auth;
     int imap_port = 0;
     bool imap_starttls = false;
     std::vector<std::string> labels;
@@ -242,6 +243,8 @@ Command AppCreate() {
     f.Int("imap-port", &s->imap_port, "PORT", "override the IMAP port");
     f.Bool("imap-starttls", &s->imap_starttls, "use STARTTLS instead of implicit TLS");
     f.String("assertion", &s->assertion, "ALG", "certificate assertions: ps256 (default) or rs256");
+    f.String("secret-auth", &s->secret_auth, "HOW",
+             "client secrets: post (default, in the form body) or basic (HTTP Basic)");
     f.StringList("label", &s->labels, "KEY=VALUE", "a label");
     s->credential.Declare(f);
   };
@@ -278,6 +281,11 @@ Command AppCreate() {
       app->set_assertion_algorithm(v1::ASSERTION_ALGORITHM_RS256);
     } else if (!s->assertion.empty() && s->assertion != "ps256") {
       return WrongArgs(ctx, "app create", "--assertion: expected ps256 or rs256");
+    }
+    if (s->secret_auth == "basic") {
+      app->set_client_secret_auth(v1::CLIENT_SECRET_AUTH_BASIC);
+    } else if (!s->secret_auth.empty() && s->secret_auth != "post") {
+      return WrongArgs(ctx, "app create", "--secret-auth: expected post or basic");
     }
     if (absl::Status l = ParseLabels(s->labels, app->mutable_labels()); !l.ok()) {
       return WrongArgs(ctx, "app create", std::string(l.message()));

@@ -5,11 +5,10 @@
 #include "service/api/convert.h"
 #include "service/api/reactors.h"
 #include "service/common/status_macros.h"
+#include "service/common/time_util.h"
 
 namespace tokenbroker {
 namespace {
-
-constexpr char kConsent[] = "consent flows arrive with the token engine";
 
 grpc::ServerUnaryReactor* Respond(grpc::CallbackServerContext* context, const absl::Status& status) {
   return FinishUnary(context, ToGrpcStatus(status));
@@ -132,13 +131,18 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ImportGrant(grpc::CallbackServerCont
   auto* mutable_request = const_cast<v1::ImportGrantRequest*>(request);
   Secret refresh_token(std::move(*mutable_request->mutable_refresh_token()));
   return Respond(context, [&]() -> absl::Status {
-    if (request->verify()) {
-      return absl::UnimplementedError(
-          "verify: redeeming a refresh token needs the token engine, which this version does not have; import "
-          "without verify");
-    }
     ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
     ASSIGN_OR_RETURN(Grant grant, deps_.vault->ImportGrant(std::move(spec), refresh_token, request->replace()));
+    if (deps_.tokens != nullptr) {
+      deps_.tokens->Forget(grant.id);
+      if (request->verify()) {
+        absl::Status verified = deps_.tokens->RefreshNow(grant.id);
+        if (!verified.ok()) {
+          return absl::Status(verified.code(), absl::StrCat("verify: the grant was stored, but ", verified.message()));
+        }
+        ASSIGN_OR_RETURN(grant, deps_.vault->GetGrant(grant.id));
+      }
+    }
     GrantToProto(grant, response);
     return absl::OkStatus();
   }());
@@ -199,21 +203,46 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DeleteGrant(grpc::CallbackServerCont
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::BeginAuthorization(grpc::CallbackServerContext* context,
-                                                               const v1::BeginAuthorizationRequest*,
-                                                               v1::BeginAuthorizationResponse*) {
-  return FinishUnary(context, NotYetAvailable("BeginAuthorization", kConsent));
+                                                               const v1::BeginAuthorizationRequest* request,
+                                                               v1::BeginAuthorizationResponse* response) {
+  return Respond(context, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
+    ASSIGN_OR_RETURN(AuthorizationStart started,
+                     deps_.consent->BeginAuthorization(std::move(spec), request->redirect_uri(),
+                                                       request->login_hint(), request->prompt()));
+    response->set_authorization_url(started.authorization_url);
+    response->set_state(started.state);
+    *response->mutable_expire_time() = ToTimestamp(started.expire_time);
+    return absl::OkStatus();
+  }());
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::CompleteAuthorization(grpc::CallbackServerContext* context,
-                                                                  const v1::CompleteAuthorizationRequest*,
-                                                                  v1::Grant*) {
-  return FinishUnary(context, NotYetAvailable("CompleteAuthorization", kConsent));
+                                                                  const v1::CompleteAuthorizationRequest* request,
+                                                                  v1::Grant* response) {
+  auto* mutable_request = const_cast<v1::CompleteAuthorizationRequest*>(request);
+  Secret code(std::move(*mutable_request->mutable_code()));
+  return Respond(context, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(Grant grant, deps_.consent->CompleteAuthorization(request->state(), std::move(code)));
+    GrantToProto(grant, response);
+    return absl::OkStatus();
+  }());
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::StartDeviceAuthorization(grpc::CallbackServerContext* context,
-                                                                     const v1::StartDeviceAuthorizationRequest*,
-                                                                     v1::StartDeviceAuthorizationResponse*) {
-  return FinishUnary(context, NotYetAvailable("StartDeviceAuthorization", kConsent));
+                                                                     const v1::StartDeviceAuthorizationRequest* request,
+                                                                     v1::StartDeviceAuthorizationResponse* response) {
+  return Respond(context, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
+    ASSIGN_OR_RETURN(DeviceFlowStart started, deps_.consent->StartDeviceAuthorization(std::move(spec)));
+    response->set_user_code(started.user_code);
+    response->set_verification_uri(started.verification_uri);
+    response->set_message(started.message);
+    *response->mutable_expire_time() = ToTimestamp(started.expire_time);
+    *response->mutable_interval() = ToProtoDuration(started.interval);
+    response->set_grant(started.grant);
+    return absl::OkStatus();
+  }());
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::RotateKeys(grpc::CallbackServerContext* context,

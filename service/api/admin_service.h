@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "service/consent/consent_manager.h"
 #include "service/crypto/sealer.h"
 #include "service/store/credential_store.h"
 #include "service/vault/vault.h"
@@ -28,6 +29,9 @@ struct AdminServiceDeps {
   Vault* vault = nullptr;
   CredentialStore* store = nullptr;
   Sealer* sealer = nullptr;
+  // ImportGrant with verify redeems the token once.
+  TokenManager* tokens = nullptr;
+  ConsentManager* consent = nullptr;
   // Re-reads the keyring file into the sealer before RotateKeys.
   std::function<absl::Status()> reload_keyring;
 };

@@ -78,6 +78,8 @@ void AppToProto(const App& app, v1::App* out) {
   out->set_assertion_algorithm(app.assertion_algorithm == AssertionAlgorithm::kRs256
                                    ? v1::ASSERTION_ALGORITHM_RS256
                                    : v1::ASSERTION_ALGORITHM_PS256);
+  out->set_client_secret_auth(app.client_secret_auth == ClientSecretAuth::kBasic ? v1::CLIENT_SECRET_AUTH_BASIC
+                                                                                 : v1::CLIENT_SECRET_AUTH_POST);
   for (const auto& [k, v] : app.labels) (*out->mutable_labels())[k] = v;
   if (IsSet(app.create_time)) *out->mutable_create_time() = ToTimestamp(app.create_time);
   if (IsSet(app.update_time)) *out->mutable_update_time() = ToTimestamp(app.update_time);
@@ -113,6 +115,8 @@ absl::StatusOr<App> AppFromProto(const v1::App& in) {
   app.device_authorization_endpoint = in.oidc_endpoints().device_authorization_endpoint();
   app.assertion_algorithm =
       in.assertion_algorithm() == v1::ASSERTION_ALGORITHM_RS256 ? AssertionAlgorithm::kRs256 : AssertionAlgorithm::kPs256;
+  app.client_secret_auth =
+      in.client_secret_auth() == v1::CLIENT_SECRET_AUTH_BASIC ? ClientSecretAuth::kBasic : ClientSecretAuth::kPost;
   for (const auto& [k, v] : in.labels()) app.labels[k] = v;
   return app;
 }

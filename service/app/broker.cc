@@ -83,6 +83,7 @@ absl::Status Broker::Start() {
     declarations_watcher_ = std::thread([this] { WatchDeclarations(); });
   }
   scheduler_->Start();
+  consent_->Start();
   logger_.Info("serving", {{"grpc_address", grpc_address_},
                            {"metrics_address", metrics_address_.empty() ? "disabled" : metrics_address_}});
   return absl::OkStatus();
@@ -189,9 +190,17 @@ absl::Status Broker::StartGrpc() {
   if (hc.has_timeout()) http.timeout = FromProtoDuration(hc.timeout());
   if (hc.max_response_bytes() > 0) http.max_response_bytes = hc.max_response_bytes();
   http_ = std::make_unique<CurlHttpClient>(http);
-  microsoft_ = std::make_unique<MicrosoftProvider>(*http_, clock_);
-  google_ = std::make_unique<GoogleProvider>(*http_, clock_);
-  oidc_ = std::make_unique<OidcProvider>(*http_, clock_);
+  // One observed client per provider: the request metrics carry its name.
+  for (Provider provider : {Provider::kMicrosoft, Provider::kGoogle, Provider::kOidc}) {
+    provider_http_[provider] = std::make_unique<ObservedHttpClient>(*http_, [this, provider](int status) {
+      metrics_->CountIdpHttpRequest(ProviderName(provider), status);
+    });
+  }
+  microsoft_ = std::make_unique<MicrosoftProvider>(*provider_http_[Provider::kMicrosoft], clock_);
+  google_ = std::make_unique<GoogleProvider>(*provider_http_[Provider::kGoogle], clock_);
+  oidc_ = std::make_unique<OidcProvider>(*provider_http_[Provider::kOidc], clock_);
+  const std::map<Provider, IdentityProvider*> providers = {
+      {Provider::kMicrosoft, microsoft_.get()}, {Provider::kGoogle, google_.get()}, {Provider::kOidc, oidc_.get()}};
   TokenManagerOptions token_options;
   const auto& tc = config_.tokens();
   if (tc.has_initial_backoff()) token_options.initial_backoff = FromProtoDuration(tc.initial_backoff());
@@ -201,8 +210,12 @@ absl::Status Broker::StartGrpc() {
   token_options.on_refresh = [this](Provider provider, absl::string_view outcome, absl::Duration latency) {
     metrics_->ObserveRefresh(ProviderName(provider), outcome, absl::ToDoubleSeconds(latency));
   };
-  tokens_ = std::make_unique<TokenManager>(*vault_, std::map<Provider, IdentityProvider*>{{Provider::kMicrosoft, microsoft_.get()}, {Provider::kGoogle, google_.get()}, {Provider::kOidc, oidc_.get()}},
-                                           clock_, logger_, std::move(token_options));
+  tokens_ = std::make_unique<TokenManager>(*vault_, providers, clock_, logger_, std::move(token_options));
+  ConsentOptions consent_options;
+  consent_options.on_consent = [this](absl::string_view flow, absl::string_view result) {
+    metrics_->CountConsent(flow, result);
+  };
+  consent_ = std::make_unique<ConsentManager>(*vault_, *tokens_, providers, clock_, logger_, consent_options);
   token_service_ = std::make_unique<TokenServiceImpl>(tokens_.get());
   SchedulerOptions scheduling;
   if (tc.has_refresh_interval()) scheduling.interval = FromProtoDuration(tc.refresh_interval());
@@ -216,6 +229,8 @@ absl::Status Broker::StartGrpc() {
   admin.store = store_.get();
   admin.sealer = sealer_.get();
   admin.reload_keyring = [this] { return ReloadKeyring(); };
+  admin.tokens = tokens_.get();
+  admin.consent = consent_.get();
   admin_service_ = std::make_unique<AdminServiceImpl>(std::move(admin));
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -258,6 +273,7 @@ void Broker::Shutdown() {
     declarations_watcher_.join();
   }
   if (scheduler_ != nullptr) scheduler_->Stop();
+  if (consent_ != nullptr) consent_->Stop();
   if (server_ != nullptr) {
     const absl::Duration grace = ShutdownGracePeriod(config_);
     logger_.Info("shutdown step", {{"step", "drain-grpc"}, {"grace_period_seconds", grace}});

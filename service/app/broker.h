@@ -24,7 +24,9 @@
 #include "service/metrics/process_collector.h"
 #include "service/crypto/sealer.h"
 #include "service/store/credential_store.h"
+#include "service/consent/consent_manager.h"
 #include "service/http/curl_http_client.h"
+#include "service/http/observed_http_client.h"
 #include "service/idp/google_provider.h"
 #include "service/idp/microsoft_provider.h"
 #include "service/idp/oidc_provider.h"
@@ -81,11 +83,13 @@ class Broker {
   std::shared_ptr<prometheus::Collectable> vault_collector_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<CurlHttpClient> http_;
+  std::map<Provider, std::unique_ptr<ObservedHttpClient>> provider_http_;
   std::unique_ptr<MicrosoftProvider> microsoft_;
   std::unique_ptr<GoogleProvider> google_;
   std::unique_ptr<OidcProvider> oidc_;
   std::unique_ptr<TokenManager> tokens_;
   std::unique_ptr<RefreshScheduler> scheduler_;
+  std::unique_ptr<ConsentManager> consent_;
   std::unique_ptr<TokenServiceImpl> token_service_;
   std::unique_ptr<MailServiceImpl> mail_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;

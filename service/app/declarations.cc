@@ -73,6 +73,8 @@ App AppSpec(const DeclaredApp& d) {
   app.assertion_algorithm = d.assertion_algorithm() == DeclaredApp::ASSERTION_ALGORITHM_RS256
                                 ? AssertionAlgorithm::kRs256
                                 : AssertionAlgorithm::kPs256;
+  app.client_secret_auth = d.client_secret_auth() == DeclaredApp::CLIENT_SECRET_AUTH_BASIC ? ClientSecretAuth::kBasic
+                                                                                          : ClientSecretAuth::kPost;
   app.labels.insert(d.labels().begin(), d.labels().end());
   return app;
 }
@@ -83,7 +85,8 @@ bool SameFields(const App& a, const App& b) {
          a.imap_port == b.imap_port && a.imap_security == b.imap_security && a.token_endpoint == b.token_endpoint &&
          a.authorization_endpoint == b.authorization_endpoint &&
          a.device_authorization_endpoint == b.device_authorization_endpoint &&
-         a.assertion_algorithm == b.assertion_algorithm && a.labels == b.labels;
+         a.assertion_algorithm == b.assertion_algorithm && a.client_secret_auth == b.client_secret_auth &&
+         a.labels == b.labels;
 }
 
 }  // namespace

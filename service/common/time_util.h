@@ -11,6 +11,7 @@
 namespace tokenbroker {
 
 absl::Duration FromProtoDuration(const google::protobuf::Duration& d);
+google::protobuf::Duration ToProtoDuration(absl::Duration d);
 
 // A date ("2027-11-27", midnight UTC) or an RFC 3339 time; nullopt otherwise.
 std::optional<absl::Time> ParseDateOrTime(absl::string_view text);

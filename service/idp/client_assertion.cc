@@ -1,22 +1,12 @@
 #include "service/idp/client_assertion.h"
 
-#include <openssl/rand.h>
-
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "service/common/json.h"
 #include "service/crypto/jwt.h"
+#include "service/crypto/random.h"
 
 namespace tokenbroker {
-namespace {
-
-std::string RandomId() {
-  unsigned char bytes[16];
-  RAND_bytes(bytes, sizeof bytes);
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(bytes), sizeof bytes));
-}
-
-}  // namespace
 
 absl::StatusOr<Secret> SignClientAssertion(const App& app, const AppCredential& credential, const Secret& private_key,
                                            absl::string_view audience, absl::Time now) {
@@ -27,7 +17,7 @@ absl::StatusOr<Secret> SignClientAssertion(const App& app, const AppCredential& 
   const int64_t iat = absl::ToUnixSeconds(now);
   const std::string claims =
       absl::StrCat("{\"aud\":", JsonQuote(audience), ",\"iss\":", JsonQuote(app.client_id),
-                   ",\"sub\":", JsonQuote(app.client_id), ",\"jti\":", JsonQuote(RandomId()), ",\"nbf\":", iat,
+                   ",\"sub\":", JsonQuote(app.client_id), ",\"jti\":", JsonQuote(RandomHex(16)), ",\"nbf\":", iat,
                    ",\"iat\":", iat, ",\"exp\":", iat + 600, "}");
   return SignJwt(header, claims, rs256 ? JwtAlgorithm::kRs256 : JwtAlgorithm::kPs256, private_key);
 }

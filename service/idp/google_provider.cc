@@ -6,6 +6,7 @@
 #include "service/crypto/certificate.h"
 #include "service/crypto/jwt.h"
 #include "service/idp/oauth_reply.h"
+#include "service/idp/token_form.h"
 
 namespace tokenbroker {
 
@@ -36,13 +37,13 @@ TokenReply GoogleProvider::RequestToken(const TokenRequest& r) {
     if (!assertion.ok()) return CredentialFailure(assertion.status().message());
     form = {{"grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"},
             {"assertion", std::string(assertion->Reveal())}};
-  } else {
-    form = {{"grant_type", "refresh_token"},
-            {"client_id", r.app->client_id},
-            {"client_secret", std::string(r.credential_secret->Reveal())},
-            {"refresh_token", r.refresh_token != nullptr ? std::string(r.refresh_token->Reveal()) : ""}};
   }
-  TokenReply reply = PostTokenForm(http_, TokenUrl(*r.app), std::move(form), clock_.Now());
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (r.grant->kind != GrantKind::kServiceAccount) {
+    if (auto failed = AuthenticateClient(r, TokenUrl(*r.app), clock_.Now(), form, headers)) return *std::move(failed);
+    AppendGrantParameters(r, form);
+  }
+  TokenReply reply = PostTokenForm(http_, TokenUrl(*r.app), std::move(form), clock_.Now(), std::move(headers));
   if (!reply.ok() && r.grant->kind == GrantKind::kServiceAccount) {
     // Google's answers for a service account are about its set-up, not about
     // a user's consent.
@@ -59,6 +60,17 @@ TokenReply GoogleProvider::RequestToken(const TokenRequest& r) {
     }
   }
   return reply;
+}
+
+absl::StatusOr<std::string> GoogleProvider::AuthorizationUrl(const App& app, const Grant& grant,
+                                                             const AuthorizationUrlRequest& request) {
+  const std::string endpoint = app.authorization_endpoint.empty() ? "https://accounts.google.com/o/oauth2/v2/auth"
+                                                                  : app.authorization_endpoint;
+  // Google issues a refresh token only with access_type=offline, and again
+  // after the first consent only with prompt=consent.
+  AuthorizationUrlRequest with_prompt = request;
+  if (with_prompt.prompt.empty()) with_prompt.prompt = "consent";
+  return BuildAuthorizationUrl(endpoint, app, grant, with_prompt, {{"access_type", "offline"}});
 }
 
 }  // namespace tokenbroker

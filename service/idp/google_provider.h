@@ -3,7 +3,8 @@
 // Service-account grants use domain-wide delegation: an RS256 JWT-bearer
 // assertion signed with the service account's key, impersonating the grant's
 // subject (iss = client_email, sub = subject, scope, aud = token URL, exp at
-// most 1 h). Delegated grants redeem a refresh token with the client secret.
+// most 1 h). Delegated grants redeem a refresh token (or, during consent, an
+// authorization code) with the client secret.
 // Thread-safe.
 #ifndef TOKENBROKER_SERVICE_IDP_GOOGLE_PROVIDER_H_
 #define TOKENBROKER_SERVICE_IDP_GOOGLE_PROVIDER_H_
@@ -19,6 +20,11 @@ class GoogleProvider final : public IdentityProvider {
  public:
   GoogleProvider(HttpClient& http, const Clock& clock) : http_(http), clock_(clock) {}
   TokenReply RequestToken(const TokenRequest& request) override;
+  // https://accounts.google.com/o/oauth2/v2/auth with access_type=offline.
+  // (Google's device flow does not allow the mail scope, so there is no
+  // StartDeviceAuthorization.)
+  absl::StatusOr<std::string> AuthorizationUrl(const App& app, const Grant& grant,
+                                               const AuthorizationUrlRequest& request) override;
 
   static std::string TokenUrl(const App& app);
   // The signed JWT-bearer assertion for a service-account grant.

@@ -1,41 +1,37 @@
 #include "service/idp/microsoft_provider.h"
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "service/common/json.h"
-#include "service/crypto/jwt.h"
-#include "service/idp/client_assertion.h"
 #include "service/idp/oauth_reply.h"
+#include "service/idp/token_form.h"
 
 namespace tokenbroker {
 
-std::string MicrosoftProvider::TokenUrl(const App& app) {
+std::string MicrosoftProvider::EndpointUrl(const App& app, absl::string_view endpoint) {
   const std::string host = app.authority_host.empty() ? "login.microsoftonline.com" : app.authority_host;
-  return absl::StrCat("https://", host, "/", app.tenant, "/oauth2/v2.0/token");
+  return absl::StrCat("https://", host, "/", app.tenant, "/oauth2/v2.0/", endpoint);
 }
 
+std::string MicrosoftProvider::TokenUrl(const App& app) { return EndpointUrl(app, "token"); }
+
 TokenReply MicrosoftProvider::RequestToken(const TokenRequest& r) {
-  const App& app = *r.app;
-  const Grant& grant = *r.grant;
-  std::vector<std::pair<std::string, std::string>> form = {{"client_id", app.client_id}};
-  if (grant.kind == GrantKind::kDelegated) {
-    form.emplace_back("grant_type", "refresh_token");
-    form.emplace_back("refresh_token", std::string(r.refresh_token->Reveal()));
-  } else {
-    form.emplace_back("grant_type", "client_credentials");
-  }
-  form.emplace_back("scope", absl::StrJoin(grant.scopes, " "));
-  if (r.credential->kind == CredentialKind::kCertificate) {
-    absl::StatusOr<Secret> assertion =
-        SignClientAssertion(app, *r.credential, *r.credential_secret, TokenUrl(app), clock_.Now());
-    if (!assertion.ok()) return CredentialFailure(assertion.status().message());
-    form.emplace_back("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
-    form.emplace_back("client_assertion", std::string(assertion->Reveal()));
-  } else {
-    form.emplace_back("client_secret", std::string(r.credential_secret->Reveal()));
-  }
-  return PostTokenForm(http_, TokenUrl(app), std::move(form), clock_.Now());
+  FormFields form;
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (auto failed = AuthenticateClient(r, TokenUrl(*r.app), clock_.Now(), form, headers)) return *std::move(failed);
+  AppendGrantParameters(r, form);
+  return PostTokenForm(http_, TokenUrl(*r.app), std::move(form), clock_.Now(), std::move(headers));
+}
+
+absl::StatusOr<std::string> MicrosoftProvider::AuthorizationUrl(const App& app, const Grant& grant,
+                                                                const AuthorizationUrlRequest& request) {
+  return BuildAuthorizationUrl(EndpointUrl(app, "authorize"), app, grant, request);
+}
+
+DeviceAuthorizationReply MicrosoftProvider::StartDeviceAuthorization(const TokenRequest& r) {
+  // The devicecode endpoint takes client_id and scope only.
+  FormFields form = {{"client_id", r.app->client_id}};
+  if (!r.grant->scopes.empty()) form.emplace_back("scope", absl::StrJoin(r.grant->scopes, " "));
+  return PostDeviceAuthorization(http_, EndpointUrl(*r.app, "devicecode"), std::move(form), {}, clock_.Now());
 }
 
 }  // namespace tokenbroker

@@ -1,7 +1,8 @@
 // MicrosoftProvider: the Microsoft identity platform's v2.0 token endpoint,
 // https://{authority_host}/{tenant}/oauth2/v2.0/token. Client credentials
-// (app-only) and refresh-token (delegated) grants, authenticated with a client
-// secret or a certificate assertion (PS256 with x5t#S256 by default, RS256
+// (app-only), refresh-token (delegated), authorization-code (with PKCE) and
+// device-code grants, authenticated with a client secret (form or HTTP Basic)
+// or a certificate assertion (PS256 with x5t#S256 by default, RS256
 // with x5t per app; a fresh assertion per request). Thread-safe.
 #ifndef TOKENBROKER_SERVICE_IDP_MICROSOFT_PROVIDER_H_
 #define TOKENBROKER_SERVICE_IDP_MICROSOFT_PROVIDER_H_
@@ -17,8 +18,13 @@ class MicrosoftProvider final : public IdentityProvider {
  public:
   MicrosoftProvider(HttpClient& http, const Clock& clock) : http_(http), clock_(clock) {}
   TokenReply RequestToken(const TokenRequest& request) override;
+  absl::StatusOr<std::string> AuthorizationUrl(const App& app, const Grant& grant,
+                                               const AuthorizationUrlRequest& request) override;
+  DeviceAuthorizationReply StartDeviceAuthorization(const TokenRequest& request) override;
 
   static std::string TokenUrl(const App& app);
+  // https://{authority_host}/{tenant}/oauth2/v2.0/{endpoint}
+  static std::string EndpointUrl(const App& app, absl::string_view endpoint);
 
  private:
   HttpClient& http_;

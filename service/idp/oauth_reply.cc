@@ -69,14 +69,17 @@ TokenReply CredentialFailure(absl::string_view message) {
 }
 
 TokenReply PostTokenForm(HttpClient& http, const std::string& url,
-                         std::vector<std::pair<std::string, std::string>> form, absl::Time now) {
+                         std::vector<std::pair<std::string, std::string>> form, absl::Time now,
+                         std::vector<std::pair<std::string, std::string>> headers) {
   HttpRequest request;
   request.url = url;
   request.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
+  for (auto& header : headers) request.headers.push_back(std::move(header));
   request.body = FormEncode(form);
   for (auto& [name, value] : form) WipeString(value);
   absl::StatusOr<HttpResponse> response = http.Send(request);
   WipeString(request.body);
+  for (auto& [name, value] : request.headers) WipeString(value);
   if (!response.ok()) {
     TokenReply reply;
     reply.failure = TransportFailure(response.status());

@@ -28,10 +28,12 @@ ProviderFailure TransportFailure(const absl::Status& status);
 // sign, a key file of the wrong kind): the next credential is tried.
 TokenReply CredentialFailure(absl::string_view message);
 
-// POSTs `form` (form-encoded; it holds secrets, wiped here) to a token
-// endpoint and reads the answer.
+// POSTs `form` (form-encoded; it holds secrets, wiped here) with `headers`
+// (an Authorization header is a secret, wiped here too) to a token endpoint
+// and reads the answer.
 TokenReply PostTokenForm(HttpClient& http, const std::string& url,
-                         std::vector<std::pair<std::string, std::string>> form, absl::Time now);
+                         std::vector<std::pair<std::string, std::string>> form, absl::Time now,
+                         std::vector<std::pair<std::string, std::string>> headers = {});
 
 }  // namespace tokenbroker
 

@@ -5,18 +5,32 @@
 #include "absl/strings/strip.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
-#include "service/idp/client_assertion.h"
 #include "service/idp/oauth_reply.h"
+#include "service/idp/token_form.h"
 
 namespace tokenbroker {
+namespace {
 
-absl::StatusOr<std::string> OidcProvider::TokenEndpoint(const App& app) {
-  if (!app.token_endpoint.empty()) return app.token_endpoint;
+TokenReply DiscoveryFailure(const absl::Status& status) {
+  TokenReply reply;
+  reply.failure = absl::IsUnavailable(status)
+                      ? TransportFailure(status)
+                      : ProviderFailure{FailureKind::kAppConfiguration, "discovery", 0, std::string(status.message()),
+                                        0, absl::ZeroDuration()};
+  return reply;
+}
+
+}  // namespace
+
+absl::StatusOr<OidcProvider::Endpoints> OidcProvider::Discover(const App& app) {
   const std::string issuer(absl::StripSuffix(app.issuer, "/"));
   {
     absl::MutexLock lock(&mu_);
     auto it = discovered_.find(issuer);
     if (it != discovered_.end()) return it->second;
+  }
+  if (issuer.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("app \"", app.id, "\" has neither an issuer nor explicit endpoints"));
   }
   HttpRequest request;
   request.method = "GET";
@@ -37,41 +51,66 @@ absl::StatusOr<std::string> OidcProvider::TokenEndpoint(const App& app) {
     return absl::FailedPreconditionError(absl::StrCat("OIDC discovery at ", request.url, " names issuer \"",
                                                       field("issuer"), "\", not the app's issuer"));
   }
-  const std::string endpoint = field("token_endpoint");
-  if (endpoint.empty()) return absl::FailedPreconditionError("the OIDC discovery document has no token_endpoint");
+  Endpoints endpoints{field("token_endpoint"), field("authorization_endpoint"),
+                      field("device_authorization_endpoint")};
+  if (endpoints.token.empty()) return absl::FailedPreconditionError("the OIDC discovery document has no token_endpoint");
   absl::MutexLock lock(&mu_);
-  discovered_[issuer] = endpoint;
-  return endpoint;
+  discovered_[issuer] = endpoints;
+  return endpoints;
+}
+
+absl::StatusOr<std::string> OidcProvider::Endpoint(const App& app, std::string App::*explicit_endpoint,
+                                                   std::string Endpoints::*discovered, absl::string_view name) {
+  if (!(app.*explicit_endpoint).empty()) return app.*explicit_endpoint;
+  absl::StatusOr<Endpoints> endpoints = Discover(app);
+  if (!endpoints.ok()) return endpoints.status();
+  if ((*endpoints).*discovered == "") {
+    return absl::FailedPreconditionError(absl::StrCat("the OIDC provider of app \"", app.id, "\" has no ", name,
+                                                      "; set it in the app's oidc_endpoints"));
+  }
+  return (*endpoints).*discovered;
+}
+
+absl::StatusOr<std::string> OidcProvider::TokenEndpoint(const App& app) {
+  return Endpoint(app, &App::token_endpoint, &Endpoints::token, "token_endpoint");
 }
 
 TokenReply OidcProvider::RequestToken(const TokenRequest& r) {
   absl::StatusOr<std::string> endpoint = TokenEndpoint(*r.app);
-  if (!endpoint.ok()) {
-    TokenReply reply;
-    reply.failure = absl::IsUnavailable(endpoint.status())
-                        ? TransportFailure(endpoint.status())
-                        : ProviderFailure{FailureKind::kAppConfiguration, "discovery", 0,
-                                          std::string(endpoint.status().message()), 0, absl::ZeroDuration()};
+  if (!endpoint.ok()) return DiscoveryFailure(endpoint.status());
+  FormFields form;
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (auto failed = AuthenticateClient(r, *endpoint, clock_.Now(), form, headers)) return *std::move(failed);
+  AppendGrantParameters(r, form);
+  return PostTokenForm(http_, *endpoint, std::move(form), clock_.Now(), std::move(headers));
+}
+
+absl::StatusOr<std::string> OidcProvider::AuthorizationUrl(const App& app, const Grant& grant,
+                                                           const AuthorizationUrlRequest& request) {
+  absl::StatusOr<std::string> endpoint =
+      Endpoint(app, &App::authorization_endpoint, &Endpoints::authorization, "authorization_endpoint");
+  if (!endpoint.ok()) return endpoint.status();
+  return BuildAuthorizationUrl(*endpoint, app, grant, request);
+}
+
+DeviceAuthorizationReply OidcProvider::StartDeviceAuthorization(const TokenRequest& r) {
+  DeviceAuthorizationReply reply;
+  absl::StatusOr<std::string> endpoint = Endpoint(*r.app, &App::device_authorization_endpoint,
+                                                  &Endpoints::device_authorization, "device_authorization_endpoint");
+  absl::StatusOr<std::string> token_endpoint = TokenEndpoint(*r.app);
+  if (!endpoint.ok() || !token_endpoint.ok()) {
+    reply.failure = DiscoveryFailure(endpoint.ok() ? token_endpoint.status() : endpoint.status()).failure;
     return reply;
   }
-  std::vector<std::pair<std::string, std::string>> form = {{"client_id", r.app->client_id}};
-  if (r.grant->kind == GrantKind::kDelegated) {
-    form.emplace_back("grant_type", "refresh_token");
-    form.emplace_back("refresh_token", std::string(r.refresh_token->Reveal()));
-  } else {
-    form.emplace_back("grant_type", "client_credentials");
+  // A confidential client authenticates here as at the token endpoint.
+  FormFields form;
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (auto failed = AuthenticateClient(r, *token_endpoint, clock_.Now(), form, headers)) {
+    reply.failure = failed->failure;
+    return reply;
   }
   if (!r.grant->scopes.empty()) form.emplace_back("scope", absl::StrJoin(r.grant->scopes, " "));
-  if (r.credential->kind == CredentialKind::kCertificate) {
-    absl::StatusOr<Secret> assertion =
-        SignClientAssertion(*r.app, *r.credential, *r.credential_secret, *endpoint, clock_.Now());
-    if (!assertion.ok()) return CredentialFailure(assertion.status().message());
-    form.emplace_back("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
-    form.emplace_back("client_assertion", std::string(assertion->Reveal()));
-  } else {
-    form.emplace_back("client_secret", std::string(r.credential_secret->Reveal()));
-  }
-  return PostTokenForm(http_, *endpoint, std::move(form), clock_.Now());
+  return PostDeviceAuthorization(http_, *endpoint, std::move(form), std::move(headers), clock_.Now());
 }
 
 }  // namespace tokenbroker

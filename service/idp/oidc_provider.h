@@ -1,9 +1,10 @@
 // OidcProvider: any standards-compliant OAuth 2.0 / OpenID Connect provider.
-// The token endpoint is the app's explicit one, or read once from
-// {issuer}/.well-known/openid-configuration (and checked against the issuer).
-// Client credentials (app-only) and refresh-token (delegated) grants;
-// client_secret_post for client secrets, private_key_jwt for certificates.
-// Thread-safe.
+// Each endpoint (token, authorization, device authorization) is the app's
+// explicit one, or read once from {issuer}/.well-known/openid-configuration
+// (checked against the issuer). Client credentials (app-only), refresh-token
+// (delegated), authorization-code (PKCE S256) and device-code grants;
+// client_secret_post (or client_secret_basic per app) for client secrets,
+// private_key_jwt for certificates. Thread-safe.
 #ifndef TOKENBROKER_SERVICE_IDP_OIDC_PROVIDER_H_
 #define TOKENBROKER_SERVICE_IDP_OIDC_PROVIDER_H_
 
@@ -22,15 +23,25 @@ class OidcProvider final : public IdentityProvider {
  public:
   OidcProvider(HttpClient& http, const Clock& clock) : http_(http), clock_(clock) {}
   TokenReply RequestToken(const TokenRequest& request) override;
+  absl::StatusOr<std::string> AuthorizationUrl(const App& app, const Grant& grant,
+                                               const AuthorizationUrlRequest& request) override;
+  DeviceAuthorizationReply StartDeviceAuthorization(const TokenRequest& request) override;
 
   // The app's token endpoint: explicit, or discovered (cached per issuer).
   absl::StatusOr<std::string> TokenEndpoint(const App& app);
 
  private:
+  struct Endpoints {
+    std::string token, authorization, device_authorization;
+  };
+  absl::StatusOr<Endpoints> Discover(const App& app);
+  absl::StatusOr<std::string> Endpoint(const App& app, std::string App::*explicit_endpoint,
+                                       std::string Endpoints::*discovered, absl::string_view name);
+
   HttpClient& http_;
   const Clock& clock_;
   absl::Mutex mu_;
-  std::map<std::string, std::string> discovered_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Endpoints> discovered_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tokenbroker

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "service/common/secret.h"
@@ -63,14 +64,50 @@ struct TokenReply {
   bool ok() const { return token.has_value(); }
 };
 
+// An authorization code to redeem (RFC 6749 section 4.1.3 with PKCE, RFC 7636).
+struct AuthorizationCode {
+  Secret code;
+  std::string redirect_uri;
+  Secret code_verifier;
+};
+
 // One request: the grant, its app, which credential to use and its opened
-// secret, and (delegated) the opened refresh token.
+// secret, and what to redeem: (delegated) the opened refresh token, or during
+// consent an authorization code or a device code. With none of those: client
+// credentials (app-only) or a JWT bearer assertion (service account).
 struct TokenRequest {
   const App* app = nullptr;
   const Grant* grant = nullptr;
   const AppCredential* credential = nullptr;
   const Secret* credential_secret = nullptr;
   const Secret* refresh_token = nullptr;
+  const AuthorizationCode* authorization_code = nullptr;
+  const Secret* device_code = nullptr;
+};
+
+// What the user is sent to in the authorization-code flow.
+struct AuthorizationUrlRequest {
+  std::string redirect_uri;
+  std::string state;
+  std::string code_challenge;  // base64url(SHA-256(code_verifier)), method S256
+  std::string login_hint;
+  std::string prompt;
+};
+
+// A started device authorization (RFC 8628 section 3.2).
+struct DeviceAuthorization {
+  Secret device_code;
+  std::string user_code;
+  std::string verification_uri;
+  std::string message;
+  absl::Time expire_time;
+  absl::Duration interval;
+};
+
+struct DeviceAuthorizationReply {
+  std::optional<DeviceAuthorization> authorization;
+  ProviderFailure failure;  // meaningful when !authorization
+  bool ok() const { return authorization.has_value(); }
 };
 
 class IdentityProvider {
@@ -78,6 +115,13 @@ class IdentityProvider {
   virtual ~IdentityProvider() = default;
   // Never returns secrets in `failure`. Thread-safe.
   virtual TokenReply RequestToken(const TokenRequest& request) = 0;
+  // The URL that starts the authorization-code flow for `grant`'s scopes.
+  // FAILED_PRECONDITION when the provider or app has no authorization endpoint.
+  virtual absl::StatusOr<std::string> AuthorizationUrl(const App& app, const Grant& grant,
+                                                       const AuthorizationUrlRequest& request);
+  // Starts the device-code flow for `request.grant`'s scopes (request.credential
+  // authenticates a confidential client where the provider wants it).
+  virtual DeviceAuthorizationReply StartDeviceAuthorization(const TokenRequest& request);
 };
 
 }  // namespace tokenbroker

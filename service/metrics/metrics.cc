@@ -68,6 +68,42 @@ Metrics::Metrics(const BuildInfo& build, const std::vector<std::string>& grpc_me
     }
     refresh_latency_[provider] = &refresh_latency.Add({{"provider", provider}}, LatencyBuckets());
   }
+  auto& idp_http = prometheus::BuildCounter()
+                       .Name("tokenbroker_idp_http_requests_total")
+                       .Help("HTTP requests to identity providers (token, discovery, device authorization), by "
+                             "provider and status class: 2xx, 3xx, 4xx, 5xx, or transport (no HTTP answer).")
+                       .Register(*registry_);
+  for (const char* provider : {"microsoft", "google", "oidc"}) {
+    for (const char* status_class : {"2xx", "3xx", "4xx", "5xx", "transport"}) {
+      idp_http_[absl::StrCat(provider, "/", status_class)] =
+          &idp_http.Add({{"provider", provider}, {"status_class", status_class}});
+    }
+  }
+  auto& consents = prometheus::BuildCounter()
+                       .Name("tokenbroker_consents_total")
+                       .Help("Consent flows by flow (authorization_code, device_code) and result: started, "
+                             "completed, failed.")
+                       .Register(*registry_);
+  for (const char* flow : {"authorization_code", "device_code"}) {
+    for (const char* result : {"started", "completed", "failed"}) {
+      consents_[absl::StrCat(flow, "/", result)] = &consents.Add({{"flow", flow}, {"result", result}});
+    }
+  }
+}
+
+void Metrics::CountIdpHttpRequest(absl::string_view provider, int http_status) {
+  const char* status_class = http_status >= 200 && http_status < 300   ? "2xx"
+                             : http_status >= 300 && http_status < 400 ? "3xx"
+                             : http_status >= 400 && http_status < 500 ? "4xx"
+                             : http_status >= 500                      ? "5xx"
+                                                                       : "transport";
+  auto counter = idp_http_.find(absl::StrCat(provider, "/", status_class));
+  if (counter != idp_http_.end()) counter->second->Increment();
+}
+
+void Metrics::CountConsent(absl::string_view flow, absl::string_view result) {
+  auto counter = consents_.find(absl::StrCat(flow, "/", result));
+  if (counter != consents_.end()) counter->second->Increment();
 }
 
 prometheus::Counter& Metrics::TokenRequests(absl::string_view result) {

@@ -60,6 +60,12 @@ class Metrics {
   // "google", "oidc"; outcomes: "ok", "transient", "throttled",
   // "invalid_grant", "invalid_client", "app_configuration".
   void ObserveRefresh(absl::string_view provider, absl::string_view outcome, double seconds);
+  // tokenbroker_idp_http_requests_total{provider, status_class}: 2xx, 3xx,
+  // 4xx, 5xx, or transport (http_status 0: no HTTP answer).
+  void CountIdpHttpRequest(absl::string_view provider, int http_status);
+  // tokenbroker_consents_total{flow, result}: flows "authorization_code",
+  // "device_code"; results "started", "completed", "failed".
+  void CountConsent(absl::string_view flow, absl::string_view result);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -71,6 +77,8 @@ class Metrics {
   absl::flat_hash_map<std::string, prometheus::Counter*> token_requests_;
   absl::flat_hash_map<std::string, prometheus::Counter*> refreshes_;  // "provider/outcome"
   absl::flat_hash_map<std::string, prometheus::Histogram*> refresh_latency_;
+  absl::flat_hash_map<std::string, prometheus::Counter*> idp_http_;  // "provider/class"
+  absl::flat_hash_map<std::string, prometheus::Counter*> consents_;  // "flow/result"
 };
 
 }  // namespace tokenbroker

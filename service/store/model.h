@@ -18,6 +18,9 @@ namespace tokenbroker {
 enum class Provider { kMicrosoft = 1, kGoogle = 2, kOidc = 3 };
 enum class CredentialKind { kClientSecret = 1, kCertificate = 2, kServiceAccountKey = 3 };
 enum class AssertionAlgorithm { kPs256 = 1, kRs256 = 2 };
+// How a client secret is sent to the token endpoint: in the form body
+// (client_secret_post) or as HTTP Basic authentication (client_secret_basic).
+enum class ClientSecretAuth { kPost = 1, kBasic = 2 };
 enum class ImapSecurity { kImplicitTls = 1, kStartTls = 2 };
 enum class GrantKind { kDelegated = 1, kAppOnly = 2, kServiceAccount = 3 };
 enum class GrantState { kActive = 1, kPendingConsent = 2, kNeedsReconsent = 3, kAppCredentialInvalid = 4, kDisabled = 5 };
@@ -73,6 +76,7 @@ struct App {
   std::string authorization_endpoint;
   std::string device_authorization_endpoint;
   AssertionAlgorithm assertion_algorithm = AssertionAlgorithm::kPs256;
+  ClientSecretAuth client_secret_auth = ClientSecretAuth::kPost;
   std::map<std::string, std::string> labels;
   RecordSource source = RecordSource::kApi;
   absl::Time create_time = absl::InfinitePast();

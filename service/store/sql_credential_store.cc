@@ -21,7 +21,7 @@ absl::Time TimeOf(const SqlValue& v, absl::Time null_means = absl::InfinitePast(
 constexpr char kAppColumns[] =
     "id, provider, tenant, issuer, authority_host, client_id, imap_host, imap_port, imap_security, token_endpoint, "
     "authorization_endpoint, device_authorization_endpoint, assertion_algorithm, source, create_time, update_time, "
-    "version";
+    "client_secret_auth, version";
 
 std::vector<SqlValue> AppValues(const App& a, int64_t version) {
   return {SqlValue::Text(a.id),
@@ -40,6 +40,7 @@ std::vector<SqlValue> AppValues(const App& a, int64_t version) {
           SqlValue::Int(static_cast<int64_t>(a.source)),
           TimeValue(a.create_time),
           TimeValue(a.update_time),
+          SqlValue::Int(static_cast<int64_t>(a.client_secret_auth)),
           SqlValue::Int(version)};
 }
 
@@ -61,7 +62,8 @@ App AppFromRow(const SqlRow& r) {
   a.source = static_cast<RecordSource>(r[13].AsInt());
   a.create_time = TimeOf(r[14]);
   a.update_time = TimeOf(r[15]);
-  a.version = r[16].AsInt();
+  a.client_secret_auth = static_cast<ClientSecretAuth>(r[16].AsInt());
+  a.version = r[17].AsInt();
   return a;
 }
 
@@ -249,7 +251,7 @@ absl::StatusOr<std::vector<Grant>> ReadGrants(SqlSession& s, const std::string& 
 absl::Status SqlCredentialStore::CreateApp(const App& app) {
   absl::Status s = backend_->InTransaction([&](SqlSession& s) -> absl::Status {
     RETURN_IF_ERROR(
-        s.Execute(absl::StrCat("INSERT INTO apps (", kAppColumns, ") VALUES (", Placeholders(17), ")"),
+        s.Execute(absl::StrCat("INSERT INTO apps (", kAppColumns, ") VALUES (", Placeholders(18), ")"),
                   AppValues(app, 1))
             .status());
     RETURN_IF_ERROR(WriteLabels(s, "app_labels", "app_id", app.id, app.labels));
@@ -290,7 +292,8 @@ absl::StatusOr<int64_t> SqlCredentialStore::UpdateApp(const App& app) {
                      s.Execute("UPDATE apps SET provider = ?, tenant = ?, issuer = ?, authority_host = ?, "
                                "client_id = ?, imap_host = ?, imap_port = ?, imap_security = ?, token_endpoint = ?, "
                                "authorization_endpoint = ?, device_authorization_endpoint = ?, "
-                               "assertion_algorithm = ?, source = ?, create_time = ?, update_time = ?, version = ? "
+                               "assertion_algorithm = ?, source = ?, create_time = ?, update_time = ?, "
+                               "client_secret_auth = ?, version = ? "
                                "WHERE id = ? AND version = ?",
                                values));
     if (changed == 0) {

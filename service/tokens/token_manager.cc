@@ -5,6 +5,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "service/common/status_macros.h"
+#include "service/tokens/app_credentials.h"
 
 namespace tokenbroker {
 
@@ -41,6 +42,16 @@ void TokenManager::Invalidate(absl::string_view grant_id) {
   std::shared_ptr<Entry> entry = EntryFor(grant_id);
   absl::MutexLock lock(&entry->mu);
   entry->cached.reset();
+}
+
+void TokenManager::Forget(absl::string_view grant_id) {
+  std::shared_ptr<Entry> entry = EntryFor(grant_id);
+  absl::MutexLock lock(&entry->mu);
+  entry->cached.reset();
+  entry->refresh_at = absl::InfiniteFuture();
+  entry->last_error = absl::OkStatus();
+  entry->retry_after = absl::InfinitePast();
+  entry->consecutive_failures = 0;
 }
 
 absl::Duration TokenManager::Backoff(int failures) {
@@ -203,48 +214,24 @@ absl::StatusOr<AccessToken> TokenManager::Refresh(absl::string_view grant_id, ab
   if (grant.kind == GrantKind::kDelegated) {
     ASSIGN_OR_RETURN(refresh_token, vault_.OpenRefreshToken(grant));
   }
-  // Working credentials first, in the app's order; failing ones after, so that
-  // a credential fixed at the provider is found again.
-  std::vector<size_t> order;
-  for (size_t i = 0; i < app.credentials.size(); ++i) {
-    if (!app.credentials[i].failing) order.push_back(i);
-  }
-  for (size_t i = 0; i < app.credentials.size(); ++i) {
-    if (app.credentials[i].failing) order.push_back(i);
-  }
-  ProviderFailure failure;
-  bool app_changed = false;
   std::optional<IssuedToken> issued;
-  for (size_t i : order) {
-    AppCredential& credential = app.credentials[i];
-    ASSIGN_OR_RETURN(Secret secret, vault_.OpenCredentialSecret(app, credential));
-    TokenRequest request{&app, &grant, &credential, &secret, refresh_token ? &*refresh_token : nullptr};
-    const absl::Time start = clock_.Now();
-    TokenReply reply = provider->second->RequestToken(request);
-    if (options_.on_refresh) {
-      options_.on_refresh(app.provider, reply.ok() ? "ok" : FailureKindName(reply.failure.kind), clock_.Now() - start);
-    }
-    if (reply.ok()) {
-      if (credential.failing) {
-        credential.failing = false;
-        credential.last_error = {};
-        app_changed = true;
-      }
-      issued = std::move(reply.token);
-      break;
-    }
-    failure = reply.failure;
-    if (failure.kind != FailureKind::kInvalidClient) break;
-    logger_.Warn("the identity provider rejected an app credential; trying the next one",
-                 {{"app", app.id}, {"credential", credential.id}, {"error", failure.message}});
-    credential.failing = true;
-    credential.last_error = {failure.oauth_error, failure.provider_code, failure.message, clock_.Now()};
-    app_changed = true;
-  }
-  if (app_changed) {
-    absl::StatusOr<int64_t> written = vault_.store().UpdateApp(app);
-    if (!written.ok() && !absl::IsAborted(written.status())) return written.status();
-  }
+  ASSIGN_OR_RETURN(
+      std::optional<ProviderFailure> failed,
+      TryAppCredentials(vault_, clock_, logger_, app,
+                        [&](const AppCredential& credential, const Secret& secret) -> std::optional<ProviderFailure> {
+                          TokenRequest request{&app, &grant, &credential, &secret,
+                                               refresh_token ? &*refresh_token : nullptr};
+                          const absl::Time start = clock_.Now();
+                          TokenReply reply = provider->second->RequestToken(request);
+                          if (options_.on_refresh) {
+                            options_.on_refresh(app.provider, reply.ok() ? "ok" : FailureKindName(reply.failure.kind),
+                                                clock_.Now() - start);
+                          }
+                          if (!reply.ok()) return reply.failure;
+                          issued = std::move(reply.token);
+                          return std::nullopt;
+                        }));
+  const ProviderFailure failure = failed.value_or(ProviderFailure{});
   const absl::Time now = clock_.Now();
   if (issued.has_value()) {
     grant.last_refresh_time = now;

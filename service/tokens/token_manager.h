@@ -78,6 +78,9 @@ class TokenManager {
 
   // Drops the cached token of a grant (after an IMAP authentication failure).
   void Invalidate(absl::string_view grant_id);
+  // Forgets everything known about a grant: cached token, last error and
+  // back-off (after new consent, so that the next call refreshes at once).
+  void Forget(absl::string_view grant_id);
 
   // For the scheduler: the grants whose cached token is due for a refresh
   // ahead of expiry at `now` (and not backing off or already refreshing).

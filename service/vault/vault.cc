@@ -305,6 +305,66 @@ absl::StatusOr<Grant> Vault::CreateGrant(Grant spec, RecordSource source) {
   return spec;
 }
 
+absl::StatusOr<App> Vault::PrepareDelegatedGrant(Grant& spec) {
+  spec.kind = GrantKind::kDelegated;
+  RETURN_IF_ERROR(ValidateId("grant.id", spec.id));
+  RETURN_IF_ERROR(ValidateId("grant.app", spec.app));
+  absl::StatusOr<App> app = store_.GetApp(spec.app);
+  if (absl::IsNotFound(app.status())) return Invalid("grant.app", absl::StrCat("app \"", spec.app, "\" does not exist"));
+  if (!app.ok()) return app.status();
+  RETURN_IF_ERROR(ValidateGrant(*app, spec));
+  absl::StatusOr<Grant> existing = store_.GetGrant(spec.id);
+  if (existing.ok() && (existing->kind != GrantKind::kDelegated || existing->app != spec.app)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("grant \"", spec.id, "\" exists with another app or kind; delete it first"));
+  }
+  if (existing.ok()) RETURN_IF_ERROR(RefuseDeclared("grant", spec.id, existing->source, RecordSource::kApi));
+  if (!existing.ok() && !absl::IsNotFound(existing.status())) return existing.status();
+  return *std::move(app);
+}
+
+absl::StatusOr<Grant> Vault::MarkConsentPending(const Grant& spec) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    absl::StatusOr<Grant> existing = store_.GetGrant(spec.id);
+    if (absl::IsNotFound(existing.status())) {
+      Grant pending = spec;
+      pending.kind = GrantKind::kDelegated;
+      pending.state = GrantState::kPendingConsent;
+      pending.last_error = {};
+      pending.sealed_refresh_token.clear();
+      pending.source = RecordSource::kApi;
+      pending.create_time = clock_.Now();
+      absl::Status created = store_.CreateGrant(pending);
+      if (absl::IsAlreadyExists(created)) continue;
+      RETURN_IF_ERROR(created);
+      pending.version = 1;
+      return pending;
+    }
+    if (!existing.ok()) return existing.status();
+    if (existing->state != GrantState::kNeedsReconsent && existing->state != GrantState::kAppCredentialInvalid) {
+      return *existing;
+    }
+    existing->state = GrantState::kPendingConsent;
+    absl::StatusOr<int64_t> written = store_.UpdateGrant(*existing);
+    if (absl::IsAborted(written.status())) continue;
+    if (!written.ok()) return written.status();
+    existing->version = *written;
+    return *existing;
+  }
+  return absl::AbortedError(absl::StrCat("grant \"", spec.id, "\" kept changing; retry"));
+}
+
+absl::Status Vault::RecordConsentFailure(absl::string_view grant_id, const ProviderError& error) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    ASSIGN_OR_RETURN(Grant grant, store_.GetGrant(grant_id));
+    if (grant.state == GrantState::kPendingConsent) grant.state = GrantState::kNeedsReconsent;
+    grant.last_error = error;
+    absl::StatusOr<int64_t> written = store_.UpdateGrant(grant);
+    if (!absl::IsAborted(written.status())) return written.status();
+  }
+  return absl::AbortedError(absl::StrCat("grant \"", grant_id, "\" kept changing"));
+}
+
 absl::StatusOr<Grant> Vault::ImportGrant(Grant spec, const Secret& refresh_token, bool replace) {
   if (refresh_token.empty()) return Invalid("refresh_token", "required");
   if (refresh_token.size() > kMaxSecretBytes) return Invalid("refresh_token", "larger than 64 KiB");

@@ -72,6 +72,19 @@ class Vault {
   // With `replace`, an existing delegated grant of the same app gets the new
   // refresh token (compare-and-swap) and becomes active again.
   absl::StatusOr<Grant> ImportGrant(Grant spec, const Secret& refresh_token, bool replace = false);
+  // Consent flows. Validates a delegated grant before consent starts (fills in
+  // default scopes; refuses a grant id held by another app or kind) and returns
+  // its app.
+  absl::StatusOr<App> PrepareDelegatedGrant(Grant& spec);
+  // Shows that consent is under way: a new grant is created in
+  // pending_consent without a refresh token; an existing grant that cannot get
+  // tokens (needs_reconsent, app_credential_invalid) moves to
+  // pending_consent; an active grant keeps issuing tokens with its old refresh
+  // token until the new one arrives (ImportGrant with replace).
+  absl::StatusOr<Grant> MarkConsentPending(const Grant& spec);
+  // Consent failed (declined, expired): a grant still pending_consent moves to
+  // needs_reconsent with `error`; other grants only record the error.
+  absl::Status RecordConsentFailure(absl::string_view grant_id, const ProviderError& error);
   absl::StatusOr<Grant> GetGrant(absl::string_view id) { return store_.GetGrant(id); }
   absl::StatusOr<std::vector<Grant>> ListGrants(const GrantFilter& filter) { return store_.ListGrants(filter); }
   absl::StatusOr<Grant> SetGrantEnabled(absl::string_view id, bool enabled);
