@@ -295,7 +295,8 @@ ConsentManager::PollOutcome ConsentManager::PollOne(const std::string& grant_id,
   }
   absl::StatusOr<IdentityProvider*> provider = app.ok() ? ProviderFor(*app) : app.status();
   std::optional<IssuedToken> issued;
-  absl::StatusOr<std::optional<ProviderFailure>> failed = provider.status();
+  absl::StatusOr<std::optional<ProviderFailure>> failed =
+      provider.ok() ? absl::InternalError("not polled") : provider.status();
   if (provider.ok()) {
     failed = TryAppCredentials(
         vault_, clock_, logger_, *app,

@@ -1,12 +1,14 @@
 #include "tests/support/fake_microsoft.h"
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "service/crypto/jwt.h"
+#include "service/crypto/random.h"
 #include "tests/support/test_support.h"
 
 namespace tokenbroker::testing {
@@ -75,6 +77,11 @@ int FakeMicrosoft::requests() const {
   return requests_;
 }
 
+int FakeMicrosoft::basic_auth_requests() const {
+  absl::MutexLock lock(&mu_);
+  return basic_auth_requests_;
+}
+
 std::string FakeMicrosoft::LatestRefreshToken(const std::string& user) const {
   absl::MutexLock lock(&mu_);
   auto it = latest_refresh_.find(user);
@@ -85,6 +92,71 @@ std::string FakeMicrosoft::UserOfAccessToken(const std::string& token) const {
   absl::MutexLock lock(&mu_);
   auto it = access_tokens_.find(token);
   return it == access_tokens_.end() ? "" : it->second;
+}
+
+void FakeMicrosoft::SetDeviceCodeTimes(int interval_seconds, int expires_in_seconds) {
+  absl::MutexLock lock(&mu_);
+  device_interval_ = interval_seconds;
+  device_expires_in_ = expires_in_seconds;
+}
+
+std::string FakeMicrosoft::LatestUserCode() const {
+  absl::MutexLock lock(&mu_);
+  return latest_user_code_;
+}
+
+void FakeMicrosoft::ApproveDeviceCode(const std::string& user_code, const std::string& user) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [code, device] : device_codes_) {
+    if (device.user_code == user_code) device.user = user;
+  }
+}
+
+void FakeMicrosoft::DeclineDeviceCode(const std::string& user_code) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [code, device] : device_codes_) {
+    if (device.user_code == user_code) device.declined = true;
+  }
+}
+
+std::string FakeMicrosoft::IssueAuthorizationCode(const std::string& authorization_url, const std::string& user) {
+  absl::MutexLock lock(&mu_);
+  const std::string prefix = "https://" + host_ + "/";
+  const size_t query = authorization_url.find('?');
+  if (authorization_url.rfind(prefix, 0) != 0 || query == std::string::npos ||
+      !absl::EndsWith(authorization_url.substr(0, query), "/oauth2/v2.0/authorize")) {
+    return "";
+  }
+  std::map<std::string, std::string> q = ParseForm(authorization_url.substr(query + 1));
+  if (q["response_type"] != "code" || q["code_challenge_method"] != "S256" || q["code_challenge"].size() != 43 ||
+      q["state"].empty() || q["redirect_uri"].empty() || q["client_id"].empty()) {
+    return "";
+  }
+  const std::string code = absl::StrCat("0.AX-code-", user, "-", ++issued_);
+  codes_[code] = AuthorizationCode{q["client_id"], q["redirect_uri"], q["scope"], q["code_challenge"], user};
+  return code;
+}
+
+HttpResponse FakeMicrosoft::DeviceAuthorization(const std::map<std::string, std::string>& form) {
+  const std::string device_code = absl::StrCat("DAQABAAEAAAD-device-", ++issued_);
+  const std::string user_code = absl::StrCat("FAKE", 1000 + issued_);
+  DeviceCode d;
+  d.client_id = form.at("client_id");
+  d.user_code = user_code;
+  d.scope = form.count("scope") ? form.at("scope") : "";
+  d.expire_time = clock_.Now() + absl::Seconds(device_expires_in_);
+  d.interval = device_interval_;
+  device_codes_[device_code] = d;
+  latest_user_code_ = user_code;
+  HttpResponse r;
+  r.status = 200;
+  r.headers["content-type"] = "application/json; charset=utf-8";
+  r.body = absl::StrCat(R"({"user_code":")", user_code, R"(","device_code":")", device_code,
+                        R"(","verification_uri":"https://microsoft.com/devicelogin","expires_in":)",
+                        device_expires_in_, R"(,"interval":)", device_interval_,
+                        R"(,"message":"To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code )",
+                        user_code, R"( to authenticate."})");
+  return r;
 }
 
 HttpResponse FakeMicrosoft::Error(int status, const std::string& error, int64_t code,
@@ -142,12 +214,37 @@ absl::StatusOr<HttpResponse> FakeMicrosoft::Send(const HttpRequest& request) {
   if (request.method != "POST" || request.url.rfind(prefix, 0) != 0) return Error(404, "not_found", 0, "no such URL");
   const std::string path = request.url.substr(prefix.size());
   const std::string tenant = path.substr(0, path.find('/'));
-  if (path != tenant + "/oauth2/v2.0/token") return Error(404, "not_found", 0, "no such URL");
   std::map<std::string, std::string> form = ParseForm(request.body);
+  std::string basic_secret;
+  bool basic = false;
+  for (const auto& [name, value] : request.headers) {
+    if (absl::EqualsIgnoreCase(name, "authorization") && absl::StartsWith(value, "Basic ")) {
+      std::string decoded;
+      absl::Base64Unescape(value.substr(6), &decoded);
+      const size_t colon = decoded.find(':');
+      if (colon == std::string::npos) return Error(401, "invalid_client", 7000215, "Malformed Basic credentials");
+      form["client_id"] = ParseForm("x=" + decoded.substr(0, colon))["x"];
+      basic_secret = ParseForm("x=" + decoded.substr(colon + 1))["x"];
+      basic = true;
+      ++basic_auth_requests_;
+      if (form.count("client_secret")) {
+        return Error(401, "invalid_client", 7000215, "More than one client authentication method was used");
+      }
+    }
+  }
+  if (path == tenant + "/oauth2/v2.0/devicecode") {
+    if (apps_.count(tenant + "/" + form["client_id"]) == 0) {
+      return Error(400, "unauthorized_client", 700016, "Application not found in the directory");
+    }
+    return DeviceAuthorization(form);
+  }
+  if (path != tenant + "/oauth2/v2.0/token") return Error(404, "not_found", 0, "no such URL");
   auto app = apps_.find(tenant + "/" + form["client_id"]);
   if (app == apps_.end()) return Error(400, "unauthorized_client", 700016, "Application not found in the directory");
   // Client authentication.
-  if (form.count("client_secret")) {
+  if (basic) {
+    if (basic_secret != app->second.secret) return Error(401, "invalid_client", 7000215, "Invalid client secret");
+  } else if (form.count("client_secret")) {
     if (form["client_secret"] != app->second.secret) return Error(401, "invalid_client", 7000215, "Invalid client secret");
   } else if (form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
     const std::string why = CheckAssertion(app->second, request.url, form["client_id"], form["client_assertion"]);
@@ -172,8 +269,51 @@ absl::StatusOr<HttpResponse> FakeMicrosoft::Send(const HttpRequest& request) {
     new_refresh = absl::StrCat("0.rt-", user, "-", ++issued_);
     refresh_tokens_[new_refresh] = user;
     latest_refresh_[user] = new_refresh;
+  } else if (grant_type == "urn:ietf:params:oauth:grant-type:device_code") {
+    auto device = device_codes_.find(form["device_code"]);
+    if (device == device_codes_.end() || device->second.client_id != form["client_id"]) {
+      return Error(400, "bad_verification_code", 70000, "The device code is not valid");
+    }
+    DeviceCode& d = device->second;
+    const absl::Time now = clock_.Now();
+    if (now >= d.expire_time) return Error(400, "expired_token", 70019, "Verification code expired");
+    if (d.declined) return Error(400, "authorization_declined", 70000, "The user declined the authorization");
+    if (d.last_poll != absl::InfinitePast() && now - d.last_poll < absl::Seconds(d.interval)) {
+      d.last_poll = now;
+      d.interval += 5;
+      return Error(400, "slow_down", 70000, "Polling too fast");
+    }
+    d.last_poll = now;
+    if (d.user.empty()) return Error(400, "authorization_pending", 70016, "The user has not yet authenticated");
+    user = d.user;
+    form["scope"] = d.scope;
+    device_codes_.erase(device);
+  } else if (grant_type == "authorization_code") {
+    auto code = codes_.find(form["code"]);
+    if (code == codes_.end()) return Error(400, "invalid_grant", 70000, "The provided authorization code is invalid");
+    AuthorizationCode& c = code->second;
+    if (c.used) return Error(400, "invalid_grant", 54005, "OAuth2 Authorization code was already redeemed");
+    c.used = true;
+    if (c.client_id != form["client_id"]) return Error(400, "invalid_grant", 70000, "The code was issued to another app");
+    if (c.redirect_uri != form["redirect_uri"]) {
+      return Error(400, "invalid_grant", 500117, "The reply uri specified in the request does not match");
+    }
+    std::string verifier_digest;
+    const std::string verifier = form["code_verifier"];
+    absl::WebSafeBase64Escape(Sha256(verifier), &verifier_digest);
+    if (verifier.size() < 43 || verifier_digest != c.code_challenge) {
+      return Error(400, "invalid_grant", 501481, "The Code_Verifier does not match the code_challenge");
+    }
+    user = c.user;
+    form["scope"] = c.scope;
   } else {
     return Error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type");
+  }
+  if (grant_type != "refresh_token" && grant_type != "client_credentials" &&
+      form["scope"].find("offline_access") != std::string::npos) {
+    new_refresh = absl::StrCat("0.rt-", user, "-", ++issued_);
+    refresh_tokens_[new_refresh] = user;
+    latest_refresh_[user] = new_refresh;
   }
   const std::string access = absl::StrCat("eyJ0eXAi.fake-access-", user, "-", ++issued_);
   access_tokens_[access] = user;

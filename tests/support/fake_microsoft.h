@@ -5,7 +5,15 @@
 // errors as HTTP 400/401 with error, error_description, error_codes,
 // timestamp, trace_id, correlation_id; 429 with Retry-After. Client assertions
 // are verified: signature against the registered certificate, the header's
-// alg and thumbprint, and the aud, iss, sub, nbf and exp claims.
+// alg and thumbprint, and the aud, iss, sub, nbf and exp claims. Client
+// secrets are accepted in the form or as HTTP Basic.
+//
+// Consent: /devicecode starts a device authorization; polling the token
+// endpoint answers authorization_pending until the test approves or declines
+// the user code, slow_down (and a 5 s longer interval) when polled faster
+// than the interval, expired_token after expires_in. Authorization codes are
+// issued by the test (as if a user had signed in at /authorize) and redeemed
+// once, with the redirect URI and the PKCE verifier they were issued for.
 #ifndef TOKENBROKER_TESTS_SUPPORT_FAKE_MICROSOFT_H_
 #define TOKENBROKER_TESTS_SUPPORT_FAKE_MICROSOFT_H_
 
@@ -43,9 +51,23 @@ class FakeMicrosoft final : public HttpClient {
   // Seconds of validity of issued access tokens.
   void SetExpiresIn(int seconds);
 
+  // Device authorizations: the interval and lifetime of new device codes.
+  void SetDeviceCodeTimes(int interval_seconds, int expires_in_seconds);
+  // The user code of the newest device authorization.
+  std::string LatestUserCode() const;
+  // A user signs in with `user_code` (approve) or refuses (decline).
+  void ApproveDeviceCode(const std::string& user_code, const std::string& user);
+  void DeclineDeviceCode(const std::string& user_code);
+  // As if `user` signed in at the authorization URL: a code bound to the
+  // URL's client_id, redirect_uri, scope and code_challenge (S256 only).
+  // Empty when the URL is not a valid authorization request.
+  std::string IssueAuthorizationCode(const std::string& authorization_url, const std::string& user);
+
   absl::StatusOr<HttpResponse> Send(const HttpRequest& request) override;
 
   int requests() const;
+  // Requests whose client authenticated with HTTP Basic.
+  int basic_auth_requests() const;
   // The newest refresh token issued for `user`.
   std::string LatestRefreshToken(const std::string& user) const;
   // Whether an access token was issued by this fake, and for whom.
@@ -61,6 +83,18 @@ class FakeMicrosoft final : public HttpClient {
     int64_t code;
     int retry_after;
   };
+  struct DeviceCode {
+    std::string client_id, user_code, scope, user;
+    absl::Time expire_time, last_poll = absl::InfinitePast();
+    int interval = 5;
+    bool declined = false;
+  };
+  struct AuthorizationCode {
+    std::string client_id, redirect_uri, scope, code_challenge, user;
+    bool used = false;
+  };
+  HttpResponse DeviceAuthorization(const std::map<std::string, std::string>& form)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   HttpResponse Error(int status, const std::string& error, int64_t code, const std::string& description) const;
   std::string CheckAssertion(const App& app, const std::string& token_url, const std::string& client_id,
                              const std::string& assertion) const;
@@ -77,6 +111,12 @@ class FakeMicrosoft final : public HttpClient {
   bool down_ ABSL_GUARDED_BY(mu_) = false;
   int expires_in_ ABSL_GUARDED_BY(mu_) = 3599;
   int requests_ ABSL_GUARDED_BY(mu_) = 0;
+  int basic_auth_requests_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, DeviceCode> device_codes_ ABSL_GUARDED_BY(mu_);  // by device_code
+  std::string latest_user_code_ ABSL_GUARDED_BY(mu_);
+  int device_interval_ ABSL_GUARDED_BY(mu_) = 5;
+  int device_expires_in_ ABSL_GUARDED_BY(mu_) = 900;
+  std::map<std::string, AuthorizationCode> codes_ ABSL_GUARDED_BY(mu_);
   int issued_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
