@@ -41,10 +41,17 @@ int CallAdmin(Context& ctx, const Request& request,
   return kExitOk;
 }
 
+// Prints a grant for people (vault_commands.cc).
+void PrintGrant(const v1::Grant& grant, std::ostream& out);
+// Parses --label KEY=VALUE flags into `out`; INVALID_ARGUMENT naming --label.
+absl::Status ParseLabels(const std::vector<std::string>& labels, google::protobuf::Map<std::string, std::string>* out);
+
 // Command groups defined in vault_commands.cc.
 Command AppCommand();
 Command GrantCommand();
 Command KeysCommand();
+// Defined in consent_commands.cc.
+Command ConsentCommand();
 
 }  // namespace tokenbroker::ctl
 

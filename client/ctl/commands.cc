@@ -172,16 +172,6 @@ Command MailCommand() {
   return c;
 }
 
-Command ConsentCommand() {
-  Command c;
-  c.name = "consent";
-  c.summary = "run consent for delegated grants (authorization code, device code)";
-  c.description =
-      "Runs consent for delegated grants. This version of tokenbrokerctl has no consent verbs yet:\n"
-      "they arrive with the token engine.";
-  return c;
-}
-
 }  // namespace
 
 Command RootCommand() {

@@ -120,6 +120,8 @@ void PrintApp(const v1::App& app, std::ostream& out) {
   }
 }
 
+}  // namespace
+
 void PrintGrant(const v1::Grant& g, std::ostream& out) {
   out << "grant " << g.id() << " (" << Lower(v1::GrantKind_Name(g.kind()), "GRANT_KIND_") << ", from " << g.source()
       << ")\n";
@@ -145,6 +147,8 @@ void PrintGrant(const v1::Grant& g, std::ostream& out) {
   }
   row("last refresh", When(g.last_refresh_time(), g.has_last_refresh_time()));
 }
+
+namespace {
 
 // The credential flags shared by `app create` and `app add-credential`.
 struct CredentialFlags {
@@ -197,6 +201,8 @@ struct CredentialFlags {
   }
 };
 
+}  // namespace
+
 absl::Status ParseLabels(const std::vector<std::string>& labels, google::protobuf::Map<std::string, std::string>* out) {
   for (const std::string& l : labels) {
     size_t eq = l.find('=');
@@ -207,6 +213,8 @@ absl::Status ParseLabels(const std::vector<std::string>& labels, google::protobu
   }
   return absl::OkStatus();
 }
+
+namespace {
 
 Command AppCreate() {
   struct State {

@@ -191,5 +191,73 @@ TEST_F(TokenE2ETest, ACertificateCredentialSignsAnAssertionTheEndpointVerifies) 
   KeepLog();
 }
 
+TEST_F(TokenE2ETest, DeviceCodeConsentWaitsForTheSignInThenTheGrantServesTokens) {
+  idp_.SetDeviceCodeTimes(1, 120);
+  auto ctl = testing::Subprocess::Start({testing::CtlPath(), "--target", daemon_.grpc_address, "consent", "device",
+                                         "carol", "--app", "contoso", "--mailbox", "carol@contoso.com"});
+  ASSERT_TRUE(ctl.ok()) << ctl.status();
+  ASSERT_TRUE((*ctl)->WaitForStderrLine(
+      [](const std::string& l) { return absl::StrContains(l, "Waiting for the sign-in"); }, absl::Seconds(30)))
+      << (*ctl)->Stderr();
+  const std::string user_code = idp_.LatestUserCode();
+  EXPECT_THAT((*ctl)->Stdout(), HasSubstr("https://microsoft.com/devicelogin and enter the code " + user_code));
+  EXPECT_THAT(MustCtl({"grant", "show", "carol"}).out, HasSubstr("pending_consent"));
+  EXPECT_EQ(Ctl({"token", "get", "carol"}).exit_code, 1);
+  idp_.ApproveDeviceCode(user_code, "carol");
+  absl::StatusOr<int> exit = (*ctl)->Wait(absl::Seconds(60));
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(*exit, 0) << (*ctl)->Stderr();
+  EXPECT_THAT((*ctl)->Stdout(), HasSubstr("active"));
+  EXPECT_EQ(idp_.UserOfAccessToken(Token("carol")), "carol");
+  secrets_.push_back(idp_.LatestRefreshToken("carol"));
+  const std::string metrics = Metrics();
+  EXPECT_THAT(metrics, HasSubstr("tokenbroker_consents_total{flow=\"device_code\",result=\"completed\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("tokenbroker_idp_http_requests_total{provider=\"microsoft\",status_class=\"4xx\"}"));
+  EXPECT_THAT(metrics, Not(HasSubstr("tokenbroker_idp_http_requests_total{provider=\"microsoft\",status_class=\"2xx\"} 0")));
+  KeepLog();
+}
+
+TEST_F(TokenE2ETest, ADeclinedDeviceSignInFailsTheCommandWithTheReason) {
+  idp_.SetDeviceCodeTimes(1, 120);
+  auto ctl = testing::Subprocess::Start({testing::CtlPath(), "--target", daemon_.grpc_address, "consent", "device",
+                                         "dave", "--app", "contoso", "--mailbox", "dave@contoso.com"});
+  ASSERT_TRUE(ctl.ok());
+  ASSERT_TRUE((*ctl)->WaitForStderrLine(
+      [](const std::string& l) { return absl::StrContains(l, "Waiting for the sign-in"); }, absl::Seconds(30)));
+  idp_.DeclineDeviceCode(idp_.LatestUserCode());
+  absl::StatusOr<int> exit = (*ctl)->Wait(absl::Seconds(60));
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(*exit, 1);
+  EXPECT_THAT((*ctl)->Stderr(), HasSubstr("the user declined the sign-in"));
+  EXPECT_THAT(MustCtl({"grant", "show", "dave"}).out, HasSubstr("needs_reconsent"));
+  EXPECT_THAT(Metrics(), HasSubstr("tokenbroker_consents_total{flow=\"device_code\",result=\"failed\"} 1"));
+  KeepLog();
+}
+
+TEST_F(TokenE2ETest, AuthorizationCodeConsentCompletedFromTheRedirectAddress) {
+  // A machine without a browser: print the URL, sign in elsewhere, paste the
+  // address the browser was sent to.
+  CommandResult begin = MustCtl({"consent", "begin", "erin", "--app", "contoso", "--mailbox", "erin@contoso.com",
+                                 "--no-listen", "--redirect-uri", "https://broker.example.com/consent"});
+  const size_t at = begin.out.find("https://" + authority_);
+  ASSERT_NE(at, std::string::npos) << begin.out;
+  const std::string url = begin.out.substr(at, begin.out.find('\n', at) - at);
+  const std::string code = idp_.IssueAuthorizationCode(url, "erin");
+  ASSERT_FALSE(code.empty()) << url;
+  const std::string state = testing::ParseForm(url.substr(url.find('?') + 1))["state"];
+  const std::string redirect = "https://broker.example.com/consent?code=" + code + "&state=" + state +
+                               "&session_state=ignored";
+  CommandResult done = MustCtl({"consent", "complete", "--url", redirect});
+  EXPECT_THAT(done.out, HasSubstr("active"));
+  EXPECT_EQ(idp_.UserOfAccessToken(Token("erin")), "erin");
+  // The state was used up.
+  CommandResult again = Ctl({"consent", "complete", "--url", redirect});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("INVALID_ARGUMENT: state: unknown or already used"));
+  secrets_.push_back(code);
+  secrets_.push_back(idp_.LatestRefreshToken("erin"));
+  KeepLog();
+}
+
 }  // namespace
 }  // namespace tokenbroker
