@@ -1,34 +1,58 @@
 // The token engine against a real, certified OpenID Connect provider (npm
 // oidc-provider) over HTTPS: discovery, client credentials with
-// client_secret_post and with private_key_jwt.
+// client_secret_post and with private_key_jwt, and the interactive
+// authorization-code flow driven headlessly through tokenbrokerd and
+// `tokenbrokerctl consent begin` (with refresh-token rotation after it).
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/http/curl_http_client.h"
 #include "service/idp/oidc_provider.h"
 #include "service/store/in_memory_credential_store.h"
 #include "service/tokens/token_manager.h"
+#include "tests/support/daemon.h"
 #include "tests/support/test_support.h"
 
 namespace tokenbroker {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::CommandResult;
+
+constexpr char kClientSecret[] = "oidc-Client-S3cret";
+
+// oidc_server.mjs over HTTPS with a certificate made for it.
+struct OidcServer {
+  // Starts the server; the issuer URL, or empty (with a test failure).
+  std::string Start(const testing::TempDir& dir) {
+    tls = testing::MakeSelfSignedCertificate(dir, "idp", 30, "rsa", "IP:127.0.0.1");
+    app_cert = testing::MakeSelfSignedCertificate(dir, "broker-app");
+    auto proc = testing::Subprocess::Start({"/usr/bin/env", "node",
+                                            testing::SourceDir() + "/tests/e2e/node/oidc_server.mjs", tls.certificate,
+                                            tls.private_key, kClientSecret, app_cert.certificate});
+    EXPECT_TRUE(proc.ok()) << proc.status();
+    if (!proc.ok()) return "";
+    process = std::move(*proc);
+    auto line = process->WaitForStderrLine(
+        [](const std::string& l) { return l.find("\"listening\"") != std::string::npos; }, absl::Seconds(60));
+    EXPECT_TRUE(line.has_value()) << process->Stderr();
+    if (!line.has_value()) return "";
+    return absl::StrCat("https://127.0.0.1:", line->substr(line->find(':') + 1, line->find('}') - line->find(':') - 1));
+  }
+  testing::CertificateFiles tls, app_cert;
+  std::unique_ptr<testing::Subprocess> process;
+};
 
 class OidcE2ETest : public ::testing::Test {
  protected:
   void SetUp() override {
-    tls_ = testing::MakeSelfSignedCertificate(dir_, "idp", 30, "rsa", "IP:127.0.0.1");
-    app_cert_ = testing::MakeSelfSignedCertificate(dir_, "broker-app");
-    auto proc = testing::Subprocess::Start({"/usr/bin/env", "node",
-                                            testing::SourceDir() + "/tests/e2e/node/oidc_server.mjs", tls_.certificate,
-                                            tls_.private_key, "oidc-Client-S3cret", app_cert_.certificate});
-    ASSERT_TRUE(proc.ok()) << proc.status();
-    server_ = std::move(*proc);
-    auto line = server_->WaitForStderrLine(
-        [](const std::string& l) { return l.find("\"listening\"") != std::string::npos; }, absl::Seconds(60));
-    ASSERT_TRUE(line.has_value()) << server_->Stderr();
-    issuer_ = absl::StrCat("https://127.0.0.1:", line->substr(line->find(':') + 1, line->find('}') - line->find(':') - 1));
+    issuer_ = idp_.Start(dir_);
+    ASSERT_FALSE(issuer_.empty());
+    tls_ = idp_.tls;
+    app_cert_ = idp_.app_cert;
     CurlOptions options;
     options.ca_file = tls_.certificate;
     http_ = std::make_unique<CurlHttpClient>(options);
@@ -63,8 +87,8 @@ class OidcE2ETest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
+  OidcServer idp_;
   testing::CertificateFiles tls_, app_cert_;
-  std::unique_ptr<testing::Subprocess> server_;
   std::string issuer_;
   InMemoryCredentialStore store_;
   Sealer sealer_{std::make_shared<const Keyring>(*Keyring::Generate(absl::Now()))};
@@ -76,7 +100,7 @@ class OidcE2ETest : public ::testing::Test {
 };
 
 TEST_F(OidcE2ETest, DiscoveryThenClientCredentialsWithClientSecretPost) {
-  Enrol("with-secret", "broker-secret", Secret_("oidc-Client-S3cret"));
+  Enrol("with-secret", "broker-secret", Secret_(kClientSecret));
   EXPECT_EQ(*oidc_->TokenEndpoint(*vault_.GetApp("with-secret")), issuer_ + "/token");
   absl::StatusOr<AccessToken> t = tokens_->GetAccessToken("with-secret-grant", absl::Minutes(5));
   ASSERT_TRUE(t.ok()) << t.status();
@@ -104,6 +128,69 @@ TEST_F(OidcE2ETest, AWrongSecretIsInvalidClient) {
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(s.message()), HasSubstr("invalid_client"));
   EXPECT_TRUE(vault_.GetApp("wrong")->credentials[0].failing);
+}
+
+// A person consents in a browser: tokenbrokerctl prints the URL and listens on
+// a loopback port; the (headless) browser signs in at the real provider, which
+// redirects to tokenbrokerctl with the code; the broker redeems it with PKCE
+// and keeps the refresh token, which then rotates on every refresh.
+TEST(OidcConsentE2ETest, AuthorizationCodeFlowInABrowserThroughTheLoopbackListener) {
+  testing::TempDir dir;
+  OidcServer idp;
+  const std::string issuer = idp.Start(dir);
+  ASSERT_FALSE(issuer.empty());
+  const std::string config = dir.WriteFile(
+      "broker.yaml", testing::DaemonConfig(dir) + absl::StrCat("http:\n  ca_file: \"", idp.tls.certificate, "\"\n"));
+  testing::RunningDaemon daemon = testing::StartDaemon(config, dir.path());
+  ASSERT_FALSE(daemon.grpc_address.empty());
+  auto ctl = [&](const std::vector<std::string>& args) { return testing::Ctl(daemon.grpc_address, args); };
+  ASSERT_EQ(ctl({"app", "create", "corp", "--provider", "oidc", "--issuer", issuer, "--client-id", "broker-native",
+                 "--client-secret-file", dir.WriteFile("secret", kClientSecret), "--not-after", "2099-01-01"})
+                .exit_code,
+            0);
+
+  auto consent = testing::Subprocess::Start({testing::CtlPath(), "--target", daemon.grpc_address, "consent", "begin",
+                                             "frank", "--app", "corp", "--mailbox", "frank", "--prompt", "consent"});
+  ASSERT_TRUE(consent.ok());
+  ASSERT_TRUE((*consent)->WaitForStderrLine(
+      [](const std::string& l) { return absl::StrContains(l, "Waiting for the sign-in at http://127.0.0.1:"); },
+      absl::Seconds(30)))
+      << (*consent)->Stderr();
+  const std::string printed = (*consent)->Stdout();
+  const size_t at = printed.find(issuer + "/auth?");
+  ASSERT_NE(at, std::string::npos) << printed;
+  const std::string url = printed.substr(at, printed.find('\n', at) - at);
+  EXPECT_THAT(url, HasSubstr("code_challenge_method=S256"));
+
+  CommandResult browser = testing::RunCommand(
+      {"/usr/bin/env", "python3", testing::SourceDir() + "/tests/e2e/headless_browser.py", "--ca-file", idp.tls.certificate, "--login",
+       "frank", url});
+  EXPECT_EQ(browser.exit_code, 0) << browser.out << browser.err;
+  EXPECT_THAT(browser.out, HasSubstr("Consent complete"));
+  absl::StatusOr<int> exit = (*consent)->Wait(absl::Seconds(30));
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(*exit, 0) << (*consent)->Stderr();
+  EXPECT_THAT((*consent)->Stdout(), ::testing::ContainsRegex("state: +active"));
+
+  // The refresh token works, and rotates: two refreshes, two different tokens.
+  CommandResult first = ctl({"token", "get", "frank"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  CommandResult second = ctl({"token", "get", "frank", "--min-valid", "1h"});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_NE(first.out, second.out);
+  EXPECT_THAT(ctl({"grant", "show", "frank"}).out, HasSubstr("refresh token last used"));
+  std::string metrics;
+  for (absl::string_view line : absl::StrSplit(*testing::HttpGet(daemon.metrics_address, "/metrics"), '\n')) {
+    if (absl::StartsWith(line, "tokenbroker_consents") || absl::StartsWith(line, "tokenbroker_refreshes")) {
+      absl::StrAppend(&metrics, line, "\n");
+    }
+  }
+  EXPECT_THAT(metrics, HasSubstr("tokenbroker_consents_total{flow=\"authorization_code\",result=\"completed\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("tokenbroker_refreshes_total{outcome=\"ok\",provider=\"oidc\"} 2"));
+  EXPECT_EQ(daemon.Stop(), 0);
+  const std::string log = daemon.process->Stderr();
+  EXPECT_THAT(log, Not(HasSubstr(kClientSecret)));
+  EXPECT_THAT(log, Not(HasSubstr(first.out.substr(0, first.out.find('\n')))));
 }
 
 }  // namespace

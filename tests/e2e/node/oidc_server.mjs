@@ -4,6 +4,10 @@
 // Prints {"listening": PORT} on stderr when ready. Clients:
 //   broker-secret: client_credentials, client_secret_post
 //   broker-jwt:    client_credentials, private_key_jwt with ASSERTION_CERT's key
+//   broker-native: authorization_code (PKCE) and refresh_token, client_secret_post,
+//                  redirect http://127.0.0.1/ on any port (RFC 8252 loopback);
+//                  refresh tokens rotate on every use. Users sign in through the
+//                  provider's development login and consent pages (any login).
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { createPublicKey } from 'node:crypto';
@@ -36,9 +40,19 @@ server.listen(0, '127.0.0.1', () => {
         jwks: { keys: [{ ...jwk, use: 'sig' }] },
         scope: 'imap',
       },
+      {
+        client_id: 'broker-native',
+        client_secret: clientSecret,
+        application_type: 'native',
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        redirect_uris: ['http://127.0.0.1/'],
+        token_endpoint_auth_method: 'client_secret_post',
+      },
     ],
-    scopes: ['imap'],
-    features: { clientCredentials: { enabled: true }, devInteractions: { enabled: false } },
+    scopes: ['openid', 'offline_access', 'imap'],
+    rotateRefreshToken: true,
+    features: { clientCredentials: { enabled: true }, devInteractions: { enabled: true } },
   });
   provider.proxy = false;
   server.on('request', provider.callback());
