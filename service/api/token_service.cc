@@ -1,35 +1,56 @@
-#include "service/common/time_util.h"
 #include "service/api/token_service.h"
 
 #include "absl/strings/str_cat.h"
 #include "service/api/convert.h"
 #include "service/api/reactors.h"
 #include "service/common/status_macros.h"
+#include "service/common/time_util.h"
 
 namespace tokenbroker {
+
+namespace {
+
+void FillResponse(const AccessToken& token, v1::GetAccessTokenResponse* response) {
+  response->set_access_token(std::string(token.token.Reveal()));
+  *response->mutable_expire_time() = ToTimestamp(token.expire_time);
+  response->set_token_type(token.token_type);
+  response->set_mailbox(token.mailbox);
+  for (const std::string& scope : token.scopes) response->add_scopes(scope);
+  response->set_sasl_xoauth2(std::string(token.sasl_xoauth2.Reveal()));
+}
+
+}  // namespace
 
 grpc::ServerUnaryReactor* TokenServiceImpl::GetAccessToken(grpc::CallbackServerContext* context,
                                                            const v1::GetAccessTokenRequest* request,
                                                            v1::GetAccessTokenResponse* response) {
-  absl::Status status = [&]() -> absl::Status {
+  absl::Duration min_valid = absl::Minutes(5);
+  absl::Status invalid = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateId("grant", request->grant()));
-    absl::Duration min_valid = absl::Minutes(5);
     if (request->has_min_valid_for()) {
       min_valid = FromProtoDuration(request->min_valid_for());
       if (min_valid < absl::ZeroDuration() || min_valid > absl::Hours(1)) {
         return absl::InvalidArgumentError("min_valid_for: must be between 0 and 1h");
       }
     }
-    ASSIGN_OR_RETURN(AccessToken token, tokens_->GetAccessToken(request->grant(), min_valid));
-    response->set_access_token(std::string(token.token.Reveal()));
-    *response->mutable_expire_time() = ToTimestamp(token.expire_time);
-    response->set_token_type(token.token_type);
-    response->set_mailbox(token.mailbox);
-    for (const std::string& scope : token.scopes) response->add_scopes(scope);
-    response->set_sasl_xoauth2(std::string(token.sasl_xoauth2.Reveal()));
     return absl::OkStatus();
   }();
-  return FinishUnary(context, ToGrpcStatus(status));
+  if (!invalid.ok()) return FinishUnary(context, ToGrpcStatus(invalid));
+  if (std::optional<AccessToken> cached = tokens_->CachedToken(request->grant(), min_valid)) {
+    FillResponse(*cached, response);
+    return FinishUnary(context, grpc::Status::OK);
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const bool queued = refreshes_.Submit([this, reactor, request, response, min_valid] {
+    absl::StatusOr<AccessToken> token = tokens_->GetAccessToken(request->grant(), min_valid);
+    if (token.ok()) FillResponse(*token, response);
+    reactor->Finish(ToGrpcStatus(token.status()));
+  });
+  if (!queued) {
+    reactor->Finish(ToGrpcStatus(absl::ResourceExhaustedError(
+        "too many token requests are waiting for an identity provider; retry with backoff")));
+  }
+  return reactor;
 }
 
 }  // namespace tokenbroker

@@ -2,15 +2,22 @@
 #ifndef TOKENBROKER_SERVICE_API_TOKEN_SERVICE_H_
 #define TOKENBROKER_SERVICE_API_TOKEN_SERVICE_H_
 
+#include "service/common/executor.h"
 #include "service/tokens/token_manager.h"
 #include "tokenbroker/v1/token_service.grpc.pb.h"
 
 namespace tokenbroker {
 
+// A cached token is answered on the gRPC callback thread at once; a call
+// that needs a refresh (an identity-provider request, seconds in the worst
+// case) is finished from `refresh_threads` workers, so that a slow provider
+// never ties up the threads that serve cache hits. With `max_pending` calls
+// already running on or waiting for a worker, callers get RESOURCE_EXHAUSTED.
 class TokenServiceImpl final : public v1::TokenService::CallbackService {
  public:
   // `tokens` must outlive the service.
-  explicit TokenServiceImpl(TokenManager* tokens) : tokens_(tokens) {}
+  explicit TokenServiceImpl(TokenManager* tokens, int refresh_threads = 8, size_t max_pending = 10000)
+      : tokens_(tokens), refreshes_(refresh_threads, max_pending) {}
 
   grpc::ServerUnaryReactor* GetAccessToken(grpc::CallbackServerContext* context,
                                            const v1::GetAccessTokenRequest* request,
@@ -18,6 +25,8 @@ class TokenServiceImpl final : public v1::TokenService::CallbackService {
 
  private:
   TokenManager* tokens_;
+  // Declared last: stopped (every waiting call finished) before the rest goes.
+  Executor refreshes_;
 };
 
 }  // namespace tokenbroker

@@ -216,7 +216,8 @@ absl::Status Broker::StartGrpc() {
     metrics_->CountConsent(flow, result);
   };
   consent_ = std::make_unique<ConsentManager>(*vault_, *tokens_, providers, clock_, logger_, consent_options);
-  token_service_ = std::make_unique<TokenServiceImpl>(tokens_.get());
+  token_service_ = std::make_unique<TokenServiceImpl>(
+      tokens_.get(), tc.max_concurrent_refreshes() > 0 ? static_cast<int>(tc.max_concurrent_refreshes()) : 8);
   SchedulerOptions scheduling;
   if (tc.has_refresh_interval()) scheduling.interval = FromProtoDuration(tc.refresh_interval());
   if (tc.max_concurrent_refreshes() > 0) scheduling.max_concurrent = static_cast<int>(tc.max_concurrent_refreshes());

@@ -94,6 +94,24 @@ absl::Status TokenManager::RefreshNow(absl::string_view grant_id) {
   return Fetch(grant_id, absl::InfiniteDuration(), /*observed=*/false).status();
 }
 
+std::optional<AccessToken> TokenManager::CachedToken(absl::string_view grant_id, absl::Duration min_valid_for) {
+  std::shared_ptr<Entry> entry;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = entries_.find(grant_id);
+    if (it == entries_.end()) return std::nullopt;
+    entry = it->second;
+  }
+  std::optional<AccessToken> token;
+  {
+    absl::MutexLock lock(&entry->mu);
+    if (!entry->cached.has_value() || entry->cached->expire_time - clock_.Now() < min_valid_for) return std::nullopt;
+    token = Copy(*entry->cached);
+  }
+  if (options_.on_token) options_.on_token("cache_hit");
+  return token;
+}
+
 absl::StatusOr<AccessToken> TokenManager::GetAccessToken(absl::string_view grant_id, absl::Duration min_valid_for) {
   return Fetch(grant_id, min_valid_for, /*observed=*/true);
 }

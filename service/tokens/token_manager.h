@@ -75,6 +75,10 @@ class TokenManager {
   // credentials failing: the message says what to do), UNAVAILABLE (provider
   // outage or throttling, and no cached token is still valid).
   absl::StatusOr<AccessToken> GetAccessToken(absl::string_view grant_id, absl::Duration min_valid_for);
+  // The cached token when it stays valid that long (counted as a cache hit);
+  // nullopt otherwise. Never blocks on a refresh or the provider: callers on
+  // latency-critical threads try this first and do GetAccessToken elsewhere.
+  std::optional<AccessToken> CachedToken(absl::string_view grant_id, absl::Duration min_valid_for);
 
   // Drops the cached token of a grant (after an IMAP authentication failure).
   void Invalidate(absl::string_view grant_id);

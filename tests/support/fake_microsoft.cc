@@ -67,6 +67,17 @@ void FakeMicrosoft::SetDown(bool down) {
   down_ = down;
 }
 
+void FakeMicrosoft::Hold(bool held) {
+  absl::MutexLock lock(&mu_);
+  held_ = held;
+}
+
+bool FakeMicrosoft::WaitForHeldRequests(int n, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto enough = [this, n]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return holding_ >= n; };
+  return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+}
+
 void FakeMicrosoft::SetExpiresIn(int seconds) {
   absl::MutexLock lock(&mu_);
   expires_in_ = seconds;
@@ -201,6 +212,9 @@ std::string FakeMicrosoft::CheckAssertion(const App& app, const std::string& tok
 
 absl::StatusOr<HttpResponse> FakeMicrosoft::Send(const HttpRequest& request) {
   absl::MutexLock lock(&mu_);
+  ++holding_;
+  mu_.Await(absl::Condition(+[](bool* held) { return !*held; }, &held_));
+  --holding_;
   ++requests_;
   if (down_) return absl::UnavailableError(absl::StrCat("HTTP request to ", host_, " failed: Couldn't connect"));
   if (!failures_.empty()) {

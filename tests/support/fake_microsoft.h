@@ -48,6 +48,11 @@ class FakeMicrosoft final : public HttpClient {
   void QueueFailure(int status, const std::string& error, int64_t code, int retry_after_seconds = 0);
   // Fails at the transport level (as if the host were down) while set.
   void SetDown(bool down);
+  // While held, requests wait (as if the provider were very slow) until
+  // released.
+  void Hold(bool held);
+  // Waits until `n` requests are waiting in Hold; false after `timeout`.
+  bool WaitForHeldRequests(int n, absl::Duration timeout);
   // Seconds of validity of issued access tokens.
   void SetExpiresIn(int seconds);
 
@@ -109,6 +114,8 @@ class FakeMicrosoft final : public HttpClient {
   std::set<std::string> revoked_ ABSL_GUARDED_BY(mu_);
   std::deque<Failure> failures_ ABSL_GUARDED_BY(mu_);
   bool down_ ABSL_GUARDED_BY(mu_) = false;
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
+  int holding_ ABSL_GUARDED_BY(mu_) = 0;
   int expires_in_ ABSL_GUARDED_BY(mu_) = 3599;
   int requests_ ABSL_GUARDED_BY(mu_) = 0;
   int basic_auth_requests_ ABSL_GUARDED_BY(mu_) = 0;

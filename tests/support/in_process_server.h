@@ -25,7 +25,8 @@ namespace tokenbroker::testing {
 
 class InProcessServer {
  public:
-  InProcessServer()
+  // `refresh_threads` and `max_pending`: TokenServiceImpl's refresh workers.
+  explicit InProcessServer(int refresh_threads = 8, size_t max_pending = 10000)
       : metrics_(BuildInfo{"9.9.9", "test"},
                  {"tokenbroker.v1.AdminService/GetServerInfo", "tokenbroker.v1.TokenService/GetAccessToken",
                   "grpc.health.v1.Health/Check"}),
@@ -35,7 +36,7 @@ class InProcessServer {
         idp_(SystemClock::Get()),
         microsoft_(idp_, SystemClock::Get()),
         tokens_(vault_, {{Provider::kMicrosoft, &microsoft_}}, SystemClock::Get(), logger_),
-        token_service_(&tokens_),
+        token_service_(&tokens_, refresh_threads, max_pending),
         admin_(AdminServiceDeps{ServerIdentity{"9.9.9", "test", absl::FromUnixSeconds(1'800'000'000), "sqlite"},
                                 &vault_, &store_, &sealer_, nullptr}) {
     grpc::EnableDefaultHealthCheckService(true);

@@ -1,4 +1,7 @@
 #include "client/broker_client.h"
+
+#include <thread>
+
 #include "service/tokens/token_manager.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -77,6 +80,64 @@ TEST_F(ApiTest, GetAccessTokenReturnsATokenTheSaslStringAndTheMailbox) {
   absl::Status too_long = client_->GetAccessToken(request).status();
   EXPECT_EQ(too_long.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(too_long.message(), "min_valid_for: must be between 0 and 1h");
+}
+
+// Two app-only grants of one app whose secret the fake provider accepts.
+void EnrolRobots(testing::InProcessServer& server) {
+  server.idp().RegisterApp("contoso.onmicrosoft.com", "client-1", "the-secret");
+  App app;
+  app.id = "contoso";
+  app.tenant = "contoso.onmicrosoft.com";
+  app.client_id = "client-1";
+  CredentialInput c;
+  c.id = "s1";
+  c.secret = Secret::CopyFrom("the-secret");
+  c.not_after = absl::Now() + absl::Hours(100);
+  std::vector<CredentialInput> creds;
+  creds.push_back(std::move(c));
+  ASSERT_TRUE(server.vault().CreateApp(app, std::move(creds)).ok());
+  for (const char* id : {"robot", "robot-2", "robot-3", "robot-4"}) {
+    Grant g;
+    g.id = id;
+    g.app = "contoso";
+    g.mailbox = std::string(id) + "@contoso.com";
+    g.kind = GrantKind::kAppOnly;
+    ASSERT_TRUE(server.vault().CreateGrant(g).ok());
+  }
+}
+
+TEST(TokenServiceTest, CacheHitsAreServedWhileARefreshWaitsForASlowProvider) {
+  // One refresh worker, one call at a time.
+  testing::InProcessServer server(1, 1);
+  EnrolRobots(server);
+  ClientOptions options;
+  options.target = server.address();
+  std::unique_ptr<BrokerClient> client = *BrokerClient::Create(options);
+  v1::GetAccessTokenRequest cached;
+  cached.set_grant("robot");
+  ASSERT_TRUE(client->GetAccessToken(cached).ok());
+
+  // The provider stalls with one refresh in it: another refresh is refused
+  // at once with a retry hint, and the cached grant is still served.
+  server.idp().Hold(true);
+  absl::Status slow;
+  std::thread waiting([&] {
+    v1::GetAccessTokenRequest r;
+    r.set_grant("robot-2");
+    slow = client->GetAccessToken(r).status();
+  });
+  ASSERT_TRUE(server.idp().WaitForHeldRequests(1, absl::Seconds(30)));
+  v1::GetAccessTokenRequest other;
+  other.set_grant("robot-3");
+  absl::Status refused = client->GetAccessToken(other).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("waiting for an identity provider; retry"));
+  absl::StatusOr<v1::GetAccessTokenResponse> hit = client->GetAccessToken(cached);
+  EXPECT_TRUE(hit.ok()) << hit.status();
+  server.idp().Hold(false);
+  waiting.join();
+  EXPECT_TRUE(slow.ok()) << slow;
+  EXPECT_TRUE(client->GetAccessToken(other).ok());
 }
 
 TEST_F(ApiTest, LaterCapabilitiesAnswerUnimplementedNamingThem) {
