@@ -211,6 +211,11 @@ absl::Status Broker::StartGrpc() {
     metrics_->ObserveRefresh(ProviderName(provider), outcome, absl::ToDoubleSeconds(latency));
   };
   tokens_ = std::make_unique<TokenManager>(*vault_, providers, clock_, logger_, std::move(token_options));
+  if (exposer_ != nullptr && !config_.metrics().omit_per_grant()) {
+    token_expiry_collector_ =
+        std::make_shared<AccessTokenExpiryCollector>([this] { return tokens_->CachedExpiries(); });
+    exposer_->RegisterCollectable(token_expiry_collector_);
+  }
   ConsentOptions consent_options;
   consent_options.on_consent = [this](absl::string_view flow, absl::string_view result) {
     metrics_->CountConsent(flow, result);

@@ -16,6 +16,7 @@
 #include "service/api/mail_service.h"
 #include "service/api/metrics_interceptor.h"
 #include "service/api/token_service.h"
+#include "service/app/vault_collector.h"
 #include "service/common/clock.h"
 #include "service/config/config_loader.h"
 #include "service/crypto/keyring.h"
@@ -82,6 +83,7 @@ class Broker {
   std::shared_ptr<ProcessCollector> process_collector_;
   std::shared_ptr<prometheus::Collectable> vault_collector_;
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::shared_ptr<AccessTokenExpiryCollector> token_expiry_collector_;
   std::unique_ptr<CurlHttpClient> http_;
   std::map<Provider, std::unique_ptr<ObservedHttpClient>> provider_http_;
   std::unique_ptr<MicrosoftProvider> microsoft_;

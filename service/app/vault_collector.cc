@@ -82,4 +82,11 @@ std::vector<prometheus::MetricFamily> VaultCollector::Collect() const {
   return out;
 }
 
+std::vector<prometheus::MetricFamily> AccessTokenExpiryCollector::Collect() const {
+  auto expiry = Gauge("tokenbroker_grant_access_token_expiry_timestamp_seconds",
+                      "When the access token this replica has cached for the grant expires.");
+  for (const auto& [grant, time] : expiries_()) Add(expiry, {{"grant", grant}}, Seconds(time));
+  return {std::move(expiry)};
+}
+
 }  // namespace tokenbroker

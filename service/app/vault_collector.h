@@ -7,9 +7,13 @@
 #ifndef TOKENBROKER_SERVICE_APP_VAULT_COLLECTOR_H_
 #define TOKENBROKER_SERVICE_APP_VAULT_COLLECTOR_H_
 
+#include <functional>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "prometheus/collectable.h"
+#include "absl/time/time.h"
 #include "prometheus/metric_family.h"
 #include "service/store/credential_store.h"
 
@@ -23,6 +27,19 @@ class VaultCollector final : public prometheus::Collectable {
  private:
   CredentialStore& store_;
   const bool per_grant_;
+};
+
+// tokenbroker_grant_access_token_expiry_timestamp_seconds{grant}: when the
+// access token this replica holds for each grant expires (from the token
+// cache, not the store). Registered only when per-grant series are on.
+class AccessTokenExpiryCollector final : public prometheus::Collectable {
+ public:
+  explicit AccessTokenExpiryCollector(std::function<std::map<std::string, absl::Time>()> expiries)
+      : expiries_(std::move(expiries)) {}
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  const std::function<std::map<std::string, absl::Time>()> expiries_;
 };
 
 }  // namespace tokenbroker

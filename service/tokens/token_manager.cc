@@ -44,6 +44,20 @@ void TokenManager::Invalidate(absl::string_view grant_id) {
   entry->cached.reset();
 }
 
+std::map<std::string, absl::Time> TokenManager::CachedExpiries() {
+  std::vector<std::pair<std::string, std::shared_ptr<Entry>>> entries;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    entries.assign(entries_.begin(), entries_.end());
+  }
+  std::map<std::string, absl::Time> out;
+  for (const auto& [id, entry] : entries) {
+    absl::MutexLock lock(&entry->mu);
+    if (entry->cached.has_value()) out[id] = entry->cached->expire_time;
+  }
+  return out;
+}
+
 void TokenManager::Forget(absl::string_view grant_id) {
   std::shared_ptr<Entry> entry = EntryFor(grant_id);
   absl::MutexLock lock(&entry->mu);

@@ -80,6 +80,9 @@ class TokenManager {
   // latency-critical threads try this first and do GetAccessToken elsewhere.
   std::optional<AccessToken> CachedToken(absl::string_view grant_id, absl::Duration min_valid_for);
 
+  // The expiry of every cached token, by grant id (for metrics).
+  std::map<std::string, absl::Time> CachedExpiries();
+
   // Drops the cached token of a grant (after an IMAP authentication failure).
   void Invalidate(absl::string_view grant_id);
   // Forgets everything known about a grant: cached token, last error and

@@ -212,6 +212,7 @@ TEST_F(TokenE2ETest, DeviceCodeConsentWaitsForTheSignInThenTheGrantServesTokens)
   secrets_.push_back(idp_.LatestRefreshToken("carol"));
   const std::string metrics = Metrics();
   EXPECT_THAT(metrics, HasSubstr("tokenbroker_consents_total{flow=\"device_code\",result=\"completed\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("tokenbroker_grant_access_token_expiry_timestamp_seconds{grant=\"carol\"}"));
   EXPECT_THAT(metrics, HasSubstr("tokenbroker_idp_http_requests_total{provider=\"microsoft\",status_class=\"4xx\"}"));
   EXPECT_THAT(metrics, Not(HasSubstr("tokenbroker_idp_http_requests_total{provider=\"microsoft\",status_class=\"2xx\"} 0")));
   KeepLog();

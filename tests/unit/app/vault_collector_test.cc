@@ -80,5 +80,17 @@ TEST_F(VaultCollectorTest, PerGrantSeriesCanBeSwitchedOff) {
   EXPECT_THAT(text, HasSubstr("tokenbroker_grants{state=\"active\"} 1"));
 }
 
+TEST(AccessTokenExpiryCollectorTest, OneSeriesPerCachedToken) {
+  AccessTokenExpiryCollector collector([] {
+    return std::map<std::string, absl::Time>{{"alice", absl::FromUnixSeconds(1'800'003'600)},
+                                             {"robot", absl::FromUnixSeconds(1'800'000'600)}};
+  });
+  const std::string text = prometheus::TextSerializer().Serialize(collector.Collect());
+  EXPECT_THAT(text, ::testing::HasSubstr(
+                        "tokenbroker_grant_access_token_expiry_timestamp_seconds{grant=\"alice\"} 1800003600"));
+  EXPECT_THAT(text, ::testing::HasSubstr(
+                        "tokenbroker_grant_access_token_expiry_timestamp_seconds{grant=\"robot\"} 1800000600"));
+}
+
 }  // namespace
 }  // namespace tokenbroker
