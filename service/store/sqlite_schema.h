@@ -49,7 +49,7 @@ inline const std::vector<SqliteMigration>& SqliteMigrations() {
        "  action TEXT NOT NULL, method TEXT NOT NULL, app_id TEXT NOT NULL, grant_id TEXT NOT NULL,"
        "  result TEXT NOT NULL, detail TEXT NOT NULL, request_id TEXT NOT NULL);"
        "CREATE INDEX audit_events_by_time ON audit_events(time)"},
-      // 0.2: how a client secret is sent (model.h ClientSecretAuth; 1 = form body).
+      // How a client secret is sent (model.h ClientSecretAuth; 1 = form body).
       {3, "ALTER TABLE apps ADD COLUMN client_secret_auth INTEGER NOT NULL DEFAULT 1"},
   };
   return *migrations;
