@@ -36,8 +36,8 @@ grpc::ServerUnaryReactor* TokenServiceImpl::GetAccessToken(grpc::CallbackServerC
     return absl::OkStatus();
   }();
   if (!invalid.ok()) return FinishUnary(context, ToGrpcStatus(invalid));
-  if (std::optional<AccessToken> cached = tokens_->CachedToken(request->grant(), min_valid)) {
-    FillResponse(*cached, response);
+  if (tokens_->UseCachedToken(request->grant(), min_valid,
+                              [response](const AccessToken& cached) { FillResponse(cached, response); })) {
     return FinishUnary(context, grpc::Status::OK);
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();

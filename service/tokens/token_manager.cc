@@ -109,21 +109,29 @@ absl::Status TokenManager::RefreshNow(absl::string_view grant_id) {
 }
 
 std::optional<AccessToken> TokenManager::CachedToken(absl::string_view grant_id, absl::Duration min_valid_for) {
-  std::shared_ptr<Entry> entry;
+  std::optional<AccessToken> token;
+  UseCachedToken(grant_id, min_valid_for, [&token](const AccessToken& cached) { token = Copy(cached); });
+  return token;
+}
+
+bool TokenManager::UseCachedToken(absl::string_view grant_id, absl::Duration min_valid_for,
+                                  const std::function<void(const AccessToken&)>& use) {
+  Entry* entry;
   {
+    // Entries are never removed, so the pointer stays valid without a
+    // reference count.
     absl::ReaderMutexLock lock(&mu_);
     auto it = entries_.find(grant_id);
-    if (it == entries_.end()) return std::nullopt;
-    entry = it->second;
+    if (it == entries_.end()) return false;
+    entry = it->second.get();
   }
-  std::optional<AccessToken> token;
   {
     absl::MutexLock lock(&entry->mu);
-    if (!entry->cached.has_value() || entry->cached->expire_time - clock_.Now() < min_valid_for) return std::nullopt;
-    token = Copy(*entry->cached);
+    if (!entry->cached.has_value() || entry->cached->expire_time - clock_.Now() < min_valid_for) return false;
+    use(*entry->cached);
   }
   if (options_.on_token) options_.on_token("cache_hit");
-  return token;
+  return true;
 }
 
 absl::StatusOr<AccessToken> TokenManager::GetAccessToken(absl::string_view grant_id, absl::Duration min_valid_for) {

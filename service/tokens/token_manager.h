@@ -79,6 +79,11 @@ class TokenManager {
   // nullopt otherwise. Never blocks on a refresh or the provider: callers on
   // latency-critical threads try this first and do GetAccessToken elsewhere.
   std::optional<AccessToken> CachedToken(absl::string_view grant_id, absl::Duration min_valid_for);
+  // The same without copying: calls `use` with the cached token (under the
+  // grant's lock: `use` must be quick and must not call back into this class)
+  // and returns true, or returns false.
+  bool UseCachedToken(absl::string_view grant_id, absl::Duration min_valid_for,
+                      const std::function<void(const AccessToken&)>& use);
 
   // The expiry of every cached token, by grant id (for metrics).
   std::map<std::string, absl::Time> CachedExpiries();
