@@ -57,6 +57,13 @@ void FakeMicrosoft::RevokeUser(const std::string& user) {
   revoked_.insert(user);
 }
 
+void FakeMicrosoft::RevokeAccessTokens(const std::string& user) {
+  absl::MutexLock lock(&mu_);
+  for (auto it = access_tokens_.begin(); it != access_tokens_.end();) {
+    it = it->second == user ? access_tokens_.erase(it) : std::next(it);
+  }
+}
+
 void FakeMicrosoft::QueueFailure(int status, const std::string& error, int64_t code, int retry_after_seconds) {
   absl::MutexLock lock(&mu_);
   failures_.push_back({status, error, code, retry_after_seconds});
@@ -215,6 +222,16 @@ absl::StatusOr<HttpResponse> FakeMicrosoft::Send(const HttpRequest& request) {
   ++holding_;
   mu_.Await(absl::Condition(+[](bool* held) { return !*held; }, &held_));
   --holding_;
+  // Introspection (the IMAP server's, not the broker's) is not counted.
+  if (absl::EndsWith(request.url, "/introspect")) {
+    auto it = access_tokens_.find(ParseForm(request.body)["token"]);
+    HttpResponse r;
+    r.status = 200;
+    r.headers["content-type"] = "application/json";
+    r.body = it == access_tokens_.end() ? R"({"active":false})"
+                                        : absl::StrCat(R"({"active":true,"username":")", it->second, R"("})");
+    return r;
+  }
   ++requests_;
   if (down_) return absl::UnavailableError(absl::StrCat("HTTP request to ", host_, " failed: Couldn't connect"));
   if (!failures_.empty()) {

@@ -8,6 +8,10 @@
 // alg and thumbprint, and the aud, iss, sub, nbf and exp claims. Client
 // secrets are accepted in the form or as HTTP Basic.
 //
+// Introspection (RFC 7662) for IMAP servers: POST /introspect with token=...
+// answers {"active": true, "username": user} for a live access token it
+// issued, {"active": false} otherwise.
+//
 // Consent: /devicecode starts a device authorization; polling the token
 // endpoint answers authorization_pending until the test approves or declines
 // the user code, slow_down (and a 5 s longer interval) when polled faster
@@ -44,6 +48,9 @@ class FakeMicrosoft final : public HttpClient {
   void AddRefreshToken(const std::string& refresh_token, const std::string& user);
   // Revokes every refresh token of `user` (AADSTS50173 from then on).
   void RevokeUser(const std::string& user);
+  // Revokes the access tokens issued so far to `user` (introspection answers
+  // active: false); refresh tokens keep working.
+  void RevokeAccessTokens(const std::string& user);
   // The next answers, before normal processing: HTTP status, body, Retry-After.
   void QueueFailure(int status, const std::string& error, int64_t code, int retry_after_seconds = 0);
   // Fails at the transport level (as if the host were down) while set.

@@ -89,6 +89,10 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout = absl::Seconds(60),
                          int run_as_uid = -1, int run_as_gid = -1);
 
+// A TCP port on 127.0.0.1 that was free a moment ago (for servers that take
+// a port number, not a listening socket).
+int FreePort();
+
 struct CertificateFiles {
   std::string certificate;  // PEM path
   std::string private_key;  // PEM path

@@ -1,0 +1,58 @@
+// A real Dovecot (Debian's dovecot-imapd) for IMAP tests: its own directory,
+// configuration and free ports on 127.0.0.1, IMAP with STARTTLS and implicit
+// TLS under a certificate the test makes, and SASL XOAUTH2/OAUTHBEARER checked
+// by `passdb oauth2` introspecting each token at the test's identity provider
+// (RFC 7662). Mailboxes are seeded as Maildir files before or while it runs.
+// As root it runs as `nobody`. One instance per test fixture: starting takes
+// a fraction of a second, stopping about two.
+#ifndef TOKENBROKER_TESTS_SUPPORT_DOVECOT_SERVER_H_
+#define TOKENBROKER_TESTS_SUPPORT_DOVECOT_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tests/support/test_support.h"
+
+namespace tokenbroker::testing {
+
+struct SeedMessage {
+  std::string folder;  // UTF-8, "/"-separated; "INBOX" for the inbox
+  std::string rfc822;  // the whole message, CRLF line ends
+  bool seen = false;
+};
+
+class DovecotServer {
+ public:
+  ~DovecotServer();
+  // `introspection_url`: the identity provider's introspection endpoint;
+  // `idp_ca_file`: the CA that signed its certificate.
+  static absl::StatusOr<std::unique_ptr<DovecotServer>> Start(const std::string& introspection_url,
+                                                             const std::string& idp_ca_file);
+
+  int imap_port() const { return imap_port_; }    // STARTTLS
+  int imaps_port() const { return imaps_port_; }  // implicit TLS
+  // The certificate (a CA for itself) IMAP clients must trust; its names are
+  // 127.0.0.1 and localhost.
+  const std::string& ca_file() const { return certificate_; }
+  // Writes messages into `user`'s mailbox (folders are created).
+  absl::Status Seed(const std::string& user, const std::vector<SeedMessage>& messages);
+  // Dovecot's log so far.
+  std::string Log() const;
+
+ private:
+  DovecotServer() = default;
+  std::string dir_;
+  std::string certificate_;
+  int imap_port_ = 0;
+  int imaps_port_ = 0;
+  int uid_ = -1;
+  int gid_ = -1;
+  std::unique_ptr<Subprocess> process_;
+  int seeded_ = 0;
+};
+
+}  // namespace tokenbroker::testing
+
+#endif  // TOKENBROKER_TESTS_SUPPORT_DOVECOT_SERVER_H_
