@@ -52,6 +52,8 @@ Command GrantCommand();
 Command KeysCommand();
 // Defined in consent_commands.cc.
 Command ConsentCommand();
+// Defined in mail_commands.cc.
+Command MailCommand();
 
 }  // namespace tokenbroker::ctl
 

@@ -147,31 +147,6 @@ Command AuditCommand() {
   return c;
 }
 
-Command MailCommand() {
-  Command folders;
-  folders.name = "folders";
-  folders.summary = "list a grant's mail folders";
-  folders.usage = "GRANT";
-  folders.run = [](Context& ctx, const std::vector<std::string>& args) {
-    if (args.size() != 1) return WrongArgs(ctx, "mail folders", "expected exactly one GRANT");
-    absl::StatusOr<BrokerClient*> client = ctx.Client();
-    if (!client.ok()) return ctx.Fail(client.status());
-    v1::ListFoldersRequest request;
-    request.set_grant(args[0]);
-    v1::ListFoldersResponse response;
-    auto context = (*client)->NewContext();
-    grpc::Status status = (*client)->mail().ListFolders(context.get(), request, &response);
-    if (!status.ok()) return ctx.Fail(FromGrpcStatus(status));
-    ctx.PrintMessage(response);
-    return kExitOk;
-  };
-  Command c;
-  c.name = "mail";
-  c.summary = "read mail through the broker";
-  c.children.push_back(folders);
-  return c;
-}
-
 }  // namespace
 
 Command RootCommand() {

@@ -84,6 +84,7 @@ absl::Status Broker::Start() {
   }
   scheduler_->Start();
   consent_->Start();
+  mail_pool_->Start();
   logger_.Info("serving", {{"grpc_address", grpc_address_},
                            {"metrics_address", metrics_address_.empty() ? "disabled" : metrics_address_}});
   return absl::OkStatus();
@@ -228,7 +229,30 @@ absl::Status Broker::StartGrpc() {
   if (tc.max_concurrent_refreshes() > 0) scheduling.max_concurrent = static_cast<int>(tc.max_concurrent_refreshes());
   if (tc.has_keepalive_after()) scheduling.keepalive_after = FromProtoDuration(tc.keepalive_after());
   scheduler_ = std::make_unique<RefreshScheduler>(*tokens_, *vault_, clock_, logger_, scheduling);
-  mail_service_ = std::make_unique<MailServiceImpl>();
+  MailPoolOptions mail;
+  const auto& mc = config_.mail();
+  mail.ca_file = mc.ca_file();
+  if (mc.max_connections_per_mailbox() > 0) mail.max_per_mailbox = mc.max_connections_per_mailbox();
+  if (mc.has_idle_timeout()) mail.idle_timeout = FromProtoDuration(mc.idle_timeout());
+  if (mc.has_connect_timeout()) mail.connect_timeout = FromProtoDuration(mc.connect_timeout());
+  if (mc.has_io_timeout()) mail.io_timeout = FromProtoDuration(mc.io_timeout());
+  if (mc.mechanism() == tokenbroker::config::v1::MailConfig::MECHANISM_OAUTHBEARER) {
+    mail.mechanism = SaslMechanism::kOauthbearer;
+  }
+  mail.on_operation = [this](absl::string_view operation, absl::string_view result, absl::Duration latency) {
+    metrics_->ObserveImap(operation, result, absl::ToDoubleSeconds(latency));
+  };
+  mail.on_auth_failure = [this](absl::string_view kind) { metrics_->CountImapAuthFailure(kind); };
+  mail_pool_ = std::make_unique<MailPool>(*tokens_, *vault_, clock_, logger_, std::move(mail));
+  if (exposer_ != nullptr) {
+    mail_collector_ = std::make_shared<MailConnectionsCollector>([this] {
+      MailPool::Counts c = mail_pool_->counts();
+      return std::make_pair(c.idle, c.in_use);
+    });
+    exposer_->RegisterCollectable(mail_collector_);
+  }
+  mail_service_ = std::make_unique<MailServiceImpl>(mail_pool_.get(), 8,
+                                                    [this](uint64_t bytes) { metrics_->CountFetchedBytes(bytes); });
   AdminServiceDeps admin;
   admin.identity = ServerIdentity{kVersion, kRevision, start_time_, std::string(store_->kind())};
   admin.vault = vault_.get();
@@ -287,6 +311,10 @@ void Broker::Shutdown() {
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();
     server_.reset();
+  }
+  if (mail_pool_ != nullptr) {
+    logger_.Info("shutdown step", {{"step", "logout-imap"}});
+    mail_pool_->Shutdown();
   }
   if (exposer_ != nullptr) {
     logger_.Info("shutdown step", {{"step", "stop-metrics"}});

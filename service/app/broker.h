@@ -26,6 +26,7 @@
 #include "service/crypto/sealer.h"
 #include "service/store/credential_store.h"
 #include "service/consent/consent_manager.h"
+#include "service/mail/mail_pool.h"
 #include "service/http/curl_http_client.h"
 #include "service/http/observed_http_client.h"
 #include "service/idp/google_provider.h"
@@ -92,6 +93,8 @@ class Broker {
   std::unique_ptr<TokenManager> tokens_;
   std::unique_ptr<RefreshScheduler> scheduler_;
   std::unique_ptr<ConsentManager> consent_;
+  std::unique_ptr<MailPool> mail_pool_;
+  std::shared_ptr<MailConnectionsCollector> mail_collector_;
   std::unique_ptr<TokenServiceImpl> token_service_;
   std::unique_ptr<MailServiceImpl> mail_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;

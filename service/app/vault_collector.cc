@@ -89,4 +89,12 @@ std::vector<prometheus::MetricFamily> AccessTokenExpiryCollector::Collect() cons
   return {std::move(expiry)};
 }
 
+std::vector<prometheus::MetricFamily> MailConnectionsCollector::Collect() const {
+  auto connections = Gauge("tokenbroker_imap_connections", "Pooled IMAP connections by state: idle or in_use.");
+  const auto [idle, in_use] = counts_();
+  Add(connections, {{"state", "idle"}}, idle);
+  Add(connections, {{"state", "in_use"}}, in_use);
+  return {std::move(connections)};
+}
+
 }  // namespace tokenbroker

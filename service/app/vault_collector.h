@@ -42,6 +42,17 @@ class AccessTokenExpiryCollector final : public prometheus::Collectable {
   const std::function<std::map<std::string, absl::Time>()> expiries_;
 };
 
+// tokenbroker_imap_connections{state}: pooled IMAP connections, "idle" or
+// "in_use", from a callback giving (idle, in_use).
+class MailConnectionsCollector final : public prometheus::Collectable {
+ public:
+  explicit MailConnectionsCollector(std::function<std::pair<int, int>()> counts) : counts_(std::move(counts)) {}
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  const std::function<std::pair<int, int>()> counts_;
+};
+
 }  // namespace tokenbroker
 
 #endif  // TOKENBROKER_SERVICE_APP_VAULT_COLLECTOR_H_

@@ -49,7 +49,9 @@ ImapEnvelope Envelope(const ImapValue& v) {
   return e;
 }
 
-absl::Status ValidateSection(absl::string_view section) {
+}  // namespace
+
+absl::Status ValidateImapSection(absl::string_view section) {
   // "", "HEADER", "TEXT", or a part number like 1.2 (optionally .MIME/.HEADER/.TEXT).
   if (section.empty() || section == "HEADER" || section == "TEXT") return absl::OkStatus();
   bool digit_expected = true;
@@ -69,6 +71,8 @@ absl::Status ValidateSection(absl::string_view section) {
   return absl::InvalidArgumentError(
       absl::StrCat("part: \"", section, "\" is not a body part (expected a number like 1 or 1.2)"));
 }
+
+namespace {
 
 std::string ImapDate(absl::Time t) { return absl::FormatTime("%d-%b-%Y", t, absl::UTCTimeZone()); }
 
@@ -206,7 +210,8 @@ absl::StatusOr<std::string> ImapSession::ReadLine() {
 }
 
 absl::StatusOr<ImapResponse> ImapSession::ReadResponse(
-    const std::function<absl::Status(absl::string_view)>* literal_sink, size_t chunk_size) {
+    const std::function<absl::Status(absl::string_view)>* literal_sink, size_t chunk_size,
+    const std::function<absl::Status(uint64_t)>* literal_start) {
   std::string raw;
   while (true) {
     ASSIGN_OR_RETURN(std::string line, ReadLine());
@@ -216,6 +221,13 @@ absl::StatusOr<ImapResponse> ImapSession::ReadResponse(
     const size_t open = line.rfind('{');
     uint64_t n = 0;
     if (open == std::string::npos || !absl::SimpleAtoi(line.substr(open + 1, line.size() - 3 - open - 1), &n)) break;
+    if (literal_sink != nullptr && *literal_sink && literal_start != nullptr && *literal_start) {
+      absl::Status started = (*literal_start)(n);
+      if (!started.ok()) {
+        usable_ = false;
+        return started;
+      }
+    }
     if (literal_sink != nullptr && *literal_sink && n > chunk_size) {
       // Streamed: handed on in chunks, kept as an empty literal.
       raw.resize(raw.size() - (line.size() - open));
@@ -254,7 +266,7 @@ absl::StatusOr<ImapResponse> ImapSession::ReadResponse(
 
 absl::StatusOr<ImapSession::Reply> ImapSession::Run(
     const std::vector<std::string>& parts, const std::function<absl::Status(absl::string_view)>* literal_sink,
-    size_t chunk_size) {
+    size_t chunk_size, const std::function<absl::Status(uint64_t)>* literal_start) {
   if (!usable_) return absl::UnavailableError("the IMAP connection is no longer usable");
   const std::string tag = absl::StrCat("t", next_tag_++);
   Reply reply;
@@ -276,7 +288,7 @@ absl::StatusOr<ImapSession::Reply> ImapSession::Run(
   }
   RETURN_IF_ERROR(Fail(transport_->Write(absl::StrCat(text, "\r\n"))));
   while (true) {
-    ASSIGN_OR_RETURN(ImapResponse r, ReadResponse(literal_sink, chunk_size));
+    ASSIGN_OR_RETURN(ImapResponse r, ReadResponse(literal_sink, chunk_size, literal_start));
     if (r.type == ImapResponse::Type::kTagged && r.tag == tag) {
       reply.tagged = std::move(r);
       return reply;
@@ -467,8 +479,9 @@ absl::StatusOr<std::vector<ImapMessageSummary>> ImapSession::FetchSummaries(cons
 }
 
 absl::StatusOr<uint64_t> ImapSession::FetchSection(uint32_t uid, absl::string_view section, size_t chunk_size,
-                                                   const std::function<absl::Status(absl::string_view)>& sink) {
-  RETURN_IF_ERROR(ValidateSection(section));
+                                                   const std::function<absl::Status(absl::string_view)>& sink,
+                                                   const std::function<absl::Status(uint64_t)>& start) {
+  RETURN_IF_ERROR(ValidateImapSection(section));
   if (!selected_.has_value()) return absl::FailedPreconditionError("no folder is selected");
   uint64_t total = 0;
   bool found = false;
@@ -477,8 +490,8 @@ absl::StatusOr<uint64_t> ImapSession::FetchSection(uint32_t uid, absl::string_vi
     total += chunk.size();
     return sink(chunk);
   };
-  ASSIGN_OR_RETURN(Reply reply,
-                   Run({absl::StrCat("UID FETCH ", uid, " (UID BODY.PEEK[", section, "])")}, &counting, chunk_size));
+  ASSIGN_OR_RETURN(Reply reply, Run({absl::StrCat("UID FETCH ", uid, " (UID BODY.PEEK[", section, "])")}, &counting,
+                                    chunk_size, &start));
   if (reply.tagged.status != "OK") return ImapCommandFailure(reply.tagged, "FETCH");
   if (!found) {
     // A quoted body (small) or none: look in the responses.
@@ -487,6 +500,7 @@ absl::StatusOr<uint64_t> ImapSession::FetchSection(uint32_t uid, absl::string_vi
         if (absl::StartsWith(name, "BODY[") && value->kind == ImapValue::Kind::kString) {
           found = true;
           total += value->text.size();
+          if (start) RETURN_IF_ERROR(start(value->text.size()));
           RETURN_IF_ERROR(sink(value->text));
         }
       }
@@ -494,6 +508,25 @@ absl::StatusOr<uint64_t> ImapSession::FetchSection(uint32_t uid, absl::string_vi
   }
   if (!found) return absl::NotFoundError(absl::StrCat("no message with UID ", uid, " in \"", selected_->folder, "\""));
   return total;
+}
+
+absl::StatusOr<ImapMessageSummary> ImapSession::FetchSummary(uint32_t uid) {
+  if (!selected_.has_value()) return absl::FailedPreconditionError("no folder is selected");
+  ASSIGN_OR_RETURN(Reply reply, Run({absl::StrCat("UID FETCH ", uid, " (UID FLAGS RFC822.SIZE INTERNALDATE)")}));
+  if (reply.tagged.status != "OK") return ImapCommandFailure(reply.tagged, "FETCH");
+  for (const ImapResponse& r : reply.untagged) {
+    ImapMessageSummary m;
+    for (const auto& [name, value] : FetchAttributes(r)) {
+      if (name == "UID") m.uid = static_cast<uint32_t>(value->Number().value_or(0));
+      if (name == "FLAGS") {
+        for (const ImapValue& f : value->list) m.flags.push_back(f.text);
+      }
+      if (name == "RFC822.SIZE") m.size = value->Number().value_or(0);
+      if (name == "INTERNALDATE") m.internal_date = value->Str();
+    }
+    if (m.uid == uid) return m;
+  }
+  return absl::NotFoundError(absl::StrCat("no message with UID ", uid, " in \"", selected_->folder, "\""));
 }
 
 absl::Status ImapSession::Noop() {

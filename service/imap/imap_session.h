@@ -82,6 +82,10 @@ struct ImapSelected {
 // UNAVAILABLE or BYE, RESOURCE_EXHAUSTED for LIMIT, FAILED_PRECONDITION else.
 absl::Status ImapCommandFailure(const ImapResponse& response, absl::string_view command);
 
+// INVALID_ARGUMENT naming `part` unless `section` is "", "HEADER", "TEXT" or a
+// body part number (1, 1.2, optionally with .MIME, .HEADER or .TEXT).
+absl::Status ValidateImapSection(absl::string_view section);
+
 // The SASL initial responses (base64).
 std::string Xoauth2InitialResponse(absl::string_view user, absl::string_view token);
 std::string OauthbearerInitialResponse(absl::string_view user, absl::string_view host, int port,
@@ -108,11 +112,16 @@ class ImapSession {
   // UID SEARCH in the selected folder with criteria from ImapSearchBuilder.
   absl::StatusOr<std::vector<uint32_t>> UidSearch(const ImapSearchBuilder& criteria);
   absl::StatusOr<std::vector<ImapMessageSummary>> FetchSummaries(const std::vector<uint32_t>& uids);
-  // UID FETCH uid BODY.PEEK[section]: calls `sink` with each chunk of the
-  // section as it arrives (never more than `chunk_size` bytes); returns the
-  // total size. NOT_FOUND when there is no such message.
+  // UID FETCH uid BODY.PEEK[section]: calls `start` with the section's size
+  // once it is known, then `sink` with each chunk as it arrives (never more
+  // than `chunk_size` bytes); returns the total size. NOT_FOUND when there is
+  // no such message. An error from `start` or `sink` ends the fetch (and the
+  // session, whose connection still carries the rest).
   absl::StatusOr<uint64_t> FetchSection(uint32_t uid, absl::string_view section, size_t chunk_size,
-                                        const std::function<absl::Status(absl::string_view)>& sink);
+                                        const std::function<absl::Status(absl::string_view)>& sink,
+                                        const std::function<absl::Status(uint64_t)>& start = nullptr);
+  // Flags, internal date and size of one message; NOT_FOUND when missing.
+  absl::StatusOr<ImapMessageSummary> FetchSummary(uint32_t uid);
   absl::Status Noop();
   absl::Status Logout();
 
@@ -132,7 +141,8 @@ class ImapSession {
   // One whole response from the server. Literals longer than the streaming
   // threshold go to `literal_sink` (when set) and appear as empty strings.
   absl::StatusOr<ImapResponse> ReadResponse(
-      const std::function<absl::Status(absl::string_view)>* literal_sink = nullptr, size_t chunk_size = 0);
+      const std::function<absl::Status(absl::string_view)>* literal_sink = nullptr, size_t chunk_size = 0,
+      const std::function<absl::Status(uint64_t)>* literal_start = nullptr);
   absl::StatusOr<std::string> ReadLine();
   absl::Status Fill();
   // Sends a command with a fresh tag and collects the responses until the
@@ -141,7 +151,8 @@ class ImapSession {
   // it), then text again.
   absl::StatusOr<Reply> Run(const std::vector<std::string>& parts,
                             const std::function<absl::Status(absl::string_view)>* literal_sink = nullptr,
-                            size_t chunk_size = 0);
+                            size_t chunk_size = 0,
+                            const std::function<absl::Status(uint64_t)>* literal_start = nullptr);
   // A mailbox argument: the UTF-8 name in modified UTF-7, quoted.
   static absl::StatusOr<std::string> MailboxArg(absl::string_view folder_utf8);
   absl::Status ReadCapabilities(const ImapResponse& greeting);

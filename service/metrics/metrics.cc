@@ -79,6 +79,7 @@ Metrics::Metrics(const BuildInfo& build, const std::vector<std::string>& grpc_me
           &idp_http.Add({{"provider", provider}, {"status_class", status_class}});
     }
   }
+  RegisterImapMetrics();
   auto& consents = prometheus::BuildCounter()
                        .Name("tokenbroker_consents_total")
                        .Help("Consent flows by flow (authorization_code, device_code) and result: started, "
@@ -90,6 +91,50 @@ Metrics::Metrics(const BuildInfo& build, const std::vector<std::string>& grpc_me
     }
   }
 }
+
+void Metrics::RegisterImapMetrics() {
+  auto& operations = prometheus::BuildCounter()
+                         .Name("tokenbroker_imap_operations_total")
+                         .Help("IMAP work done for MailService, by operation (login, list, status, search, fetch) "
+                               "and result (a gRPC status code name).")
+                         .Register(*registry_);
+  auto& latency = prometheus::BuildHistogram()
+                      .Name("tokenbroker_imap_operation_duration_seconds")
+                      .Help("Time of one IMAP operation, connection and login included when they happen.")
+                      .Register(*registry_);
+  for (const char* op : {"login", "list", "status", "search", "fetch"}) {
+    for (int code = 0; code < kGrpcStatusCodeCount; ++code) {
+      const std::string name = GrpcCodeName(code);
+      imap_operations_[absl::StrCat(op, "/", name)] = &operations.Add({{"operation", op}, {"result", name}});
+    }
+    imap_latency_[op] = &latency.Add({{"operation", op}}, LatencyBuckets());
+  }
+  auto& auth = prometheus::BuildCounter()
+                   .Name("tokenbroker_imap_auth_failures_total")
+                   .Help("IMAP logins that failed: rejected (the server refused the token), permission (token "
+                         "accepted, mailbox refused), unavailable (the server failed).")
+                   .Register(*registry_);
+  for (const char* kind : {"rejected", "permission", "unavailable"}) imap_auth_failures_[kind] = &auth.Add({{"kind", kind}});
+  imap_fetched_bytes_ = &prometheus::BuildCounter()
+                             .Name("tokenbroker_imap_fetched_bytes_total")
+                             .Help("Message bytes streamed to FetchMessage callers.")
+                             .Register(*registry_)
+                             .Add({});
+}
+
+void Metrics::ObserveImap(absl::string_view operation, absl::string_view result, double seconds) {
+  auto counter = imap_operations_.find(absl::StrCat(operation, "/", result));
+  if (counter != imap_operations_.end()) counter->second->Increment();
+  auto h = imap_latency_.find(operation);
+  if (h != imap_latency_.end()) h->second->Observe(seconds);
+}
+
+void Metrics::CountImapAuthFailure(absl::string_view kind) {
+  auto counter = imap_auth_failures_.find(kind);
+  if (counter != imap_auth_failures_.end()) counter->second->Increment();
+}
+
+void Metrics::CountFetchedBytes(uint64_t bytes) { imap_fetched_bytes_->Increment(static_cast<double>(bytes)); }
 
 void Metrics::CountIdpHttpRequest(absl::string_view provider, int http_status) {
   const char* status_class = http_status >= 200 && http_status < 300   ? "2xx"

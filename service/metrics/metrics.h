@@ -66,6 +66,15 @@ class Metrics {
   // tokenbroker_consents_total{flow, result}: flows "authorization_code",
   // "device_code"; results "started", "completed", "failed".
   void CountConsent(absl::string_view flow, absl::string_view result);
+  // tokenbroker_imap_operations_total{operation, result} and
+  // tokenbroker_imap_operation_duration_seconds{operation}: operations
+  // "login", "list", "status", "search", "fetch"; results gRPC code names.
+  void ObserveImap(absl::string_view operation, absl::string_view result, double seconds);
+  // tokenbroker_imap_auth_failures_total{kind}: "rejected", "permission",
+  // "unavailable".
+  void CountImapAuthFailure(absl::string_view kind);
+  // tokenbroker_imap_fetched_bytes_total.
+  void CountFetchedBytes(uint64_t bytes);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -79,6 +88,11 @@ class Metrics {
   absl::flat_hash_map<std::string, prometheus::Histogram*> refresh_latency_;
   absl::flat_hash_map<std::string, prometheus::Counter*> idp_http_;  // "provider/class"
   absl::flat_hash_map<std::string, prometheus::Counter*> consents_;  // "flow/result"
+  void RegisterImapMetrics();
+  absl::flat_hash_map<std::string, prometheus::Counter*> imap_operations_;  // "operation/result"
+  absl::flat_hash_map<std::string, prometheus::Histogram*> imap_latency_;
+  absl::flat_hash_map<std::string, prometheus::Counter*> imap_auth_failures_;
+  prometheus::Counter* imap_fetched_bytes_ = nullptr;
 };
 
 }  // namespace tokenbroker

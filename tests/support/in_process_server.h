@@ -37,6 +37,8 @@ class InProcessServer {
         microsoft_(idp_, SystemClock::Get()),
         tokens_(vault_, {{Provider::kMicrosoft, &microsoft_}}, SystemClock::Get(), logger_),
         token_service_(&tokens_, refresh_threads, max_pending),
+        mail_pool_(tokens_, vault_, SystemClock::Get(), logger_, MailPoolOptions{}),
+        mail_(&mail_pool_),
         admin_(AdminServiceDeps{ServerIdentity{"9.9.9", "test", absl::FromUnixSeconds(1'800'000'000), "sqlite"},
                                 &vault_, &store_, &sealer_, nullptr}) {
     grpc::EnableDefaultHealthCheckService(true);
@@ -68,6 +70,7 @@ class InProcessServer {
   Logger logger_{LogLevel::kError, [](absl::string_view) {}};
   TokenManager tokens_;
   TokenServiceImpl token_service_;
+  MailPool mail_pool_;
   MailServiceImpl mail_;
   AdminServiceImpl admin_;
   int port_ = 0;

@@ -140,15 +140,23 @@ TEST(TokenServiceTest, CacheHitsAreServedWhileARefreshWaitsForASlowProvider) {
   EXPECT_TRUE(client->GetAccessToken(other).ok());
 }
 
-TEST_F(ApiTest, LaterCapabilitiesAnswerUnimplementedNamingThem) {
+TEST_F(ApiTest, MailCallsWithBadFieldsAreRefusedBeforeAnyWork) {
   auto context = client_->NewContext();
   v1::FetchMessageRequest fetch;
   auto reader = client_->mail().FetchMessage(context.get(), fetch);
   v1::FetchMessageResponse chunk;
   EXPECT_FALSE(reader->Read(&chunk));
   grpc::Status status = reader->Finish();
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_THAT(status.error_message(), HasSubstr("FetchMessage"));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("grant"));
+  auto context2 = client_->NewContext();
+  v1::GetFolderStatusRequest status_request;
+  status_request.set_grant("robot");
+  status_request.set_folder("INBOX\r\nt1 DELETE INBOX");
+  v1::FolderStatus folder;
+  grpc::Status crlf = client_->mail().GetFolderStatus(context2.get(), status_request, &folder);
+  EXPECT_EQ(crlf.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(crlf.error_message(), "folder: must not contain CR, LF or NUL");
 }
 
 TEST_F(ApiTest, EveryCallIsCountedByMethodAndCode) {

@@ -1,0 +1,248 @@
+// tokenbrokerctl mail: read a grant's mailbox through the broker, which holds
+// the token and talks IMAP; the caller never sees a token.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <iostream>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "client/ctl/command_util.h"
+#include "service/common/time_util.h"
+
+namespace tokenbroker::ctl {
+namespace {
+
+std::string When(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M", absl::FromUnixSeconds(t.seconds()), absl::UTCTimeZone());
+}
+
+std::string Who(const google::protobuf::RepeatedPtrField<v1::Address>& addresses) {
+  std::vector<std::string> out;
+  for (const v1::Address& a : addresses) out.push_back(a.name().empty() ? a.email() : a.name());
+  return absl::StrJoin(out, ", ");
+}
+
+template <typename Request, typename Response>
+int CallMail(Context& ctx, const Request& request,
+             grpc::Status (v1::MailService::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+             const std::function<void(const Response&, std::ostream&)>& text) {
+  absl::StatusOr<BrokerClient*> client = ctx.Client();
+  if (!client.ok()) return ctx.Fail(client.status());
+  Response response;
+  auto context = (*client)->NewContext();
+  grpc::Status status = ((*client)->mail().*method)(context.get(), request, &response);
+  if (!status.ok()) return ctx.Fail(FromGrpcStatus(status));
+  if (ctx.format() == OutputFormat::kText) {
+    text(response, ctx.out());
+  } else {
+    ctx.PrintMessage(response);
+  }
+  return kExitOk;
+}
+
+Command MailFolders() {
+  Command c;
+  c.name = "folders";
+  c.summary = "list a grant's mail folders";
+  c.usage = "GRANT";
+  c.run = [](Context& ctx, const std::vector<std::string>& args) {
+    if (args.size() != 1) return WrongArgs(ctx, "mail folders", "expected exactly one GRANT");
+    v1::ListFoldersRequest request;
+    request.set_grant(args[0]);
+    return CallMail<v1::ListFoldersRequest, v1::ListFoldersResponse>(
+        ctx, request, &v1::MailService::Stub::ListFolders, [](const v1::ListFoldersResponse& r, std::ostream& out) {
+          for (const v1::Folder& f : r.folders()) {
+            out << f.name() << (f.special_use().empty() ? "" : "  " + f.special_use()) << "\n";
+          }
+        });
+  };
+  return c;
+}
+
+Command MailStatus() {
+  Command c;
+  c.name = "status";
+  c.summary = "message counts and UID state of a folder";
+  c.usage = "GRANT FOLDER";
+  c.run = [](Context& ctx, const std::vector<std::string>& args) {
+    if (args.size() != 2) return WrongArgs(ctx, "mail status", "expected GRANT and FOLDER");
+    v1::GetFolderStatusRequest request;
+    request.set_grant(args[0]);
+    request.set_folder(args[1]);
+    return CallMail<v1::GetFolderStatusRequest, v1::FolderStatus>(
+        ctx, request, &v1::MailService::Stub::GetFolderStatus, [](const v1::FolderStatus& s, std::ostream& out) {
+          out << absl::StrFormat("%s: %d messages, %d unseen, UIDNEXT %d, UIDVALIDITY %d\n", s.folder(), s.messages(),
+                                 s.unseen(), s.uid_next(), s.uid_validity());
+        });
+  };
+  return c;
+}
+
+Command MailSearch() {
+  struct State {
+    std::string since, before, from, to, subject, header;
+    bool unseen = false, oldest_first = false;
+    int uid_min = 0, uid_max = 0, limit = 100;
+  };
+  auto s = std::make_shared<State>();
+  Command c;
+  c.name = "search";
+  c.summary = "find messages in a folder and print their summaries";
+  c.description =
+      "Searches FOLDER of GRANT's mailbox; every given criterion must match. Prints UID, date, sender and\n"
+      "subject (decoded), newest first.";
+  c.usage = "GRANT FOLDER [--since DATE] [--before DATE] [--from S] [--to S] [--subject S] [--unseen] "
+            "[--uid-min N] [--uid-max N] [--header NAME:VALUE] [--limit N] [--oldest-first]";
+  c.flags = [s](FlagSet& f) {
+    f.String("since", &s->since, "DATE", "internal date on or after DATE (2026-11-27 or RFC 3339)");
+    f.String("before", &s->before, "DATE", "internal date before DATE");
+    f.String("from", &s->from, "TEXT", "substring of From");
+    f.String("to", &s->to, "TEXT", "substring of To");
+    f.String("subject", &s->subject, "TEXT", "substring of Subject");
+    f.Bool("unseen", &s->unseen, "only messages without \\Seen");
+    f.Int("uid-min", &s->uid_min, "N", "lowest UID");
+    f.Int("uid-max", &s->uid_max, "N", "highest UID");
+    f.String("header", &s->header, "NAME:VALUE", "a header containing VALUE");
+    f.Int("limit", &s->limit, "N", "at most N summaries, 1-1000 (default 100)");
+    f.Bool("oldest-first", &s->oldest_first, "oldest first instead of newest first");
+  };
+  c.run = [s](Context& ctx, const std::vector<std::string>& args) {
+    if (args.size() != 2) return WrongArgs(ctx, "mail search", "expected GRANT and FOLDER");
+    v1::SearchMessagesRequest request;
+    request.set_grant(args[0]);
+    request.set_folder(args[1]);
+    v1::SearchCriteria* c = request.mutable_criteria();
+    for (const auto& [flag, text, field] :
+         {std::tuple{"--since", &s->since, c->mutable_since()}, std::tuple{"--before", &s->before, c->mutable_before()}}) {
+      if (text->empty()) continue;
+      std::optional<absl::Time> t = ParseDateOrTime(*text);
+      if (!t.has_value()) return WrongArgs(ctx, "mail search", absl::StrCat(flag, ": expected 2026-11-27 or RFC 3339"));
+      field->set_seconds(absl::ToUnixSeconds(*t));
+    }
+    if (s->since.empty()) c->clear_since();
+    if (s->before.empty()) c->clear_before();
+    c->set_from(s->from);
+    c->set_to(s->to);
+    c->set_subject(s->subject);
+    c->set_unseen_only(s->unseen);
+    if (s->uid_min < 0 || s->uid_max < 0) return WrongArgs(ctx, "mail search", "--uid-min/--uid-max: not negative");
+    c->set_uid_min(static_cast<uint32_t>(s->uid_min));
+    c->set_uid_max(static_cast<uint32_t>(s->uid_max));
+    if (!s->header.empty()) {
+      const size_t colon = s->header.find(':');
+      if (colon == std::string::npos) return WrongArgs(ctx, "mail search", "--header: expected NAME:VALUE");
+      c->mutable_header()->set_name(s->header.substr(0, colon));
+      c->mutable_header()->set_value(s->header.substr(colon + 1));
+    }
+    if (s->limit < 1 || s->limit > 1000) return WrongArgs(ctx, "mail search", "--limit must be 1-1000");
+    request.set_limit(static_cast<uint32_t>(s->limit));
+    if (s->oldest_first) request.set_order(v1::SearchMessagesRequest::ORDER_OLDEST_FIRST);
+    return CallMail<v1::SearchMessagesRequest, v1::SearchMessagesResponse>(
+        ctx, request, &v1::MailService::Stub::SearchMessages,
+        [](const v1::SearchMessagesResponse& r, std::ostream& out) {
+          out << r.total_matches() << " matching (UIDVALIDITY " << r.uid_validity() << ")\n";
+          for (const v1::MessageSummary& m : r.messages()) {
+            out << absl::StrFormat("%8d  %s  %-24.24s  %s\n", m.uid(), When(m.internal_date()), Who(m.from()),
+                                   m.subject());
+          }
+        });
+  };
+  return c;
+}
+
+Command MailFetch() {
+  struct State {
+    bool headers = false;
+    std::string section, output;
+    int uid_validity = 0;
+  };
+  auto s = std::make_shared<State>();
+  Command c;
+  c.name = "fetch";
+  c.summary = "write one message (or its headers, or one part) to standard output or a file";
+  c.description =
+      "Streams message UID of FOLDER, exactly as stored, to standard output or --output FILE. Fetching\n"
+      "never marks the message as read. --uid-validity refuses the fetch if the folder's UIDs changed.";
+  c.usage = "GRANT FOLDER UID [--headers | --section PART] [--uid-validity N] [--output FILE]";
+  c.flags = [s](FlagSet& f) {
+    f.Bool("headers", &s->headers, "only the header");
+    f.String("section", &s->section, "PART", "one body part, numbered as in IMAP (1, 1.2, ...)");
+    f.Int("uid-validity", &s->uid_validity, "N", "the folder's UIDVALIDITY the UID belongs to");
+    f.String("output", &s->output, "FILE", "write to FILE instead of standard output");
+  };
+  c.run = [s](Context& ctx, const std::vector<std::string>& args) {
+    int uid = 0;
+    if (args.size() != 3 || !absl::SimpleAtoi(args[2], &uid) || uid <= 0) {
+      return WrongArgs(ctx, "mail fetch", "expected GRANT, FOLDER and a positive UID");
+    }
+    if (s->headers && !s->section.empty()) return WrongArgs(ctx, "mail fetch", "--headers and --section exclude each other");
+    v1::FetchMessageRequest request;
+    request.set_grant(args[0]);
+    request.set_folder(args[1]);
+    request.set_uid(static_cast<uint32_t>(uid));
+    request.set_uid_validity(static_cast<uint32_t>(std::max(0, s->uid_validity)));
+    if (s->headers) request.set_part(v1::FetchMessageRequest::PART_HEADERS);
+    if (!s->section.empty()) {
+      request.set_part(v1::FetchMessageRequest::PART_SECTION);
+      request.set_section(s->section);
+    }
+    absl::StatusOr<BrokerClient*> client = ctx.Client();
+    if (!client.ok()) return ctx.Fail(client.status());
+    int fd = -1;  // -1: ctx.out()
+    if (!s->output.empty()) {
+      fd = open(s->output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (fd < 0) return WrongArgs(ctx, "mail fetch", absl::StrCat("--output: cannot write ", s->output));
+    }
+    // No deadline: a large message may take long; the stream moves or fails.
+    grpc::ClientContext context;
+    auto reader = (*client)->mail().FetchMessage(&context, request);
+    v1::FetchMessageResponse chunk;
+    uint64_t written = 0;
+    bool write_failed = false;
+    while (reader->Read(&chunk)) {
+      if (!chunk.has_data()) continue;
+      const std::string& data = chunk.data();
+      if (fd < 0) {
+        ctx.out().write(data.data(), static_cast<std::streamsize>(data.size()));
+        if (!ctx.out()) {
+          write_failed = true;
+          context.TryCancel();
+        }
+      }
+      for (size_t off = 0; fd >= 0 && off < data.size() && !write_failed;) {
+        const ssize_t n = write(fd, data.data() + off, data.size() - off);
+        if (n <= 0) {
+          write_failed = true;
+          context.TryCancel();
+          break;
+        }
+        off += static_cast<size_t>(n);
+      }
+      written += data.size();
+    }
+    grpc::Status status = reader->Finish();
+    if (fd >= 0) close(fd);
+    ctx.out().flush();
+    if (write_failed) return ctx.Fail(absl::InternalError("writing the message failed"));
+    if (!status.ok()) return ctx.Fail(FromGrpcStatus(status));
+    if (!s->output.empty()) ctx.err() << written << " bytes written to " << s->output << "\n";
+    return kExitOk;
+  };
+  return c;
+}
+
+}  // namespace
+
+Command MailCommand() {
+  Command c;
+  c.name = "mail";
+  c.summary = "read mail through the broker (the caller never sees a token)";
+  c.children = {MailFolders(), MailStatus(), MailSearch(), MailFetch()};
+  return c;
+}
+
+}  // namespace tokenbroker::ctl

@@ -1,0 +1,232 @@
+#include "service/mail/mail_pool.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "service/common/status_macros.h"
+
+namespace tokenbroker {
+namespace {
+
+// A connection is replaced when its token has less than this left.
+constexpr absl::Duration kTokenMargin = absl::Minutes(1);
+
+std::string CodeName(const absl::Status& s) { return absl::StatusCodeToString(s.code()); }
+
+}  // namespace
+
+absl::StatusOr<ImapServer> ImapServerFor(const App& app, const MailPoolOptions& options) {
+  ImapServer server;
+  server.starttls = app.imap_security == ImapSecurity::kStartTls;
+  server.host = app.imap_host;
+  if (server.host.empty()) {
+    switch (app.provider) {
+      case Provider::kMicrosoft:
+        server.host = "outlook.office365.com";
+        break;
+      case Provider::kGoogle:
+        server.host = "imap.gmail.com";
+        break;
+      case Provider::kOidc:
+        return absl::FailedPreconditionError(absl::StrCat(
+            "app \"", app.id, "\" has no IMAP server: set it with `tokenbrokerctl app create ... --imap-host`"));
+    }
+  }
+  server.port = app.imap_port > 0 ? app.imap_port : (server.starttls ? 143 : 993);
+  server.ca_file = options.ca_file;
+  server.connect_timeout = options.connect_timeout;
+  server.io_timeout = options.io_timeout;
+  return server;
+}
+
+MailPool::MailPool(TokenManager& tokens, Vault& vault, const Clock& clock, Logger& logger, MailPoolOptions options,
+                   ImapOpener opener)
+    : tokens_(tokens),
+      vault_(vault),
+      clock_(clock),
+      logger_(logger),
+      options_(std::move(options)),
+      opener_(opener ? std::move(opener) : ImapOpener(&ImapSession::Open)) {}
+
+MailPool::~MailPool() { Shutdown(); }
+
+void MailPool::Observe(absl::string_view operation, const absl::Status& status, absl::Time start) {
+  if (options_.on_operation) options_.on_operation(operation, CodeName(status), clock_.Now() - start);
+}
+
+absl::StatusOr<MailPool::Pooled> MailPool::Connect(const std::string& grant_id, const ImapServer& server,
+                                                    bool force_refresh) {
+  const absl::Time start = clock_.Now();
+  if (force_refresh) {
+    tokens_.Invalidate(grant_id);
+    RETURN_IF_ERROR(tokens_.RefreshNow(grant_id));
+  }
+  ASSIGN_OR_RETURN(AccessToken token, tokens_.GetAccessToken(grant_id, kTokenMargin * 5));
+  absl::StatusOr<std::unique_ptr<ImapSession>> session = opener_(server);
+  absl::Status status = session.status();
+  if (session.ok()) status = (*session)->Authenticate(token.mailbox, token.token, options_.mechanism);
+  Observe("login", status, start);
+  if (!status.ok()) {
+    if (options_.on_auth_failure) {
+      options_.on_auth_failure(absl::IsUnauthenticated(status)      ? "rejected"
+                               : absl::IsPermissionDenied(status)   ? "permission"
+                                                                    : "unavailable");
+    }
+    return status;
+  }
+  return Pooled{*std::move(session), token.expire_time, clock_.Now()};
+}
+
+absl::StatusOr<MailPool::Pooled> MailPool::Acquire(const std::string& grant_id, const ImapServer& server,
+                                                    bool force_refresh) {
+  std::vector<Pooled> discard;
+  std::optional<Pooled> reused;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::UnavailableError("tokenbrokerd is shutting down");
+    Mailbox& box = mailboxes_[grant_id];
+    auto ready = [&box, this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return stopping_ || !box.idle.empty() || box.in_use < options_.max_per_mailbox;
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&ready), options_.acquire_timeout)) {
+      return absl::ResourceExhaustedError(absl::StrCat("all ", options_.max_per_mailbox,
+                                                       " connections to the mailbox of grant \"", grant_id,
+                                                       "\" are busy; retry with backoff"));
+    }
+    if (stopping_) return absl::UnavailableError("tokenbrokerd is shutting down");
+    const absl::Time now = clock_.Now();
+    while (!box.idle.empty() && !force_refresh) {
+      Pooled candidate = std::move(box.idle.back());
+      box.idle.pop_back();
+      if (candidate.token_expiry - now < kTokenMargin || !candidate.session->usable()) {
+        discard.push_back(std::move(candidate));
+        continue;
+      }
+      reused = std::move(candidate);
+      break;
+    }
+    if (force_refresh) {
+      // Every pooled session logged in with the token that was just refused.
+      for (Pooled& p : box.idle) discard.push_back(std::move(p));
+      box.idle.clear();
+    }
+    ++box.in_use;
+  }
+  for (Pooled& p : discard) (void)p.session->Logout();
+  if (reused.has_value() && clock_.Now() - reused->last_used > options_.check_after_idle) {
+    // A cheap liveness check: the server may have dropped an idle connection.
+    if (!reused->session->Noop().ok()) reused.reset();
+  }
+  if (reused.has_value()) return *std::move(reused);
+  absl::StatusOr<Pooled> fresh = Connect(grant_id, server, force_refresh);
+  if (!fresh.ok()) Release(grant_id, std::nullopt);
+  return fresh;
+}
+
+void MailPool::Release(const std::string& grant_id, std::optional<Pooled> session) {
+  std::optional<Pooled> logout;
+  {
+    absl::MutexLock lock(&mu_);
+    Mailbox& box = mailboxes_[grant_id];
+    --box.in_use;
+    if (session.has_value()) {
+      if (session->session->usable() && !stopping_) {
+        session->last_used = clock_.Now();
+        box.idle.push_back(*std::move(session));
+      } else {
+        logout = std::move(session);
+      }
+    }
+  }
+  if (logout.has_value() && logout->session->usable()) (void)logout->session->Logout();
+}
+
+absl::Status MailPool::Run(absl::string_view grant_id, absl::string_view operation,
+                           const std::function<absl::Status(ImapSession&)>& work) {
+  const absl::Time start = clock_.Now();
+  const std::string id(grant_id);
+  ASSIGN_OR_RETURN(Grant grant, vault_.GetGrant(id));
+  ASSIGN_OR_RETURN(App app, vault_.GetApp(grant.app));
+  ASSIGN_OR_RETURN(ImapServer server, ImapServerFor(app, options_));
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    absl::StatusOr<Pooled> pooled = Acquire(id, server, /*force_refresh=*/attempt > 0);
+    if (!pooled.ok()) {
+      if (absl::IsUnauthenticated(pooled.status())) {
+        if (attempt == 0) {
+          logger_.Info("the mail server refused the grant's token; refreshing it once", {{"grant", id}});
+          continue;
+        }
+        absl::Status refused = absl::FailedPreconditionError(
+            absl::StrCat("the mail server refused the access token of grant \"", id,
+                         "\" even after a refresh (", pooled.status().message(),
+                         "); check the app's IMAP permission and the grant's scopes and mailbox"));
+        Observe(operation, refused, start);
+        return refused;
+      }
+      Observe(operation, pooled.status(), start);
+      return pooled.status();
+    }
+    absl::Status status = work(*pooled->session);
+    Release(id, *std::move(pooled));
+    Observe(operation, status, start);
+    return status;
+  }
+  return absl::InternalError("unreachable");
+}
+
+int MailPool::SweepIdle() {
+  std::vector<Pooled> expired;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_.Now();
+    for (auto& [id, box] : mailboxes_) {
+      auto keep = std::partition(box.idle.begin(), box.idle.end(), [&](const Pooled& p) {
+        return now - p.last_used < options_.idle_timeout && p.token_expiry - now >= kTokenMargin;
+      });
+      for (auto it = keep; it != box.idle.end(); ++it) expired.push_back(std::move(*it));
+      box.idle.erase(keep, box.idle.end());
+    }
+  }
+  for (Pooled& p : expired) (void)p.session->Logout();
+  return static_cast<int>(expired.size());
+}
+
+void MailPool::Start() {
+  sweeper_ = std::thread([this] {
+    const absl::Duration every = std::max(absl::Seconds(1), options_.idle_timeout / 4);
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), every)) return;
+      }
+      SweepIdle();
+    }
+  });
+}
+
+void MailPool::Shutdown() {
+  std::vector<Pooled> all;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ && !sweeper_.joinable()) return;
+    stopping_ = true;
+    for (auto& [id, box] : mailboxes_) {
+      for (Pooled& p : box.idle) all.push_back(std::move(p));
+      box.idle.clear();
+    }
+  }
+  if (sweeper_.joinable()) sweeper_.join();
+  for (Pooled& p : all) (void)p.session->Logout();
+}
+
+MailPool::Counts MailPool::counts() {
+  absl::MutexLock lock(&mu_);
+  Counts c;
+  for (const auto& [id, box] : mailboxes_) {
+    c.idle += static_cast<int>(box.idle.size());
+    c.in_use += static_cast<int>(box.in_use);
+  }
+  return c;
+}
+
+}  // namespace tokenbroker
