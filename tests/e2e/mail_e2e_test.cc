@@ -1,0 +1,212 @@
+// MailService end to end: tokenbrokerctl -> tokenbrokerd -> IMAP over TLS ->
+// a real Dovecot that checks every token by introspection at the
+// Microsoft-shaped identity provider. The broker gets its own tokens with its
+// own token engine; message bytes are compared by hash with what was seeded.
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "service/crypto/random.h"
+#include "tests/support/daemon.h"
+#include "tests/support/dovecot_server.h"
+#include "tests/support/fake_microsoft.h"
+#include "tests/support/https_server.h"
+
+namespace tokenbroker {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::CommandResult;
+
+constexpr char kTenant[] = "contoso.onmicrosoft.com";
+constexpr char kSecret[] = "mail-e2e-Client-S3cret";
+
+std::string Message(const std::string& subject, const std::string& body) {
+  return absl::StrCat("From: Bob <bob@example.com>\r\nTo: alice@contoso.com\r\nSubject: ", subject,
+                      "\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <", RandomHex(8),
+                      "@test>\r\n\r\n", body, "\r\n");
+}
+
+class MailE2ETest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir();
+    idp_ = new testing::FakeMicrosoft(SystemClock::Get());
+    tls_ = new testing::CertificateFiles(testing::MakeSelfSignedCertificate(*dir_, "idp", 30, "rsa", "IP:127.0.0.1"));
+    https_ = new testing::HttpsServer(*idp_, "");
+    ASSERT_TRUE(https_->Start(tls_->certificate, tls_->private_key).ok());
+    authority_ = new std::string(absl::StrCat("127.0.0.1:", https_->port()));
+    idp_->SetHost(*authority_);
+    idp_->RegisterApp(kTenant, "client-1", kSecret);
+    auto dovecot = testing::DovecotServer::Start(absl::StrCat("https://", *authority_, "/introspect"), tls_->certificate);
+    ASSERT_TRUE(dovecot.ok()) << dovecot.status();
+    dovecot_ = dovecot->release();
+
+    // The mailboxes: odd folder names, a few thousand messages, one over 25 MB.
+    std::vector<testing::SeedMessage> seed = {
+        {"INBOX", Message("Quarterly report", "Numbers."), true},
+        {"INBOX", Message("=?UTF-8?Q?Gr=C3=BC=C3=9Fe?=", "Hallo."), false},
+        {"Entwürfe", Message("Draft", "d"), false},
+        {"Quote \"me\"", Message("Quoted", "q"), true},
+        {"Sent Items", Message("Sent", "s"), true},
+        {"Sent", Message("Re: Quarterly report", "Thanks."), true},
+    };
+    for (int i = 0; i < 3000; ++i) seed.push_back({"Archive", Message(absl::StrCat("Archived ", i), "a"), true});
+    big_ = new std::string(Message("Big attachment", std::string(26 * 1024 * 1024, 'x')));
+    seed.push_back({"Big", *big_, true});
+    ASSERT_TRUE(dovecot_->Seed("alice@contoso.com", seed).ok());
+    ASSERT_TRUE(dovecot_->Seed("bob@contoso.com", {{"INBOX", Message("For Bob", "b"), false}}).ok());
+
+    config_ = new std::string(dir_->WriteFile(
+        "broker.yaml", testing::DaemonConfig(*dir_) +
+                           absl::StrCat("http:\n  ca_file: \"", tls_->certificate, "\"\nmail:\n  ca_file: \"",
+                                        dovecot_->ca_file(), "\"\n")));
+    daemon_ = new testing::RunningDaemon(testing::StartDaemon(*config_, dir_->path()));
+    ASSERT_FALSE(daemon_->grpc_address.empty());
+    MustCtl({"app", "create", "contoso", "--provider", "microsoft", "--tenant", kTenant, "--client-id", "client-1",
+             "--authority-host", *authority_, "--client-secret-file", dir_->WriteFile("secret", kSecret),
+             "--not-after", "2099-01-01", "--imap-host", "127.0.0.1", "--imap-port",
+             std::to_string(dovecot_->imaps_port())});
+    for (const char* user : {"alice", "bob"}) {
+      const std::string mailbox = absl::StrCat(user, "@contoso.com");
+      idp_->AddRefreshToken(absl::StrCat("0.rt-", user), mailbox);
+      MustCtl({"grant", "import", user, "--app", "contoso", "--mailbox", mailbox, "--refresh-token-file",
+               dir_->WriteFile(absl::StrCat("rt-", user), absl::StrCat("0.rt-", user))});
+    }
+  }
+  static void TearDownTestSuite() {
+    if (daemon_ != nullptr && daemon_->process != nullptr) {
+      EXPECT_EQ(daemon_->Stop(), 0);
+      const std::string log = daemon_->process->Stderr();
+      EXPECT_THAT(log, Not(HasSubstr(kSecret)));
+      EXPECT_THAT(log, Not(HasSubstr("0.rt-")));
+      EXPECT_THAT(log, Not(HasSubstr("fake-access-")));
+    }
+    delete daemon_;
+    delete dovecot_;
+    https_->Stop();
+    delete https_;
+    delete idp_;
+    delete tls_;
+    delete authority_;
+    delete config_;
+    delete big_;
+    delete dir_;
+  }
+
+  static CommandResult Ctl(const std::vector<std::string>& args) { return testing::Ctl(daemon_->grpc_address, args); }
+  static CommandResult MustCtl(const std::vector<std::string>& args) {
+    CommandResult r = Ctl(args);
+    EXPECT_EQ(r.exit_code, 0) << absl::StrJoin(args, " ") << ": " << r.err;
+    return r;
+  }
+  static std::string Metric(const std::string& prefix) {
+    std::string out;
+    for (absl::string_view line : absl::StrSplit(*testing::HttpGet(daemon_->metrics_address, "/metrics"), '\n')) {
+      if (absl::StartsWith(line, prefix)) absl::StrAppend(&out, line, "\n");
+    }
+    return out;
+  }
+
+  static testing::TempDir* dir_;
+  static testing::FakeMicrosoft* idp_;
+  static testing::CertificateFiles* tls_;
+  static testing::HttpsServer* https_;
+  static std::string* authority_;
+  static testing::DovecotServer* dovecot_;
+  static std::string* config_;
+  static testing::RunningDaemon* daemon_;
+  static std::string* big_;
+};
+
+testing::TempDir* MailE2ETest::dir_;
+testing::FakeMicrosoft* MailE2ETest::idp_;
+testing::CertificateFiles* MailE2ETest::tls_;
+testing::HttpsServer* MailE2ETest::https_;
+std::string* MailE2ETest::authority_;
+testing::DovecotServer* MailE2ETest::dovecot_;
+std::string* MailE2ETest::config_;
+testing::RunningDaemon* MailE2ETest::daemon_;
+std::string* MailE2ETest::big_;
+
+TEST_F(MailE2ETest, FoldersComeBackWithTheirNamesAndSpecialUse) {
+  CommandResult r = MustCtl({"mail", "folders", "alice"});
+  for (const char* name : {"INBOX\n", "Entwürfe\n", "Quote \"me\"\n", "Sent Items\n", "Archive\n", "Sent  \\Sent\n"}) {
+    EXPECT_THAT(r.out, HasSubstr(name));
+  }
+  CommandResult json = MustCtl({"--output", "json", "mail", "folders", "alice"});
+  EXPECT_THAT(json.out, HasSubstr("\"special_use\": \"\\\\Sent\""));
+  EXPECT_THAT(MustCtl({"mail", "status", "alice", "Entwürfe"}).out, HasSubstr("Entwürfe: 1 messages, 1 unseen"));
+  EXPECT_THAT(MustCtl({"mail", "status", "alice", "Archive"}).out, HasSubstr("3000 messages, 0 unseen"));
+}
+
+TEST_F(MailE2ETest, SearchReturnsTheRightMessageOutOfThousands) {
+  CommandResult r = MustCtl({"--output", "json", "mail", "search", "alice", "Archive", "--subject", "Archived 1234"});
+  EXPECT_THAT(r.out, HasSubstr("\"total_matches\": 1"));
+  EXPECT_THAT(r.out, HasSubstr("\"subject\": \"Archived 1234\""));
+  const size_t at = r.out.find("\"uid\": ");
+  ASSERT_NE(at, std::string::npos);
+  const std::string uid = r.out.substr(at + 7, r.out.find_first_of(",\n", at + 7) - at - 7);
+  CommandResult fetched = MustCtl({"mail", "fetch", "alice", "Archive", uid});
+  EXPECT_THAT(fetched.out, HasSubstr("Subject: Archived 1234\r\n"));
+  CommandResult text = MustCtl({"mail", "search", "alice", "INBOX", "--unseen"});
+  EXPECT_THAT(text.out, HasSubstr("1 matching"));
+  EXPECT_THAT(text.out, HasSubstr("Grüße"));
+  CommandResult limited = MustCtl({"--output", "json", "mail", "search", "alice", "Archive", "--limit", "5"});
+  EXPECT_THAT(limited.out, HasSubstr("\"total_matches\": 3000"));
+  std::vector<std::string> pieces = absl::StrSplit(limited.out, "\"uid\":");
+  EXPECT_EQ(pieces.size(), 6u) << "five summaries";
+}
+
+TEST_F(MailE2ETest, ALargeMessageStreamsWithItsBytesIntact) {
+  const std::string out = dir_->File("big.eml");
+  CommandResult r = MustCtl({"mail", "fetch", "alice", "Big", "1", "--output", out});
+  EXPECT_THAT(r.err, HasSubstr(absl::StrCat(big_->size(), " bytes written")));
+  const std::string fetched = testing::ReadFile(out);
+  EXPECT_EQ(fetched.size(), big_->size());
+  EXPECT_TRUE(Sha256(fetched) == Sha256(*big_)) << "the fetched bytes differ from the seeded ones";
+  EXPECT_THAT(Metric("tokenbroker_imap_fetched_bytes_total"), Not(HasSubstr(" 0\n")));
+  // Fetching never marks mail read.
+  EXPECT_THAT(MustCtl({"mail", "status", "alice", "INBOX"}).out, HasSubstr("1 unseen"));
+  CommandResult headers = MustCtl({"mail", "fetch", "alice", "Big", "1", "--headers"});
+  EXPECT_TRUE(absl::EndsWith(headers.out, "\r\n\r\n"));
+  EXPECT_LT(headers.out.size(), 1000u);
+}
+
+TEST_F(MailE2ETest, ATokenRevokedAtTheProviderIsRecoveredByOneRefresh) {
+  // The broker holds a token for bob that the provider then revokes: the mail
+  // server refuses it, the broker refreshes once and logs in.
+  MustCtl({"token", "get", "bob"});
+  idp_->RevokeAccessTokens("bob@contoso.com");
+  const int before = idp_->requests();
+  CommandResult r = MustCtl({"mail", "status", "bob", "INBOX"});
+  EXPECT_THAT(r.out, HasSubstr("1 messages"));
+  EXPECT_EQ(idp_->requests(), before + 1) << "exactly one refresh";
+  EXPECT_THAT(Metric("tokenbroker_imap_auth_failures_total"), HasSubstr("{kind=\"rejected\"} 1"));
+}
+
+TEST_F(MailE2ETest, BadRequestsGetTheRightCodes) {
+  CommandResult crlf = Ctl({"mail", "status", "alice", "INBOX\r\nt1 DELETE INBOX"});
+  EXPECT_EQ(crlf.exit_code, 1);
+  EXPECT_THAT(crlf.err, HasSubstr("INVALID_ARGUMENT: folder: must not contain CR, LF or NUL"));
+  EXPECT_THAT(dovecot_->Log(), Not(HasSubstr("DELETE")));
+  CommandResult missing = Ctl({"mail", "search", "alice", "No Such Folder"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
+  CommandResult validity = Ctl({"mail", "fetch", "alice", "INBOX", "1", "--uid-validity", "1"});
+  EXPECT_EQ(validity.exit_code, 1);
+  EXPECT_THAT(validity.err, HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_THAT(validity.err, HasSubstr("UIDVALIDITY"));
+  CommandResult no_grant = Ctl({"mail", "folders", "nobody"});
+  EXPECT_THAT(no_grant.err, HasSubstr("NOT_FOUND"));
+  CommandResult no_uid = Ctl({"mail", "fetch", "alice", "INBOX", "99999"});
+  EXPECT_THAT(no_uid.err, HasSubstr("NOT_FOUND"));
+  EXPECT_THAT(Metric("tokenbroker_imap_operations_total{operation=\"search\",result=\"NOT_FOUND\"}"),
+              Not(HasSubstr("} 0")));
+}
+
+}  // namespace
+}  // namespace tokenbroker
