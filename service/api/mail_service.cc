@@ -180,9 +180,9 @@ class MailServiceImpl::FetchReactor final : public grpc::ServerWriteReactor<v1::
       return;
     }
     const bool queued = service->workers_.Submit([this, service] {
-      absl::Status status = service->pool_->Run(request_->grant(), "fetch", [&](ImapSession& session) {
-        return Stream(session, service->on_fetched_bytes_);
-      });
+      absl::Status status = service->pool_->Run(
+          request_->grant(), "fetch", [&](ImapSession& session) { return Stream(session, service->on_fetched_bytes_); },
+          [this] { return !sent_any_; });
       Finish(ToGrpcStatus(status));
     });
     if (!queued) Finish(ToGrpcStatus(absl::ResourceExhaustedError("too many mail calls are waiting; retry")));
@@ -229,6 +229,7 @@ class MailServiceImpl::FetchReactor final : public grpc::ServerWriteReactor<v1::
     absl::MutexLock lock(&mu_);
     if (cancelled_) return absl::CancelledError("the caller cancelled the fetch");
     writing_ = true;
+    sent_any_ = true;
     StartWrite(&out_);
     mu_.Await(absl::Condition(+[](bool* w) { return !*w; }, &writing_));
     if (cancelled_) return absl::CancelledError("the caller cancelled the fetch");
@@ -266,6 +267,8 @@ class MailServiceImpl::FetchReactor final : public grpc::ServerWriteReactor<v1::
   std::string section_;
   size_t chunk_size_ = 0;
   v1::FetchMessageResponse out_;
+  // Only the worker thread touches it.
+  bool sent_any_ = false;
   absl::Mutex mu_;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;

@@ -117,7 +117,10 @@ absl::StatusOr<MailPool::Pooled> MailPool::Acquire(const std::string& grant_id, 
     // A cheap liveness check: the server may have dropped an idle connection.
     if (!reused->session->Noop().ok()) reused.reset();
   }
-  if (reused.has_value()) return *std::move(reused);
+  if (reused.has_value()) {
+    reused->reused = true;
+    return *std::move(reused);
+  }
   absl::StatusOr<Pooled> fresh = Connect(grant_id, server, force_refresh);
   if (!fresh.ok()) Release(grant_id, std::nullopt);
   return fresh;
@@ -142,18 +145,22 @@ void MailPool::Release(const std::string& grant_id, std::optional<Pooled> sessio
 }
 
 absl::Status MailPool::Run(absl::string_view grant_id, absl::string_view operation,
-                           const std::function<absl::Status(ImapSession&)>& work) {
+                           const std::function<absl::Status(ImapSession&)>& work,
+                           const std::function<bool()>& can_retry) {
   const absl::Time start = clock_.Now();
   const std::string id(grant_id);
   ASSIGN_OR_RETURN(Grant grant, vault_.GetGrant(id));
   ASSIGN_OR_RETURN(App app, vault_.GetApp(grant.app));
   ASSIGN_OR_RETURN(ImapServer server, ImapServerFor(app, options_));
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    absl::StatusOr<Pooled> pooled = Acquire(id, server, /*force_refresh=*/attempt > 0);
+  bool force_refresh = false;
+  bool retried_dead = false;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    absl::StatusOr<Pooled> pooled = Acquire(id, server, force_refresh);
     if (!pooled.ok()) {
       if (absl::IsUnauthenticated(pooled.status())) {
-        if (attempt == 0) {
+        if (!force_refresh) {
           logger_.Info("the mail server refused the grant's token; refreshing it once", {{"grant", id}});
+          force_refresh = true;
           continue;
         }
         absl::Status refused = absl::FailedPreconditionError(
@@ -167,11 +174,17 @@ absl::Status MailPool::Run(absl::string_view grant_id, absl::string_view operati
       return pooled.status();
     }
     absl::Status status = work(*pooled->session);
+    const bool dead_pooled = pooled->reused && !pooled->session->usable() && absl::IsUnavailable(status);
     Release(id, *std::move(pooled));
+    if (dead_pooled && !retried_dead && can_retry()) {
+      logger_.Info("a pooled IMAP connection was dead; retrying on a new one", {{"grant", id}});
+      retried_dead = true;
+      continue;
+    }
     Observe(operation, status, start);
     return status;
   }
-  return absl::InternalError("unreachable");
+  return absl::UnavailableError("the mail server could not be used; retry");
 }
 
 int MailPool::SweepIdle() {

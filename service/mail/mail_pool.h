@@ -66,8 +66,12 @@ class MailPool {
 
   // Runs `work` on an authenticated session of `grant_id`'s mailbox; counts
   // it as `operation`. The session goes back to the pool unless it failed.
+  // When a pooled session turns out dead (the server dropped it while idle)
+  // and `can_retry` says nothing reached the caller yet, `work` runs once
+  // more on a fresh connection.
   absl::Status Run(absl::string_view grant_id, absl::string_view operation,
-                   const std::function<absl::Status(ImapSession&)>& work);
+                   const std::function<absl::Status(ImapSession&)>& work,
+                   const std::function<bool()>& can_retry = [] { return true; });
 
   // Logs out connections idle longer than idle_timeout; returns how many.
   int SweepIdle();
@@ -86,6 +90,7 @@ class MailPool {
     std::unique_ptr<ImapSession> session;
     absl::Time token_expiry;
     absl::Time last_used;
+    bool reused = false;
   };
   struct Mailbox {
     std::vector<Pooled> idle;

@@ -188,6 +188,16 @@ TEST_F(MailE2ETest, ATokenRevokedAtTheProviderIsRecoveredByOneRefresh) {
   EXPECT_THAT(Metric("tokenbroker_imap_auth_failures_total"), HasSubstr("{kind=\"rejected\"} 1"));
 }
 
+TEST_F(MailE2ETest, APooledConnectionTheServerDroppedIsReplaced) {
+  // After this call its connection waits in the pool; the server then drops
+  // it. The next call finds it dead and runs on a new connection.
+  MustCtl({"mail", "status", "alice", "INBOX"});
+  EXPECT_THAT(Metric("tokenbroker_imap_connections"), Not(HasSubstr("{state=\"idle\"} 0")));
+  ASSERT_TRUE(dovecot_->Kick("alice@contoso.com").ok());
+  CommandResult r = MustCtl({"mail", "status", "alice", "INBOX"});
+  EXPECT_THAT(r.out, HasSubstr("INBOX: 2 messages"));
+}
+
 TEST_F(MailE2ETest, BadRequestsGetTheRightCodes) {
   CommandResult crlf = Ctl({"mail", "status", "alice", "INBOX\r\nt1 DELETE INBOX"});
   EXPECT_EQ(crlf.exit_code, 1);

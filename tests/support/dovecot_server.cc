@@ -159,6 +159,12 @@ DovecotServer::~DovecotServer() {
   }
 }
 
+absl::Status DovecotServer::Kick(const std::string& user) {
+  CommandResult r = RunCommand({"/usr/bin/doveadm", "-c", dir_ + "/dovecot.conf", "kick", user});
+  if (r.exit_code != 0) return absl::InternalError("doveadm kick failed: " + r.err + r.out);
+  return absl::OkStatus();
+}
+
 std::string DovecotServer::Log() const { return ReadFile(dir_ + "/dovecot.log"); }
 
 absl::Status DovecotServer::Seed(const std::string& user, const std::vector<SeedMessage>& messages) {

@@ -38,6 +38,9 @@ class DovecotServer {
   const std::string& ca_file() const { return certificate_; }
   // Writes messages into `user`'s mailbox (folders are created).
   absl::Status Seed(const std::string& user, const std::vector<SeedMessage>& messages);
+  // Disconnects every IMAP session of `user` (doveadm kick), as a server
+  // restart or network failure would.
+  absl::Status Kick(const std::string& user);
   // Dovecot's log so far.
   std::string Log() const;
 
