@@ -196,6 +196,11 @@ TEST_F(MailE2ETest, APooledConnectionTheServerDroppedIsReplaced) {
   ASSERT_TRUE(dovecot_->Kick("alice@contoso.com").ok());
   CommandResult r = MustCtl({"mail", "status", "alice", "INBOX"});
   EXPECT_THAT(r.out, HasSubstr("INBOX: 2 messages"));
+  // Not by tokenbrokerctl retrying an UNAVAILABLE answer: the broker never
+  // gave one.
+  EXPECT_THAT(Metric("tokenbroker_grpc_requests_total{code=\"UNAVAILABLE\",method=\"tokenbroker.v1.MailService/"
+                     "GetFolderStatus\"}"),
+              HasSubstr("} 0"));
 }
 
 TEST_F(MailE2ETest, BadRequestsGetTheRightCodes) {
