@@ -133,6 +133,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ImportGrant(grpc::CallbackServerCont
   return Respond(context, [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
     ASSIGN_OR_RETURN(Grant grant, deps_.vault->ImportGrant(std::move(spec), refresh_token, request->replace()));
+    if (deps_.on_grant_changed) deps_.on_grant_changed(grant.id);
     if (deps_.tokens != nullptr) {
       deps_.tokens->Forget(grant.id);
       if (request->verify()) {
@@ -178,6 +179,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DisableGrant(grpc::CallbackServerCon
   return Respond(context, [&]() -> absl::Status {
     RETURN_IF_ERROR(RequireId("id", request->id()));
     ASSIGN_OR_RETURN(Grant grant, deps_.vault->SetGrantEnabled(request->id(), false));
+    if (deps_.on_grant_changed) deps_.on_grant_changed(grant.id);
     GrantToProto(grant, response);
     return absl::OkStatus();
   }());
@@ -198,7 +200,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DeleteGrant(grpc::CallbackServerCont
                                                         google::protobuf::Empty*) {
   return Respond(context, [&]() -> absl::Status {
     RETURN_IF_ERROR(RequireId("id", request->id()));
-    return deps_.vault->DeleteGrant(request->id());
+    RETURN_IF_ERROR(deps_.vault->DeleteGrant(request->id()));
+    if (deps_.on_grant_changed) deps_.on_grant_changed(request->id());
+    return absl::OkStatus();
   }());
 }
 

@@ -32,6 +32,8 @@ struct AdminServiceDeps {
   // ImportGrant with verify redeems the token once.
   TokenManager* tokens = nullptr;
   ConsentManager* consent = nullptr;
+  // Told when a grant is disabled, deleted or replaced.
+  std::function<void(absl::string_view grant)> on_grant_changed;
   // Re-reads the keyring file into the sealer before RotateKeys.
   std::function<absl::Status()> reload_keyring;
 };

@@ -153,7 +153,7 @@ grpc::ServerUnaryReactor* MailServiceImpl::SearchMessages(grpc::CallbackServerCo
   if (!invalid.ok()) return FinishUnary(context, ToGrpcStatus(invalid));
   return Later(context, [this, request, response, criteria = *std::move(criteria)]() -> absl::Status {
     return pool_->Run(request->grant(), "search", [&](ImapSession& session) -> absl::Status {
-      ASSIGN_OR_RETURN(ImapSelected selected, session.Examine(request->folder()));
+      ASSIGN_OR_RETURN(ImapSelected selected, session.Select(request->folder()));
       ASSIGN_OR_RETURN(std::vector<uint32_t> uids, session.UidSearch(criteria));
       response->set_total_matches(static_cast<uint32_t>(uids.size()));
       response->set_uid_validity(static_cast<uint32_t>(selected.uid_validity));
@@ -183,7 +183,12 @@ class MailServiceImpl::FetchReactor final : public grpc::ServerWriteReactor<v1::
       absl::Status status = service->pool_->Run(
           request_->grant(), "fetch", [&](ImapSession& session) { return Stream(session, service->on_fetched_bytes_); },
           [this] { return !sent_any_; });
-      Finish(ToGrpcStatus(status));
+      if (status.ok() && last_ >= 0) {
+        // The last chunk goes out with the status: one step less per call.
+        StartWriteAndFinish(&out_[last_], grpc::WriteOptions(), grpc::Status::OK);
+      } else {
+        Finish(ToGrpcStatus(status));
+      }
     });
     if (!queued) Finish(ToGrpcStatus(absl::ResourceExhaustedError("too many mail calls are waiting; retry")));
   }
@@ -223,50 +228,77 @@ class MailServiceImpl::FetchReactor final : public grpc::ServerWriteReactor<v1::
     return absl::OkStatus();
   }
 
-  // Sends one message and waits until it is taken; CANCELLED if the client
-  // went away.
+  // Starts writing `out_[next_]` once the previous write is done, and
+  // returns without waiting for this one: reading the next chunk from the
+  // mail server overlaps with sending this one. Two buffers, so memory stays
+  // at two chunks. CANCELLED if the client went away.
   absl::Status Send() {
     absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(+[](bool* w) { return !*w; }, &writing_));
     if (cancelled_) return absl::CancelledError("the caller cancelled the fetch");
     writing_ = true;
     sent_any_ = true;
-    StartWrite(&out_);
-    mu_.Await(absl::Condition(+[](bool* w) { return !*w; }, &writing_));
-    if (cancelled_) return absl::CancelledError("the caller cancelled the fetch");
+    StartWrite(&out_[next_]);
+    next_ ^= 1;
     return absl::OkStatus();
+  }
+  // Waits for the last write (before Finish).
+  void Drain() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(+[](bool* w) { return !*w; }, &writing_));
   }
 
   absl::Status Stream(ImapSession& session, const std::function<void(uint64_t)>& on_bytes) {
-    ASSIGN_OR_RETURN(ImapSelected selected, session.Examine(request_->folder()));
+    ASSIGN_OR_RETURN(ImapSelected selected, session.Select(request_->folder()));
     if (request_->uid_validity() != 0 && request_->uid_validity() != selected.uid_validity) {
       return absl::FailedPreconditionError(absl::StrCat("folder \"", request_->folder(), "\" has UIDVALIDITY ",
                                                         selected.uid_validity, ", not ", request_->uid_validity(),
                                                         ": the UIDs you hold name other messages now; search again"));
     }
-    ASSIGN_OR_RETURN(ImapMessageSummary summary, session.FetchSummary(request_->uid()));
-    auto start = [&](uint64_t size) -> absl::Status {
-      out_.Clear();
-      v1::FetchMetadata* m = out_.mutable_metadata();
-      m->set_uid(summary.uid);
+    auto start = [&](const ImapMessageSummary& message, uint64_t size) -> absl::Status {
+      v1::FetchMessageResponse& out = out_[next_];
+      out.Clear();
+      v1::FetchMetadata* m = out.mutable_metadata();
+      m->set_uid(message.uid);
       m->set_uid_validity(static_cast<uint32_t>(selected.uid_validity));
       m->set_size(size);
-      for (const std::string& f : summary.flags) m->add_flags(f);
-      if (auto t = ParseInternalDate(summary.internal_date)) *m->mutable_internal_date() = ToTimestamp(*t);
+      for (const std::string& f : message.flags) m->add_flags(f);
+      if (auto t = ParseInternalDate(message.internal_date)) *m->mutable_internal_date() = ToTimestamp(*t);
+      remaining_ = size;
       return Send();
     };
     auto sink = [&](absl::string_view chunk) -> absl::Status {
-      out_.Clear();
-      out_.set_data(chunk.data(), chunk.size());
+      // out_[next_] is free: the write in flight, if any, uses the other one.
+      v1::FetchMessageResponse& out = out_[next_];
+      out.Clear();
+      out.set_data(chunk.data(), chunk.size());
       if (on_bytes) on_bytes(chunk.size());
+      remaining_ -= std::min<uint64_t>(remaining_, chunk.size());
+      if (remaining_ == 0) {
+        // Kept for StartWriteAndFinish; wait until the buffer is not written.
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(+[](bool* w) { return !*w; }, &writing_));
+        if (cancelled_) return absl::CancelledError("the caller cancelled the fetch");
+        sent_any_ = true;
+        last_ = next_;
+        return absl::OkStatus();
+      }
       return Send();
     };
-    return session.FetchSection(request_->uid(), section_, chunk_size_, sink, start).status();
+    absl::Status status = session.FetchSection(request_->uid(), section_, chunk_size_, sink, start).status();
+    Drain();
+    return status;
   }
 
   const v1::FetchMessageRequest* request_;
   std::string section_;
   size_t chunk_size_ = 0;
-  v1::FetchMessageResponse out_;
+  // Two buffers: one being written, one being filled.
+  v1::FetchMessageResponse out_[2];
+  int next_ = 0;
+  // The buffer holding the last chunk, sent with the status; -1 when none.
+  int last_ = -1;
+  uint64_t remaining_ = 0;
   // Only the worker thread touches it.
   bool sent_any_ = false;
   absl::Mutex mu_;

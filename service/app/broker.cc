@@ -261,6 +261,10 @@ absl::Status Broker::StartGrpc() {
   admin.reload_keyring = [this] { return ReloadKeyring(); };
   admin.tokens = tokens_.get();
   admin.consent = consent_.get();
+  admin.on_grant_changed = [this](absl::string_view grant) {
+    mail_pool_->Forget(grant);
+    tokens_->Forget(grant);
+  };
   admin_service_ = std::make_unique<AdminServiceImpl>(std::move(admin));
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -211,7 +211,7 @@ absl::StatusOr<std::string> ImapSession::ReadLine() {
 
 absl::StatusOr<ImapResponse> ImapSession::ReadResponse(
     const std::function<absl::Status(absl::string_view)>* literal_sink, size_t chunk_size,
-    const std::function<absl::Status(uint64_t)>* literal_start) {
+    const std::function<absl::Status(uint64_t, absl::string_view)>* literal_start) {
   std::string raw;
   while (true) {
     ASSIGN_OR_RETURN(std::string line, ReadLine());
@@ -222,7 +222,8 @@ absl::StatusOr<ImapResponse> ImapSession::ReadResponse(
     uint64_t n = 0;
     if (open == std::string::npos || !absl::SimpleAtoi(line.substr(open + 1, line.size() - 3 - open - 1), &n)) break;
     if (literal_sink != nullptr && *literal_sink && literal_start != nullptr && *literal_start) {
-      absl::Status started = (*literal_start)(n);
+      // The response so far, without the literal's "{n}\r\n".
+      absl::Status started = (*literal_start)(n, absl::string_view(raw).substr(0, raw.size() - (line.size() - open)));
       if (!started.ok()) {
         usable_ = false;
         return started;
@@ -232,16 +233,24 @@ absl::StatusOr<ImapResponse> ImapSession::ReadResponse(
       // Streamed: handed on in chunks, kept as an empty literal.
       raw.resize(raw.size() - (line.size() - open));
       raw += "{0}\r\n";
+      // TLS delivers at most 16 KiB at a time: gather whole chunks.
+      std::string chunk;
+      chunk.reserve(chunk_size);
       uint64_t left = n;
       while (left > 0) {
         if (offset_ == buffer_.size()) RETURN_IF_ERROR(Fill());
-        const size_t take = static_cast<size_t>(std::min<uint64_t>({left, buffer_.size() - offset_, chunk_size}));
-        absl::Status sunk = (*literal_sink)(absl::string_view(buffer_).substr(offset_, take));
+        const size_t take =
+            static_cast<size_t>(std::min<uint64_t>({left, buffer_.size() - offset_, chunk_size - chunk.size()}));
+        chunk.append(buffer_, offset_, take);
         offset_ += take;
         left -= take;
-        if (!sunk.ok()) {
-          usable_ = false;  // the rest of the literal is still on the wire
-          return sunk;
+        if (chunk.size() == chunk_size || left == 0) {
+          absl::Status sunk = (*literal_sink)(chunk);
+          chunk.clear();
+          if (!sunk.ok()) {
+            usable_ = false;  // the rest of the literal is still on the wire
+            return sunk;
+          }
         }
       }
       continue;
@@ -266,7 +275,7 @@ absl::StatusOr<ImapResponse> ImapSession::ReadResponse(
 
 absl::StatusOr<ImapSession::Reply> ImapSession::Run(
     const std::vector<std::string>& parts, const std::function<absl::Status(absl::string_view)>* literal_sink,
-    size_t chunk_size, const std::function<absl::Status(uint64_t)>* literal_start) {
+    size_t chunk_size, const std::function<absl::Status(uint64_t, absl::string_view)>* literal_start) {
   if (!usable_) return absl::UnavailableError("the IMAP connection is no longer usable");
   const std::string tag = absl::StrCat("t", next_tag_++);
   Reply reply;
@@ -480,18 +489,44 @@ absl::StatusOr<std::vector<ImapMessageSummary>> ImapSession::FetchSummaries(cons
 
 absl::StatusOr<uint64_t> ImapSession::FetchSection(uint32_t uid, absl::string_view section, size_t chunk_size,
                                                    const std::function<absl::Status(absl::string_view)>& sink,
-                                                   const std::function<absl::Status(uint64_t)>& start) {
+                                                   const FetchStart& start) {
   RETURN_IF_ERROR(ValidateImapSection(section));
   if (!selected_.has_value()) return absl::FailedPreconditionError("no folder is selected");
   uint64_t total = 0;
   bool found = false;
-  const std::function<absl::Status(absl::string_view)> counting = [&](absl::string_view chunk) {
+  auto summary_of = [](const ImapResponse& r) {
+    ImapMessageSummary m;
+    for (const auto& [name, value] : FetchAttributes(r)) {
+      if (name == "UID") m.uid = static_cast<uint32_t>(value->Number().value_or(0));
+      if (name == "FLAGS") {
+        for (const ImapValue& f : value->list) m.flags.push_back(f.text);
+      }
+      if (name == "INTERNALDATE") m.internal_date = value->Str();
+    }
+    return m;
+  };
+  const std::function<absl::Status(uint64_t, absl::string_view)> on_literal =
+      [&](uint64_t size, absl::string_view prefix) -> absl::Status {
     found = true;
+    if (!start) return absl::OkStatus();
+    // The attributes before the body (asked for first, and sent first): parse
+    // them by closing the response where the body begins.
+    ImapMessageSummary m;
+    const size_t body = prefix.rfind(" BODY[");
+    if (body != absl::string_view::npos) {
+      absl::StatusOr<ImapResponse> head = ParseImapResponse(absl::StrCat(prefix.substr(0, body), ")\r\n"));
+      if (head.ok()) m = summary_of(*head);
+    }
+    if (m.uid == 0) m.uid = uid;
+    return start(m, size);
+  };
+  const std::function<absl::Status(absl::string_view)> counting = [&](absl::string_view chunk) {
     total += chunk.size();
     return sink(chunk);
   };
-  ASSIGN_OR_RETURN(Reply reply, Run({absl::StrCat("UID FETCH ", uid, " (UID BODY.PEEK[", section, "])")}, &counting,
-                                    chunk_size, &start));
+  ASSIGN_OR_RETURN(Reply reply, Run({absl::StrCat("UID FETCH ", uid, " (UID FLAGS INTERNALDATE BODY.PEEK[", section,
+                                                  "])")},
+                                    &counting, chunk_size, &on_literal));
   if (reply.tagged.status != "OK") return ImapCommandFailure(reply.tagged, "FETCH");
   if (!found) {
     // A quoted body (small) or none: look in the responses.
@@ -499,8 +534,8 @@ absl::StatusOr<uint64_t> ImapSession::FetchSection(uint32_t uid, absl::string_vi
       for (const auto& [name, value] : FetchAttributes(r)) {
         if (absl::StartsWith(name, "BODY[") && value->kind == ImapValue::Kind::kString) {
           found = true;
+          if (start) RETURN_IF_ERROR(start(summary_of(r), value->text.size()));
           total += value->text.size();
-          if (start) RETURN_IF_ERROR(start(value->text.size()));
           RETURN_IF_ERROR(sink(value->text));
         }
       }
@@ -508,6 +543,11 @@ absl::StatusOr<uint64_t> ImapSession::FetchSection(uint32_t uid, absl::string_vi
   }
   if (!found) return absl::NotFoundError(absl::StrCat("no message with UID ", uid, " in \"", selected_->folder, "\""));
   return total;
+}
+
+absl::StatusOr<ImapSelected> ImapSession::Select(absl::string_view folder) {
+  if (selected_.has_value() && selected_->folder == folder) return *selected_;
+  return Examine(folder);
 }
 
 absl::StatusOr<ImapMessageSummary> ImapSession::FetchSummary(uint32_t uid) {

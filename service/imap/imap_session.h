@@ -112,14 +112,19 @@ class ImapSession {
   // UID SEARCH in the selected folder with criteria from ImapSearchBuilder.
   absl::StatusOr<std::vector<uint32_t>> UidSearch(const ImapSearchBuilder& criteria);
   absl::StatusOr<std::vector<ImapMessageSummary>> FetchSummaries(const std::vector<uint32_t>& uids);
-  // UID FETCH uid BODY.PEEK[section]: calls `start` with the section's size
-  // once it is known, then `sink` with each chunk as it arrives (never more
-  // than `chunk_size` bytes); returns the total size. NOT_FOUND when there is
-  // no such message. An error from `start` or `sink` ends the fetch (and the
-  // session, whose connection still carries the rest).
+  // UID FETCH uid (UID FLAGS INTERNALDATE BODY.PEEK[section]) in one round
+  // trip: calls `start` with the message's UID, flags and internal date and
+  // the section's size once they are known, then `sink` with chunks of
+  // `chunk_size` bytes (the last one shorter) as they arrive; returns the
+  // total size. NOT_FOUND when there is no such message. An error from
+  // `start` or `sink` ends the fetch (and the session, whose connection still
+  // carries the rest).
+  using FetchStart = std::function<absl::Status(const ImapMessageSummary& message, uint64_t size)>;
   absl::StatusOr<uint64_t> FetchSection(uint32_t uid, absl::string_view section, size_t chunk_size,
                                         const std::function<absl::Status(absl::string_view)>& sink,
-                                        const std::function<absl::Status(uint64_t)>& start = nullptr);
+                                        const FetchStart& start = nullptr);
+  // EXAMINE unless `folder` is already selected in this session.
+  absl::StatusOr<ImapSelected> Select(absl::string_view folder);
   // Flags, internal date and size of one message; NOT_FOUND when missing.
   absl::StatusOr<ImapMessageSummary> FetchSummary(uint32_t uid);
   absl::Status Noop();
@@ -142,7 +147,7 @@ class ImapSession {
   // threshold go to `literal_sink` (when set) and appear as empty strings.
   absl::StatusOr<ImapResponse> ReadResponse(
       const std::function<absl::Status(absl::string_view)>* literal_sink = nullptr, size_t chunk_size = 0,
-      const std::function<absl::Status(uint64_t)>* literal_start = nullptr);
+      const std::function<absl::Status(uint64_t, absl::string_view)>* literal_start = nullptr);
   absl::StatusOr<std::string> ReadLine();
   absl::Status Fill();
   // Sends a command with a fresh tag and collects the responses until the
@@ -152,7 +157,7 @@ class ImapSession {
   absl::StatusOr<Reply> Run(const std::vector<std::string>& parts,
                             const std::function<absl::Status(absl::string_view)>* literal_sink = nullptr,
                             size_t chunk_size = 0,
-                            const std::function<absl::Status(uint64_t)>* literal_start = nullptr);
+                            const std::function<absl::Status(uint64_t, absl::string_view)>* literal_start = nullptr);
   // A mailbox argument: the UTF-8 name in modified UTF-7, quoted.
   static absl::StatusOr<std::string> MailboxArg(absl::string_view folder_utf8);
   absl::Status ReadCapabilities(const ImapResponse& greeting);

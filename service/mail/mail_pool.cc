@@ -10,6 +10,8 @@ namespace {
 
 // A connection is replaced when its token has less than this left.
 constexpr absl::Duration kTokenMargin = absl::Minutes(1);
+// How long a grant's resolved IMAP server is trusted without a store read.
+constexpr absl::Duration kResolveEvery = absl::Seconds(5);
 
 std::string CodeName(const absl::Status& s) { return absl::StatusCodeToString(s.code()); }
 
@@ -149,9 +151,12 @@ absl::Status MailPool::Run(absl::string_view grant_id, absl::string_view operati
                            const std::function<bool()>& can_retry) {
   const absl::Time start = clock_.Now();
   const std::string id(grant_id);
-  ASSIGN_OR_RETURN(Grant grant, vault_.GetGrant(id));
-  ASSIGN_OR_RETURN(App app, vault_.GetApp(grant.app));
-  ASSIGN_OR_RETURN(ImapServer server, ImapServerFor(app, options_));
+  absl::StatusOr<ImapServer> resolved = Resolve(id);
+  if (!resolved.ok()) {
+    Observe(operation, resolved.status(), start);
+    return resolved.status();
+  }
+  const ImapServer server = *std::move(resolved);
   bool force_refresh = false;
   bool retried_dead = false;
   for (int attempt = 0; attempt < 3; ++attempt) {
@@ -185,6 +190,41 @@ absl::Status MailPool::Run(absl::string_view grant_id, absl::string_view operati
     return status;
   }
   return absl::UnavailableError("the mail server could not be used; retry");
+}
+
+absl::StatusOr<ImapServer> MailPool::Resolve(const std::string& grant_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = mailboxes_.find(grant_id);
+    if (it != mailboxes_.end() && it->second.server.has_value() && clock_.Now() - it->second.resolved < kResolveEvery) {
+      return *it->second.server;
+    }
+  }
+  ASSIGN_OR_RETURN(Grant grant, vault_.GetGrant(grant_id));
+  if (grant.state == GrantState::kDisabled) {
+    return absl::FailedPreconditionError(absl::StrCat("grant \"", grant_id, "\" is disabled; enable it with ",
+                                                      "`tokenbrokerctl grant enable ", grant_id, "`"));
+  }
+  ASSIGN_OR_RETURN(App app, vault_.GetApp(grant.app));
+  ASSIGN_OR_RETURN(ImapServer server, ImapServerFor(app, options_));
+  absl::MutexLock lock(&mu_);
+  Mailbox& box = mailboxes_[grant_id];
+  box.server = server;
+  box.resolved = clock_.Now();
+  return server;
+}
+
+void MailPool::Forget(absl::string_view grant_id) {
+  std::vector<Pooled> idle;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = mailboxes_.find(std::string(grant_id));
+    if (it == mailboxes_.end()) return;
+    idle = std::move(it->second.idle);
+    it->second.idle.clear();
+    it->second.server.reset();
+  }
+  for (Pooled& p : idle) (void)p.session->Logout();
 }
 
 int MailPool::SweepIdle() {

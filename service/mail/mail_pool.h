@@ -6,7 +6,9 @@
 // `acquire_timeout`, then gets RESOURCE_EXHAUSTED. Before reuse a connection
 // idle for more than `check_after_idle` is checked with NOOP; a connection
 // whose access token is about to expire is logged out and replaced; a
-// connection that failed is dropped. If the server refuses the token, the
+// connection that failed is dropped. The grant (enabled?) and its app's IMAP
+// server are read from the store at most every 5 seconds per grant, and at
+// once after Forget(). If the server refuses the token, the
 // token is refreshed once (forced) and the login tried once more. Idle
 // connections are logged out after `idle_timeout` (SweepIdle, run by Start()'s
 // thread) and all of them at Shutdown().
@@ -73,6 +75,11 @@ class MailPool {
                    const std::function<absl::Status(ImapSession&)>& work,
                    const std::function<bool()>& can_retry = [] { return true; });
 
+  // Drops what the pool knows about a grant (its idle connections and where
+  // its mail lives): call it when the grant is disabled, deleted or
+  // re-consented, so that the change takes effect at once.
+  void Forget(absl::string_view grant_id);
+
   // Logs out connections idle longer than idle_timeout; returns how many.
   int SweepIdle();
   void Start();
@@ -95,7 +102,12 @@ class MailPool {
   struct Mailbox {
     std::vector<Pooled> idle;
     size_t in_use = 0;
+    // Where the grant's mail lives, read from the store at most every
+    // kResolveEvery (the store read costs more than the IMAP command).
+    std::optional<ImapServer> server;
+    absl::Time resolved = absl::InfinitePast();
   };
+  absl::StatusOr<ImapServer> Resolve(const std::string& grant_id);
   absl::StatusOr<Pooled> Acquire(const std::string& grant_id, const ImapServer& server, bool force_refresh);
   absl::StatusOr<Pooled> Connect(const std::string& grant_id, const ImapServer& server, bool force_refresh);
   void Release(const std::string& grant_id, std::optional<Pooled> session);
