@@ -68,9 +68,9 @@ TokenReply CredentialFailure(absl::string_view message) {
   return reply;
 }
 
-TokenReply PostTokenForm(HttpClient& http, const std::string& url,
-                         std::vector<std::pair<std::string, std::string>> form, absl::Time now,
-                         std::vector<std::pair<std::string, std::string>> headers) {
+absl::StatusOr<HttpResponse> PostForm(HttpClient& http, const std::string& url,
+                                      std::vector<std::pair<std::string, std::string>> form,
+                                      std::vector<std::pair<std::string, std::string>> headers) {
   HttpRequest request;
   request.url = url;
   request.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
@@ -80,6 +80,13 @@ TokenReply PostTokenForm(HttpClient& http, const std::string& url,
   absl::StatusOr<HttpResponse> response = http.Send(request);
   WipeString(request.body);
   for (auto& [name, value] : request.headers) WipeString(value);
+  return response;
+}
+
+TokenReply PostTokenForm(HttpClient& http, const std::string& url,
+                         std::vector<std::pair<std::string, std::string>> form, absl::Time now,
+                         std::vector<std::pair<std::string, std::string>> headers) {
+  absl::StatusOr<HttpResponse> response = PostForm(http, url, std::move(form), std::move(headers));
   if (!response.ok()) {
     TokenReply reply;
     reply.failure = TransportFailure(response.status());

@@ -28,6 +28,12 @@ ProviderFailure TransportFailure(const absl::Status& status);
 // sign, a key file of the wrong kind): the next credential is tried.
 TokenReply CredentialFailure(absl::string_view message);
 
+// POSTs `form` (form-encoded; it holds secrets, wiped here, as are the
+// headers) and returns the answer; UNAVAILABLE for transport failures.
+absl::StatusOr<HttpResponse> PostForm(HttpClient& http, const std::string& url,
+                                      std::vector<std::pair<std::string, std::string>> form,
+                                      std::vector<std::pair<std::string, std::string>> headers);
+
 // POSTs `form` (form-encoded; it holds secrets, wiped here) with `headers`
 // (an Authorization header is a secret, wiped here too) to a token endpoint
 // and reads the answer.

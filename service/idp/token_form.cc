@@ -99,15 +99,7 @@ std::string BuildAuthorizationUrl(absl::string_view endpoint, const App& app, co
 DeviceAuthorizationReply PostDeviceAuthorization(HttpClient& http, const std::string& url, FormFields form,
                                                  std::vector<std::pair<std::string, std::string>> headers,
                                                  absl::Time now) {
-  HttpRequest request;
-  request.url = url;
-  request.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
-  for (auto& header : headers) request.headers.push_back(std::move(header));
-  request.body = FormEncode(form);
-  for (auto& [name, value] : form) WipeString(value);
-  absl::StatusOr<HttpResponse> response = http.Send(request);
-  WipeString(request.body);
-  for (auto& [name, value] : request.headers) WipeString(value);
+  absl::StatusOr<HttpResponse> response = PostForm(http, url, std::move(form), std::move(headers));
   DeviceAuthorizationReply reply;
   if (!response.ok()) {
     reply.failure = TransportFailure(response.status());

@@ -74,6 +74,22 @@ absl::Status ValidateImapSection(absl::string_view section) {
 
 namespace {
 
+// UID, flags, size, internal date and envelope of one FETCH response (what
+// it carries of them).
+ImapMessageSummary SummaryOf(const ImapResponse& r) {
+  ImapMessageSummary m;
+  for (const auto& [name, value] : FetchAttributes(r)) {
+    if (name == "UID") m.uid = static_cast<uint32_t>(value->Number().value_or(0));
+    if (name == "FLAGS") {
+      for (const ImapValue& f : value->list) m.flags.push_back(f.text);
+    }
+    if (name == "RFC822.SIZE") m.size = value->Number().value_or(0);
+    if (name == "INTERNALDATE") m.internal_date = value->Str();
+    if (name == "ENVELOPE") m.envelope = Envelope(*value);
+  }
+  return m;
+}
+
 std::string ImapDate(absl::Time t) { return absl::FormatTime("%d-%b-%Y", t, absl::UTCTimeZone()); }
 
 }  // namespace
@@ -471,16 +487,7 @@ absl::StatusOr<std::vector<ImapMessageSummary>> ImapSession::FetchSummaries(cons
                                                   " (UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)")}));
   if (reply.tagged.status != "OK") return ImapCommandFailure(reply.tagged, "FETCH");
   for (const ImapResponse& r : reply.untagged) {
-    ImapMessageSummary m;
-    for (const auto& [name, value] : FetchAttributes(r)) {
-      if (name == "UID") m.uid = static_cast<uint32_t>(value->Number().value_or(0));
-      if (name == "FLAGS") {
-        for (const ImapValue& f : value->list) m.flags.push_back(f.text);
-      }
-      if (name == "RFC822.SIZE") m.size = value->Number().value_or(0);
-      if (name == "INTERNALDATE") m.internal_date = value->Str();
-      if (name == "ENVELOPE") m.envelope = Envelope(*value);
-    }
+    ImapMessageSummary m = SummaryOf(r);
     if (m.uid != 0) out.push_back(std::move(m));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.uid < b.uid; });
@@ -494,17 +501,6 @@ absl::StatusOr<uint64_t> ImapSession::FetchSection(uint32_t uid, absl::string_vi
   if (!selected_.has_value()) return absl::FailedPreconditionError("no folder is selected");
   uint64_t total = 0;
   bool found = false;
-  auto summary_of = [](const ImapResponse& r) {
-    ImapMessageSummary m;
-    for (const auto& [name, value] : FetchAttributes(r)) {
-      if (name == "UID") m.uid = static_cast<uint32_t>(value->Number().value_or(0));
-      if (name == "FLAGS") {
-        for (const ImapValue& f : value->list) m.flags.push_back(f.text);
-      }
-      if (name == "INTERNALDATE") m.internal_date = value->Str();
-    }
-    return m;
-  };
   const std::function<absl::Status(uint64_t, absl::string_view)> on_literal =
       [&](uint64_t size, absl::string_view prefix) -> absl::Status {
     found = true;
@@ -515,7 +511,7 @@ absl::StatusOr<uint64_t> ImapSession::FetchSection(uint32_t uid, absl::string_vi
     const size_t body = prefix.rfind(" BODY[");
     if (body != absl::string_view::npos) {
       absl::StatusOr<ImapResponse> head = ParseImapResponse(absl::StrCat(prefix.substr(0, body), ")\r\n"));
-      if (head.ok()) m = summary_of(*head);
+      if (head.ok()) m = SummaryOf(*head);
     }
     if (m.uid == 0) m.uid = uid;
     return start(m, size);
@@ -534,7 +530,7 @@ absl::StatusOr<uint64_t> ImapSession::FetchSection(uint32_t uid, absl::string_vi
       for (const auto& [name, value] : FetchAttributes(r)) {
         if (absl::StartsWith(name, "BODY[") && value->kind == ImapValue::Kind::kString) {
           found = true;
-          if (start) RETURN_IF_ERROR(start(summary_of(r), value->text.size()));
+          if (start) RETURN_IF_ERROR(start(SummaryOf(r), value->text.size()));
           total += value->text.size();
           RETURN_IF_ERROR(sink(value->text));
         }
@@ -555,15 +551,7 @@ absl::StatusOr<ImapMessageSummary> ImapSession::FetchSummary(uint32_t uid) {
   ASSIGN_OR_RETURN(Reply reply, Run({absl::StrCat("UID FETCH ", uid, " (UID FLAGS RFC822.SIZE INTERNALDATE)")}));
   if (reply.tagged.status != "OK") return ImapCommandFailure(reply.tagged, "FETCH");
   for (const ImapResponse& r : reply.untagged) {
-    ImapMessageSummary m;
-    for (const auto& [name, value] : FetchAttributes(r)) {
-      if (name == "UID") m.uid = static_cast<uint32_t>(value->Number().value_or(0));
-      if (name == "FLAGS") {
-        for (const ImapValue& f : value->list) m.flags.push_back(f.text);
-      }
-      if (name == "RFC822.SIZE") m.size = value->Number().value_or(0);
-      if (name == "INTERNALDATE") m.internal_date = value->Str();
-    }
+    ImapMessageSummary m = SummaryOf(r);
     if (m.uid == uid) return m;
   }
   return absl::NotFoundError(absl::StrCat("no message with UID ", uid, " in \"", selected_->folder, "\""));

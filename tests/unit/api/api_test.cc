@@ -38,26 +38,11 @@ TEST_F(ApiTest, GetServerInfoReportsTheIdentity) {
   EXPECT_EQ(info->start_time().seconds(), 1'800'000'000);
 }
 
-TEST_F(ApiTest, GetAccessTokenReturnsATokenTheSaslStringAndTheMailbox) {
-  server_.idp().RegisterApp("contoso.onmicrosoft.com", "client-1", "the-secret");
-  App app;
-  app.id = "contoso";
-  app.tenant = "contoso.onmicrosoft.com";
-  app.client_id = "client-1";
-  CredentialInput c;
-  c.id = "s1";
-  c.secret = Secret::CopyFrom("the-secret");
-  c.not_after = absl::Now() + absl::Hours(100);
-  std::vector<CredentialInput> creds;
-  creds.push_back(std::move(c));
-  ASSERT_TRUE(server_.vault().CreateApp(app, std::move(creds)).ok());
-  Grant g;
-  g.id = "robot";
-  g.app = "contoso";
-  g.mailbox = "robot@contoso.com";
-  g.kind = GrantKind::kAppOnly;
-  ASSERT_TRUE(server_.vault().CreateGrant(g).ok());
+// Four app-only grants of one app whose secret the fake provider accepts.
+void EnrolRobots(testing::InProcessServer& server);
 
+TEST_F(ApiTest, GetAccessTokenReturnsATokenTheSaslStringAndTheMailbox) {
+  EnrolRobots(server_);
   v1::GetAccessTokenRequest request;
   request.set_grant("robot");
   absl::StatusOr<v1::GetAccessTokenResponse> r = client_->GetAccessToken(request);
@@ -82,7 +67,6 @@ TEST_F(ApiTest, GetAccessTokenReturnsATokenTheSaslStringAndTheMailbox) {
   EXPECT_EQ(too_long.message(), "min_valid_for: must be between 0 and 1h");
 }
 
-// Two app-only grants of one app whose secret the fake provider accepts.
 void EnrolRobots(testing::InProcessServer& server) {
   server.idp().RegisterApp("contoso.onmicrosoft.com", "client-1", "the-secret");
   App app;
