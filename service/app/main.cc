@@ -4,6 +4,7 @@
 // --check-config; 1 when a start-up step fails; 2 for a bad command line or
 // configuration.
 
+#include "absl/synchronization/mutex.h"
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -44,6 +45,12 @@ int UsageError(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef NDEBUG
+  // Debian's Abseil checks every Mutex acquisition for lock-order cycles, a
+  // debugging aid that costs on every lock: off in release builds (the
+  // sanitizer test builds keep it).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
   std::string config_path;
   bool check_only = false;
   for (int i = 1; i < argc; ++i) {
