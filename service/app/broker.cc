@@ -1,7 +1,9 @@
-#include "service/common/time_util.h"
 #include "service/app/broker.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include <exception>
@@ -14,6 +16,8 @@
 #include "service/app/declarations.h"
 #include "service/app/vault_collector.h"
 #include "service/common/files.h"
+#include "service/common/time_util.h"
+#include "service/crypto/certificate.h"
 #include "service/store/postgres_backend.h"
 #include "service/store/postgres_schema.h"
 #include "service/store/sql_credential_store.h"
@@ -273,7 +277,8 @@ absl::Status Broker::StartGrpc() {
   // Without this, Linux lets a second broker bind the same port silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int port = 0;
-  builder.AddListeningPort(config_.server().grpc_address(), grpc::InsecureServerCredentials(), &port);
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials, ServerCredentials());
+  builder.AddListeningPort(config_.server().grpc_address(), credentials, &port);
   const uint32_t max_request = config_.server().max_request_bytes();
   builder.SetMaxReceiveMessageSize(max_request > 0 ? static_cast<int>(max_request) : 4 << 20);
   builder.RegisterService(token_service_.get());
@@ -294,6 +299,40 @@ absl::Status Broker::StartGrpc() {
   server_->GetHealthCheckService()->SetServingStatus(false);
   grpc_address_ = WithPort(config_.server().grpc_address(), port);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Broker::ServerCredentials() {
+  if (!config_.server().has_tls()) return grpc::InsecureServerCredentials();
+  const auto& tls = config_.server().tls();
+  // Checked now, so that a wrong file stops the start with a clear message
+  // instead of failing every handshake later.
+  ASSIGN_OR_RETURN(std::string certificate, ReadFileToString(tls.certificate_file()));
+  ASSIGN_OR_RETURN(Secret key, ReadSecretFile(tls.private_key_file()));
+  if (absl::Status s = ParseCertificatePem(certificate).status(); !s.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("server.tls.certificate_file: ", s.message()));
+  }
+  if (absl::Status s = CheckPrivateKeyMatchesCertificate(certificate, key); !s.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("server.tls.private_key_file: ", s.message()));
+  }
+  if (!tls.client_ca_file().empty()) {
+    ASSIGN_OR_RETURN(std::string ca, ReadFileToString(tls.client_ca_file()));
+    if (absl::Status s = ParseCertificatePem(ca).status(); !s.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat("server.tls.client_ca_file: ", s.message()));
+    }
+  }
+  const absl::Duration reload = tls.has_reload_interval() ? FromProtoDuration(tls.reload_interval()) : absl::Seconds(60);
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      tls.private_key_file(), tls.certificate_file(), tls.client_ca_file(),
+      static_cast<unsigned int>(std::max<int64_t>(1, absl::ToInt64Seconds(reload))));
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_identity_key_cert_pairs();
+  if (tls.client_ca_file().empty()) {
+    options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  } else {
+    options.watch_root_certs();
+    options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return grpc::experimental::TlsServerCredentials(options);
 }
 
 void Broker::Shutdown() {

@@ -72,6 +72,9 @@ class Broker {
   void WatchDeclarations();
   absl::Status StartMetrics();
   absl::Status StartGrpc();
+  // Plaintext (loopback only, checked with the configuration) or TLS from
+  // server.tls, reloaded when the files change.
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials();
 
   Config config_;
   Logger& logger_;

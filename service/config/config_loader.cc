@@ -65,12 +65,20 @@ absl::Status ValidateConfig(const Config& config, absl::string_view source) {
   if (!server.metrics_address().empty()) {
     RETURN_IF_ERROR(CheckAddress(source, "server.metrics_address", server.metrics_address(), false));
   }
-  if (!server.plaintext()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": server.plaintext: this version serves gRPC without TLS only; set plaintext: true and listen "
-                "on loopback or a Unix socket"));
+  if (server.has_tls() && server.plaintext()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": server: set either tls or plaintext: true, not both"));
   }
-  if (!IsLoopbackOrUnixAddress(server.grpc_address())) {
+  if (server.has_tls()) {
+    if (server.tls().certificate_file().empty() || server.tls().private_key_file().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": server.tls: certificate_file and private_key_file must not be empty"));
+    }
+  } else if (!server.plaintext()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": server.tls: required (certificate_file, private_key_file); or, on loopback or a Unix socket "
+                "only, plaintext: true"));
+  } else if (!IsLoopbackOrUnixAddress(server.grpc_address())) {
     return absl::InvalidArgumentError(absl::StrCat(
         source, ": server.grpc_address: plaintext gRPC is only allowed on loopback (127.0.0.1, [::1], localhost) "
                 "or a Unix socket, not \"",

@@ -252,6 +252,31 @@ CertificateFiles MakeSelfSignedCertificate(const TempDir& dir, const std::string
   return files;
 }
 
+CertificateFiles MakeCertificateAuthority(const TempDir& dir, const std::string& name) {
+  CertificateFiles files{dir.File(name + ".crt"), dir.File(name + ".key")};
+  CommandResult r = RunCommand({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                                files.private_key, "-out", files.certificate, "-days", "30", "-subj",
+                                "/CN=" + name + "/O=tokenbroker tests", "-addext",
+                                "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"});
+  if (r.exit_code != 0) std::abort();
+  return files;
+}
+
+CertificateFiles MakeSignedCertificate(const TempDir& dir, const std::string& name, const CertificateFiles& ca,
+                                       const std::string& san, bool client) {
+  CertificateFiles files{dir.File(name + ".crt"), dir.File(name + ".key")};
+  const std::string csr = dir.File(name + ".csr");
+  const std::string ext = dir.WriteFile(name + ".ext", absl::StrCat("subjectAltName=", san, "\nextendedKeyUsage=",
+                                                                    client ? "clientAuth" : "serverAuth", "\n"));
+  CommandResult req = RunCommand({"/usr/bin/openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                                  files.private_key, "-out", csr, "-subj", "/CN=" + name + "/O=tokenbroker tests"});
+  CommandResult sign =
+      RunCommand({"/usr/bin/openssl", "x509", "-req", "-in", csr, "-CA", ca.certificate, "-CAkey", ca.private_key,
+                  "-CAcreateserial", "-days", "30", "-out", files.certificate, "-extfile", ext});
+  if (req.exit_code != 0 || sign.exit_code != 0) std::abort();
+  return files;
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;

@@ -102,6 +102,13 @@ struct CertificateFiles {
 // not possible, so use `days` >= 1).
 CertificateFiles MakeSelfSignedCertificate(const TempDir& dir, const std::string& name, int days = 365,
                                            const std::string& key_type = "rsa", const std::string& san = "");
+// A certificate authority (self-signed, CA:TRUE) for tests.
+CertificateFiles MakeCertificateAuthority(const TempDir& dir, const std::string& name);
+// A certificate for `name` signed by `ca`, with `san` ("IP:127.0.0.1",
+// "URI:spiffe://...", ...), for a server or (`client`) a client.
+CertificateFiles MakeSignedCertificate(const TempDir& dir, const std::string& name, const CertificateFiles& ca,
+                                       const std::string& san, bool client);
+
 // The contents of a file ("" when unreadable).
 std::string ReadFile(const std::string& path);
 

@@ -65,7 +65,7 @@ TEST(ConfigTest, UnknownKeyNamesFileLineKeyPathAndTheExpectedKeys) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message(),
             "test.yaml:2:3: server.grpc_adress: unknown key; expected one of: grpc_address, metrics_address, "
-            "shutdown_grace_period, plaintext, max_request_bytes");
+            "shutdown_grace_period, plaintext, max_request_bytes, tls");
 }
 
 TEST(ConfigTest, UnknownTopLevelKey) {
@@ -112,7 +112,21 @@ TEST(ConfigTest, PlaintextOnlyOnLoopbackOrUnixSocket) {
               HasSubstr("server.grpc_address: plaintext gRPC is only allowed on loopback"));
   EXPECT_TRUE(ParseConfig(Replace(kValid, "127.0.0.1:0\n  metrics", "unix:/run/tb.sock\n  metrics"), "t").ok());
   EXPECT_TRUE(ParseConfig(Replace(kValid, "127.0.0.1:0\n  metrics", "'[::1]:50051'\n  metrics"), "t").ok());
-  EXPECT_THAT(ParseError(Replace(kValid, "  plaintext: true\n", "")).message(), HasSubstr("server.plaintext"));
+  EXPECT_THAT(ParseError(Replace(kValid, "  plaintext: true\n", "")).message(),
+              HasSubstr("server.tls: required (certificate_file, private_key_file); or, on loopback or a Unix socket "
+                        "only, plaintext: true"));
+}
+
+TEST(ConfigTest, TlsOnAnyAddressButNotTogetherWithPlaintext) {
+  const std::string tls = "  tls:\n    certificate_file: /etc/tb/tls.crt\n    private_key_file: /etc/tb/tls.key\n";
+  EXPECT_TRUE(ParseConfig(Replace(Replace(kValid, "127.0.0.1:0\n  metrics", "0.0.0.0:50051\n  metrics"),
+                                  "  plaintext: true\n", tls),
+                          "t")
+                  .ok());
+  EXPECT_THAT(ParseError(Replace(kValid, "  plaintext: true\n", "  plaintext: true\n" + tls)).message(),
+              HasSubstr("server: set either tls or plaintext: true, not both"));
+  EXPECT_THAT(ParseError(Replace(kValid, "  plaintext: true\n", "  tls:\n    certificate_file: /x\n")).message(),
+              HasSubstr("server.tls.private_key_file"));
 }
 
 TEST(ConfigTest, BadAddresses) {
