@@ -108,12 +108,6 @@ absl::Status TokenManager::RefreshNow(absl::string_view grant_id) {
   return Fetch(grant_id, absl::InfiniteDuration(), /*observed=*/false).status();
 }
 
-std::optional<AccessToken> TokenManager::CachedToken(absl::string_view grant_id, absl::Duration min_valid_for) {
-  std::optional<AccessToken> token;
-  UseCachedToken(grant_id, min_valid_for, [&token](const AccessToken& cached) { token = Copy(cached); });
-  return token;
-}
-
 bool TokenManager::UseCachedToken(absl::string_view grant_id, absl::Duration min_valid_for,
                                   const std::function<void(const AccessToken&)>& use) {
   Entry* entry;

@@ -75,13 +75,11 @@ class TokenManager {
   // credentials failing: the message says what to do), UNAVAILABLE (provider
   // outage or throttling, and no cached token is still valid).
   absl::StatusOr<AccessToken> GetAccessToken(absl::string_view grant_id, absl::Duration min_valid_for);
-  // The cached token when it stays valid that long (counted as a cache hit);
-  // nullopt otherwise. Never blocks on a refresh or the provider: callers on
+  // When the cached token stays valid that long: calls `use` with it (under
+  // the grant's lock, without copying: `use` must be quick and must not call
+  // back into this class), counts a cache hit and returns true. Otherwise
+  // false. Never blocks on a refresh or the provider: callers on
   // latency-critical threads try this first and do GetAccessToken elsewhere.
-  std::optional<AccessToken> CachedToken(absl::string_view grant_id, absl::Duration min_valid_for);
-  // The same without copying: calls `use` with the cached token (under the
-  // grant's lock: `use` must be quick and must not call back into this class)
-  // and returns true, or returns false.
   bool UseCachedToken(absl::string_view grant_id, absl::Duration min_valid_for,
                       const std::function<void(const AccessToken&)>& use);
 
