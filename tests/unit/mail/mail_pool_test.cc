@@ -23,6 +23,8 @@ struct ServerLog {
   int logins = 0;
   int logouts = 0;
   int commands = 0;
+  // The next FETCH sends part of the body, then the connection dies.
+  bool drop_mid_fetch = false;
 };
 
 // An IMAP server in a transport: answers each command line at once.
@@ -48,6 +50,10 @@ class ScriptedServer final : public ImapTransport {
       ++log_.logins;
     } else if (command == "STATUS") {
       absl::StrAppend(&pending_, "* STATUS INBOX (MESSAGES 7 UNSEEN 1 UIDNEXT 8 UIDVALIDITY 42)\r\n");
+    } else if (command == "UID" && log_.drop_mid_fetch) {
+      log_.drop_mid_fetch = false;
+      absl::StrAppend(&pending_, "* 1 FETCH (UID 7 FLAGS (\\Seen) BODY[] {100000}\r\n", std::string(1000, 'x'));
+      return absl::OkStatus();  // and nothing more: the server is gone
     } else if (command == "LOGOUT") {
       ++log_.logouts;
       absl::StrAppend(&pending_, "* BYE bye\r\n");
@@ -168,6 +174,59 @@ TEST_F(MailPoolTest, ShutdownLogsOutAndRefusesNewWork) {
   pool->Shutdown();
   EXPECT_EQ(Logouts(), 1);
   EXPECT_EQ(Status(*pool).code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(MailPoolTest, AServerGoneMidStreamIsUnavailableAndThePoolRecovers) {
+  auto pool = Pool();
+  ASSERT_TRUE(Status(*pool).ok());
+  {
+    absl::MutexLock lock(&log_.mu);
+    log_.drop_mid_fetch = true;
+  }
+  uint64_t received = 0;
+  absl::Status fetch = pool->Run(
+      "alice", "fetch",
+      [&](ImapSession& s) -> absl::Status {
+        s.Select("INBOX").IgnoreError();
+        return s.FetchSection(7, "", 500, [&](absl::string_view chunk) {
+          received += chunk.size();
+          return absl::OkStatus();
+        }).status();
+      },
+      [&] { return received == 0; });
+  // Bytes reached the caller, so the fetch cannot be retried: UNAVAILABLE.
+  EXPECT_EQ(fetch.code(), absl::StatusCode::kUnavailable) << fetch;
+  EXPECT_EQ(received, 1000u);
+  EXPECT_EQ(pool->counts().idle, 0) << "the dead connection is not pooled";
+  EXPECT_EQ(pool->counts().in_use, 0);
+  ASSERT_TRUE(Status(*pool).ok());
+  EXPECT_EQ(Logins(), 2);
+}
+
+TEST_F(MailPoolTest, AServerGoneBeforeAnyByteReachedTheCallerIsRetriedOnANewConnection) {
+  auto pool = Pool();
+  ASSERT_TRUE(Status(*pool).ok());
+  {
+    absl::MutexLock lock(&log_.mu);
+    log_.drop_mid_fetch = true;
+  }
+  uint64_t received = 0;
+  int attempts = 0;
+  absl::Status fetch = pool->Run(
+      "alice", "fetch",
+      [&](ImapSession& s) -> absl::Status {
+        ++attempts;
+        s.Select("INBOX").IgnoreError();
+        return s.FetchSection(7, "", 4096, [&](absl::string_view chunk) {
+          received += chunk.size();
+          return absl::OkStatus();
+        }).status();
+      },
+      [&] { return received == 0; });
+  EXPECT_EQ(attempts, 2);
+  EXPECT_EQ(Logins(), 2);
+  // The scripted server's second connection has no message 7.
+  EXPECT_EQ(fetch.code(), absl::StatusCode::kNotFound) << fetch;
 }
 
 TEST_F(MailPoolTest, AppsWithoutAnImapServerSaySo) {
