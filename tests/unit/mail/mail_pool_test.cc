@@ -108,6 +108,31 @@ class MailPoolTest : public ::testing::Test {
   absl::Status Status(MailPool& pool) {
     return pool.Run("alice", "status", [](ImapSession& s) { return s.Status("INBOX").status(); });
   }
+  struct FetchResult {
+    absl::Status status;
+    uint64_t received = 0;
+    int attempts = 0;
+  };
+  // Fetches message 7 while the server sends 1,000 bytes of it and dies.
+  FetchResult FetchWhileTheServerDies(MailPool& pool, size_t chunk_size) {
+    {
+      absl::MutexLock lock(&log_.mu);
+      log_.drop_mid_fetch = true;
+    }
+    FetchResult r;
+    r.status = pool.Run(
+        "alice", "fetch",
+        [&](ImapSession& s) -> absl::Status {
+          ++r.attempts;
+          s.Select("INBOX").IgnoreError();
+          return s.FetchSection(7, "", chunk_size, [&](absl::string_view chunk) {
+            r.received += chunk.size();
+            return absl::OkStatus();
+          }).status();
+        },
+        [&] { return r.received == 0; });
+    return r;
+  }
   int Logins() {
     absl::MutexLock lock(&log_.mu);
     return log_.logins;
@@ -179,24 +204,11 @@ TEST_F(MailPoolTest, ShutdownLogsOutAndRefusesNewWork) {
 TEST_F(MailPoolTest, AServerGoneMidStreamIsUnavailableAndThePoolRecovers) {
   auto pool = Pool();
   ASSERT_TRUE(Status(*pool).ok());
-  {
-    absl::MutexLock lock(&log_.mu);
-    log_.drop_mid_fetch = true;
-  }
-  uint64_t received = 0;
-  absl::Status fetch = pool->Run(
-      "alice", "fetch",
-      [&](ImapSession& s) -> absl::Status {
-        s.Select("INBOX").IgnoreError();
-        return s.FetchSection(7, "", 500, [&](absl::string_view chunk) {
-          received += chunk.size();
-          return absl::OkStatus();
-        }).status();
-      },
-      [&] { return received == 0; });
+  FetchResult r = FetchWhileTheServerDies(*pool, 500);
   // Bytes reached the caller, so the fetch cannot be retried: UNAVAILABLE.
-  EXPECT_EQ(fetch.code(), absl::StatusCode::kUnavailable) << fetch;
-  EXPECT_EQ(received, 1000u);
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kUnavailable) << r.status;
+  EXPECT_EQ(r.received, 1000u);
+  EXPECT_EQ(r.attempts, 1);
   EXPECT_EQ(pool->counts().idle, 0) << "the dead connection is not pooled";
   EXPECT_EQ(pool->counts().in_use, 0);
   ASSERT_TRUE(Status(*pool).ok());
@@ -206,27 +218,12 @@ TEST_F(MailPoolTest, AServerGoneMidStreamIsUnavailableAndThePoolRecovers) {
 TEST_F(MailPoolTest, AServerGoneBeforeAnyByteReachedTheCallerIsRetriedOnANewConnection) {
   auto pool = Pool();
   ASSERT_TRUE(Status(*pool).ok());
-  {
-    absl::MutexLock lock(&log_.mu);
-    log_.drop_mid_fetch = true;
-  }
-  uint64_t received = 0;
-  int attempts = 0;
-  absl::Status fetch = pool->Run(
-      "alice", "fetch",
-      [&](ImapSession& s) -> absl::Status {
-        ++attempts;
-        s.Select("INBOX").IgnoreError();
-        return s.FetchSection(7, "", 4096, [&](absl::string_view chunk) {
-          received += chunk.size();
-          return absl::OkStatus();
-        }).status();
-      },
-      [&] { return received == 0; });
-  EXPECT_EQ(attempts, 2);
+  FetchResult r = FetchWhileTheServerDies(*pool, 4096);
+  EXPECT_EQ(r.received, 0u);
+  EXPECT_EQ(r.attempts, 2);
   EXPECT_EQ(Logins(), 2);
   // The scripted server's second connection has no message 7.
-  EXPECT_EQ(fetch.code(), absl::StatusCode::kNotFound) << fetch;
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kNotFound) << r.status;
 }
 
 TEST_F(MailPoolTest, AppsWithoutAnImapServerSaySo) {
