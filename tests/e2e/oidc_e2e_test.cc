@@ -156,7 +156,13 @@ TEST(OidcConsentE2ETest, AuthorizationCodeFlowInABrowserThroughTheLoopbackListen
       [](const std::string& l) { return absl::StrContains(l, "Waiting for the sign-in at http://127.0.0.1:"); },
       absl::Seconds(30)))
       << (*consent)->Stderr();
-  const std::string printed = (*consent)->Stdout();
+  // stdout and stderr are read by different threads: wait for the URL itself.
+  const std::string printed = (*consent)->WaitForStdout(
+      [&](const std::string& out) {
+        const size_t url = out.find(issuer + "/auth?");
+        return url != std::string::npos && out.find('\n', url) != std::string::npos;
+      },
+      absl::Seconds(30));
   const size_t at = printed.find(issuer + "/auth?");
   ASSERT_NE(at, std::string::npos) << printed;
   const std::string url = printed.substr(at, printed.find('\n', at) - at);

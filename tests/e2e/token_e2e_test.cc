@@ -200,7 +200,10 @@ TEST_F(TokenE2ETest, DeviceCodeConsentWaitsForTheSignInThenTheGrantServesTokens)
       [](const std::string& l) { return absl::StrContains(l, "Waiting for the sign-in"); }, absl::Seconds(30)))
       << (*ctl)->Stderr();
   const std::string user_code = idp_.LatestUserCode();
-  EXPECT_THAT((*ctl)->Stdout(), HasSubstr("https://microsoft.com/devicelogin and enter the code " + user_code));
+  EXPECT_THAT((*ctl)->WaitForStdout(
+                  [](const std::string& out) { return absl::StrContains(out, "to authenticate.\n"); },
+                  absl::Seconds(30)),
+              HasSubstr("https://microsoft.com/devicelogin and enter the code " + user_code));
   EXPECT_THAT(MustCtl({"grant", "show", "carol"}).out, HasSubstr("pending_consent"));
   EXPECT_EQ(Ctl({"token", "get", "carol"}).exit_code, 1);
   idp_.ApproveDeviceCode(user_code, "carol");

@@ -131,6 +131,10 @@ void Subprocess::ReadLoop(int fd, bool is_stderr) {
     }
   }
   close(fd);
+  if (!is_stderr) {
+    absl::MutexLock lock(&mu_);
+    stdout_closed_ = true;
+  }
   if (is_stderr) {
     absl::MutexLock lock(&mu_);
     if (!stderr_partial_.empty()) stderr_lines_.push_back(stderr_partial_);
@@ -175,6 +179,14 @@ absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
   if (out_reader_.joinable()) out_reader_.join();
   if (err_reader_.joinable()) err_reader_.join();
   return *exit_code_;
+}
+
+std::string Subprocess::WaitForStdout(const std::function<bool(const std::string&)>& match,
+                                      absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stdout_closed_ || match(stdout_); };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  return stdout_;
 }
 
 std::string Subprocess::Stdout() {

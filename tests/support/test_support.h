@@ -62,6 +62,9 @@ class Subprocess {
   absl::StatusOr<int> Wait(absl::Duration timeout);
   pid_t pid() const { return pid_; }
   std::string Stdout();
+  // Waits until the output so far satisfies `match` (or stdout closes, or
+  // `timeout` passes) and returns it.
+  std::string WaitForStdout(const std::function<bool(const std::string&)>& match, absl::Duration timeout);
   std::string Stderr();
 
  private:
@@ -76,6 +79,7 @@ class Subprocess {
   std::vector<std::string> stderr_lines_ ABSL_GUARDED_BY(mu_);
   std::string stderr_partial_ ABSL_GUARDED_BY(mu_);
   bool stderr_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool stdout_closed_ ABSL_GUARDED_BY(mu_) = false;
   std::thread out_reader_, err_reader_;
 };
 

@@ -121,7 +121,14 @@ TEST(TokenServiceTest, CacheHitsAreServedWhileARefreshWaitsForASlowProvider) {
   server.idp().Hold(false);
   waiting.join();
   EXPECT_TRUE(slow.ok()) << slow;
-  EXPECT_TRUE(client->GetAccessToken(other).ok());
+  // The worker is free again once it has returned from the finished call
+  // (a moment after the caller got its answer).
+  absl::Status again = absl::ResourceExhaustedError("not tried");
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(30);
+       absl::IsResourceExhausted(again) && absl::Now() < deadline;) {
+    again = client->GetAccessToken(other).status();
+  }
+  EXPECT_TRUE(again.ok()) << again;
 }
 
 TEST_F(ApiTest, MailCallsWithBadFieldsAreRefusedBeforeAnyWork) {
