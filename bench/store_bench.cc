@@ -19,6 +19,7 @@
 #include "service/store/sqlite_backend.h"
 #include "service/store/sqlite_schema.h"
 #include "service/vault/vault.h"
+#include "tests/support/credentials.h"
 #include "tests/support/postgres_server.h"
 
 namespace tokenbroker {
@@ -49,12 +50,7 @@ void Run(const char* name, CredentialStore& store, int reads, int writes) {
   app.id = "bench";
   app.tenant = "contoso.onmicrosoft.com";
   app.client_id = "c";
-  CredentialInput c;
-  c.id = "s";
-  c.secret = Secret::CopyFrom("client-secret");
-  c.not_after = clock.Now() + absl::Hours(1000);
-  std::vector<CredentialInput> inputs;
-  inputs.push_back(std::move(c));
+  std::vector<CredentialInput> inputs = testing::ClientSecretCredentials("s", "client-secret", clock.Now() + absl::Hours(1000));
   Check(vault.CreateApp(app, std::move(inputs)).status());
   const std::string token(1200, 'r');  // Microsoft refresh tokens are about 1-2 KB
   for (int i = 0; i < kGrants; ++i) {

@@ -29,6 +29,7 @@
 #include "service/idp/microsoft_provider.h"
 #include "service/store/in_memory_credential_store.h"
 #include "service/tokens/refresh_scheduler.h"
+#include "tests/support/credentials.h"
 #include "tests/support/daemon.h"
 #include "tests/support/fake_microsoft.h"
 #include "tests/support/https_server.h"
@@ -199,12 +200,7 @@ void TenThousandGrants(int grants) {
   app.id = "contoso";
   app.tenant = "contoso.onmicrosoft.com";
   app.client_id = "client-1";
-  CredentialInput c;
-  c.id = "s1";
-  c.secret = Secret::CopyFrom("s");
-  c.not_after = clock.Now() + absl::Hours(1000);
-  std::vector<CredentialInput> creds;
-  creds.push_back(std::move(c));
+  std::vector<CredentialInput> creds = testing::ClientSecretCredentials("s1", "s", clock.Now() + absl::Hours(1000));
   Check(vault.CreateApp(app, std::move(creds)).ok(), "CreateApp failed");
   for (int i = 0; i < grants; ++i) {
     Grant g;

@@ -12,6 +12,7 @@
 #include "service/idp/oidc_provider.h"
 #include "service/store/in_memory_credential_store.h"
 #include "service/tokens/token_manager.h"
+#include "tests/support/credentials.h"
 #include "tests/support/daemon.h"
 #include "tests/support/test_support.h"
 
@@ -79,11 +80,7 @@ class OidcE2ETest : public ::testing::Test {
     ASSERT_TRUE(vault_.CreateGrant(g).ok());
   }
   CredentialInput Secret_(const std::string& value) {
-    CredentialInput c;
-    c.id = "secret";
-    c.secret = Secret::CopyFrom(value);
-    c.not_after = absl::Now() + absl::Hours(100);
-    return c;
+    return testing::ClientSecretCredential("secret", value, absl::Now() + absl::Hours(100));
   }
 
   testing::TempDir dir_;
@@ -111,12 +108,7 @@ TEST_F(OidcE2ETest, DiscoveryThenClientCredentialsWithClientSecretPost) {
 }
 
 TEST_F(OidcE2ETest, ClientCredentialsWithPrivateKeyJwt) {
-  CredentialInput c;
-  c.id = "cert";
-  c.kind = CredentialKind::kCertificate;
-  c.certificate_pem = testing::ReadFile(app_cert_.certificate);
-  c.secret = Secret::CopyFrom(testing::ReadFile(app_cert_.private_key));
-  Enrol("with-key", "broker-jwt", std::move(c));
+  Enrol("with-key", "broker-jwt", testing::CertificateCredential("cert", app_cert_));
   absl::StatusOr<AccessToken> t = tokens_->GetAccessToken("with-key-grant", absl::Minutes(5));
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_GT(t->token.size(), 20u);

@@ -6,6 +6,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
+#include "tests/support/credentials.h"
 #include "tests/support/in_process_server.h"
 
 namespace tokenbroker {
@@ -73,12 +74,7 @@ void EnrolRobots(testing::InProcessServer& server) {
   app.id = "contoso";
   app.tenant = "contoso.onmicrosoft.com";
   app.client_id = "client-1";
-  CredentialInput c;
-  c.id = "s1";
-  c.secret = Secret::CopyFrom("the-secret");
-  c.not_after = absl::Now() + absl::Hours(100);
-  std::vector<CredentialInput> creds;
-  creds.push_back(std::move(c));
+  std::vector<CredentialInput> creds = testing::ClientSecretCredentials("s1", "the-secret", absl::Now() + absl::Hours(100));
   ASSERT_TRUE(server.vault().CreateApp(app, std::move(creds)).ok());
   for (const char* id : {"robot", "robot-2", "robot-3", "robot-4"}) {
     Grant g;

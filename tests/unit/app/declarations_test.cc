@@ -4,6 +4,7 @@
 #include "gtest/gtest.h"
 #include "service/config/config_loader.h"
 #include "service/store/in_memory_credential_store.h"
+#include "tests/support/credentials.h"
 #include "tests/support/test_support.h"
 
 namespace tokenbroker {
@@ -107,12 +108,7 @@ TEST_F(DeclarationsTest, AnApiCreatedAppWithTheSameIdIsAConflict) {
   app.id = "contoso";
   app.tenant = "t";
   app.client_id = "c";
-  CredentialInput c;
-  c.id = "s";
-  c.secret = Secret::CopyFrom("v");
-  c.not_after = clock_.Now() + absl::Hours(1);
-  std::vector<CredentialInput> inputs;
-  inputs.push_back(std::move(c));
+  std::vector<CredentialInput> inputs = testing::ClientSecretCredentials("s", "v", clock_.Now() + absl::Hours(1));
   ASSERT_TRUE(vault_.CreateApp(app, std::move(inputs)).ok());
   absl::Status s = Reconcile(Load(Declared(dir_.WriteFile("cs", "s")))).status();
   EXPECT_THAT(std::string(s.message()), HasSubstr("apps[0].id: app \"contoso\" exists and was created over the API"));

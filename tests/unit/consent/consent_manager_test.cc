@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "service/idp/microsoft_provider.h"
 #include "service/store/in_memory_credential_store.h"
+#include "tests/support/credentials.h"
 #include "tests/support/fake_microsoft.h"
 #include "tests/support/test_support.h"
 
@@ -35,12 +36,7 @@ class ConsentManagerTest : public ::testing::Test {
     app.id = "contoso";
     app.tenant = kTenant;
     app.client_id = kClientId;
-    CredentialInput c;
-    c.id = "s1";
-    c.secret = Secret::CopyFrom("the-secret");
-    c.not_after = clock_.Now() + absl::Hours(24 * 100);
-    std::vector<CredentialInput> creds;
-    creds.push_back(std::move(c));
+    std::vector<CredentialInput> creds = testing::ClientSecretCredentials("s1", "the-secret", clock_.Now() + absl::Hours(24 * 100));
     EXPECT_TRUE(vault_.CreateApp(app, std::move(creds)).ok());
   }
 

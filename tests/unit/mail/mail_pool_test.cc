@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "service/idp/microsoft_provider.h"
 #include "service/store/in_memory_credential_store.h"
+#include "tests/support/credentials.h"
 #include "tests/support/fake_microsoft.h"
 
 namespace tokenbroker {
@@ -83,12 +84,7 @@ class MailPoolTest : public ::testing::Test {
     app.tenant = "contoso";
     app.client_id = "client-1";
     app.imap_host = "imap.test";
-    CredentialInput c;
-    c.id = "s1";
-    c.secret = Secret::CopyFrom("s3cret");
-    c.not_after = clock_.Now() + absl::Hours(24 * 100);
-    std::vector<CredentialInput> creds;
-    creds.push_back(std::move(c));
+    std::vector<CredentialInput> creds = testing::ClientSecretCredentials("s1", "s3cret", clock_.Now() + absl::Hours(24 * 100));
     EXPECT_TRUE(vault_.CreateApp(app, std::move(creds)).ok());
     Grant g;
     g.id = "alice";

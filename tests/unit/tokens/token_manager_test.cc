@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "service/idp/microsoft_provider.h"
 #include "service/store/in_memory_credential_store.h"
+#include "tests/support/credentials.h"
 #include "tests/support/fake_microsoft.h"
 #include "tests/support/test_support.h"
 
@@ -40,11 +41,7 @@ class TokenManagerTest : public ::testing::Test {
   }
 
   CredentialInput SecretInput(const std::string& id, const std::string& value) {
-    CredentialInput c;
-    c.id = id;
-    c.secret = Secret::CopyFrom(value);
-    c.not_after = clock_.Now() + absl::Hours(24 * 100);
-    return c;
+    return testing::ClientSecretCredential(id, value, clock_.Now() + absl::Hours(24 * 100));
   }
 
   void CreateApp(std::vector<CredentialInput> credentials, AssertionAlgorithm alg = AssertionAlgorithm::kPs256) {
@@ -131,13 +128,8 @@ TEST_F(TokenManagerTest, CertificateAssertionsPs256AndRs256AreAccepted) {
   for (AssertionAlgorithm alg : {AssertionAlgorithm::kPs256, AssertionAlgorithm::kRs256}) {
     SCOPED_TRACE(alg == AssertionAlgorithm::kPs256 ? "PS256" : "RS256");
     testing::CertificateFiles files = testing::MakeSelfSignedCertificate(dir_, "app-cert");
-    CredentialInput c;
-    c.id = "cert";
-    c.kind = CredentialKind::kCertificate;
-    c.certificate_pem = testing::ReadFile(files.certificate);
-    c.secret = Secret::CopyFrom(testing::ReadFile(files.private_key));
     std::vector<CredentialInput> creds;
-    creds.push_back(std::move(c));
+    creds.push_back(testing::CertificateCredential("cert", files));
     (void)vault_.DeleteApp("contoso", true);
     CreateApp(std::move(creds), alg);
     const AppCredential registered = vault_.GetApp("contoso")->credentials[0];

@@ -5,6 +5,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/store/in_memory_credential_store.h"
+#include "tests/support/credentials.h"
 #include "tests/support/test_support.h"
 
 namespace tokenbroker {
@@ -23,20 +24,10 @@ class VaultTest : public ::testing::Test {
   VaultTest() : sealer_(Ring(std::string("active: k1\nkeys:\n") + kK1)), vault_(store_, sealer_, clock_) {}
 
   CredentialInput Secret_(const std::string& id, const std::string& value) {
-    CredentialInput c;
-    c.id = id;
-    c.kind = CredentialKind::kClientSecret;
-    c.secret = Secret::CopyFrom(value);
-    c.not_after = clock_.Now() + absl::Hours(24 * 300);
-    return c;
+    return testing::ClientSecretCredential(id, value, clock_.Now() + absl::Hours(24 * 300));
   }
   CredentialInput Certificate(const std::string& id, const testing::CertificateFiles& files) {
-    CredentialInput c;
-    c.id = id;
-    c.kind = CredentialKind::kCertificate;
-    c.certificate_pem = testing::ReadFile(files.certificate);
-    c.secret = Secret::CopyFrom(testing::ReadFile(files.private_key));
-    return c;
+    return testing::CertificateCredential(id, files);
   }
   App Spec(const std::string& id) {
     App app;
