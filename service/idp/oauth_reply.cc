@@ -29,21 +29,6 @@ ProviderFailure Failure(FailureKind kind, int status, const std::string& error, 
   return f;
 }
 
-const google::protobuf::Value* Field(const google::protobuf::Struct& s, const char* name) {
-  auto it = s.fields().find(name);
-  return it == s.fields().end() ? nullptr : &it->second;
-}
-
-// expires_in is a number, but some providers send a string.
-bool Seconds(const google::protobuf::Value* v, double* out) {
-  if (v == nullptr) return false;
-  if (v->has_number_value()) {
-    *out = v->number_value();
-    return std::isfinite(*out);
-  }
-  return v->has_string_value() && absl::SimpleAtod(v->string_value(), out);
-}
-
 void WipeStrings(google::protobuf::Struct& s) {
   for (auto& [name, value] : *s.mutable_fields()) {
     if (value.has_string_value()) WipeString(*value.mutable_string_value());
@@ -51,6 +36,27 @@ void WipeStrings(google::protobuf::Struct& s) {
 }
 
 }  // namespace
+
+const google::protobuf::Value* JsonField(const google::protobuf::Struct& json, const char* name) {
+  auto it = json.fields().find(name);
+  return it == json.fields().end() ? nullptr : &it->second;
+}
+
+std::string JsonString(const google::protobuf::Struct& json, const char* name) {
+  const google::protobuf::Value* v = JsonField(json, name);
+  return v != nullptr && v->has_string_value() ? v->string_value() : std::string();
+}
+
+bool JsonSeconds(const google::protobuf::Struct& json, const char* name, double* out) {
+  const google::protobuf::Value* v = JsonField(json, name);
+  if (v == nullptr) return false;
+  if (v->has_number_value()) {
+    *out = v->number_value();
+  } else if (!v->has_string_value() || !absl::SimpleAtod(v->string_value(), out)) {
+    return false;
+  }
+  return std::isfinite(*out);
+}
 
 ProviderFailure TransportFailure(const absl::Status& status) {
   ProviderFailure f;
@@ -156,10 +162,10 @@ TokenReply ParseTokenReply(const HttpResponse& response, absl::Time now) {
     return reply;
   }
   if (response.status == 200) {
-    const google::protobuf::Value* token = Field(json, "access_token");
+    const google::protobuf::Value* token = JsonField(json, "access_token");
     double expires_in = 0;
     if (token == nullptr || !token->has_string_value() || token->string_value().empty() ||
-        !Seconds(Field(json, "expires_in"), &expires_in) || expires_in <= 0) {
+        !JsonSeconds(json, "expires_in", &expires_in) || expires_in <= 0) {
       WipeStrings(json);
       reply.failure = Failure(FailureKind::kTransient, 200, "malformed_response", 0,
                               "the identity provider's answer has no access_token or expires_in");
@@ -168,13 +174,13 @@ TokenReply ParseTokenReply(const HttpResponse& response, absl::Time now) {
     IssuedToken issued;
     issued.access_token = Secret::CopyFrom(token->string_value());
     issued.expire_time = now + absl::Seconds(static_cast<int64_t>(expires_in));
-    if (const auto* type = Field(json, "token_type"); type != nullptr && type->has_string_value()) {
+    if (const auto* type = JsonField(json, "token_type"); type != nullptr && type->has_string_value()) {
       issued.token_type = type->string_value();
     }
-    if (const auto* rt = Field(json, "refresh_token"); rt != nullptr && rt->has_string_value()) {
+    if (const auto* rt = JsonField(json, "refresh_token"); rt != nullptr && rt->has_string_value()) {
       issued.refresh_token = Secret::CopyFrom(rt->string_value());
     }
-    if (const auto* scope = Field(json, "scope"); scope != nullptr && scope->has_string_value()) {
+    if (const auto* scope = JsonField(json, "scope"); scope != nullptr && scope->has_string_value()) {
       issued.scopes = absl::StrSplit(scope->string_value(), ' ', absl::SkipEmpty());
     }
     WipeStrings(json);
@@ -184,8 +190,8 @@ TokenReply ParseTokenReply(const HttpResponse& response, absl::Time now) {
   std::string error = "http_" + std::to_string(response.status);
   int64_t code = 0;
   if (parsed) {
-    if (const auto* e = Field(json, "error"); e != nullptr && e->has_string_value()) error = e->string_value();
-    if (const auto* codes = Field(json, "error_codes");
+    if (const auto* e = JsonField(json, "error"); e != nullptr && e->has_string_value()) error = e->string_value();
+    if (const auto* codes = JsonField(json, "error_codes");
         codes != nullptr && codes->has_list_value() && codes->list_value().values_size() > 0) {
       code = static_cast<int64_t>(codes->list_value().values(0).number_value());
     }

@@ -43,10 +43,7 @@ absl::StatusOr<OidcProvider::Endpoints> OidcProvider::Discover(const App& app) {
     return absl::UnavailableError(absl::StrCat("OIDC discovery at ", request.url, " answered HTTP ", response->status,
                                                " without a JSON document"));
   }
-  auto field = [&doc](const char* name) {
-    auto it = doc.fields().find(name);
-    return it == doc.fields().end() ? std::string() : it->second.string_value();
-  };
+  auto field = [&doc](const char* name) { return JsonString(doc, name); };
   if (std::string(absl::StripSuffix(field("issuer"), "/")) != issuer) {
     return absl::FailedPreconditionError(absl::StrCat("OIDC discovery at ", request.url, " names issuer \"",
                                                       field("issuer"), "\", not the app's issuer"));

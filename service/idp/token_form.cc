@@ -17,19 +17,6 @@ namespace {
 constexpr char kJwtBearerAssertion[] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 constexpr char kDeviceCodeGrant[] = "urn:ietf:params:oauth:grant-type:device_code";
 
-std::string StringField(const google::protobuf::Struct& s, const char* name) {
-  auto it = s.fields().find(name);
-  return it == s.fields().end() || !it->second.has_string_value() ? std::string() : it->second.string_value();
-}
-
-double NumberField(const google::protobuf::Struct& s, const char* name) {
-  auto it = s.fields().find(name);
-  if (it == s.fields().end()) return 0;
-  double v = 0;
-  if (it->second.has_number_value()) v = it->second.number_value();
-  if (it->second.has_string_value() && !absl::SimpleAtod(it->second.string_value(), &v)) v = 0;
-  return std::isfinite(v) ? v : 0;
-}
 
 }  // namespace
 
@@ -114,13 +101,15 @@ DeviceAuthorizationReply PostDeviceAuthorization(HttpClient& http, const std::st
   const bool parsed = google::protobuf::util::JsonStringToMessage(response->body, &json).ok();
   WipeString(response->body);
   DeviceAuthorization started;
-  started.device_code = Secret(StringField(json, "device_code"));
-  started.user_code = StringField(json, "user_code");
-  started.verification_uri = StringField(json, "verification_uri");
-  if (started.verification_uri.empty()) started.verification_uri = StringField(json, "verification_url");
-  started.message = StringField(json, "message");
-  const double expires_in = NumberField(json, "expires_in");
-  const double interval = NumberField(json, "interval");
+  started.device_code = Secret(JsonString(json, "device_code"));
+  started.user_code = JsonString(json, "user_code");
+  started.verification_uri = JsonString(json, "verification_uri");
+  if (started.verification_uri.empty()) started.verification_uri = JsonString(json, "verification_url");
+  started.message = JsonString(json, "message");
+  double expires_in = 0;
+  double interval = 0;
+  if (!JsonSeconds(json, "expires_in", &expires_in)) expires_in = 0;
+  if (!JsonSeconds(json, "interval", &interval)) interval = 0;
   started.expire_time = now + absl::Seconds(static_cast<int64_t>(expires_in));
   // RFC 8628 section 3.2: 5 seconds when the provider does not say.
   started.interval = absl::Seconds(interval > 0 ? static_cast<int64_t>(interval) : 5);
