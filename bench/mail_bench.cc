@@ -111,8 +111,8 @@ int Main(bool quick) {
     request.set_grant("bench");
     request.set_folder(folder);
     request.set_uid(uid);
-    grpc::ClientContext context;
-    auto reader = client->mail().FetchMessage(&context, request);
+    std::unique_ptr<grpc::ClientContext> context = client->NewContext(absl::Minutes(10));
+    auto reader = client->mail().FetchMessage(context.get(), request);
     v1::FetchMessageResponse chunk;
     uint64_t n = 0;
     while (reader->Read(&chunk)) n += chunk.data().size();

@@ -94,9 +94,9 @@ BrokerClient::BrokerClient(const ClientOptions& options, std::shared_ptr<grpc::C
       tokens_(v1::TokenService::NewStub(channel_)),
       mail_(v1::MailService::NewStub(channel_)) {}
 
-std::unique_ptr<grpc::ClientContext> BrokerClient::NewContext() const {
+std::unique_ptr<grpc::ClientContext> BrokerClient::NewContext(absl::Duration timeout) const {
   auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+  context->set_deadline(absl::ToChronoTime(absl::Now() + (timeout > absl::ZeroDuration() ? timeout : options_.timeout)));
   if (!bearer_token_.empty()) {
     context->AddMetadata("authorization", absl::StrCat("Bearer ", bearer_token_.Reveal()));
   }

@@ -62,7 +62,8 @@ class BrokerClient {
 
   // For calls without a wrapper: a context with the deadline and credentials
   // set, and the stubs.
-  std::unique_ptr<grpc::ClientContext> NewContext() const;
+  // `timeout` replaces the configured one when set.
+  std::unique_ptr<grpc::ClientContext> NewContext(absl::Duration timeout = absl::ZeroDuration()) const;
   v1::AdminService::Stub& admin() { return *admin_; }
   v1::TokenService::Stub& tokens() { return *tokens_; }
   v1::MailService::Stub& mail() { return *mail_; }

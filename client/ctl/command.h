@@ -34,6 +34,8 @@ class Context {
 
   absl::StatusOr<BrokerClient*> Client();
   OutputFormat format() const { return format_; }
+  // The --timeout of each call.
+  absl::Duration timeout() const { return options_.timeout; }
   std::ostream& out() { return out_; }
   std::ostream& err() { return err_; }
 

@@ -197,8 +197,10 @@ Command MailFetch() {
       fd = open(s->output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
       if (fd < 0) return WrongArgs(ctx, "mail fetch", absl::StrCat("--output: cannot write ", s->output));
     }
-    // No deadline: a large message may take long; the stream moves or fails.
-    grpc::ClientContext context;
+    // The broker wants a deadline on every mail call; a large message may
+    // take long, so a fetch gets at least an hour.
+    std::unique_ptr<grpc::ClientContext> call = (*client)->NewContext(std::max(ctx.timeout(), absl::Hours(1)));
+    grpc::ClientContext& context = *call;
     auto reader = (*client)->mail().FetchMessage(&context, request);
     v1::FetchMessageResponse chunk;
     uint64_t written = 0;

@@ -21,14 +21,27 @@ absl::Status RequireId(absl::string_view field, absl::string_view id) {
 
 }  // namespace
 
+grpc::ServerUnaryReactor* AdminServiceImpl::Guarded(grpc::CallbackServerContext* context, absl::string_view method,
+                                                    Action action, absl::string_view grant, absl::string_view app,
+                                                    const std::function<absl::Status(const CallContext&)>& body) {
+  absl::StatusOr<CallContext> call = deps_.guard->Admit(context, method, action, grant, app);
+  if (!call.ok()) return Respond(context, call.status());
+  absl::Status status = body(*call);
+  // Changes and consents are audited; reads only when refused.
+  if (action != Action::kAdminRead) deps_.guard->Audit(*call, method, action, grant, status, app);
+  return Respond(context, status);
+}
+
 grpc::ServerUnaryReactor* AdminServiceImpl::GetServerInfo(grpc::CallbackServerContext* context,
                                                           const v1::GetServerInfoRequest*, v1::ServerInfo* response) {
-  response->set_version(deps_.identity.version);
-  response->set_revision(deps_.identity.revision);
-  *response->mutable_start_time() = ToTimestamp(deps_.identity.start_time);
-  response->set_store(deps_.identity.store);
-  if (deps_.sealer != nullptr) response->set_active_key_id(deps_.sealer->active_key_id());
-  return FinishUnary(context, grpc::Status::OK);
+  return Guarded(context, "AdminService/GetServerInfo", Action::kAdminRead, "", "", [&](const CallContext&) {
+    response->set_version(deps_.identity.version);
+    response->set_revision(deps_.identity.revision);
+    *response->mutable_start_time() = ToTimestamp(deps_.identity.start_time);
+    response->set_store(deps_.identity.store);
+    if (deps_.sealer != nullptr) response->set_active_key_id(deps_.sealer->active_key_id());
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::CreateApp(grpc::CallbackServerContext* context,
@@ -36,7 +49,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateApp(grpc::CallbackServerContex
   // The request owns the secrets; take them out so they are wiped with the
   // CredentialInputs.
   auto* mutable_request = const_cast<v1::CreateAppRequest*>(request);
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/CreateApp", Action::kAdminWrite, "", request->app().id(), [&](const CallContext&) -> absl::Status {
     ASSIGN_OR_RETURN(App spec, AppFromProto(request->app()));
     std::vector<CredentialInput> inputs;
     for (int i = 0; i < mutable_request->credentials_size(); ++i) {
@@ -47,41 +60,41 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateApp(grpc::CallbackServerContex
     ASSIGN_OR_RETURN(App app, deps_.vault->CreateApp(std::move(spec), std::move(inputs)));
     AppToProto(app, response);
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::GetApp(grpc::CallbackServerContext* context,
                                                    const v1::GetAppRequest* request, v1::App* response) {
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/GetApp", Action::kAdminRead, "", request->id(), [&](const CallContext&) -> absl::Status {
     RETURN_IF_ERROR(RequireId("id", request->id()));
     ASSIGN_OR_RETURN(App app, deps_.vault->GetApp(request->id()));
     AppToProto(app, response);
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListApps(grpc::CallbackServerContext* context, const v1::ListAppsRequest*,
                                                      v1::ListAppsResponse* response) {
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/ListApps", Action::kAdminRead, "", "", [&](const CallContext&) -> absl::Status {
     ASSIGN_OR_RETURN(std::vector<App> apps, deps_.vault->ListApps());
     for (const App& app : apps) AppToProto(app, response->add_apps());
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::DeleteApp(grpc::CallbackServerContext* context,
                                                       const v1::DeleteAppRequest* request, google::protobuf::Empty*) {
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/DeleteApp", Action::kAdminWrite, "", request->id(), [&](const CallContext&) -> absl::Status {
     RETURN_IF_ERROR(RequireId("id", request->id()));
     return deps_.vault->DeleteApp(request->id(), request->force());
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::AddAppCredential(grpc::CallbackServerContext* context,
                                                              const v1::AddAppCredentialRequest* request,
                                                              v1::App* response) {
   auto* mutable_request = const_cast<v1::AddAppCredentialRequest*>(request);
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/AddAppCredential", Action::kAdminWrite, "", request->app(), [&](const CallContext&) -> absl::Status {
     RETURN_IF_ERROR(RequireId("app", request->app()));
     ASSIGN_OR_RETURN(CredentialInput input,
                      CredentialInputFromProto(mutable_request->mutable_credential(), "credential"));
@@ -89,48 +102,48 @@ grpc::ServerUnaryReactor* AdminServiceImpl::AddAppCredential(grpc::CallbackServe
     ASSIGN_OR_RETURN(App app, deps_.vault->AddCredential(request->app(), std::move(input), position));
     AppToProto(app, response);
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::RemoveAppCredential(grpc::CallbackServerContext* context,
                                                                 const v1::RemoveAppCredentialRequest* request,
                                                                 v1::App* response) {
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/RemoveAppCredential", Action::kAdminWrite, "", request->app(), [&](const CallContext&) -> absl::Status {
     RETURN_IF_ERROR(RequireId("app", request->app()));
     RETURN_IF_ERROR(RequireId("credential", request->credential()));
     ASSIGN_OR_RETURN(App app, deps_.vault->RemoveCredential(request->app(), request->credential()));
     AppToProto(app, response);
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ReorderAppCredentials(grpc::CallbackServerContext* context,
                                                                   const v1::ReorderAppCredentialsRequest* request,
                                                                   v1::App* response) {
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/ReorderAppCredentials", Action::kAdminWrite, "", request->app(), [&](const CallContext&) -> absl::Status {
     RETURN_IF_ERROR(RequireId("app", request->app()));
     std::vector<std::string> order(request->credentials().begin(), request->credentials().end());
     ASSIGN_OR_RETURN(App app, deps_.vault->ReorderCredentials(request->app(), order));
     AppToProto(app, response);
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::CreateGrant(grpc::CallbackServerContext* context,
                                                         const v1::CreateGrantRequest* request, v1::Grant* response) {
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/CreateGrant", Action::kAdminWrite, request->grant().id(), request->grant().app(), [&](const CallContext&) -> absl::Status {
     ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
     ASSIGN_OR_RETURN(Grant grant, deps_.vault->CreateGrant(std::move(spec)));
     GrantToProto(grant, response);
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ImportGrant(grpc::CallbackServerContext* context,
                                                         const v1::ImportGrantRequest* request, v1::Grant* response) {
   auto* mutable_request = const_cast<v1::ImportGrantRequest*>(request);
   Secret refresh_token(std::move(*mutable_request->mutable_refresh_token()));
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/ImportGrant", Action::kAdminWrite, request->grant().id(), request->grant().app(), [&](const CallContext&) -> absl::Status {
     ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
     ASSIGN_OR_RETURN(Grant grant, deps_.vault->ImportGrant(std::move(spec), refresh_token, request->replace()));
     if (deps_.on_grant_changed) deps_.on_grant_changed(grant.id);
@@ -146,23 +159,23 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ImportGrant(grpc::CallbackServerCont
     }
     GrantToProto(grant, response);
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::GetGrant(grpc::CallbackServerContext* context,
                                                      const v1::GetGrantRequest* request, v1::Grant* response) {
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/GetGrant", Action::kAdminRead, request->id(), "", [&](const CallContext&) -> absl::Status {
     RETURN_IF_ERROR(RequireId("id", request->id()));
     ASSIGN_OR_RETURN(Grant grant, deps_.vault->GetGrant(request->id()));
     GrantToProto(grant, response);
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListGrants(grpc::CallbackServerContext* context,
                                                        const v1::ListGrantsRequest* request,
                                                        v1::ListGrantsResponse* response) {
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/ListGrants", Action::kAdminRead, "", "", [&](const CallContext&) -> absl::Status {
     GrantFilter filter;
     filter.app = request->app();
     if (request->state() != v1::GRANT_STATE_UNSPECIFIED) {
@@ -171,54 +184,54 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListGrants(grpc::CallbackServerConte
     ASSIGN_OR_RETURN(std::vector<Grant> grants, deps_.vault->ListGrants(filter));
     for (const Grant& g : grants) GrantToProto(g, response->add_grants());
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::DisableGrant(grpc::CallbackServerContext* context,
                                                          const v1::DisableGrantRequest* request, v1::Grant* response) {
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/DisableGrant", Action::kAdminWrite, request->id(), "", [&](const CallContext&) -> absl::Status {
     RETURN_IF_ERROR(RequireId("id", request->id()));
     ASSIGN_OR_RETURN(Grant grant, deps_.vault->SetGrantEnabled(request->id(), false));
     if (deps_.on_grant_changed) deps_.on_grant_changed(grant.id);
     GrantToProto(grant, response);
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::EnableGrant(grpc::CallbackServerContext* context,
                                                         const v1::EnableGrantRequest* request, v1::Grant* response) {
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/EnableGrant", Action::kAdminWrite, request->id(), "", [&](const CallContext&) -> absl::Status {
     RETURN_IF_ERROR(RequireId("id", request->id()));
     ASSIGN_OR_RETURN(Grant grant, deps_.vault->SetGrantEnabled(request->id(), true));
     GrantToProto(grant, response);
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::DeleteGrant(grpc::CallbackServerContext* context,
                                                         const v1::DeleteGrantRequest* request,
                                                         google::protobuf::Empty*) {
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/DeleteGrant", Action::kAdminWrite, request->id(), "", [&](const CallContext&) -> absl::Status {
     RETURN_IF_ERROR(RequireId("id", request->id()));
     RETURN_IF_ERROR(deps_.vault->DeleteGrant(request->id()));
     if (deps_.on_grant_changed) deps_.on_grant_changed(request->id());
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::BeginAuthorization(grpc::CallbackServerContext* context,
                                                                const v1::BeginAuthorizationRequest* request,
                                                                v1::BeginAuthorizationResponse* response) {
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/BeginAuthorization", Action::kConsent, request->grant().id(), request->grant().app(), [&](const CallContext& call) -> absl::Status {
     ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
     ASSIGN_OR_RETURN(AuthorizationStart started,
                      deps_.consent->BeginAuthorization(std::move(spec), request->redirect_uri(),
-                                                       request->login_hint(), request->prompt()));
+                                                       request->login_hint(), request->prompt(), call.caller.name));
     response->set_authorization_url(started.authorization_url);
     response->set_state(started.state);
     *response->mutable_expire_time() = ToTimestamp(started.expire_time);
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::CompleteAuthorization(grpc::CallbackServerContext* context,
@@ -226,17 +239,21 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CompleteAuthorization(grpc::Callback
                                                                   v1::Grant* response) {
   auto* mutable_request = const_cast<v1::CompleteAuthorizationRequest*>(request);
   Secret code(std::move(*mutable_request->mutable_code()));
-  return Respond(context, [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(Grant grant, deps_.consent->CompleteAuthorization(request->state(), std::move(code)));
+  // The policy is checked against the grant the state is for; an unknown
+  // state is only answered to a caller with consent on every grant.
+  absl::StatusOr<std::string> pending_grant = deps_.consent->PendingGrant(request->state());
+  const std::string grant = pending_grant.ok() ? *pending_grant : "";
+  return Guarded(context, "AdminService/CompleteAuthorization", Action::kConsent, grant, "", [&](const CallContext& call) -> absl::Status {
+    ASSIGN_OR_RETURN(Grant grant, deps_.consent->CompleteAuthorization(request->state(), std::move(code), call.caller.name));
     GrantToProto(grant, response);
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::StartDeviceAuthorization(grpc::CallbackServerContext* context,
                                                                      const v1::StartDeviceAuthorizationRequest* request,
                                                                      v1::StartDeviceAuthorizationResponse* response) {
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/StartDeviceAuthorization", Action::kConsent, request->grant().id(), request->grant().app(), [&](const CallContext&) -> absl::Status {
     ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
     ASSIGN_OR_RETURN(DeviceFlowStart started, deps_.consent->StartDeviceAuthorization(std::move(spec)));
     response->set_user_code(started.user_code);
@@ -246,26 +263,29 @@ grpc::ServerUnaryReactor* AdminServiceImpl::StartDeviceAuthorization(grpc::Callb
     *response->mutable_interval() = ToProtoDuration(started.interval);
     response->set_grant(started.grant);
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::RotateKeys(grpc::CallbackServerContext* context,
                                                        const v1::RotateKeysRequest*, v1::RotateKeysResponse* response) {
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/RotateKeys", Action::kAdminWrite, "", "", [&](const CallContext&) -> absl::Status {
     if (deps_.reload_keyring) RETURN_IF_ERROR(deps_.reload_keyring());
     ASSIGN_OR_RETURN(KeyRotationReport report, deps_.vault->RotateKeys());
     response->set_active_key_id(report.active_key_id);
     response->set_resealed(report.resealed);
     for (const std::string& id : report.keys_still_in_use) response->add_keys_still_in_use(id);
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListAuditEvents(grpc::CallbackServerContext* context,
                                                             const v1::ListAuditEventsRequest* request,
                                                             v1::ListAuditEventsResponse* response) {
-  return Respond(context, [&]() -> absl::Status {
+  return Guarded(context, "AdminService/ListAuditEvents", Action::kAdminRead, "", "", [&](const CallContext&) -> absl::Status {
     if (request->page_size() > 1000) return absl::InvalidArgumentError("page_size: at most 1000");
+    // Events are written in the background: wait for those recorded so far
+    // (this call's own refusals included) so that the list is up to date.
+    deps_.guard->audit().Flush(absl::Seconds(2));
     AuditFilter filter;
     filter.caller = request->caller();
     filter.action = request->action();
@@ -282,7 +302,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListAuditEvents(grpc::CallbackServer
     for (const AuditEvent& e : events) AuditEventToProto(e, response->add_events());
     if (static_cast<int>(events.size()) == filter.limit) response->set_next_page_token(absl::StrCat(events.back().id));
     return absl::OkStatus();
-  }());
+  });
 }
 
 }  // namespace tokenbroker

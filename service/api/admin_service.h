@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "service/api/call_guard.h"
 #include "service/consent/consent_manager.h"
 #include "service/crypto/sealer.h"
 #include "service/store/credential_store.h"
@@ -36,6 +37,8 @@ struct AdminServiceDeps {
   std::function<void(absl::string_view grant)> on_grant_changed;
   // Re-reads the keyring file into the sealer before RotateKeys.
   std::function<absl::Status()> reload_keyring;
+  // Admits every call (identity, policy, rate limit) and audits it.
+  CallGuard* guard = nullptr;
 };
 
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
@@ -90,6 +93,12 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                             v1::ListAuditEventsResponse* response) override;
 
  private:
+  // Admits the call (deps_.guard), runs `body`, audits changes and consents,
+  // and finishes the call with body's status.
+  grpc::ServerUnaryReactor* Guarded(grpc::CallbackServerContext* context, absl::string_view method, Action action,
+                                    absl::string_view grant, absl::string_view app,
+                                    const std::function<absl::Status(const CallContext&)>& body);
+
   const AdminServiceDeps deps_;
 };
 

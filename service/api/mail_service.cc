@@ -90,12 +90,36 @@ absl::StatusOr<ImapSearchBuilder> BuildCriteria(const v1::SearchCriteria& c) {
 
 }  // namespace
 
-grpc::ServerUnaryReactor* MailServiceImpl::Later(grpc::CallbackServerContext* context,
-                                                 std::function<absl::Status()> work) {
+absl::StatusOr<CallContext> MailServiceImpl::Admit(grpc::CallbackServerContext* context, absl::string_view method,
+                                                   absl::string_view grant) {
+  ASSIGN_OR_RETURN(CallContext call, guard_->Admit(context, method, Action::kMailRead, grant));
+  if (context->deadline() == std::chrono::system_clock::time_point::max()) {
+    absl::Status missing = absl::InvalidArgumentError(
+        "deadline: MailService calls must carry a deadline (a gRPC timeout), for example 30s, or 1h for a large "
+        "fetch");
+    guard_->Audit(call, method, Action::kMailRead, grant, missing);
+    return missing;
+  }
+  return call;
+}
+
+grpc::ServerUnaryReactor* MailServiceImpl::Later(grpc::CallbackServerContext* context, const CallContext& call,
+                                                 absl::string_view method, const std::string& grant,
+                                                 const absl::Status& invalid, std::function<absl::Status()> work) {
+  if (!invalid.ok()) {
+    guard_->Audit(call, method, Action::kMailRead, grant, invalid);
+    return FinishUnary(context, ToGrpcStatus(invalid));
+  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const bool queued = workers_.Submit([reactor, work = std::move(work)] { reactor->Finish(ToGrpcStatus(work())); });
+  const bool queued = workers_.Submit([this, reactor, call, method, grant, work = std::move(work)] {
+    absl::Status status = work();
+    guard_->Audit(call, method, Action::kMailRead, grant, status);
+    reactor->Finish(ToGrpcStatus(status));
+  });
   if (!queued) {
-    reactor->Finish(ToGrpcStatus(absl::ResourceExhaustedError("too many mail calls are waiting; retry with backoff")));
+    const absl::Status busy = absl::ResourceExhaustedError("too many mail calls are waiting; retry with backoff");
+    guard_->Audit(call, method, Action::kMailRead, grant, busy);
+    reactor->Finish(ToGrpcStatus(busy));
   }
   return reactor;
 }
@@ -103,8 +127,11 @@ grpc::ServerUnaryReactor* MailServiceImpl::Later(grpc::CallbackServerContext* co
 grpc::ServerUnaryReactor* MailServiceImpl::ListFolders(grpc::CallbackServerContext* context,
                                                        const v1::ListFoldersRequest* request,
                                                        v1::ListFoldersResponse* response) {
-  if (absl::Status s = ValidateId("grant", request->grant()); !s.ok()) return FinishUnary(context, ToGrpcStatus(s));
-  return Later(context, [this, request, response]() -> absl::Status {
+  static constexpr absl::string_view kMethod = "MailService/ListFolders";
+  absl::StatusOr<CallContext> call = Admit(context, kMethod, request->grant());
+  if (!call.ok()) return FinishUnary(context, ToGrpcStatus(call.status()));
+  return Later(context, *call, kMethod, request->grant(), ValidateId("grant", request->grant()),
+               [this, request, response]() -> absl::Status {
     return pool_->Run(request->grant(), "list", [&](ImapSession& session) -> absl::Status {
       ASSIGN_OR_RETURN(std::vector<ImapFolder> folders, session.ListFolders());
       for (const ImapFolder& f : folders) {
@@ -122,10 +149,12 @@ grpc::ServerUnaryReactor* MailServiceImpl::ListFolders(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* MailServiceImpl::GetFolderStatus(grpc::CallbackServerContext* context,
                                                            const v1::GetFolderStatusRequest* request,
                                                            v1::FolderStatus* response) {
+  static constexpr absl::string_view kMethod = "MailService/GetFolderStatus";
+  absl::StatusOr<CallContext> call = Admit(context, kMethod, request->grant());
+  if (!call.ok()) return FinishUnary(context, ToGrpcStatus(call.status()));
   absl::Status invalid = ValidateId("grant", request->grant());
   if (invalid.ok()) invalid = ValidateFolder(request->folder());
-  if (!invalid.ok()) return FinishUnary(context, ToGrpcStatus(invalid));
-  return Later(context, [this, request, response]() -> absl::Status {
+  return Later(context, *call, kMethod, request->grant(), invalid, [this, request, response]() -> absl::Status {
     return pool_->Run(request->grant(), "status", [&](ImapSession& session) -> absl::Status {
       absl::StatusOr<ImapFolderStatus> status = session.Status(request->folder());
       if (absl::IsFailedPrecondition(status.status()) || absl::IsNotFound(status.status())) {
@@ -145,13 +174,17 @@ grpc::ServerUnaryReactor* MailServiceImpl::GetFolderStatus(grpc::CallbackServerC
 grpc::ServerUnaryReactor* MailServiceImpl::SearchMessages(grpc::CallbackServerContext* context,
                                                           const v1::SearchMessagesRequest* request,
                                                           v1::SearchMessagesResponse* response) {
+  static constexpr absl::string_view kMethod = "MailService/SearchMessages";
+  absl::StatusOr<CallContext> call = Admit(context, kMethod, request->grant());
+  if (!call.ok()) return FinishUnary(context, ToGrpcStatus(call.status()));
   absl::Status invalid = ValidateId("grant", request->grant());
   if (invalid.ok()) invalid = ValidateFolder(request->folder());
   if (invalid.ok() && request->limit() > 1000) invalid = absl::InvalidArgumentError("limit: at most 1000");
   absl::StatusOr<ImapSearchBuilder> criteria = BuildCriteria(request->criteria());
   if (invalid.ok()) invalid = criteria.status();
-  if (!invalid.ok()) return FinishUnary(context, ToGrpcStatus(invalid));
-  return Later(context, [this, request, response, criteria = *std::move(criteria)]() -> absl::Status {
+  if (!invalid.ok()) return Later(context, *call, kMethod, request->grant(), invalid, nullptr);
+  return Later(context, *call, kMethod, request->grant(), invalid,
+               [this, request, response, criteria = *std::move(criteria)]() -> absl::Status {
     return pool_->Run(request->grant(), "search", [&](ImapSession& session) -> absl::Status {
       ASSIGN_OR_RETURN(ImapSelected selected, session.Select(request->folder()));
       ASSIGN_OR_RETURN(std::vector<uint32_t> uids, session.UidSearch(criteria));
@@ -173,16 +206,27 @@ grpc::ServerUnaryReactor* MailServiceImpl::SearchMessages(grpc::CallbackServerCo
 // has taken it (OnWriteDone) before reading the next from the mail server.
 class MailServiceImpl::FetchReactor final : public grpc::ServerWriteReactor<v1::FetchMessageResponse> {
  public:
-  FetchReactor(MailServiceImpl* service, const v1::FetchMessageRequest* request) : request_(request) {
+  static constexpr absl::string_view kMethod = "MailService/FetchMessage";
+
+  FetchReactor(MailServiceImpl* service, grpc::CallbackServerContext* context, const v1::FetchMessageRequest* request)
+      : request_(request) {
+    absl::StatusOr<CallContext> call = service->Admit(context, kMethod, request->grant());
+    if (!call.ok()) {
+      Finish(ToGrpcStatus(call.status()));
+      return;
+    }
     absl::Status invalid = Validate();
     if (!invalid.ok()) {
+      service->guard_->Audit(*call, kMethod, Action::kMailRead, request->grant(), invalid);
       Finish(ToGrpcStatus(invalid));
       return;
     }
-    const bool queued = service->workers_.Submit([this, service] {
+    const bool queued = service->workers_.Submit([this, service, call = *call] {
       absl::Status status = service->pool_->Run(
           request_->grant(), "fetch", [&](ImapSession& session) { return Stream(session, service->on_fetched_bytes_); },
           [this] { return !sent_any_; });
+      service->guard_->Audit(call, kMethod, Action::kMailRead, request_->grant(), status, "",
+                             status.ok() ? absl::StrCat("uid ", request_->uid()) : std::string(status.message()));
       if (status.ok() && last_ >= 0) {
         // The last chunk goes out with the status: one step less per call.
         StartWriteAndFinish(&out_[last_], grpc::WriteOptions(), grpc::Status::OK);
@@ -190,7 +234,11 @@ class MailServiceImpl::FetchReactor final : public grpc::ServerWriteReactor<v1::
         Finish(ToGrpcStatus(status));
       }
     });
-    if (!queued) Finish(ToGrpcStatus(absl::ResourceExhaustedError("too many mail calls are waiting; retry")));
+    if (!queued) {
+      const absl::Status busy = absl::ResourceExhaustedError("too many mail calls are waiting; retry with backoff");
+      service->guard_->Audit(*call, kMethod, Action::kMailRead, request->grant(), busy);
+      Finish(ToGrpcStatus(busy));
+    }
   }
 
   void OnWriteDone(bool ok) override {
@@ -307,8 +355,8 @@ class MailServiceImpl::FetchReactor final : public grpc::ServerWriteReactor<v1::
 };
 
 grpc::ServerWriteReactor<v1::FetchMessageResponse>* MailServiceImpl::FetchMessage(
-    grpc::CallbackServerContext*, const v1::FetchMessageRequest* request) {
-  return new FetchReactor(this, request);
+    grpc::CallbackServerContext* context, const v1::FetchMessageRequest* request) {
+  return new FetchReactor(this, context, request);
 }
 
 }  // namespace tokenbroker

@@ -9,6 +9,7 @@
 
 #include <functional>
 
+#include "service/api/call_guard.h"
 #include "service/common/executor.h"
 #include "service/mail/mail_pool.h"
 #include "tokenbroker/v1/mail_service.grpc.pb.h"
@@ -17,9 +18,11 @@ namespace tokenbroker {
 
 class MailServiceImpl final : public v1::MailService::CallbackService {
  public:
-  // `pool` must outlive the service. `on_fetched_bytes` counts streamed bytes.
-  explicit MailServiceImpl(MailPool* pool, int threads = 8, std::function<void(uint64_t)> on_fetched_bytes = nullptr)
-      : pool_(pool), on_fetched_bytes_(std::move(on_fetched_bytes)), workers_(threads, 10000) {}
+  // `pool` and `guard` must outlive the service. `on_fetched_bytes` counts
+  // streamed bytes.
+  MailServiceImpl(MailPool* pool, CallGuard* guard, int threads = 8,
+                  std::function<void(uint64_t)> on_fetched_bytes = nullptr)
+      : pool_(pool), guard_(guard), on_fetched_bytes_(std::move(on_fetched_bytes)), workers_(threads, 10000) {}
 
   grpc::ServerUnaryReactor* ListFolders(grpc::CallbackServerContext* context, const v1::ListFoldersRequest* request,
                                         v1::ListFoldersResponse* response) override;
@@ -34,10 +37,18 @@ class MailServiceImpl final : public v1::MailService::CallbackService {
 
  private:
   class FetchReactor;
-  // Runs `work` on a worker and finishes the call with its status.
-  grpc::ServerUnaryReactor* Later(grpc::CallbackServerContext* context, std::function<absl::Status()> work);
+  // Admits the call (CallGuard) and checks that it carries a deadline (IMAP
+  // work holds a connection: a call without one could hold it forever).
+  absl::StatusOr<CallContext> Admit(grpc::CallbackServerContext* context, absl::string_view method,
+                                    absl::string_view grant);
+  // Runs `work` on a worker, audits and finishes the call with its status;
+  // `invalid` (request checks) finishes it at once.
+  grpc::ServerUnaryReactor* Later(grpc::CallbackServerContext* context, const CallContext& call,
+                                  absl::string_view method, const std::string& grant, const absl::Status& invalid,
+                                  std::function<absl::Status()> work);
 
   MailPool* pool_;
+  CallGuard* guard_;
   std::function<void(uint64_t)> on_fetched_bytes_;
   // Declared last: stopped (every queued call finished) before the rest goes.
   Executor workers_;

@@ -24,6 +24,9 @@ void FillResponse(const AccessToken& token, v1::GetAccessTokenResponse* response
 grpc::ServerUnaryReactor* TokenServiceImpl::GetAccessToken(grpc::CallbackServerContext* context,
                                                            const v1::GetAccessTokenRequest* request,
                                                            v1::GetAccessTokenResponse* response) {
+  static constexpr absl::string_view kMethod = "TokenService/GetAccessToken";
+  absl::StatusOr<CallContext> call = guard_->Admit(context, kMethod, Action::kTokenGet, request->grant());
+  if (!call.ok()) return FinishUnary(context, ToGrpcStatus(call.status()));
   absl::Duration min_valid = absl::Minutes(5);
   absl::Status invalid = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateId("grant", request->grant()));
@@ -35,20 +38,27 @@ grpc::ServerUnaryReactor* TokenServiceImpl::GetAccessToken(grpc::CallbackServerC
     }
     return absl::OkStatus();
   }();
-  if (!invalid.ok()) return FinishUnary(context, ToGrpcStatus(invalid));
+  if (!invalid.ok()) {
+    guard_->Audit(*call, kMethod, Action::kTokenGet, request->grant(), invalid);
+    return FinishUnary(context, ToGrpcStatus(invalid));
+  }
   if (tokens_->UseCachedToken(request->grant(), min_valid,
                               [response](const AccessToken& cached) { FillResponse(cached, response); })) {
+    guard_->Audit(*call, kMethod, Action::kTokenGet, request->grant(), absl::OkStatus(), "", "cached");
     return FinishUnary(context, grpc::Status::OK);
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const bool queued = refreshes_.Submit([this, reactor, request, response, min_valid] {
+  const bool queued = refreshes_.Submit([this, reactor, request, response, min_valid, call = *call] {
     absl::StatusOr<AccessToken> token = tokens_->GetAccessToken(request->grant(), min_valid);
     if (token.ok()) FillResponse(*token, response);
+    guard_->Audit(call, kMethod, Action::kTokenGet, request->grant(), token.status());
     reactor->Finish(ToGrpcStatus(token.status()));
   });
   if (!queued) {
-    reactor->Finish(ToGrpcStatus(absl::ResourceExhaustedError(
-        "too many token requests are waiting for an identity provider; retry with backoff")));
+    const absl::Status busy = absl::ResourceExhaustedError(
+        "too many token requests are waiting for an identity provider; retry with backoff");
+    guard_->Audit(*call, kMethod, Action::kTokenGet, request->grant(), busy);
+    reactor->Finish(ToGrpcStatus(busy));
   }
   return reactor;
 }

@@ -2,6 +2,7 @@
 #ifndef TOKENBROKER_SERVICE_API_TOKEN_SERVICE_H_
 #define TOKENBROKER_SERVICE_API_TOKEN_SERVICE_H_
 
+#include "service/api/call_guard.h"
 #include "service/common/executor.h"
 #include "service/tokens/token_manager.h"
 #include "tokenbroker/v1/token_service.grpc.pb.h"
@@ -15,9 +16,9 @@ namespace tokenbroker {
 // already running on or waiting for a worker, callers get RESOURCE_EXHAUSTED.
 class TokenServiceImpl final : public v1::TokenService::CallbackService {
  public:
-  // `tokens` must outlive the service.
-  explicit TokenServiceImpl(TokenManager* tokens, int refresh_threads = 8, size_t max_pending = 10000)
-      : tokens_(tokens), refreshes_(refresh_threads, max_pending) {}
+  // `tokens` and `guard` must outlive the service.
+  TokenServiceImpl(TokenManager* tokens, CallGuard* guard, int refresh_threads = 8, size_t max_pending = 10000)
+      : tokens_(tokens), guard_(guard), refreshes_(refresh_threads, max_pending) {}
 
   grpc::ServerUnaryReactor* GetAccessToken(grpc::CallbackServerContext* context,
                                            const v1::GetAccessTokenRequest* request,
@@ -25,6 +26,7 @@ class TokenServiceImpl final : public v1::TokenService::CallbackService {
 
  private:
   TokenManager* tokens_;
+  CallGuard* guard_;
   // Declared last: stopped (every waiting call finished) before the rest goes.
   Executor refreshes_;
 };

@@ -18,6 +18,7 @@
 #include "service/common/files.h"
 #include "service/common/time_util.h"
 #include "service/crypto/certificate.h"
+#include "service/crypto/random.h"
 #include "service/store/postgres_backend.h"
 #include "service/store/postgres_schema.h"
 #include "service/store/sql_credential_store.h"
@@ -55,8 +56,9 @@ std::string WithPort(const std::string& address, int port) {
 
 }  // namespace
 
-Broker::Broker(Config config, Logger& logger, const Clock& clock)
-    : config_(std::move(config)), logger_(logger), clock_(clock), start_time_(clock.Now()) {}
+Broker::Broker(Config config, Logger& logger, const Clock& clock, std::string config_path)
+    : config_(std::move(config)), config_path_(std::move(config_path)), logger_(logger), clock_(clock),
+      start_time_(clock.Now()) {}
 
 Broker::~Broker() { Shutdown(); }
 
@@ -77,13 +79,14 @@ absl::Status Broker::Start() {
   if (status.ok()) status = RunStep("open-store", [this] { return OpenStore(); });
   if (status.ok()) status = RunStep("reconcile-declarations", [this] { return ReconcileDeclarations(true); });
   if (status.ok()) status = RunStep("start-metrics", [this] { return StartMetrics(); });
+  if (status.ok()) status = RunStep("start-audit", [this] { return StartAudit(); });
   if (status.ok()) status = RunStep("start-grpc", [this] { return StartGrpc(); });
   if (!status.ok()) {
     Shutdown();
     return status;
   }
   server_->GetHealthCheckService()->SetServingStatus(true);
-  if (config_.apps_size() + config_.grants_size() > 0) {
+  if (config_.apps_size() + config_.grants_size() > 0 || !config_path_.empty()) {
     declarations_watcher_ = std::thread([this] { WatchDeclarations(); });
   }
   scheduler_->Start();
@@ -160,12 +163,86 @@ void Broker::WatchDeclarations() {
       absl::MutexLock lock(&watch_mu_);
       if (watch_mu_.AwaitWithTimeout(absl::Condition(&stop_watching_), interval)) return;
     }
-    absl::Status status = ReconcileDeclarations(false);
-    if (!status.ok()) {
-      logger_.Error("declared apps or grants could not be reconciled; the stored ones stay in use",
-                    {{"error", status}});
+    if (config_.apps_size() + config_.grants_size() > 0) {
+      absl::Status status = ReconcileDeclarations(false);
+      if (!status.ok()) {
+        logger_.Error("declared apps or grants could not be reconciled; the stored ones stay in use",
+                      {{"error", status}});
+      }
     }
+    ReloadAuthIfChanged();
   }
+}
+
+namespace {
+
+// The configuration file and every bearer token file it names, as read now.
+std::string AuthFingerprint(const std::string& config_path, const config::v1::AuthConfig& auth) {
+  std::string fingerprint;
+  for (const std::string& path : [&] {
+         std::vector<std::string> paths = {config_path};
+         for (const auto& t : auth.bearer_tokens()) paths.push_back(t.token_file());
+         return paths;
+       }()) {
+    absl::StatusOr<std::string> text = ReadFileToString(path);
+    absl::StrAppend(&fingerprint, path, "\n", text.ok() ? Sha256(*text) : "unreadable", "\n");
+  }
+  return Sha256(fingerprint);
+}
+
+}  // namespace
+
+void Broker::ReloadAuthIfChanged() {
+  if (config_path_.empty() || authorizer_ == nullptr) return;
+  absl::StatusOr<Config> fresh = LoadConfigFile(config_path_);
+  const std::string fingerprint = AuthFingerprint(config_path_, fresh.ok() ? fresh->auth() : config_.auth());
+  if (fingerprint == auth_fingerprint_) return;
+  auth_fingerprint_ = fingerprint;
+  if (!fresh.ok()) {
+    logger_.Error("the changed configuration file is not valid; the running policy stays in use",
+                  {{"error", fresh.status()}});
+    return;
+  }
+  absl::StatusOr<std::pair<std::unique_ptr<IdentityResolver>, Policy>> built =
+      Authorizer::Build(fresh->auth(), clock_);
+  if (!built.ok()) {
+    logger_.Error("the changed auth section is not valid; the running policy stays in use",
+                  {{"error", built.status()}});
+    return;
+  }
+  const size_t rules = built->second.rule_count();
+  authorizer_->Replace(std::move(built->first), std::move(built->second));
+  logger_.Info("auth configuration reloaded", {{"rules", rules}});
+}
+
+absl::Status Broker::StartAudit() {
+  AuditTrailOptions options;
+  const auto& ac = config_.audit();
+  if (ac.has_retention()) options.retention = FromProtoDuration(ac.retention());
+  if (ac.max_pending() > 0) options.max_pending = ac.max_pending();
+  options.on_dropped = [this] { metrics_->CountAuditDropped(); };
+  options.on_write = [this](bool ok) {
+    if (!ok) metrics_->CountAuditWriteFailure();
+  };
+  audit_ = std::make_unique<AuditTrail>(*store_, logger_, clock_, std::move(options));
+  audit_->Start();
+  ASSIGN_OR_RETURN(auto built, Authorizer::Build(config_.auth(), clock_));
+  if (built.second.rule_count() == 0) {
+    logger_.Warn("auth.rules is empty: every call will be refused (docs/security.md)");
+  }
+  auth_fingerprint_ = config_path_.empty() ? "" : AuthFingerprint(config_path_, config_.auth());
+  authorizer_ = std::make_unique<Authorizer>(
+      std::move(built.first), std::move(built.second),
+      [this](absl::string_view grant) -> absl::StatusOr<std::map<std::string, std::string>> {
+        ASSIGN_OR_RETURN(Grant g, store_->GetGrant(grant));
+        return g.labels;
+      },
+      clock_);
+  guard_ = std::make_unique<CallGuard>(*authorizer_, *audit_, config_.server().plaintext(),
+                                       [this](Action action, absl::string_view reason) {
+                                         metrics_->CountRefusedCall(ActionName(action), reason);
+                                       });
+  return absl::OkStatus();
 }
 
 absl::Status Broker::StartMetrics() {
@@ -227,7 +304,7 @@ absl::Status Broker::StartGrpc() {
   };
   consent_ = std::make_unique<ConsentManager>(*vault_, *tokens_, providers, clock_, logger_, consent_options);
   token_service_ = std::make_unique<TokenServiceImpl>(
-      tokens_.get(), tc.max_concurrent_refreshes() > 0 ? static_cast<int>(tc.max_concurrent_refreshes()) : 8);
+      tokens_.get(), guard_.get(), tc.max_concurrent_refreshes() > 0 ? static_cast<int>(tc.max_concurrent_refreshes()) : 8);
   SchedulerOptions scheduling;
   if (tc.has_refresh_interval()) scheduling.interval = FromProtoDuration(tc.refresh_interval());
   if (tc.max_concurrent_refreshes() > 0) scheduling.max_concurrent = static_cast<int>(tc.max_concurrent_refreshes());
@@ -255,7 +332,7 @@ absl::Status Broker::StartGrpc() {
     });
     exposer_->RegisterCollectable(mail_collector_);
   }
-  mail_service_ = std::make_unique<MailServiceImpl>(mail_pool_.get(), 8,
+  mail_service_ = std::make_unique<MailServiceImpl>(mail_pool_.get(), guard_.get(), 8,
                                                     [this](uint64_t bytes) { metrics_->CountFetchedBytes(bytes); });
   AdminServiceDeps admin;
   admin.identity = ServerIdentity{kVersion, kRevision, start_time_, std::string(store_->kind())};
@@ -268,7 +345,9 @@ absl::Status Broker::StartGrpc() {
   admin.on_grant_changed = [this](absl::string_view grant) {
     mail_pool_->Forget(grant);
     tokens_->Forget(grant);
+    authorizer_->ForgetGrant(grant);
   };
+  admin.guard = guard_.get();
   admin_service_ = std::make_unique<AdminServiceImpl>(std::move(admin));
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -358,6 +437,10 @@ void Broker::Shutdown() {
   if (mail_pool_ != nullptr) {
     logger_.Info("shutdown step", {{"step", "logout-imap"}});
     mail_pool_->Shutdown();
+  }
+  if (audit_ != nullptr) {
+    logger_.Info("shutdown step", {{"step", "flush-audit"}});
+    audit_->Stop();
   }
   if (exposer_ != nullptr) {
     logger_.Info("shutdown step", {{"step", "stop-metrics"}});

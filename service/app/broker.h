@@ -13,6 +13,9 @@
 
 #include "absl/status/status.h"
 #include "service/api/admin_service.h"
+#include "service/api/call_guard.h"
+#include "service/audit/audit_trail.h"
+#include "service/authz/authorizer.h"
 #include "service/api/mail_service.h"
 #include "service/api/metrics_interceptor.h"
 #include "service/api/token_service.h"
@@ -44,7 +47,10 @@ namespace tokenbroker {
 
 class Broker {
  public:
-  Broker(Config config, Logger& logger, const Clock& clock);
+  // `config_path`: where `config` was read from; when set, the file is
+  // watched and a valid change replaces the auth section (identities and
+  // policy) while serving.
+  Broker(Config config, Logger& logger, const Clock& clock, std::string config_path = "");
   ~Broker();
 
   // Runs every start-up step; the health service reports SERVING only when all
@@ -67,9 +73,14 @@ class Broker {
   // Reconciles the declared apps and grants; logs what changed (everything
   // with `always_log`).
   absl::Status ReconcileDeclarations(bool always_log);
-  // Re-checks the declared files every declarations_check_interval until
-  // Shutdown().
+  // Re-checks the declared files and the configuration's auth section every
+  // declarations_check_interval until Shutdown().
   void WatchDeclarations();
+  // Rebuilds identities and policy when the configuration file (or a bearer
+  // token file it names) changed; a file that is not valid keeps the running
+  // ones and logs why.
+  void ReloadAuthIfChanged();
+  absl::Status StartAudit();
   absl::Status StartMetrics();
   absl::Status StartGrpc();
   // Plaintext (loopback only, checked with the configuration) or TLS from
@@ -77,6 +88,9 @@ class Broker {
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials();
 
   Config config_;
+  const std::string config_path_;
+  // What the auth section was built from (the file and the token files).
+  std::string auth_fingerprint_;
   Logger& logger_;
   const Clock& clock_;
   absl::Time start_time_;
@@ -98,6 +112,9 @@ class Broker {
   std::unique_ptr<ConsentManager> consent_;
   std::unique_ptr<MailPool> mail_pool_;
   std::shared_ptr<MailConnectionsCollector> mail_collector_;
+  std::unique_ptr<AuditTrail> audit_;
+  std::unique_ptr<Authorizer> authorizer_;
+  std::unique_ptr<CallGuard> guard_;
   std::unique_ptr<TokenServiceImpl> token_service_;
   std::unique_ptr<MailServiceImpl> mail_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;

@@ -6,6 +6,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -15,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "service/app/broker.h"
+#include "service/authz/authorizer.h"
 #include "service/config/config_loader.h"
 #include "service/logging/logger.h"
 #include "tokenbroker/version.h"
@@ -79,6 +81,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tokenbrokerd: configuration error: %s\n", std::string(config.status().message()).c_str());
     return 2;
   }
+  // The auth section reads files (bearer tokens, a JWKS file is read on use):
+  // checked here too, so --check-config catches a bad policy.
+  if (absl::Status auth = tokenbroker::Authorizer::Build(config->auth(), tokenbroker::SystemClock::Get()).status();
+      !auth.ok()) {
+    std::fprintf(stderr, "tokenbrokerd: configuration error: %s: %s\n", config_path.c_str(),
+                 std::string(auth.message()).c_str());
+    return 2;
+  }
   if (check_only) {
     std::printf("%s: configuration OK\n", config_path.c_str());
     return 0;
@@ -87,9 +97,12 @@ int main(int argc, char** argv) {
   // Files we create (database, keyring) are ours alone.
   umask(0077);
 
-  // No core dumps: the process holds secrets in memory.
+  // No core dumps: the process holds secrets in memory. Not dumpable also
+  // keeps other processes of the same user from attaching a debugger or
+  // reading /proc/<pid>/mem.
   rlimit no_core{0, 0};
   setrlimit(RLIMIT_CORE, &no_core);
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
   // Block the shutdown signals in every thread; this one waits for them.
   sigset_t signals;
@@ -114,7 +127,7 @@ int main(int argc, char** argv) {
       break;
   }
 
-  tokenbroker::Broker broker(*config, logger, tokenbroker::SystemClock::Get());
+  tokenbroker::Broker broker(*config, logger, tokenbroker::SystemClock::Get(), config_path);
   absl::Status started = broker.Start();
   if (!started.ok()) {
     std::fprintf(stderr, "tokenbrokerd: %s\n", std::string(started.message()).c_str());

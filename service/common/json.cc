@@ -1,6 +1,11 @@
 #include "service/common/json.h"
 
+#include <cmath>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "google/protobuf/util/json_util.h"
 
 namespace tokenbroker {
 
@@ -56,6 +61,35 @@ std::string JsonQuote(absl::string_view s) {
   AppendJsonEscaped(out, s);
   out += '"';
   return out;
+}
+
+const google::protobuf::Value* JsonField(const google::protobuf::Struct& json, const char* name) {
+  auto it = json.fields().find(name);
+  return it == json.fields().end() ? nullptr : &it->second;
+}
+
+std::string JsonString(const google::protobuf::Struct& json, const char* name) {
+  const google::protobuf::Value* v = JsonField(json, name);
+  return v != nullptr && v->has_string_value() ? v->string_value() : std::string();
+}
+
+bool JsonSeconds(const google::protobuf::Struct& json, const char* name, double* out) {
+  const google::protobuf::Value* v = JsonField(json, name);
+  if (v == nullptr) return false;
+  if (v->has_number_value()) {
+    *out = v->number_value();
+  } else if (!v->has_string_value() || !absl::SimpleAtod(v->string_value(), out)) {
+    return false;
+  }
+  return std::isfinite(*out);
+}
+
+absl::StatusOr<google::protobuf::Struct> ParseJsonObject(absl::string_view text, absl::string_view what) {
+  google::protobuf::Struct json;
+  if (!google::protobuf::util::JsonStringToMessage(std::string(text), &json).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " is not a JSON object"));
+  }
+  return json;
 }
 
 }  // namespace tokenbroker

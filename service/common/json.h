@@ -1,10 +1,13 @@
-// Writing JSON strings. (Reading JSON goes through protobuf's JSON parser.)
+// Writing JSON strings, and reading JSON objects through protobuf's JSON
+// parser.
 #ifndef TOKENBROKER_SERVICE_COMMON_JSON_H_
 #define TOKENBROKER_SERVICE_COMMON_JSON_H_
 
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "google/protobuf/struct.pb.h"
 
 namespace tokenbroker {
 
@@ -14,6 +17,18 @@ void AppendJsonEscaped(std::string& out, absl::string_view s);
 
 // `s` as a JSON string, quotes included.
 std::string JsonQuote(absl::string_view s);
+
+// Reading JSON objects (provider replies, JWT claims, JWKS): a field's value
+// (nullptr when absent), its string ("" when absent or not a string), and a
+// number of seconds (a number, or a string holding one, as some providers send
+// expires_in and interval).
+const google::protobuf::Value* JsonField(const google::protobuf::Struct& json, const char* name);
+std::string JsonString(const google::protobuf::Struct& json, const char* name);
+bool JsonSeconds(const google::protobuf::Struct& json, const char* name, double* out);
+
+// Parses `text` as one JSON object. INVALID_ARGUMENT naming `what` otherwise
+// (the text itself is never echoed: it may be a credential).
+absl::StatusOr<google::protobuf::Struct> ParseJsonObject(absl::string_view text, absl::string_view what);
 
 }  // namespace tokenbroker
 

@@ -97,7 +97,8 @@ absl::StatusOr<IdentityProvider*> ConsentManager::ProviderFor(const App& app) {
 
 absl::StatusOr<AuthorizationStart> ConsentManager::BeginAuthorization(Grant spec, const std::string& redirect_uri,
                                                                       const std::string& login_hint,
-                                                                      const std::string& prompt) {
+                                                                      const std::string& prompt,
+                                                                      const std::string& caller) {
   RETURN_IF_ERROR(ValidateRedirectUri(redirect_uri));
   if (!prompt.empty() && prompt != "login" && prompt != "consent" && prompt != "select_account" && prompt != "none") {
     return Invalid("prompt", "expected login, consent, select_account or none");
@@ -108,7 +109,8 @@ absl::StatusOr<AuthorizationStart> ConsentManager::BeginAuthorization(Grant spec
   ASSIGN_OR_RETURN(App app, vault_.PrepareDelegatedGrant(spec));
   ASSIGN_OR_RETURN(IdentityProvider * provider, ProviderFor(app));
   const absl::Time now = clock_.Now();
-  PendingAuthorization pending{spec, redirect_uri, Secret(RandomBase64Url(32)), now + options_.authorization_ttl};
+  PendingAuthorization pending{spec, redirect_uri, Secret(RandomBase64Url(32)), now + options_.authorization_ttl,
+                               caller};
   AuthorizationUrlRequest url_request;
   url_request.redirect_uri = redirect_uri;
   url_request.state = RandomBase64Url(32);
@@ -133,7 +135,25 @@ absl::StatusOr<AuthorizationStart> ConsentManager::BeginAuthorization(Grant spec
   return AuthorizationStart{std::move(url), url_request.state, now + options_.authorization_ttl};
 }
 
-absl::StatusOr<Grant> ConsentManager::CompleteAuthorization(absl::string_view state, Secret code) {
+namespace {
+
+absl::Status UnknownState() {
+  return absl::InvalidArgumentError(
+      "state: unknown or already used (states are single-use and kept by the replica that began them); start "
+      "again with `tokenbrokerctl consent begin`");
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ConsentManager::PendingGrant(absl::string_view state) {
+  absl::MutexLock lock(&mu_);
+  auto it = authorizations_.find(Sha256(state));
+  if (it == authorizations_.end()) return UnknownState();
+  return it->second.spec.id;
+}
+
+absl::StatusOr<Grant> ConsentManager::CompleteAuthorization(absl::string_view state, Secret code,
+                                                            absl::string_view caller) {
   if (state.empty()) return Invalid("state", "required");
   if (code.empty()) return Invalid("code", "required");
   if (code.size() > kMaxCodeBytes) return Invalid("code", "larger than 16 KiB");
@@ -142,14 +162,15 @@ absl::StatusOr<Grant> ConsentManager::CompleteAuthorization(absl::string_view st
     absl::MutexLock lock(&mu_);
     auto it = authorizations_.find(Sha256(state));
     if (it != authorizations_.end()) {
+      if (it->second.caller != caller) {
+        return absl::PermissionDeniedError(
+            "state: this authorization was begun by another caller; only that caller can complete it");
+      }
       pending.emplace(std::move(it->second));
       authorizations_.erase(it);  // single use, whatever happens next
     }
   }
-  if (!pending.has_value()) {
-    return Invalid("state", "unknown or already used (states are single-use and kept by the replica that began "
-                            "them); start again with `tokenbrokerctl consent begin`");
-  }
+  if (!pending.has_value()) return UnknownState();
   if (clock_.Now() >= pending->expire_time) {
     return absl::FailedPreconditionError(absl::StrCat("state: expired at ", absl::FormatTime(pending->expire_time),
                                                       "; start again with `tokenbrokerctl consent begin`"));

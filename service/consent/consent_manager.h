@@ -71,12 +71,19 @@ class ConsentManager {
 
   // `spec`: id, app, mailbox, optional scopes and labels. INVALID_ARGUMENT
   // names the field (redirect_uri must be https, or http on a loopback host).
+  // `caller`: the identity that begins; only the same identity can complete.
   absl::StatusOr<AuthorizationStart> BeginAuthorization(Grant spec, const std::string& redirect_uri,
-                                                        const std::string& login_hint, const std::string& prompt);
+                                                        const std::string& login_hint, const std::string& prompt,
+                                                        const std::string& caller = "");
   // The state is used up by this call whatever its outcome. FAILED_PRECONDITION
   // when the provider refuses the code (expired, used, PKCE or redirect_uri
   // mismatch) or returns no refresh token; UNAVAILABLE for an outage.
-  absl::StatusOr<Grant> CompleteAuthorization(absl::string_view state, Secret code);
+  // PERMISSION_DENIED (and the state stays usable) when `caller` is not the
+  // identity that began it.
+  absl::StatusOr<Grant> CompleteAuthorization(absl::string_view state, Secret code, absl::string_view caller = "");
+  // The grant a pending state is for (to check the caller's policy before
+  // completing); INVALID_ARGUMENT when the state is unknown.
+  absl::StatusOr<std::string> PendingGrant(absl::string_view state);
 
   absl::StatusOr<DeviceFlowStart> StartDeviceAuthorization(Grant spec);
   // Polls every device flow whose interval has passed; returns how many.
@@ -93,6 +100,7 @@ class ConsentManager {
     std::string redirect_uri;
     Secret code_verifier;
     absl::Time expire_time;
+    std::string caller;
   };
   struct DeviceFlow {
     Grant spec;

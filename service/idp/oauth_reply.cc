@@ -37,27 +37,6 @@ void WipeStrings(google::protobuf::Struct& s) {
 
 }  // namespace
 
-const google::protobuf::Value* JsonField(const google::protobuf::Struct& json, const char* name) {
-  auto it = json.fields().find(name);
-  return it == json.fields().end() ? nullptr : &it->second;
-}
-
-std::string JsonString(const google::protobuf::Struct& json, const char* name) {
-  const google::protobuf::Value* v = JsonField(json, name);
-  return v != nullptr && v->has_string_value() ? v->string_value() : std::string();
-}
-
-bool JsonSeconds(const google::protobuf::Struct& json, const char* name, double* out) {
-  const google::protobuf::Value* v = JsonField(json, name);
-  if (v == nullptr) return false;
-  if (v->has_number_value()) {
-    *out = v->number_value();
-  } else if (!v->has_string_value() || !absl::SimpleAtod(v->string_value(), out)) {
-    return false;
-  }
-  return std::isfinite(*out);
-}
-
 ProviderFailure TransportFailure(const absl::Status& status) {
   ProviderFailure f;
   f.kind = FailureKind::kTransient;

@@ -9,17 +9,11 @@
 
 #include "absl/status/statusor.h"
 #include "google/protobuf/struct.pb.h"
+#include "service/common/json.h"
 #include "service/http/http_client.h"
 #include "service/idp/provider.h"
 
 namespace tokenbroker {
-
-// Reading provider JSON: a field's value (nullptr when absent), its string
-// ("" when absent or not a string), and a number of seconds (a number, or a
-// string holding one, as some providers send expires_in and interval).
-const google::protobuf::Value* JsonField(const google::protobuf::Struct& json, const char* name);
-std::string JsonString(const google::protobuf::Struct& json, const char* name);
-bool JsonSeconds(const google::protobuf::Struct& json, const char* name, double* out);
 
 // `now` turns expires_in into an expiry time.
 TokenReply ParseTokenReply(const HttpResponse& response, absl::Time now);

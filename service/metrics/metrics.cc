@@ -80,6 +80,7 @@ Metrics::Metrics(const BuildInfo& build, const std::vector<std::string>& grpc_me
     }
   }
   RegisterImapMetrics();
+  RegisterSecurityMetrics();
   auto& consents = prometheus::BuildCounter()
                        .Name("tokenbroker_consents_total")
                        .Help("Consent flows by flow (authorization_code, device_code) and result: started, "
@@ -91,6 +92,38 @@ Metrics::Metrics(const BuildInfo& build, const std::vector<std::string>& grpc_me
     }
   }
 }
+
+void Metrics::RegisterSecurityMetrics() {
+  auto& refused = prometheus::BuildCounter()
+                      .Name("tokenbroker_calls_refused_total")
+                      .Help("Calls refused before any work, by policy action and reason: unauthenticated, "
+                            "permission_denied, rate_limited.")
+                      .Register(*registry_);
+  for (const char* action : {"token.get", "mail.read", "admin.read", "admin.write", "consent"}) {
+    for (const char* reason : {"unauthenticated", "permission_denied", "rate_limited"}) {
+      refused_calls_[absl::StrCat(action, "/", reason)] = &refused.Add({{"action", action}, {"reason", reason}});
+    }
+  }
+  audit_dropped_ = &prometheus::BuildCounter()
+                        .Name("tokenbroker_audit_events_dropped_total")
+                        .Help("Audit events dropped because too many were waiting to be written (the store is "
+                              "down or too slow).")
+                        .Register(*registry_)
+                        .Add({});
+  audit_write_failures_ = &prometheus::BuildCounter()
+                               .Name("tokenbroker_audit_write_failures_total")
+                               .Help("Batches of audit events the store refused (they are retried).")
+                               .Register(*registry_)
+                               .Add({});
+}
+
+void Metrics::CountRefusedCall(absl::string_view action, absl::string_view reason) {
+  auto counter = refused_calls_.find(absl::StrCat(action, "/", reason));
+  if (counter != refused_calls_.end()) counter->second->Increment();
+}
+
+void Metrics::CountAuditDropped() { audit_dropped_->Increment(); }
+void Metrics::CountAuditWriteFailure() { audit_write_failures_->Increment(); }
 
 void Metrics::RegisterImapMetrics() {
   auto& operations = prometheus::BuildCounter()

@@ -75,6 +75,14 @@ class Metrics {
   void CountImapAuthFailure(absl::string_view kind);
   // tokenbroker_imap_fetched_bytes_total.
   void CountFetchedBytes(uint64_t bytes);
+  // tokenbroker_calls_refused_total{action, reason}: actions as in the
+  // policy ("token.get", ...); reasons "unauthenticated",
+  // "permission_denied", "rate_limited".
+  void CountRefusedCall(absl::string_view action, absl::string_view reason);
+  // tokenbroker_audit_events_dropped_total and
+  // tokenbroker_audit_write_failures_total.
+  void CountAuditDropped();
+  void CountAuditWriteFailure();
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -93,6 +101,10 @@ class Metrics {
   absl::flat_hash_map<std::string, prometheus::Histogram*> imap_latency_;
   absl::flat_hash_map<std::string, prometheus::Counter*> imap_auth_failures_;
   prometheus::Counter* imap_fetched_bytes_ = nullptr;
+  void RegisterSecurityMetrics();
+  absl::flat_hash_map<std::string, prometheus::Counter*> refused_calls_;  // "action/reason"
+  prometheus::Counter* audit_dropped_ = nullptr;
+  prometheus::Counter* audit_write_failures_ = nullptr;
 };
 
 }  // namespace tokenbroker

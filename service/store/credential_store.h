@@ -87,6 +87,8 @@ class CredentialStore {
 
   // Appends an audit event and returns its id.
   virtual absl::StatusOr<int64_t> AppendAuditEvent(const AuditEvent& event) = 0;
+  // Appends events in one transaction (all or none), in order.
+  virtual absl::Status AppendAuditEvents(const std::vector<AuditEvent>& events) = 0;
   // Newest first.
   virtual absl::StatusOr<std::vector<AuditEvent>> ListAuditEvents(const AuditFilter& filter) = 0;
   // Deletes events older than `before`; returns how many.

@@ -153,6 +153,16 @@ absl::StatusOr<int64_t> InMemoryCredentialStore::AppendAuditEvent(const AuditEve
   return stored.id;
 }
 
+absl::Status InMemoryCredentialStore::AppendAuditEvents(const std::vector<AuditEvent>& events) {
+  absl::MutexLock lock(&mu_);
+  for (const AuditEvent& event : events) {
+    AuditEvent stored = event;
+    stored.id = next_audit_id_++;
+    audit_[stored.id] = std::move(stored);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<AuditEvent>> InMemoryCredentialStore::ListAuditEvents(const AuditFilter& f) {
   absl::MutexLock lock(&mu_);
   std::vector<AuditEvent> out;

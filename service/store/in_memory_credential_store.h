@@ -27,6 +27,7 @@ class InMemoryCredentialStore final : public CredentialStore {
   absl::StatusOr<std::vector<SealedField>> ListSealedFields() override;
   absl::StatusOr<bool> ReplaceSealedField(const SealedField& field, const std::string& resealed) override;
   absl::StatusOr<int64_t> AppendAuditEvent(const AuditEvent& event) override;
+  absl::Status AppendAuditEvents(const std::vector<AuditEvent>& events) override;
   absl::StatusOr<std::vector<AuditEvent>> ListAuditEvents(const AuditFilter& filter) override;
   absl::StatusOr<int64_t> PruneAuditEvents(absl::Time before) override;
 

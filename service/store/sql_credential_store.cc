@@ -459,6 +459,23 @@ absl::StatusOr<int64_t> SqlCredentialStore::AppendAuditEvent(const AuditEvent& e
   return id;
 }
 
+absl::Status SqlCredentialStore::AppendAuditEvents(const std::vector<AuditEvent>& events) {
+  if (events.empty()) return absl::OkStatus();
+  return backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    for (const AuditEvent& e : events) {
+      RETURN_IF_ERROR(s.Execute(
+                           "INSERT INTO audit_events (time, caller, action, method, app_id, grant_id, result, detail, "
+                           "request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           {SqlValue::Int(absl::ToUnixMicros(e.time)), SqlValue::Text(e.caller),
+                            SqlValue::Text(e.action), SqlValue::Text(e.method), SqlValue::Text(e.app),
+                            SqlValue::Text(e.grant), SqlValue::Text(e.result), SqlValue::Text(e.detail),
+                            SqlValue::Text(e.request_id)})
+                          .status());
+    }
+    return absl::OkStatus();
+  });
+}
+
 absl::StatusOr<std::vector<AuditEvent>> SqlCredentialStore::ListAuditEvents(const AuditFilter& f) {
   std::vector<AuditEvent> events;
   RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
@@ -14,7 +15,10 @@ std::string DaemonConfig(const TempDir& dir, const std::string& extra_keys, cons
                       store.empty() ? absl::StrCat("store:\n  sqlite:\n    path: \"", dir.File("var/tokenbroker.db"),
                                                    "\"\n")
                                     : store,
-                      "keys:\n  keyring_file: \"", dir.File("var/keyring.yaml"), "\"\n", extra_keys);
+                      "keys:\n  keyring_file: \"", dir.File("var/keyring.yaml"), "\"\n", extra_keys,
+                      extra_keys.find("\nauth:") == std::string::npos && !absl::StartsWith(extra_keys, "auth:")
+                          ? kLocalAdminAuth
+                          : "");
 }
 
 int RunningDaemon::Stop() {

@@ -13,8 +13,14 @@ namespace tokenbroker::testing {
 inline std::string DaemonPath() { return BinDir() + "/tokenbrokerd"; }
 inline std::string CtlPath() { return BinDir() + "/tokenbrokerctl"; }
 
+// The auth section of the embedded default: callers on the loopback
+// plaintext listener are "local" and may do everything.
+inline constexpr char kLocalAdminAuth[] =
+    "auth:\n  local_caller: local\n  rules:\n    - callers: [local]\n      actions: [\"*\"]\n      grants: [\"*\"]\n";
+
 // A configuration on free loopback ports with its files under `dir`. `store`
 // replaces the SQLite store section when given (for example a postgres one).
+// Unless `extra_keys` has its own auth section, kLocalAdminAuth is added.
 std::string DaemonConfig(const TempDir& dir, const std::string& extra_keys = "  create_if_missing: true\n",
                          const std::string& grace = "5s", const std::string& store = "");
 

@@ -11,6 +11,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "service/api/admin_service.h"
+#include "service/api/call_guard.h"
+#include "service/audit/audit_trail.h"
+#include "service/authz/authorizer.h"
 #include "service/api/mail_service.h"
 #include "service/api/metrics_interceptor.h"
 #include "service/api/token_service.h"
@@ -25,8 +28,21 @@ namespace tokenbroker::testing {
 
 class InProcessServer {
  public:
+  // The policy when none is given: the local (plaintext) caller "test" may
+  // do everything.
+  static config::v1::AuthConfig AllowAll() {
+    config::v1::AuthConfig auth;
+    auth.set_local_caller("test");
+    auto* rule = auth.add_rules();
+    rule->add_callers("test");
+    rule->add_actions("*");
+    rule->add_grants("*");
+    return auth;
+  }
+
   // `refresh_threads` and `max_pending`: TokenServiceImpl's refresh workers.
-  explicit InProcessServer(int refresh_threads = 8, size_t max_pending = 10000)
+  explicit InProcessServer(int refresh_threads = 8, size_t max_pending = 10000,
+                           const config::v1::AuthConfig& auth = AllowAll())
       : metrics_(BuildInfo{"9.9.9", "test"},
                  {"tokenbroker.v1.AdminService/GetServerInfo", "tokenbroker.v1.TokenService/GetAccessToken",
                   "grpc.health.v1.Health/Check"}),
@@ -36,11 +52,30 @@ class InProcessServer {
         idp_(SystemClock::Get()),
         microsoft_(idp_, SystemClock::Get()),
         tokens_(vault_, {{Provider::kMicrosoft, &microsoft_}}, SystemClock::Get(), logger_),
-        token_service_(&tokens_, refresh_threads, max_pending),
+        audit_(store_, logger_, SystemClock::Get()),
+        authorizer_(
+            [&auth] {
+              auto built = Authorizer::Build(auth, SystemClock::Get());
+              return built.ok() ? std::move(built->first) : nullptr;
+            }(),
+            *Policy::Create(auth),
+            [this](absl::string_view grant) -> absl::StatusOr<std::map<std::string, std::string>> {
+              absl::StatusOr<Grant> g = store_.GetGrant(grant);
+              if (!g.ok()) return g.status();
+              return g->labels;
+            },
+            SystemClock::Get()),
+        guard_(authorizer_, audit_, /*plaintext_listener=*/true),
+        token_service_(&tokens_, &guard_, refresh_threads, max_pending),
         mail_pool_(tokens_, vault_, SystemClock::Get(), logger_, MailPoolOptions{}),
-        mail_(&mail_pool_),
-        admin_(AdminServiceDeps{ServerIdentity{"9.9.9", "test", absl::FromUnixSeconds(1'800'000'000), "sqlite"},
-                                &vault_, &store_, &sealer_, nullptr}) {
+        mail_(&mail_pool_, &guard_),
+        admin_([this] {
+          AdminServiceDeps deps{ServerIdentity{"9.9.9", "test", absl::FromUnixSeconds(1'800'000'000), "sqlite"},
+                                &vault_, &store_, &sealer_, nullptr};
+          deps.guard = &guard_;
+          return deps;
+        }()) {
+    audit_.Start();
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
@@ -59,6 +94,8 @@ class InProcessServer {
   Metrics& metrics() { return metrics_; }
   Vault& vault() { return vault_; }
   FakeMicrosoft& idp() { return idp_; }
+  AuditTrail& audit() { return audit_; }
+  InMemoryCredentialStore& store() { return store_; }
 
  private:
   Metrics metrics_;
@@ -69,6 +106,9 @@ class InProcessServer {
   MicrosoftProvider microsoft_;
   Logger logger_{LogLevel::kError, [](absl::string_view) {}};
   TokenManager tokens_;
+  AuditTrail audit_;
+  Authorizer authorizer_;
+  CallGuard guard_;
   TokenServiceImpl token_service_;
   MailPool mail_pool_;
   MailServiceImpl mail_;

@@ -35,6 +35,12 @@ before(async () => {
     'keys:',
     `  keyring_file: "${join(dir, 'keyring.yaml')}"`,
     '  create_if_missing: true',
+    'auth:',
+    '  local_caller: local',
+    '  rules:',
+    '    - callers: [local]',
+    '      actions: ["*"]',
+    '      grants: ["*"]',
     '',
   ].join('\n'));
   daemon = spawn(join(binDir, 'tokenbrokerd'), ['--config', config], { stdio: ['ignore', 'inherit', 'pipe'] });

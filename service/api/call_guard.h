@@ -1,0 +1,60 @@
+// Every RPC handler's first step: who is calling (identity), may they (policy,
+// rate limit), and the audit event for a refusal. Handlers call Admit before
+// any other work, so a refused call causes no store read, no provider request
+// and no IMAP connection; they call Audit when an audited call ends.
+// Thread-safe.
+#ifndef TOKENBROKER_SERVICE_API_CALL_GUARD_H_
+#define TOKENBROKER_SERVICE_API_CALL_GUARD_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "service/audit/audit_trail.h"
+#include "service/authz/authorizer.h"
+
+namespace tokenbroker {
+
+struct CallContext {
+  CallerIdentity caller;
+  // The caller's `x-request-id` (1-64 of [A-Za-z0-9._-]) or one made up here;
+  // sent back as trailing metadata.
+  std::string request_id;
+};
+
+class CallGuard {
+ public:
+  // `plaintext_listener`: the server listens without TLS (loopback only), so
+  // a caller without credentials may get the configured local identity.
+  CallGuard(Authorizer& authorizer, AuditTrail& audit, bool plaintext_listener,
+            std::function<void(Action, absl::string_view reason)> on_refused = nullptr);
+
+  // The call's context, or the status to finish it with: UNAUTHENTICATED,
+  // PERMISSION_DENIED or RESOURCE_EXHAUSTED (with trailing metadata
+  // `retry-after-ms`). Refusals are audited here. `grant` empty: the call is
+  // about the broker as a whole; `app` is only recorded.
+  absl::StatusOr<CallContext> Admit(grpc::CallbackServerContext* context, absl::string_view method, Action action,
+                                    absl::string_view grant, absl::string_view app = "");
+
+  // Records how an admitted call ended.
+  void Audit(const CallContext& call, absl::string_view method, Action action, absl::string_view grant,
+             const absl::Status& result, absl::string_view app = "", absl::string_view detail = "");
+
+  // The policy alone (for filtering what a list shows).
+  bool Allows(const CallContext& call, Action action, absl::string_view grant);
+
+  Authorizer& authorizer() { return authorizer_; }
+  AuditTrail& audit() { return audit_; }
+
+ private:
+  Authorizer& authorizer_;
+  AuditTrail& audit_;
+  const bool plaintext_listener_;
+  const std::function<void(Action, absl::string_view)> on_refused_;
+};
+
+}  // namespace tokenbroker
+
+#endif  // TOKENBROKER_SERVICE_API_CALL_GUARD_H_
