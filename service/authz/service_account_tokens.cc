@@ -212,8 +212,9 @@ absl::StatusOr<std::shared_ptr<const JsonWebKeySet>> ServiceAccountTokenVerifier
   absl::MutexLock lock(&mu_);
   const bool stale = keys_ == nullptr || now - fetched_ >= options_.refresh_interval;
   const bool unknown_kid = keys_ != nullptr && !keys_->Contains(kid);
-  if (stale || (unknown_kid && now - last_attempt_ >= absl::Seconds(10))) {
-    last_attempt_ = now;
+  const bool may_refetch = unknown_kid && now - last_kid_fetch_ >= absl::Seconds(10);
+  if (stale || may_refetch) {
+    if (!stale) last_kid_fetch_ = now;
     absl::StatusOr<std::string> text = source_->Fetch();
     absl::StatusOr<JsonWebKeySet> set =
         text.ok() ? JsonWebKeySet::Parse(*text) : absl::StatusOr<JsonWebKeySet>(text.status());

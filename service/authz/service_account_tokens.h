@@ -79,7 +79,8 @@ class ServiceAccountTokenVerifier {
   absl::Mutex mu_;
   std::shared_ptr<const JsonWebKeySet> keys_ ABSL_GUARDED_BY(mu_);
   absl::Time fetched_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Time last_attempt_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // The last fetch made because a token named an unknown key id.
+  absl::Time last_kid_fetch_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace tokenbroker

@@ -11,7 +11,8 @@
 
 namespace tokenbroker {
 
-class InMemoryCredentialStore final : public CredentialStore {
+// Not final: tests override single methods to inject failures.
+class InMemoryCredentialStore : public CredentialStore {
  public:
   absl::string_view kind() const override { return "memory"; }
   absl::Status CreateApp(const App& app) override;

@@ -40,7 +40,8 @@ class TlsE2ETest : public ::testing::Test {
                                {{"  plaintext: true\n",
                                  absl::StrCat("  tls:\n    certificate_file: \"", cert_path_,
                                               "\"\n    private_key_file: \"", key_path_, "\"\n    client_ca_file: \"",
-                                              ca_.certificate, "\"\n", tls_extra)}});
+                                              ca_.certificate, "\"\n    require_client_certificate: true\n",
+                                              tls_extra)}});
   }
 
   CommandResult Health(const std::vector<std::string>& tls_flags) {

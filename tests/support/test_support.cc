@@ -278,8 +278,10 @@ CertificateFiles MakeSignedCertificate(const TempDir& dir, const std::string& na
                                        const std::string& san, bool client) {
   CertificateFiles files{dir.File(name + ".crt"), dir.File(name + ".key")};
   const std::string csr = dir.File(name + ".csr");
-  const std::string ext = dir.WriteFile(name + ".ext", absl::StrCat("subjectAltName=", san, "\nextendedKeyUsage=",
-                                                                    client ? "clientAuth" : "serverAuth", "\n"));
+  // No SAN at all when `san` is empty (a certificate known by its CN only).
+  const std::string ext =
+      dir.WriteFile(name + ".ext", absl::StrCat(san.empty() ? "" : absl::StrCat("subjectAltName=", san, "\n"),
+                                                "extendedKeyUsage=", client ? "clientAuth" : "serverAuth", "\n"));
   CommandResult req = RunCommand({"/usr/bin/openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout",
                                   files.private_key, "-out", csr, "-subj", "/CN=" + name + "/O=tokenbroker tests"});
   CommandResult sign =

@@ -1,0 +1,124 @@
+#include "service/audit/audit_trail.h"
+
+#include <atomic>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "service/store/in_memory_credential_store.h"
+
+namespace tokenbroker {
+namespace {
+
+using ::testing::HasSubstr;
+
+// The in-memory store, with audit writes that fail while `down`.
+class FlakyStore final : public InMemoryCredentialStore {
+ public:
+  absl::Status AppendAuditEvents(const std::vector<AuditEvent>& events) override {
+    if (down) return absl::UnavailableError("store down");
+    return InMemoryCredentialStore::AppendAuditEvents(events);
+  }
+  std::atomic<bool> down{false};
+};
+
+AuditEvent Event(const std::string& caller, const std::string& result = "OK") {
+  AuditEvent e;
+  e.caller = caller;
+  e.action = "token.get";
+  e.grant = "g";
+  e.result = result;
+  e.request_id = "r-" + caller;
+  return e;
+}
+
+std::vector<std::string> Callers(CredentialStore& store) {
+  std::vector<std::string> out;
+  absl::StatusOr<std::vector<AuditEvent>> events = store.ListAuditEvents(AuditFilter{});
+  for (const AuditEvent& e : *events) out.push_back(e.caller);
+  return out;
+}
+
+TEST(AuditTrailTest, EventsReachTheStoreAndTheLogInOrder) {
+  FlakyStore store;
+  std::vector<std::string> lines;
+  absl::Mutex mu;
+  Logger logger(LogLevel::kInfo, [&](absl::string_view line) {
+    absl::MutexLock lock(&mu);
+    lines.emplace_back(line);
+  });
+  FakeClock clock;
+  AuditTrail trail(store, logger, clock);
+  trail.Start();
+  trail.Record(Event("a"));
+  trail.Record(Event("b", "PERMISSION_DENIED"));
+  ASSERT_TRUE(trail.Flush());
+  EXPECT_THAT(Callers(store), ::testing::ElementsAre("b", "a"));  // newest first
+  EXPECT_EQ(store.ListAuditEvents(AuditFilter{})->front().time, clock.Now());
+  trail.Stop();
+  absl::MutexLock lock(&mu);
+  std::string all;
+  for (const std::string& l : lines) all += l;
+  EXPECT_THAT(all, HasSubstr("\"msg\":\"audit\""));
+  EXPECT_THAT(all, HasSubstr("\"caller\":\"b\""));
+  EXPECT_THAT(all, HasSubstr("\"result\":\"PERMISSION_DENIED\""));
+}
+
+TEST(AuditTrailTest, AStoreOutageDelaysEventsButLosesNone) {
+  FlakyStore store;
+  Logger logger(LogLevel::kError, [](absl::string_view) {});
+  FakeClock clock;
+  AuditTrailOptions options;
+  options.retry_interval = absl::Milliseconds(10);
+  std::atomic<int> failures{0};
+  options.on_write = [&](bool ok) {
+    if (!ok) ++failures;
+  };
+  AuditTrail trail(store, logger, clock, options);
+  trail.Start();
+  store.down = true;
+  for (int i = 0; i < 100; ++i) trail.Record(Event("c" + std::to_string(i)));
+  EXPECT_FALSE(trail.Flush(absl::Milliseconds(100)));
+  EXPECT_GT(failures.load(), 0);
+  EXPECT_TRUE(Callers(store).empty());
+  store.down = false;
+  ASSERT_TRUE(trail.Flush(absl::Seconds(10)));
+  std::vector<std::string> callers = Callers(store);
+  ASSERT_EQ(callers.size(), 100u);
+  EXPECT_EQ(callers.front(), "c99");
+  EXPECT_EQ(callers.back(), "c0");
+}
+
+TEST(AuditTrailTest, BeyondTheLimitEventsAreDroppedAndCounted) {
+  FlakyStore store;
+  Logger logger(LogLevel::kError, [](absl::string_view) {});
+  FakeClock clock;
+  AuditTrailOptions options;
+  options.max_pending = 10;
+  std::atomic<int> dropped{0};
+  options.on_dropped = [&] { ++dropped; };
+  AuditTrail trail(store, logger, clock, options);  // not started: nothing is written
+  for (int i = 0; i < 15; ++i) trail.Record(Event("d"));
+  EXPECT_EQ(dropped.load(), 5);
+  trail.Start();
+  ASSERT_TRUE(trail.Flush());
+  EXPECT_EQ(Callers(store).size(), 10u);
+}
+
+TEST(AuditTrailTest, EventsOlderThanTheRetentionArePruned) {
+  FlakyStore store;
+  FakeClock clock;
+  AuditEvent old = Event("old");
+  old.time = clock.Now() - absl::Hours(24 * 91);
+  AuditEvent recent = Event("recent");
+  recent.time = clock.Now() - absl::Hours(24);
+  ASSERT_TRUE(store.AppendAuditEvents({old, recent}).ok());
+  Logger logger(LogLevel::kError, [](absl::string_view) {});
+  AuditTrail trail(store, logger, clock);  // 90 days by default
+  trail.Start();
+  trail.Record(Event("new"));
+  ASSERT_TRUE(trail.Flush());
+  EXPECT_THAT(Callers(store), ::testing::ElementsAre("new", "recent"));
+}
+
+}  // namespace
+}  // namespace tokenbroker
