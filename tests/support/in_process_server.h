@@ -65,7 +65,10 @@ class InProcessServer {
               return g->labels;
             },
             SystemClock::Get()),
-        guard_(authorizer_, audit_, /*plaintext_listener=*/true),
+        guard_(authorizer_, audit_, /*plaintext_listener=*/true,
+               [this](Action action, absl::string_view reason) {
+                 metrics_.CountRefusedCall(ActionName(action), reason);
+               }),
         token_service_(&tokens_, &guard_, refresh_threads, max_pending),
         mail_pool_(tokens_, vault_, SystemClock::Get(), logger_, MailPoolOptions{}),
         mail_(&mail_pool_, &guard_),

@@ -205,3 +205,126 @@ TEST(BrokerClientTest, RetryConfigCoversOnlyIdempotentMethods) {
 
 }  // namespace
 }  // namespace tokenbroker
+
+namespace tokenbroker {
+namespace {
+
+config::v1::AuthConfig CallerPolicy(const std::string& local_caller) {
+  config::v1::AuthConfig auth;
+  auth.set_local_caller(local_caller);
+  auto* tokens = auth.add_rules();
+  tokens->set_name("svc-a-tokens");
+  tokens->add_callers("svc-a");
+  tokens->add_actions("token.get");
+  tokens->add_grants("robot");
+  tokens->mutable_rate_limit()->set_per_second(0.001);
+  tokens->mutable_rate_limit()->set_burst(3);
+  return auth;
+}
+
+class ApiPolicyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ClientOptions options;
+    options.target = server_.address();
+    client_ = *BrokerClient::Create(options);
+    EnrolRobots(server_);
+  }
+  std::vector<AuditEvent> Audit() {
+    EXPECT_TRUE(server_.audit().Flush());
+    return *server_.store().ListAuditEvents(AuditFilter{});
+  }
+  std::string Scrape() { return prometheus::TextSerializer().Serialize(server_.metrics().registry()->Collect()); }
+  absl::Status Token(const std::string& grant) {
+    v1::GetAccessTokenRequest request;
+    request.set_grant(grant);
+    return client_->GetAccessToken(request).status();
+  }
+
+  testing::InProcessServer server_{8, 10000, CallerPolicy("svc-a")};
+  std::unique_ptr<BrokerClient> client_;
+};
+
+TEST_F(ApiPolicyTest, ACallerGetsItsGrantIsRefusedAnotherAndTheProviderSeesNothing) {
+  ASSERT_TRUE(Token("robot").ok());
+  EXPECT_EQ(server_.idp().requests(), 1);
+  absl::Status other = Token("robot-2");
+  EXPECT_EQ(other.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(other.message(), "caller \"svc-a\" may not token.get on grant \"robot-2\" (no auth.rules entry allows it)");
+  // Not even for a grant that does not exist: no existence is revealed.
+  EXPECT_EQ(Token("nobody").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(server_.idp().requests(), 1);
+  // Admin, mail and consent calls are refused the same way.
+  EXPECT_EQ(client_->GetServerInfo().status().code(), absl::StatusCode::kPermissionDenied);
+  auto context = client_->NewContext();
+  v1::DisableGrantRequest disable;
+  disable.set_id("robot");
+  v1::Grant grant;
+  EXPECT_EQ(client_->admin().DisableGrant(context.get(), disable, &grant).error_code(), grpc::PERMISSION_DENIED);
+  EXPECT_EQ(server_.vault().GetGrant("robot")->state, GrantState::kActive);
+
+  std::vector<AuditEvent> events = Audit();
+  ASSERT_GE(events.size(), 5u);
+  EXPECT_EQ(events.back().caller, "svc-a");  // the first call: the token
+  EXPECT_EQ(events.back().action, "token.get");
+  EXPECT_EQ(events.back().grant, "robot");
+  EXPECT_EQ(events.back().result, "OK");
+  EXPECT_EQ(events.front().action, "admin.write");  // the last: the refused change
+  EXPECT_EQ(events.front().method, "AdminService/DisableGrant");
+  EXPECT_EQ(events.front().result, "PERMISSION_DENIED");
+  EXPECT_EQ(events.front().grant, "robot");
+  for (const AuditEvent& e : events) {
+    EXPECT_EQ(e.request_id.size(), 16u);
+    EXPECT_THAT(e.detail, ::testing::Not(HasSubstr("the-secret")));
+  }
+  EXPECT_THAT(Scrape(), HasSubstr("tokenbroker_calls_refused_total{action=\"token.get\",reason=\"permission_denied\"} 2"));
+}
+
+TEST_F(ApiPolicyTest, OverTheRateLimitTheCallerIsToldWhenToComeBack) {
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Token("robot").ok());
+  grpc::ClientContext context;
+  v1::GetAccessTokenRequest request;
+  request.set_grant("robot");
+  v1::GetAccessTokenResponse response;
+  grpc::Status limited = client_->tokens().GetAccessToken(&context, request, &response);
+  EXPECT_EQ(limited.error_code(), grpc::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(limited.error_message(), HasSubstr("over the rate limit of rule \"svc-a-tokens\""));
+  auto retry = context.GetServerTrailingMetadata().find("retry-after-ms");
+  ASSERT_NE(retry, context.GetServerTrailingMetadata().end());
+  EXPECT_GT(std::stoll(std::string(retry->second.data(), retry->second.size())), 100000);
+}
+
+TEST(ApiIdentityTest, WithoutAnIdentityEveryCallIsUnauthenticated) {
+  testing::InProcessServer server(8, 10000, CallerPolicy(""));
+  ClientOptions options;
+  options.target = server.address();
+  std::unique_ptr<BrokerClient> client = *BrokerClient::Create(options);
+  v1::GetAccessTokenRequest request;
+  request.set_grant("robot");
+  absl::Status status = client->GetAccessToken(request).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("present a client certificate or an authorization: Bearer"));
+  EXPECT_EQ(client->GetServerInfo().status().code(), absl::StatusCode::kUnauthenticated);
+  ASSERT_TRUE(server.audit().Flush());
+  std::vector<AuditEvent> events = *server.store().ListAuditEvents(AuditFilter{});
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].result, "UNAUTHENTICATED");
+  EXPECT_EQ(events[1].caller, "");
+}
+
+TEST(ApiMailTest, MailCallsWithoutADeadlineAreRefused) {
+  testing::InProcessServer server;
+  ClientOptions options;
+  options.target = server.address();
+  std::unique_ptr<BrokerClient> client = *BrokerClient::Create(options);
+  grpc::ClientContext context;  // no deadline
+  v1::ListFoldersRequest request;
+  request.set_grant("robot");
+  v1::ListFoldersResponse response;
+  grpc::Status status = client->mail().ListFolders(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("deadline: MailService calls must carry a deadline"));
+}
+
+}  // namespace
+}  // namespace tokenbroker
