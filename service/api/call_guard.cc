@@ -1,5 +1,7 @@
 #include "service/api/call_guard.h"
 
+#include <atomic>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "service/crypto/random.h"
@@ -26,6 +28,13 @@ bool IsRequestId(absl::string_view id) {
   return true;
 }
 
+// A random per-process prefix and a counter: unique, and cheap on every call.
+std::string NewRequestId() {
+  static const std::string prefix = RandomHex(4);
+  static std::atomic<uint32_t> counter{0};
+  return absl::StrCat(prefix, absl::Hex(counter.fetch_add(1, std::memory_order_relaxed), absl::kZeroPad8));
+}
+
 }  // namespace
 
 CallGuard::CallGuard(Authorizer& authorizer, AuditTrail& audit, bool plaintext_listener,
@@ -37,7 +46,7 @@ absl::StatusOr<CallContext> CallGuard::Admit(grpc::CallbackServerContext* contex
                                              Action action, absl::string_view grant, absl::string_view app) {
   CallContext call;
   const absl::string_view given_id = Metadata(context, "x-request-id");
-  call.request_id = IsRequestId(given_id) ? std::string(given_id) : RandomHex(8);
+  call.request_id = IsRequestId(given_id) ? std::string(given_id) : NewRequestId();
   // In the trailers: initial metadata would commit the call on the client
   // and stop gRPC's own retries of UNAVAILABLE.
   context->AddTrailingMetadata("x-request-id", call.request_id);
@@ -86,6 +95,10 @@ void CallGuard::Audit(const CallContext& call, absl::string_view method, Action 
                            std::string(method), Bounded(app), Bounded(grant),
                            std::string(absl::StatusCodeToString(result.code())),
                            std::string(detail.empty() ? result.message() : detail), call.request_id});
+}
+
+void CallGuard::AuditCacheHit(const CallContext& call, absl::string_view method, absl::string_view grant) {
+  audit_.RecordCacheHit(call.caller.name, ActionName(Action::kTokenGet), method, grant, call.request_id);
 }
 
 bool CallGuard::Allows(const CallContext& call, Action action, absl::string_view grant) {

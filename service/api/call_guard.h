@@ -42,6 +42,9 @@ class CallGuard {
   void Audit(const CallContext& call, absl::string_view method, Action action, absl::string_view grant,
              const absl::Status& result, absl::string_view app = "", absl::string_view detail = "");
 
+  // Records a token answered from the cache (AuditTrail::RecordCacheHit).
+  void AuditCacheHit(const CallContext& call, absl::string_view method, absl::string_view grant);
+
   // The policy alone (for filtering what a list shows).
   bool Allows(const CallContext& call, Action action, absl::string_view grant);
 

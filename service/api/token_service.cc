@@ -44,7 +44,7 @@ grpc::ServerUnaryReactor* TokenServiceImpl::GetAccessToken(grpc::CallbackServerC
   }
   if (tokens_->UseCachedToken(request->grant(), min_valid,
                               [response](const AccessToken& cached) { FillResponse(cached, response); })) {
-    guard_->Audit(*call, kMethod, Action::kTokenGet, request->grant(), absl::OkStatus(), "", "cached");
+    guard_->AuditCacheHit(*call, kMethod, request->grant());
     return FinishUnary(context, grpc::Status::OK);
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();

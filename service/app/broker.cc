@@ -220,6 +220,7 @@ absl::Status Broker::StartAudit() {
   const auto& ac = config_.audit();
   if (ac.has_retention()) options.retention = FromProtoDuration(ac.retention());
   if (ac.max_pending() > 0) options.max_pending = ac.max_pending();
+  options.coalesce_cache_hits = ac.cache_hits() != config::v1::AuditConfig::CACHE_HITS_EACH;
   options.on_dropped = [this] { metrics_->CountAuditDropped(); };
   options.on_write = [this](bool ok) {
     if (!ok) metrics_->CountAuditWriteFailure();

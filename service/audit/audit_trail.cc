@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+
 namespace tokenbroker {
 
 AuditTrail::AuditTrail(CredentialStore& store, Logger& logger, const Clock& clock, AuditTrailOptions options)
@@ -46,11 +48,55 @@ void AuditTrail::Record(AuditEvent event) {
   if (dropped && options_.on_dropped) options_.on_dropped();
 }
 
+void AuditTrail::RecordCacheHit(absl::string_view caller, absl::string_view action, absl::string_view method,
+                                absl::string_view grant, absl::string_view request_id) {
+  auto event = [&] {
+    AuditEvent e;
+    e.time = clock_.Now();
+    e.caller = std::string(caller);
+    e.action = std::string(action);
+    e.method = std::string(method);
+    e.grant = std::string(grant);
+    e.result = "OK";
+    e.request_id = std::string(request_id);
+    return e;
+  };
+  if (!options_.coalesce_cache_hits) {
+    AuditEvent e = event();
+    e.detail = "cached";
+    Record(std::move(e));
+    return;
+  }
+  // Reused per thread: no allocation for a key seen before.
+  thread_local std::string key;
+  key.clear();
+  absl::StrAppend(&key, caller, "\n", grant, "\n", method);
+  bool dropped = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = cache_hits_.find(key);
+    if (it == cache_hits_.end()) {
+      ++recorded_;
+      if (pending_.size() + cache_hits_.size() >= options_.max_pending) {
+        ++settled_;
+        dropped = true;
+      } else {
+        it = cache_hits_.emplace(key, CoalescedHits{event(), 0}).first;
+      }
+    }
+    if (!dropped) ++it->second.count;
+  }
+  if (dropped && options_.on_dropped) options_.on_dropped();
+}
+
 bool AuditTrail::Flush(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   const uint64_t mark = recorded_;
+  ++flushing_;
   auto done = [this, mark]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return settled_ >= mark; };
-  return mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+  const bool flushed = mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+  --flushing_;
+  return flushed;
 }
 
 void AuditTrail::Prune() {
@@ -70,15 +116,28 @@ void AuditTrail::Run() {
     std::vector<AuditEvent> batch;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !pending_.empty(); };
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !pending_.empty() || !cache_hits_.empty();
+      };
       // After a store failure, wait before trying again rather than spin.
       const absl::Duration wait = store_failing ? options_.retry_interval : absl::Seconds(60);
       if (store_failing) {
         auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
         mu_.AwaitWithTimeout(absl::Condition(&stop), wait);
-      } else {
-        mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
+      } else if (mu_.AwaitWithTimeout(absl::Condition(&ready), wait)) {
+        // Let a batch gather: one wake-up and one transaction for many events
+        // rather than one per call.
+        auto full = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopping_ || flushing_ > 0 || pending_.size() >= options_.max_batch;
+        };
+        mu_.AwaitWithTimeout(absl::Condition(&full), options_.batch_delay);
       }
+      // Coalesced cache hits join the queue as events now.
+      for (auto& [key, hits] : cache_hits_) {
+        hits.event.detail = absl::StrCat("cache hits: ", hits.count);
+        pending_.push_back(std::move(hits.event));
+      }
+      cache_hits_.clear();
       if (stopping_ && (pending_.empty() || store_failing)) return;
       const size_t n = std::min(pending_.size(), options_.max_batch);
       batch.assign(std::make_move_iterator(pending_.begin()), std::make_move_iterator(pending_.begin() + n));
@@ -97,16 +156,21 @@ void AuditTrail::Run() {
       }
       if (store_failing) logger_.Info("audit events are being written to the store again");
       store_failing = false;
-      for (const AuditEvent& e : batch) {
-        logger_.Info("audit", {{"event_time", e.time},
-                               {"caller", e.caller},
-                               {"action", e.action},
-                               {"method", e.method},
-                               {"app", e.app},
-                               {"grant", e.grant},
-                               {"result", e.result},
-                               {"detail", e.detail},
-                               {"request_id", e.request_id}});
+      if (logger_.Enabled(LogLevel::kInfo)) {
+        std::string lines;
+        for (const AuditEvent& e : batch) {
+          lines += logger_.Format(LogLevel::kInfo, "audit",
+                                  {{"event_time", e.time},
+                                   {"caller", e.caller},
+                                   {"action", e.action},
+                                   {"method", e.method},
+                                   {"app", e.app},
+                                   {"grant", e.grant},
+                                   {"result", e.result},
+                                   {"detail", e.detail},
+                                   {"request_id", e.request_id}});
+        }
+        logger_.WriteLines(lines);
       }
       absl::MutexLock lock(&mu_);
       settled_ += batch.size();

@@ -12,6 +12,7 @@
 #include <functional>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "service/common/clock.h"
@@ -27,6 +28,10 @@ struct AuditTrailOptions {
   absl::Duration prune_interval = absl::Hours(1);
   // How long the writer waits before retrying a store that failed.
   absl::Duration retry_interval = absl::Seconds(1);
+  // How long the first event of a batch waits for others (fewer, larger
+  // transactions under load; Flush does not wait).
+  absl::Duration batch_delay = absl::Milliseconds(100);
+  bool coalesce_cache_hits = true;
   std::function<void()> on_dropped;
   std::function<void(bool ok)> on_write;
 };
@@ -44,6 +49,13 @@ class AuditTrail {
   // Queues `event`; its time is set here when unset.
   void Record(AuditEvent event);
 
+  // A token answered from the cache. With coalesce_cache_hits, the hits of
+  // one caller on one grant between two writes (batch_delay) become one
+  // event, "cache hits: N", with the first call's time and request id;
+  // otherwise each is its own event. Cheap on the caller's thread either way.
+  void RecordCacheHit(absl::string_view caller, absl::string_view action, absl::string_view method,
+                      absl::string_view grant, absl::string_view request_id);
+
   // Returns once every event recorded before the call is in the store, or
   // after `timeout`; false on timeout. Readers of the trail call this first
   // so that they see their own refusals.
@@ -59,11 +71,20 @@ class AuditTrail {
   const AuditTrailOptions options_;
   absl::Mutex mu_;
   std::deque<AuditEvent> pending_ ABSL_GUARDED_BY(mu_);
+  // Coalesced cache hits by caller, grant and method: the event (count in
+  // `count`) waiting for the next write.
+  struct CoalescedHits {
+    AuditEvent event;
+    uint64_t count = 0;
+  };
+  absl::flat_hash_map<std::string, CoalescedHits> cache_hits_ ABSL_GUARDED_BY(mu_);
   // Events ever recorded / ever written (or dropped): Flush waits for its
   // mark to be passed.
   uint64_t recorded_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t settled_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Flush() callers waiting: the writer does not wait for a batch to fill.
+  int flushing_ ABSL_GUARDED_BY(mu_) = 0;
   bool running_ = false;
   std::thread writer_;
 };

@@ -98,6 +98,12 @@ std::string Logger::Format(LogLevel level, absl::string_view message,
   return line;
 }
 
+void Logger::WriteLines(absl::string_view lines) {
+  if (lines.empty()) return;
+  absl::MutexLock lock(&mu_);
+  sink_(lines);
+}
+
 void Logger::Log(LogLevel level, absl::string_view message, std::initializer_list<LogField> fields) {
   if (!Enabled(level)) return;
   std::string line = Format(level, message, fields);

@@ -81,6 +81,9 @@ class Logger {
   void Warn(absl::string_view m, std::initializer_list<LogField> f = {}) { Log(LogLevel::kWarn, m, f); }
   void Error(absl::string_view m, std::initializer_list<LogField> f = {}) { Log(LogLevel::kError, m, f); }
 
+  // Writes complete lines made with Format at once (one write for many).
+  void WriteLines(absl::string_view lines);
+
   // The JSON line (with newline) that Log would write.
   std::string Format(LogLevel level, absl::string_view message, std::initializer_list<LogField> fields) const;
 

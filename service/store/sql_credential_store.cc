@@ -461,16 +461,27 @@ absl::StatusOr<int64_t> SqlCredentialStore::AppendAuditEvent(const AuditEvent& e
 
 absl::Status SqlCredentialStore::AppendAuditEvents(const std::vector<AuditEvent>& events) {
   if (events.empty()) return absl::OkStatus();
+  // Many rows per statement: one prepare and one round trip for each 100.
+  constexpr size_t kRowsPerInsert = 100;
   return backend_->InTransaction([&](SqlSession& s) -> absl::Status {
-    for (const AuditEvent& e : events) {
-      RETURN_IF_ERROR(s.Execute(
-                           "INSERT INTO audit_events (time, caller, action, method, app_id, grant_id, result, detail, "
-                           "request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           {SqlValue::Int(absl::ToUnixMicros(e.time)), SqlValue::Text(e.caller),
-                            SqlValue::Text(e.action), SqlValue::Text(e.method), SqlValue::Text(e.app),
-                            SqlValue::Text(e.grant), SqlValue::Text(e.result), SqlValue::Text(e.detail),
-                            SqlValue::Text(e.request_id)})
-                          .status());
+    for (size_t first = 0; first < events.size(); first += kRowsPerInsert) {
+      const size_t last = std::min(events.size(), first + kRowsPerInsert);
+      std::string sql =
+          "INSERT INTO audit_events (time, caller, action, method, app_id, grant_id, result, detail, request_id) "
+          "VALUES ";
+      std::vector<SqlValue> params;
+      params.reserve((last - first) * 9);
+      for (size_t i = first; i < last; ++i) {
+        const AuditEvent& e = events[i];
+        sql += i == first ? "(?, ?, ?, ?, ?, ?, ?, ?, ?)" : ", (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        for (SqlValue v : {SqlValue::Int(absl::ToUnixMicros(e.time)), SqlValue::Text(e.caller),
+                           SqlValue::Text(e.action), SqlValue::Text(e.method), SqlValue::Text(e.app),
+                           SqlValue::Text(e.grant), SqlValue::Text(e.result), SqlValue::Text(e.detail),
+                           SqlValue::Text(e.request_id)}) {
+          params.push_back(std::move(v));
+        }
+      }
+      RETURN_IF_ERROR(s.Execute(sql, params).status());
     }
     return absl::OkStatus();
   });

@@ -122,3 +122,41 @@ TEST(AuditTrailTest, EventsOlderThanTheRetentionArePruned) {
 
 }  // namespace
 }  // namespace tokenbroker
+
+namespace tokenbroker {
+namespace {
+
+TEST(AuditTrailCacheHitsTest, CoalescedIntoOneEventPerCallerAndGrantOrOneEach) {
+  for (bool coalesce : {true, false}) {
+    InMemoryCredentialStore store;
+    Logger logger(LogLevel::kError, [](absl::string_view) {});
+    FakeClock clock;
+    AuditTrailOptions options;
+    options.coalesce_cache_hits = coalesce;
+    AuditTrail trail(store, logger, clock, options);
+    trail.Start();
+    for (int i = 0; i < 5; ++i) {
+      trail.RecordCacheHit("svc-a", "token.get", "TokenService/GetAccessToken", "g1", "req-" + std::to_string(i));
+    }
+    trail.RecordCacheHit("svc-b", "token.get", "TokenService/GetAccessToken", "g1", "req-b");
+    ASSERT_TRUE(trail.Flush());
+    absl::StatusOr<std::vector<AuditEvent>> events = store.ListAuditEvents(AuditFilter{});
+    ASSERT_TRUE(events.ok());
+    if (coalesce) {
+      ASSERT_EQ(events->size(), 2u);
+      std::map<std::string, AuditEvent> by_caller;
+      for (const AuditEvent& e : *events) by_caller[e.caller] = e;
+      EXPECT_EQ(by_caller["svc-a"].detail, "cache hits: 5");
+      EXPECT_EQ(by_caller["svc-a"].request_id, "req-0");
+      EXPECT_EQ(by_caller["svc-a"].result, "OK");
+      EXPECT_EQ(by_caller["svc-b"].detail, "cache hits: 1");
+    } else {
+      ASSERT_EQ(events->size(), 6u);
+      EXPECT_EQ(events->back().request_id, "req-0");
+      EXPECT_EQ(events->back().detail, "cached");
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tokenbroker
