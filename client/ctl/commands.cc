@@ -116,17 +116,19 @@ Command AuditCommand() {
   struct State {
     std::string caller, action, grant, result;
     int limit = 100;
+    absl::Duration since = absl::ZeroDuration();
   };
   auto state = std::make_shared<State>();
   Command list;
   list.name = "list";
   list.summary = "list audit events, newest first";
-  list.usage = "[--caller ID] [--action ACTION] [--grant GRANT] [--result CODE] [--limit N]";
+  list.usage = "[--caller ID] [--action ACTION] [--grant GRANT] [--result CODE] [--since DURATION] [--limit N]";
   list.flags = [state](FlagSet& f) {
     f.String("caller", &state->caller, "ID", "only events of this caller");
     f.String("action", &state->action, "ACTION", "token.get, mail.read, admin.read, admin.write or consent");
     f.String("grant", &state->grant, "GRANT", "only events about this grant");
     f.String("result", &state->result, "CODE", "only events with this result (OK, PERMISSION_DENIED, ...)");
+    f.Duration("since", &state->since, "only events of the last DURATION (for example 1h, 30m)");
     f.Int("limit", &state->limit, "N", "at most N events (default 100)");
   };
   list.run = [state](Context& ctx, const std::vector<std::string>& args) {
@@ -138,6 +140,11 @@ Command AuditCommand() {
     request.set_grant(state->grant);
     request.set_result(state->result);
     request.set_page_size(static_cast<uint32_t>(state->limit));
+    if (state->since < absl::ZeroDuration()) return WrongArgs(ctx, "audit list", "--since must not be negative");
+    if (state->since > absl::ZeroDuration()) {
+      *request.mutable_since() =
+          google::protobuf::util::TimeUtil::SecondsToTimestamp(absl::ToUnixSeconds(absl::Now() - state->since));
+    }
     return CallAdmin(ctx, request, &v1::AdminService::Stub::ListAuditEvents);
   };
   Command c;

@@ -34,14 +34,16 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Guarded(grpc::CallbackServerContext*
 
 grpc::ServerUnaryReactor* AdminServiceImpl::GetServerInfo(grpc::CallbackServerContext* context,
                                                           const v1::GetServerInfoRequest*, v1::ServerInfo* response) {
-  return Guarded(context, "AdminService/GetServerInfo", Action::kAdminRead, "", "", [&](const CallContext&) {
-    response->set_version(deps_.identity.version);
-    response->set_revision(deps_.identity.revision);
-    *response->mutable_start_time() = ToTimestamp(deps_.identity.start_time);
-    response->set_store(deps_.identity.store);
-    if (deps_.sealer != nullptr) response->set_active_key_id(deps_.sealer->active_key_id());
-    return absl::OkStatus();
-  });
+  // Any known caller: the version and state are not secret, and clients
+  // use this call to check that they are configured right.
+  absl::StatusOr<CallContext> call = deps_.guard->Identify(context, "AdminService/GetServerInfo", Action::kAdminRead);
+  if (!call.ok()) return Respond(context, call.status());
+  response->set_version(deps_.identity.version);
+  response->set_revision(deps_.identity.revision);
+  *response->mutable_start_time() = ToTimestamp(deps_.identity.start_time);
+  response->set_store(deps_.identity.store);
+  if (deps_.sealer != nullptr) response->set_active_key_id(deps_.sealer->active_key_id());
+  return FinishUnary(context, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::CreateApp(grpc::CallbackServerContext* context,

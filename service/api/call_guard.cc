@@ -42,8 +42,13 @@ CallGuard::CallGuard(Authorizer& authorizer, AuditTrail& audit, bool plaintext_l
     : authorizer_(authorizer), audit_(audit), plaintext_listener_(plaintext_listener),
       on_refused_(std::move(on_refused)) {}
 
-absl::StatusOr<CallContext> CallGuard::Admit(grpc::CallbackServerContext* context, absl::string_view method,
-                                             Action action, absl::string_view grant, absl::string_view app) {
+absl::StatusOr<CallContext> CallGuard::Identify(grpc::CallbackServerContext* context, absl::string_view method,
+                                                Action action) {
+  return Identify(context, method, action, "", "");
+}
+
+absl::StatusOr<CallContext> CallGuard::Identify(grpc::CallbackServerContext* context, absl::string_view method,
+                                                Action action, absl::string_view grant, absl::string_view app) {
   CallContext call;
   const absl::string_view given_id = Metadata(context, "x-request-id");
   call.request_id = IsRequestId(given_id) ? std::string(given_id) : NewRequestId();
@@ -74,6 +79,14 @@ absl::StatusOr<CallContext> CallGuard::Admit(grpc::CallbackServerContext* contex
     return identity.status();
   }
   call.caller = std::move(*identity);
+  return call;
+}
+
+absl::StatusOr<CallContext> CallGuard::Admit(grpc::CallbackServerContext* context, absl::string_view method,
+                                             Action action, absl::string_view grant, absl::string_view app) {
+  absl::StatusOr<CallContext> identified = Identify(context, method, action, grant, app);
+  if (!identified.ok()) return identified.status();
+  CallContext call = *std::move(identified);
   Authorization verdict = authorizer_.Authorize(call.caller, action, grant);
   if (!verdict.status.ok()) {
     const bool limited = absl::IsResourceExhausted(verdict.status);

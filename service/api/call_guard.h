@@ -38,6 +38,11 @@ class CallGuard {
   absl::StatusOr<CallContext> Admit(grpc::CallbackServerContext* context, absl::string_view method, Action action,
                                     absl::string_view grant, absl::string_view app = "");
 
+  // Identity only (no policy, no rate limit): for calls any known caller may
+  // make. UNAUTHENTICATED is audited.
+  absl::StatusOr<CallContext> Identify(grpc::CallbackServerContext* context, absl::string_view method,
+                                       Action action);
+
   // Records how an admitted call ended.
   void Audit(const CallContext& call, absl::string_view method, Action action, absl::string_view grant,
              const absl::Status& result, absl::string_view app = "", absl::string_view detail = "");
@@ -52,6 +57,10 @@ class CallGuard {
   AuditTrail& audit() { return audit_; }
 
  private:
+  // Identity for a call about `grant`/`app` (recorded if refused).
+  absl::StatusOr<CallContext> Identify(grpc::CallbackServerContext* context, absl::string_view method, Action action,
+                                       absl::string_view grant, absl::string_view app);
+
   Authorizer& authorizer_;
   AuditTrail& audit_;
   const bool plaintext_listener_;

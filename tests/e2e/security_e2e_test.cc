@@ -236,7 +236,8 @@ TEST_F(SecurityE2ETest, EachCallerGetsWhatThePolicyAllowsAndEveryRefusalIsAudite
   EXPECT_THAT(unauthenticated.out, HasSubstr("the token has expired"));
   EXPECT_THAT(unauthenticated.out, HasSubstr("no caller identity"));
   // And what was given: the tokens, by caller.
-  CommandResult issued = MustCtl(Auditor(), {"--output", "json", "audit", "list", "--caller", kSvcA, "--result", "OK"});
+  CommandResult issued = MustCtl(
+      Auditor(), {"--output", "json", "audit", "list", "--caller", kSvcA, "--result", "OK", "--since", "1h"});
   EXPECT_THAT(issued.out, HasSubstr("\"grant\": \"grant-a\""));
   EXPECT_THAT(issued.out, Not(HasSubstr("grant-b")));
 }
