@@ -79,11 +79,20 @@ class MailE2ETest : public ::testing::Test {
   }
   static void TearDownTestSuite() {
     if (daemon_ != nullptr && daemon_->process != nullptr) {
+      const std::string metrics = testing::HttpGet(daemon_->metrics_address, "/metrics").value_or("");
+      CommandResult audit = Ctl({"--output", "json", "audit", "list", "--limit", "1000"});
+      // Every mail operation is in the audit trail.
+      EXPECT_THAT(audit.out, HasSubstr("\"method\": \"MailService/FetchMessage\""));
+      EXPECT_THAT(audit.out, HasSubstr("\"action\": \"mail.read\""));
       EXPECT_EQ(daemon_->Stop(), 0);
       const std::string log = daemon_->process->Stderr();
-      EXPECT_THAT(log, Not(HasSubstr(kSecret)));
-      EXPECT_THAT(log, Not(HasSubstr("0.rt-")));
-      EXPECT_THAT(log, Not(HasSubstr("fake-access-")));
+      // No secret, refresh token or access token in the log, the metrics or
+      // the audit trail.
+      for (const std::string& text : {log, metrics, audit.out}) {
+        EXPECT_THAT(text, Not(HasSubstr(kSecret)));
+        EXPECT_THAT(text, Not(HasSubstr("0.rt-")));
+        EXPECT_THAT(text, Not(HasSubstr("fake-access-")));
+      }
     }
     delete daemon_;
     delete dovecot_;

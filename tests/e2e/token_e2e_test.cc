@@ -45,9 +45,19 @@ class TokenE2ETest : public ::testing::Test {
              "--authority-host", authority_, "--client-secret-file", secret, "--not-after", "2099-01-01"});
   }
   void TearDown() override {
-    if (daemon_.process != nullptr) daemon_.Stop();
-    // Nothing secret in the broker's log, ever.
-    for (const std::string& secret : secrets_) EXPECT_THAT(log_, Not(HasSubstr(secret)));
+    std::string metrics, audit;
+    if (daemon_.process != nullptr) {
+      metrics = testing::HttpGet(daemon_.metrics_address, "/metrics").value_or("");
+      audit = Ctl({"--output", "json", "audit", "list", "--limit", "1000"}).out;
+      daemon_.Stop();
+      KeepLog();
+    }
+    // Nothing secret in the broker's log, metrics or audit trail, ever.
+    for (const std::string& secret : secrets_) {
+      EXPECT_THAT(log_, Not(HasSubstr(secret)));
+      EXPECT_THAT(metrics, Not(HasSubstr(secret)));
+      EXPECT_THAT(audit, Not(HasSubstr(secret)));
+    }
   }
 
   void Start() {
