@@ -23,9 +23,18 @@ absl::Status RequireId(absl::string_view field, absl::string_view id) {
 
 grpc::ServerUnaryReactor* AdminServiceImpl::Guarded(grpc::CallbackServerContext* context, absl::string_view method,
                                                     Action action, absl::string_view grant, absl::string_view app,
-                                                    const std::function<absl::Status(const CallContext&)>& body) {
+                                                    const std::function<absl::Status(const CallContext&)>& body,
+                                                    bool waits_for_provider) {
   absl::StatusOr<CallContext> call = deps_.guard->Admit(context, method, action, grant, app);
   if (!call.ok()) return Respond(context, call.status());
+  // Calls that wait for an identity provider must say how long they wait.
+  if ((action == Action::kConsent || waits_for_provider) &&
+      context->deadline() == std::chrono::system_clock::time_point::max()) {
+    absl::Status missing = absl::InvalidArgumentError(absl::StrCat(
+        "deadline: ", method, " waits for the identity provider and must carry a deadline (a gRPC timeout)"));
+    deps_.guard->Audit(*call, method, action, grant, missing, app);
+    return Respond(context, missing);
+  }
   absl::Status status = body(*call);
   // Changes and consents are audited; reads only when refused.
   if (action != Action::kAdminRead) deps_.guard->Audit(*call, method, action, grant, status, app);
@@ -51,28 +60,31 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateApp(grpc::CallbackServerContex
   // The request owns the secrets; take them out so they are wiped with the
   // CredentialInputs.
   auto* mutable_request = const_cast<v1::CreateAppRequest*>(request);
-  return Guarded(context, "AdminService/CreateApp", Action::kAdminWrite, "", request->app().id(), [&](const CallContext&) -> absl::Status {
-    ASSIGN_OR_RETURN(App spec, AppFromProto(request->app()));
-    std::vector<CredentialInput> inputs;
-    for (int i = 0; i < mutable_request->credentials_size(); ++i) {
-      ASSIGN_OR_RETURN(CredentialInput input, CredentialInputFromProto(mutable_request->mutable_credentials(i),
-                                                                       absl::StrCat("credentials[", i, "]")));
-      inputs.push_back(std::move(input));
-    }
-    ASSIGN_OR_RETURN(App app, deps_.vault->CreateApp(std::move(spec), std::move(inputs)));
-    AppToProto(app, response);
-    return absl::OkStatus();
-  });
+  return Guarded(context, "AdminService/CreateApp", Action::kAdminWrite, "", request->app().id(),
+                 [&](const CallContext&) -> absl::Status {
+                   ASSIGN_OR_RETURN(App spec, AppFromProto(request->app()));
+                   std::vector<CredentialInput> inputs;
+                   for (int i = 0; i < mutable_request->credentials_size(); ++i) {
+                     ASSIGN_OR_RETURN(CredentialInput input,
+                                      CredentialInputFromProto(mutable_request->mutable_credentials(i),
+                                                               absl::StrCat("credentials[", i, "]")));
+                     inputs.push_back(std::move(input));
+                   }
+                   ASSIGN_OR_RETURN(App app, deps_.vault->CreateApp(std::move(spec), std::move(inputs)));
+                   AppToProto(app, response);
+                   return absl::OkStatus();
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::GetApp(grpc::CallbackServerContext* context,
                                                    const v1::GetAppRequest* request, v1::App* response) {
-  return Guarded(context, "AdminService/GetApp", Action::kAdminRead, "", request->id(), [&](const CallContext&) -> absl::Status {
-    RETURN_IF_ERROR(RequireId("id", request->id()));
-    ASSIGN_OR_RETURN(App app, deps_.vault->GetApp(request->id()));
-    AppToProto(app, response);
-    return absl::OkStatus();
-  });
+  return Guarded(context, "AdminService/GetApp", Action::kAdminRead, "", request->id(),
+                 [&](const CallContext&) -> absl::Status {
+                   RETURN_IF_ERROR(RequireId("id", request->id()));
+                   ASSIGN_OR_RETURN(App app, deps_.vault->GetApp(request->id()));
+                   AppToProto(app, response);
+                   return absl::OkStatus();
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListApps(grpc::CallbackServerContext* context, const v1::ListAppsRequest*,
@@ -86,154 +98,170 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListApps(grpc::CallbackServerContext
 
 grpc::ServerUnaryReactor* AdminServiceImpl::DeleteApp(grpc::CallbackServerContext* context,
                                                       const v1::DeleteAppRequest* request, google::protobuf::Empty*) {
-  return Guarded(context, "AdminService/DeleteApp", Action::kAdminWrite, "", request->id(), [&](const CallContext&) -> absl::Status {
-    RETURN_IF_ERROR(RequireId("id", request->id()));
-    return deps_.vault->DeleteApp(request->id(), request->force());
-  });
+  return Guarded(context, "AdminService/DeleteApp", Action::kAdminWrite, "", request->id(),
+                 [&](const CallContext&) -> absl::Status {
+                   RETURN_IF_ERROR(RequireId("id", request->id()));
+                   return deps_.vault->DeleteApp(request->id(), request->force());
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::AddAppCredential(grpc::CallbackServerContext* context,
                                                              const v1::AddAppCredentialRequest* request,
                                                              v1::App* response) {
   auto* mutable_request = const_cast<v1::AddAppCredentialRequest*>(request);
-  return Guarded(context, "AdminService/AddAppCredential", Action::kAdminWrite, "", request->app(), [&](const CallContext&) -> absl::Status {
-    RETURN_IF_ERROR(RequireId("app", request->app()));
-    ASSIGN_OR_RETURN(CredentialInput input,
-                     CredentialInputFromProto(mutable_request->mutable_credential(), "credential"));
-    const size_t position = request->append() ? SIZE_MAX : request->position();
-    ASSIGN_OR_RETURN(App app, deps_.vault->AddCredential(request->app(), std::move(input), position));
-    AppToProto(app, response);
-    return absl::OkStatus();
-  });
+  return Guarded(context, "AdminService/AddAppCredential", Action::kAdminWrite, "", request->app(),
+                 [&](const CallContext&) -> absl::Status {
+                   RETURN_IF_ERROR(RequireId("app", request->app()));
+                   ASSIGN_OR_RETURN(CredentialInput input,
+                                    CredentialInputFromProto(mutable_request->mutable_credential(), "credential"));
+                   const size_t position = request->append() ? SIZE_MAX : request->position();
+                   ASSIGN_OR_RETURN(App app, deps_.vault->AddCredential(request->app(), std::move(input), position));
+                   AppToProto(app, response);
+                   return absl::OkStatus();
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::RemoveAppCredential(grpc::CallbackServerContext* context,
                                                                 const v1::RemoveAppCredentialRequest* request,
                                                                 v1::App* response) {
-  return Guarded(context, "AdminService/RemoveAppCredential", Action::kAdminWrite, "", request->app(), [&](const CallContext&) -> absl::Status {
-    RETURN_IF_ERROR(RequireId("app", request->app()));
-    RETURN_IF_ERROR(RequireId("credential", request->credential()));
-    ASSIGN_OR_RETURN(App app, deps_.vault->RemoveCredential(request->app(), request->credential()));
-    AppToProto(app, response);
-    return absl::OkStatus();
-  });
+  return Guarded(context, "AdminService/RemoveAppCredential", Action::kAdminWrite, "", request->app(),
+                 [&](const CallContext&) -> absl::Status {
+                   RETURN_IF_ERROR(RequireId("app", request->app()));
+                   RETURN_IF_ERROR(RequireId("credential", request->credential()));
+                   ASSIGN_OR_RETURN(App app, deps_.vault->RemoveCredential(request->app(), request->credential()));
+                   AppToProto(app, response);
+                   return absl::OkStatus();
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ReorderAppCredentials(grpc::CallbackServerContext* context,
                                                                   const v1::ReorderAppCredentialsRequest* request,
                                                                   v1::App* response) {
-  return Guarded(context, "AdminService/ReorderAppCredentials", Action::kAdminWrite, "", request->app(), [&](const CallContext&) -> absl::Status {
-    RETURN_IF_ERROR(RequireId("app", request->app()));
-    std::vector<std::string> order(request->credentials().begin(), request->credentials().end());
-    ASSIGN_OR_RETURN(App app, deps_.vault->ReorderCredentials(request->app(), order));
-    AppToProto(app, response);
-    return absl::OkStatus();
-  });
+  return Guarded(context, "AdminService/ReorderAppCredentials", Action::kAdminWrite, "", request->app(),
+                 [&](const CallContext&) -> absl::Status {
+                   RETURN_IF_ERROR(RequireId("app", request->app()));
+                   std::vector<std::string> order(request->credentials().begin(), request->credentials().end());
+                   ASSIGN_OR_RETURN(App app, deps_.vault->ReorderCredentials(request->app(), order));
+                   AppToProto(app, response);
+                   return absl::OkStatus();
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::CreateGrant(grpc::CallbackServerContext* context,
                                                         const v1::CreateGrantRequest* request, v1::Grant* response) {
-  return Guarded(context, "AdminService/CreateGrant", Action::kAdminWrite, request->grant().id(), request->grant().app(), [&](const CallContext&) -> absl::Status {
-    ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
-    ASSIGN_OR_RETURN(Grant grant, deps_.vault->CreateGrant(std::move(spec)));
-    GrantToProto(grant, response);
-    return absl::OkStatus();
-  });
+  return Guarded(context, "AdminService/CreateGrant", Action::kAdminWrite, request->grant().id(),
+                 request->grant().app(), [&](const CallContext&) -> absl::Status {
+                   ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
+                   ASSIGN_OR_RETURN(Grant grant, deps_.vault->CreateGrant(std::move(spec)));
+                   GrantToProto(grant, response);
+                   return absl::OkStatus();
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ImportGrant(grpc::CallbackServerContext* context,
                                                         const v1::ImportGrantRequest* request, v1::Grant* response) {
   auto* mutable_request = const_cast<v1::ImportGrantRequest*>(request);
   Secret refresh_token(std::move(*mutable_request->mutable_refresh_token()));
-  return Guarded(context, "AdminService/ImportGrant", Action::kAdminWrite, request->grant().id(), request->grant().app(), [&](const CallContext&) -> absl::Status {
-    ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
-    ASSIGN_OR_RETURN(Grant grant, deps_.vault->ImportGrant(std::move(spec), refresh_token, request->replace()));
-    if (deps_.on_grant_changed) deps_.on_grant_changed(grant.id);
-    if (deps_.tokens != nullptr) {
-      deps_.tokens->Forget(grant.id);
-      if (request->verify()) {
-        absl::Status verified = deps_.tokens->RefreshNow(grant.id);
-        if (!verified.ok()) {
-          return absl::Status(verified.code(), absl::StrCat("verify: the grant was stored, but ", verified.message()));
+  return Guarded(
+      context, "AdminService/ImportGrant", Action::kAdminWrite, request->grant().id(), request->grant().app(),
+      [&](const CallContext&) -> absl::Status {
+        ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
+        ASSIGN_OR_RETURN(Grant grant, deps_.vault->ImportGrant(std::move(spec), refresh_token, request->replace()));
+        if (deps_.on_grant_changed) deps_.on_grant_changed(grant.id);
+        if (deps_.tokens != nullptr) {
+          deps_.tokens->Forget(grant.id);
+          if (request->verify()) {
+            absl::Status verified = deps_.tokens->RefreshNow(grant.id);
+            if (!verified.ok()) {
+              return absl::Status(verified.code(),
+                                  absl::StrCat("verify: the grant was stored, but ", verified.message()));
+            }
+            ASSIGN_OR_RETURN(grant, deps_.vault->GetGrant(grant.id));
+          }
         }
-        ASSIGN_OR_RETURN(grant, deps_.vault->GetGrant(grant.id));
-      }
-    }
-    GrantToProto(grant, response);
-    return absl::OkStatus();
-  });
+        GrantToProto(grant, response);
+        return absl::OkStatus();
+      },
+      /*waits_for_provider=*/request->verify());
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::GetGrant(grpc::CallbackServerContext* context,
                                                      const v1::GetGrantRequest* request, v1::Grant* response) {
-  return Guarded(context, "AdminService/GetGrant", Action::kAdminRead, request->id(), "", [&](const CallContext&) -> absl::Status {
-    RETURN_IF_ERROR(RequireId("id", request->id()));
-    ASSIGN_OR_RETURN(Grant grant, deps_.vault->GetGrant(request->id()));
-    GrantToProto(grant, response);
-    return absl::OkStatus();
-  });
+  return Guarded(context, "AdminService/GetGrant", Action::kAdminRead, request->id(), "",
+                 [&](const CallContext&) -> absl::Status {
+                   RETURN_IF_ERROR(RequireId("id", request->id()));
+                   ASSIGN_OR_RETURN(Grant grant, deps_.vault->GetGrant(request->id()));
+                   GrantToProto(grant, response);
+                   return absl::OkStatus();
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListGrants(grpc::CallbackServerContext* context,
                                                        const v1::ListGrantsRequest* request,
                                                        v1::ListGrantsResponse* response) {
-  return Guarded(context, "AdminService/ListGrants", Action::kAdminRead, "", "", [&](const CallContext&) -> absl::Status {
-    GrantFilter filter;
-    filter.app = request->app();
-    if (request->state() != v1::GRANT_STATE_UNSPECIFIED) {
-      ASSIGN_OR_RETURN(filter.state, GrantStateFromProto(request->state()));
-    }
-    ASSIGN_OR_RETURN(std::vector<Grant> grants, deps_.vault->ListGrants(filter));
-    for (const Grant& g : grants) GrantToProto(g, response->add_grants());
-    return absl::OkStatus();
-  });
+  return Guarded(context, "AdminService/ListGrants", Action::kAdminRead, "", "",
+                 [&](const CallContext&) -> absl::Status {
+                   GrantFilter filter;
+                   filter.app = request->app();
+                   if (request->state() != v1::GRANT_STATE_UNSPECIFIED) {
+                     ASSIGN_OR_RETURN(filter.state, GrantStateFromProto(request->state()));
+                   }
+                   ASSIGN_OR_RETURN(std::vector<Grant> grants, deps_.vault->ListGrants(filter));
+                   for (const Grant& g : grants) GrantToProto(g, response->add_grants());
+                   return absl::OkStatus();
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::DisableGrant(grpc::CallbackServerContext* context,
                                                          const v1::DisableGrantRequest* request, v1::Grant* response) {
-  return Guarded(context, "AdminService/DisableGrant", Action::kAdminWrite, request->id(), "", [&](const CallContext&) -> absl::Status {
-    RETURN_IF_ERROR(RequireId("id", request->id()));
-    ASSIGN_OR_RETURN(Grant grant, deps_.vault->SetGrantEnabled(request->id(), false));
-    if (deps_.on_grant_changed) deps_.on_grant_changed(grant.id);
-    GrantToProto(grant, response);
-    return absl::OkStatus();
-  });
+  return Guarded(context, "AdminService/DisableGrant", Action::kAdminWrite, request->id(), "",
+                 [&](const CallContext&) -> absl::Status {
+                   RETURN_IF_ERROR(RequireId("id", request->id()));
+                   ASSIGN_OR_RETURN(Grant grant, deps_.vault->SetGrantEnabled(request->id(), false));
+                   if (deps_.on_grant_changed) deps_.on_grant_changed(grant.id);
+                   GrantToProto(grant, response);
+                   return absl::OkStatus();
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::EnableGrant(grpc::CallbackServerContext* context,
                                                         const v1::EnableGrantRequest* request, v1::Grant* response) {
-  return Guarded(context, "AdminService/EnableGrant", Action::kAdminWrite, request->id(), "", [&](const CallContext&) -> absl::Status {
-    RETURN_IF_ERROR(RequireId("id", request->id()));
-    ASSIGN_OR_RETURN(Grant grant, deps_.vault->SetGrantEnabled(request->id(), true));
-    GrantToProto(grant, response);
-    return absl::OkStatus();
-  });
+  return Guarded(context, "AdminService/EnableGrant", Action::kAdminWrite, request->id(), "",
+                 [&](const CallContext&) -> absl::Status {
+                   RETURN_IF_ERROR(RequireId("id", request->id()));
+                   ASSIGN_OR_RETURN(Grant grant, deps_.vault->SetGrantEnabled(request->id(), true));
+                   GrantToProto(grant, response);
+                   return absl::OkStatus();
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::DeleteGrant(grpc::CallbackServerContext* context,
                                                         const v1::DeleteGrantRequest* request,
                                                         google::protobuf::Empty*) {
-  return Guarded(context, "AdminService/DeleteGrant", Action::kAdminWrite, request->id(), "", [&](const CallContext&) -> absl::Status {
-    RETURN_IF_ERROR(RequireId("id", request->id()));
-    RETURN_IF_ERROR(deps_.vault->DeleteGrant(request->id()));
-    if (deps_.on_grant_changed) deps_.on_grant_changed(request->id());
-    return absl::OkStatus();
-  });
+  return Guarded(context, "AdminService/DeleteGrant", Action::kAdminWrite, request->id(), "",
+                 [&](const CallContext&) -> absl::Status {
+                   RETURN_IF_ERROR(RequireId("id", request->id()));
+                   RETURN_IF_ERROR(deps_.vault->DeleteGrant(request->id()));
+                   if (deps_.on_grant_changed) deps_.on_grant_changed(request->id());
+                   return absl::OkStatus();
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::BeginAuthorization(grpc::CallbackServerContext* context,
                                                                const v1::BeginAuthorizationRequest* request,
                                                                v1::BeginAuthorizationResponse* response) {
-  return Guarded(context, "AdminService/BeginAuthorization", Action::kConsent, request->grant().id(), request->grant().app(), [&](const CallContext& call) -> absl::Status {
-    ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
-    ASSIGN_OR_RETURN(AuthorizationStart started,
-                     deps_.consent->BeginAuthorization(std::move(spec), request->redirect_uri(),
-                                                       request->login_hint(), request->prompt(), call.caller.name));
-    response->set_authorization_url(started.authorization_url);
-    response->set_state(started.state);
-    *response->mutable_expire_time() = ToTimestamp(started.expire_time);
-    return absl::OkStatus();
-  });
+  return Guarded(context, "AdminService/BeginAuthorization", Action::kConsent, request->grant().id(),
+                 request->grant().app(), [&](const CallContext& call) -> absl::Status {
+                   ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
+                   ASSIGN_OR_RETURN(
+                       AuthorizationStart started,
+                       deps_.consent->BeginAuthorization(std::move(spec), request->redirect_uri(),
+                                                         request->login_hint(), request->prompt(), call.caller.name));
+                   response->set_authorization_url(started.authorization_url);
+                   response->set_state(started.state);
+                   *response->mutable_expire_time() = ToTimestamp(started.expire_time);
+                   return absl::OkStatus();
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::CompleteAuthorization(grpc::CallbackServerContext* context,
@@ -245,66 +273,72 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CompleteAuthorization(grpc::Callback
   // state is only answered to a caller with consent on every grant.
   absl::StatusOr<std::string> pending_grant = deps_.consent->PendingGrant(request->state());
   const std::string grant = pending_grant.ok() ? *pending_grant : "";
-  return Guarded(context, "AdminService/CompleteAuthorization", Action::kConsent, grant, "", [&](const CallContext& call) -> absl::Status {
-    ASSIGN_OR_RETURN(Grant grant, deps_.consent->CompleteAuthorization(request->state(), std::move(code), call.caller.name));
-    GrantToProto(grant, response);
-    return absl::OkStatus();
-  });
+  return Guarded(context, "AdminService/CompleteAuthorization", Action::kConsent, grant, "",
+                 [&](const CallContext& call) -> absl::Status {
+                   ASSIGN_OR_RETURN(Grant grant, deps_.consent->CompleteAuthorization(request->state(), std::move(code),
+                                                                                      call.caller.name));
+                   GrantToProto(grant, response);
+                   return absl::OkStatus();
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::StartDeviceAuthorization(grpc::CallbackServerContext* context,
                                                                      const v1::StartDeviceAuthorizationRequest* request,
                                                                      v1::StartDeviceAuthorizationResponse* response) {
-  return Guarded(context, "AdminService/StartDeviceAuthorization", Action::kConsent, request->grant().id(), request->grant().app(), [&](const CallContext&) -> absl::Status {
-    ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
-    ASSIGN_OR_RETURN(DeviceFlowStart started, deps_.consent->StartDeviceAuthorization(std::move(spec)));
-    response->set_user_code(started.user_code);
-    response->set_verification_uri(started.verification_uri);
-    response->set_message(started.message);
-    *response->mutable_expire_time() = ToTimestamp(started.expire_time);
-    *response->mutable_interval() = ToProtoDuration(started.interval);
-    response->set_grant(started.grant);
-    return absl::OkStatus();
-  });
+  return Guarded(context, "AdminService/StartDeviceAuthorization", Action::kConsent, request->grant().id(),
+                 request->grant().app(), [&](const CallContext&) -> absl::Status {
+                   ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
+                   ASSIGN_OR_RETURN(DeviceFlowStart started, deps_.consent->StartDeviceAuthorization(std::move(spec)));
+                   response->set_user_code(started.user_code);
+                   response->set_verification_uri(started.verification_uri);
+                   response->set_message(started.message);
+                   *response->mutable_expire_time() = ToTimestamp(started.expire_time);
+                   *response->mutable_interval() = ToProtoDuration(started.interval);
+                   response->set_grant(started.grant);
+                   return absl::OkStatus();
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::RotateKeys(grpc::CallbackServerContext* context,
                                                        const v1::RotateKeysRequest*, v1::RotateKeysResponse* response) {
-  return Guarded(context, "AdminService/RotateKeys", Action::kAdminWrite, "", "", [&](const CallContext&) -> absl::Status {
-    if (deps_.reload_keyring) RETURN_IF_ERROR(deps_.reload_keyring());
-    ASSIGN_OR_RETURN(KeyRotationReport report, deps_.vault->RotateKeys());
-    response->set_active_key_id(report.active_key_id);
-    response->set_resealed(report.resealed);
-    for (const std::string& id : report.keys_still_in_use) response->add_keys_still_in_use(id);
-    return absl::OkStatus();
-  });
+  return Guarded(context, "AdminService/RotateKeys", Action::kAdminWrite, "", "",
+                 [&](const CallContext&) -> absl::Status {
+                   if (deps_.reload_keyring) RETURN_IF_ERROR(deps_.reload_keyring());
+                   ASSIGN_OR_RETURN(KeyRotationReport report, deps_.vault->RotateKeys());
+                   response->set_active_key_id(report.active_key_id);
+                   response->set_resealed(report.resealed);
+                   for (const std::string& id : report.keys_still_in_use) response->add_keys_still_in_use(id);
+                   return absl::OkStatus();
+                 });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListAuditEvents(grpc::CallbackServerContext* context,
                                                             const v1::ListAuditEventsRequest* request,
                                                             v1::ListAuditEventsResponse* response) {
-  return Guarded(context, "AdminService/ListAuditEvents", Action::kAdminRead, "", "", [&](const CallContext&) -> absl::Status {
-    if (request->page_size() > 1000) return absl::InvalidArgumentError("page_size: at most 1000");
-    // Events are written in the background: wait for those recorded so far
-    // (this call's own refusals included) so that the list is up to date.
-    deps_.guard->audit().Flush(absl::Seconds(2));
-    AuditFilter filter;
-    filter.caller = request->caller();
-    filter.action = request->action();
-    filter.grant = request->grant();
-    filter.result = request->result();
-    filter.since = FromTimestamp(request->since(), request->has_since());
-    filter.until = FromTimestamp(request->until(), request->has_until(), absl::InfiniteFuture());
-    filter.limit = request->page_size() == 0 ? 100 : static_cast<int>(request->page_size());
-    if (!request->page_token().empty() &&
-        (!absl::SimpleAtoi(request->page_token(), &filter.before_id) || filter.before_id <= 0)) {
-      return absl::InvalidArgumentError("page_token: not a token from a previous response");
-    }
-    ASSIGN_OR_RETURN(std::vector<AuditEvent> events, deps_.store->ListAuditEvents(filter));
-    for (const AuditEvent& e : events) AuditEventToProto(e, response->add_events());
-    if (static_cast<int>(events.size()) == filter.limit) response->set_next_page_token(absl::StrCat(events.back().id));
-    return absl::OkStatus();
-  });
+  return Guarded(context, "AdminService/ListAuditEvents", Action::kAdminRead, "", "",
+                 [&](const CallContext&) -> absl::Status {
+                   if (request->page_size() > 1000) return absl::InvalidArgumentError("page_size: at most 1000");
+                   // Events are written in the background: wait for those recorded so far
+                   // (this call's own refusals included) so that the list is up to date.
+                   deps_.guard->audit().Flush(absl::Seconds(2));
+                   AuditFilter filter;
+                   filter.caller = request->caller();
+                   filter.action = request->action();
+                   filter.grant = request->grant();
+                   filter.result = request->result();
+                   filter.since = FromTimestamp(request->since(), request->has_since());
+                   filter.until = FromTimestamp(request->until(), request->has_until(), absl::InfiniteFuture());
+                   filter.limit = request->page_size() == 0 ? 100 : static_cast<int>(request->page_size());
+                   if (!request->page_token().empty() &&
+                       (!absl::SimpleAtoi(request->page_token(), &filter.before_id) || filter.before_id <= 0)) {
+                     return absl::InvalidArgumentError("page_token: not a token from a previous response");
+                   }
+                   ASSIGN_OR_RETURN(std::vector<AuditEvent> events, deps_.store->ListAuditEvents(filter));
+                   for (const AuditEvent& e : events) AuditEventToProto(e, response->add_events());
+                   if (static_cast<int>(events.size()) == filter.limit)
+                     response->set_next_page_token(absl::StrCat(events.back().id));
+                   return absl::OkStatus();
+                 });
 }
 
 }  // namespace tokenbroker

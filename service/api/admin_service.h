@@ -94,10 +94,12 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
 
  private:
   // Admits the call (deps_.guard), runs `body`, audits changes and consents,
-  // and finishes the call with body's status.
+  // and finishes the call with body's status. Calls that wait for an
+  // identity provider (consent, `waits_for_provider`) need a deadline.
   grpc::ServerUnaryReactor* Guarded(grpc::CallbackServerContext* context, absl::string_view method, Action action,
                                     absl::string_view grant, absl::string_view app,
-                                    const std::function<absl::Status(const CallContext&)>& body);
+                                    const std::function<absl::Status(const CallContext&)>& body,
+                                    bool waits_for_provider = false);
 
   const AdminServiceDeps deps_;
 };

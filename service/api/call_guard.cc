@@ -39,7 +39,9 @@ std::string NewRequestId() {
 
 CallGuard::CallGuard(Authorizer& authorizer, AuditTrail& audit, bool plaintext_listener,
                      std::function<void(Action, absl::string_view)> on_refused)
-    : authorizer_(authorizer), audit_(audit), plaintext_listener_(plaintext_listener),
+    : authorizer_(authorizer),
+      audit_(audit),
+      plaintext_listener_(plaintext_listener),
       on_refused_(std::move(on_refused)) {}
 
 absl::StatusOr<CallContext> CallGuard::Identify(grpc::CallbackServerContext* context, absl::string_view method,
@@ -92,9 +94,9 @@ absl::StatusOr<CallContext> CallGuard::Admit(grpc::CallbackServerContext* contex
     const bool limited = absl::IsResourceExhausted(verdict.status);
     if (on_refused_) on_refused_(action, limited ? "rate_limited" : "permission_denied");
     if (limited) {
-      context->AddTrailingMetadata("retry-after-ms",
-                                   absl::StrCat(absl::ToInt64Milliseconds(absl::Ceil(verdict.retry_after,
-                                                                                      absl::Milliseconds(1)))));
+      context->AddTrailingMetadata(
+          "retry-after-ms",
+          absl::StrCat(absl::ToInt64Milliseconds(absl::Ceil(verdict.retry_after, absl::Milliseconds(1)))));
     }
     Audit(call, method, action, grant, verdict.status, app, verdict.status.message());
     return verdict.status;

@@ -40,8 +40,7 @@ class CallGuard {
 
   // Identity only (no policy, no rate limit): for calls any known caller may
   // make. UNAUTHENTICATED is audited.
-  absl::StatusOr<CallContext> Identify(grpc::CallbackServerContext* context, absl::string_view method,
-                                       Action action);
+  absl::StatusOr<CallContext> Identify(grpc::CallbackServerContext* context, absl::string_view method, Action action);
 
   // Records how an admitted call ended.
   void Audit(const CallContext& call, absl::string_view method, Action action, absl::string_view grant,

@@ -132,18 +132,18 @@ grpc::ServerUnaryReactor* MailServiceImpl::ListFolders(grpc::CallbackServerConte
   if (!call.ok()) return FinishUnary(context, ToGrpcStatus(call.status()));
   return Later(context, *call, kMethod, request->grant(), ValidateId("grant", request->grant()),
                [this, request, response]() -> absl::Status {
-    return pool_->Run(request->grant(), "list", [&](ImapSession& session) -> absl::Status {
-      ASSIGN_OR_RETURN(std::vector<ImapFolder> folders, session.ListFolders());
-      for (const ImapFolder& f : folders) {
-        v1::Folder* out = response->add_folders();
-        out->set_name(f.name);
-        out->set_delimiter(f.delimiter);
-        for (const std::string& a : f.attributes) out->add_attributes(a);
-        out->set_special_use(SpecialUse(f.attributes));
-      }
-      return absl::OkStatus();
-    });
-  });
+                 return pool_->Run(request->grant(), "list", [&](ImapSession& session) -> absl::Status {
+                   ASSIGN_OR_RETURN(std::vector<ImapFolder> folders, session.ListFolders());
+                   for (const ImapFolder& f : folders) {
+                     v1::Folder* out = response->add_folders();
+                     out->set_name(f.name);
+                     out->set_delimiter(f.delimiter);
+                     for (const std::string& a : f.attributes) out->add_attributes(a);
+                     out->set_special_use(SpecialUse(f.attributes));
+                   }
+                   return absl::OkStatus();
+                 });
+               });
 }
 
 grpc::ServerUnaryReactor* MailServiceImpl::GetFolderStatus(grpc::CallbackServerContext* context,
@@ -185,21 +185,21 @@ grpc::ServerUnaryReactor* MailServiceImpl::SearchMessages(grpc::CallbackServerCo
   if (!invalid.ok()) return Later(context, *call, kMethod, request->grant(), invalid, nullptr);
   return Later(context, *call, kMethod, request->grant(), invalid,
                [this, request, response, criteria = *std::move(criteria)]() -> absl::Status {
-    return pool_->Run(request->grant(), "search", [&](ImapSession& session) -> absl::Status {
-      ASSIGN_OR_RETURN(ImapSelected selected, session.Select(request->folder()));
-      ASSIGN_OR_RETURN(std::vector<uint32_t> uids, session.UidSearch(criteria));
-      response->set_total_matches(static_cast<uint32_t>(uids.size()));
-      response->set_uid_validity(static_cast<uint32_t>(selected.uid_validity));
-      const size_t limit = request->limit() == 0 ? 100 : request->limit();
-      const bool oldest_first = request->order() == v1::SearchMessagesRequest::ORDER_OLDEST_FIRST;
-      if (!oldest_first) std::reverse(uids.begin(), uids.end());
-      if (uids.size() > limit) uids.resize(limit);
-      ASSIGN_OR_RETURN(std::vector<ImapMessageSummary> summaries, session.FetchSummaries(uids));
-      if (!oldest_first) std::reverse(summaries.begin(), summaries.end());
-      for (const ImapMessageSummary& m : summaries) SummaryToProto(m, response->add_messages());
-      return absl::OkStatus();
-    });
-  });
+                 return pool_->Run(request->grant(), "search", [&](ImapSession& session) -> absl::Status {
+                   ASSIGN_OR_RETURN(ImapSelected selected, session.Select(request->folder()));
+                   ASSIGN_OR_RETURN(std::vector<uint32_t> uids, session.UidSearch(criteria));
+                   response->set_total_matches(static_cast<uint32_t>(uids.size()));
+                   response->set_uid_validity(static_cast<uint32_t>(selected.uid_validity));
+                   const size_t limit = request->limit() == 0 ? 100 : request->limit();
+                   const bool oldest_first = request->order() == v1::SearchMessagesRequest::ORDER_OLDEST_FIRST;
+                   if (!oldest_first) std::reverse(uids.begin(), uids.end());
+                   if (uids.size() > limit) uids.resize(limit);
+                   ASSIGN_OR_RETURN(std::vector<ImapMessageSummary> summaries, session.FetchSummaries(uids));
+                   if (!oldest_first) std::reverse(summaries.begin(), summaries.end());
+                   for (const ImapMessageSummary& m : summaries) SummaryToProto(m, response->add_messages());
+                   return absl::OkStatus();
+                 });
+               });
 }
 
 // Streams one fetch. The worker thread writes each chunk and waits until gRPC
@@ -282,7 +282,8 @@ class MailServiceImpl::FetchReactor final : public grpc::ServerWriteReactor<v1::
   // at two chunks. CANCELLED if the client went away.
   absl::Status Send() {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(+[](bool* w) { return !*w; }, &writing_));
+    mu_.Await(absl::Condition(
+        +[](bool* w) { return !*w; }, &writing_));
     if (cancelled_) return absl::CancelledError("the caller cancelled the fetch");
     writing_ = true;
     sent_any_ = true;
@@ -293,7 +294,8 @@ class MailServiceImpl::FetchReactor final : public grpc::ServerWriteReactor<v1::
   // Waits for the last write (before Finish).
   void Drain() {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(+[](bool* w) { return !*w; }, &writing_));
+    mu_.Await(absl::Condition(
+        +[](bool* w) { return !*w; }, &writing_));
   }
 
   absl::Status Stream(ImapSession& session, const std::function<void(uint64_t)>& on_bytes) {
@@ -325,7 +327,8 @@ class MailServiceImpl::FetchReactor final : public grpc::ServerWriteReactor<v1::
       if (remaining_ == 0) {
         // Kept for StartWriteAndFinish; wait until the buffer is not written.
         absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(+[](bool* w) { return !*w; }, &writing_));
+        mu_.Await(absl::Condition(
+            +[](bool* w) { return !*w; }, &writing_));
         if (cancelled_) return absl::CancelledError("the caller cancelled the fetch");
         sent_any_ = true;
         last_ = next_;

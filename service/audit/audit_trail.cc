@@ -147,7 +147,8 @@ void AuditTrail::Run() {
       absl::Status written = store_.AppendAuditEvents(batch);
       if (options_.on_write) options_.on_write(written.ok());
       if (!written.ok()) {
-        if (!store_failing) logger_.Error("audit events cannot be written to the store; retrying", {{"error", written}});
+        if (!store_failing)
+          logger_.Error("audit events cannot be written to the store; retrying", {{"error", written}});
         store_failing = true;
         // Put them back in front, in order.
         absl::MutexLock lock(&mu_);

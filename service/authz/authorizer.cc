@@ -90,10 +90,10 @@ Authorization Authorizer::Authorize(const CallerIdentity& caller, Action action,
   PolicyDecision decision = Decide(Current(), caller, action, grant);
   Authorization result;
   if (!decision.allowed) {
-    result.status = absl::PermissionDeniedError(absl::StrCat(
-        "caller \"", caller.name, "\" may not ", ActionName(action), " on ",
-        grant.empty() ? std::string("the broker") : absl::StrCat("grant \"", grant, "\""),
-        " (no auth.rules entry allows it)"));
+    result.status = absl::PermissionDeniedError(
+        absl::StrCat("caller \"", caller.name, "\" may not ", ActionName(action), " on ",
+                     grant.empty() ? std::string("the broker") : absl::StrCat("grant \"", grant, "\""),
+                     " (no auth.rules entry allows it)"));
     return result;
   }
   result.rule = decision.rule_name;
@@ -101,9 +101,10 @@ Authorization Authorizer::Authorize(const CallerIdentity& caller, Action action,
     const absl::Duration wait = limiter_.Take(decision.rule_name, caller.name, *decision.rate_limit);
     if (wait > absl::ZeroDuration()) {
       result.retry_after = wait;
-      result.status = absl::ResourceExhaustedError(absl::StrFormat(
-          "caller \"%s\" is over the rate limit of rule \"%s\" (%.6g calls/s); retry after %dms", caller.name,
-          decision.rule_name, decision.rate_limit->per_second, absl::ToInt64Milliseconds(absl::Ceil(wait, absl::Milliseconds(1)))));
+      result.status = absl::ResourceExhaustedError(
+          absl::StrFormat("caller \"%s\" is over the rate limit of rule \"%s\" (%.6g calls/s); retry after %dms",
+                          caller.name, decision.rule_name, decision.rate_limit->per_second,
+                          absl::ToInt64Milliseconds(absl::Ceil(wait, absl::Milliseconds(1)))));
     }
   }
   return result;

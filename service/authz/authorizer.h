@@ -38,8 +38,8 @@ class Authorizer {
   Authorizer(std::unique_ptr<IdentityResolver> resolver, Policy policy, LabelLookup labels, const Clock& clock);
 
   // Builds the resolver and the policy from `auth`; on error nothing changes.
-  static absl::StatusOr<std::pair<std::unique_ptr<IdentityResolver>, Policy>> Build(
-      const config::v1::AuthConfig& auth, const Clock& clock);
+  static absl::StatusOr<std::pair<std::unique_ptr<IdentityResolver>, Policy>> Build(const config::v1::AuthConfig& auth,
+                                                                                    const Clock& clock);
   // Swaps in a new identity configuration and policy; calls already admitted
   // are not affected. Rate-limit buckets start afresh.
   void Replace(std::unique_ptr<IdentityResolver> resolver, Policy policy);
@@ -63,8 +63,7 @@ class Authorizer {
   };
   // The snapshot in force; valid until this thread calls Current again.
   const Snapshot& Current();
-  PolicyDecision Decide(const Snapshot& snapshot, const CallerIdentity& caller, Action action,
-                        absl::string_view grant);
+  PolicyDecision Decide(const Snapshot& snapshot, const CallerIdentity& caller, Action action, absl::string_view grant);
   // Cached for a few seconds: label selectors are on the token hot path.
   std::optional<std::map<std::string, std::string>> Labels(absl::string_view grant);
 

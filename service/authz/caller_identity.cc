@@ -60,7 +60,7 @@ absl::StatusOr<std::string> CertificateIdentity(absl::string_view pem) {
 }
 
 absl::StatusOr<std::unique_ptr<IdentityResolver>> IdentityResolver::Create(const config::v1::AuthConfig& auth,
-                                                                         const Clock& clock) {
+                                                                           const Clock& clock) {
   std::unique_ptr<IdentityResolver> r(new IdentityResolver());
   r->local_caller_ = auth.local_caller();
   for (int i = 0; i < auth.bearer_tokens_size(); ++i) {

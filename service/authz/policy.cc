@@ -2,8 +2,8 @@
 
 #include <cmath>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 
 namespace tokenbroker {
 
@@ -71,8 +71,8 @@ absl::StatusOr<Policy> Policy::Create(const config::v1::AuthConfig& auth) {
       if (absl::StartsWith(caller, "group:")) {
         auto it = groups.find(caller.substr(6));
         if (it == groups.end()) {
-          return absl::InvalidArgumentError(absl::StrCat(where, ".callers: no group named \"", caller.substr(6),
-                                                         "\" in auth.groups"));
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, ".callers: no group named \"", caller.substr(6), "\" in auth.groups"));
         }
         rule.callers.insert(rule.callers.end(), it->second.begin(), it->second.end());
       } else if (caller.empty()) {
@@ -89,9 +89,9 @@ absl::StatusOr<Policy> Policy::Create(const config::v1::AuthConfig& auth) {
       }
       std::optional<Action> action = ParseAction(name);
       if (!action.has_value()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            where, ".actions: unknown action \"", name,
-            "\" (expected token.get, mail.read, admin.read, admin.write, consent or *)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ".actions: unknown action \"", name,
+                         "\" (expected token.get, mail.read, admin.read, admin.write, consent or *)"));
       }
       rule.actions.push_back(*action);
     }

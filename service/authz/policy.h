@@ -67,7 +67,7 @@ class Policy {
     std::vector<std::string> callers;  // patterns, groups expanded
     std::vector<Action> actions;       // empty: any
     bool any_action = false;
-    std::vector<std::string> grants;   // patterns
+    std::vector<std::string> grants;  // patterns
     std::map<std::string, std::string> labels;
     std::optional<RateLimitRule> rate_limit;
   };

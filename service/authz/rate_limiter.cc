@@ -15,7 +15,8 @@ absl::Duration RateLimiter::Take(const std::string& rule, absl::string_view call
   if (inserted) {
     bucket.tokens = limit.burst;
   } else {
-    const double refill = absl::ToDoubleSeconds(std::max(absl::ZeroDuration(), now - bucket.updated)) * limit.per_second;
+    const double refill =
+        absl::ToDoubleSeconds(std::max(absl::ZeroDuration(), now - bucket.updated)) * limit.per_second;
     bucket.tokens = std::min(limit.burst, bucket.tokens + refill);
   }
   bucket.updated = now;

@@ -72,7 +72,8 @@ class UrlSource final : public JwksSource {
     request.headers.emplace_back("Accept", "application/json");
     if (!token_file_.empty()) {
       ASSIGN_OR_RETURN(Secret token, ReadSecretFile(token_file_));
-      request.headers.emplace_back("Authorization", absl::StrCat("Bearer ", absl::StripAsciiWhitespace(token.Reveal())));
+      request.headers.emplace_back("Authorization",
+                                   absl::StrCat("Bearer ", absl::StripAsciiWhitespace(token.Reveal())));
     }
     absl::StatusOr<HttpResponse> response = http_.Send(request);
     for (auto& [name, value] : request.headers) WipeString(value);
@@ -149,8 +150,8 @@ absl::StatusOr<JsonWebKeySet> JsonWebKeySet::Parse(absl::string_view json) {
       }));
     } else if (kty == "EC" && JsonString(jwk, "crv") == "P-256") {
       std::string x, y;
-      if (!Base64UrlDecode(JsonString(jwk, "x"), &x) || !Base64UrlDecode(JsonString(jwk, "y"), &y) ||
-          x.size() != 32 || y.size() != 32) {
+      if (!Base64UrlDecode(JsonString(jwk, "x"), &x) || !Base64UrlDecode(JsonString(jwk, "y"), &y) || x.size() != 32 ||
+          y.size() != 32) {
         continue;
       }
       std::string point = absl::StrCat("\x04", x, y);
@@ -196,9 +197,9 @@ absl::Status JsonWebKeySet::Verify(absl::string_view kid, absl::string_view alg,
   if (ctx == nullptr || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.key.get()) != 1) {
     return absl::InternalError("cannot set up signature verification");
   }
-  const int ok = EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(der_signature.data()),
-                                  der_signature.size(), reinterpret_cast<const unsigned char*>(signing_input.data()),
-                                  signing_input.size());
+  const int ok =
+      EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(der_signature.data()), der_signature.size(),
+                       reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size());
   if (ok != 1) return absl::UnauthenticatedError("the token's signature is not valid");
   return absl::OkStatus();
 }
@@ -223,8 +224,7 @@ absl::StatusOr<std::shared_ptr<const JsonWebKeySet>> ServiceAccountTokenVerifier
       fetched_ = now;
     } else if (keys_ == nullptr) {
       // Keys fetched before keep being used when a refetch fails.
-      return absl::UnavailableError(
-          absl::StrCat("service-account token keys unavailable: ", set.status().message()));
+      return absl::UnavailableError(absl::StrCat("service-account token keys unavailable: ", set.status().message()));
     }
   }
   return keys_;

@@ -18,9 +18,9 @@
 namespace tokenbroker {
 namespace {
 
+using testing::CommandResult;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using testing::CommandResult;
 
 constexpr char kTenant[] = "contoso.onmicrosoft.com";
 constexpr char kClientSecret[] = "sec-e2e-Client-S3cret~value";
@@ -69,8 +69,7 @@ class SecurityE2ETest : public ::testing::Test {
 
     ops_token_ = "ops-" + std::string(40, 'x') + "-0f3e2d1c";
     auditor_token_ = "auditor-" + std::string(40, 'y') + "-9a8b7c6d";
-    secrets_ = {kClientSecret, ops_token_, auditor_token_, Pem(server_cert_.private_key),
-                Pem(svc_a_.private_key)};
+    secrets_ = {kClientSecret, ops_token_, auditor_token_, Pem(server_cert_.private_key), Pem(svc_a_.private_key)};
     ops_file_ = dir_.WriteFile("ops.token", ops_token_ + "\n");
     auditor_file_ = dir_.WriteFile("auditor.token", auditor_token_ + "\n");
     config_path_ = dir_.WriteFile("broker.yaml", Config(""));
@@ -78,9 +77,9 @@ class SecurityE2ETest : public ::testing::Test {
     ASSERT_FALSE(daemon_.grpc_address.empty());
 
     const std::string secret = dir_.WriteFile("client-secret", kClientSecret);
-    MustCtl(Ops(), {"app", "create", "contoso", "--provider", "microsoft", "--tenant", kTenant, "--client-id",
-                    "client-1", "--authority-host", authority_, "--client-secret-file", secret, "--not-after",
-                    "2099-01-01"});
+    MustCtl(Ops(),
+            {"app", "create", "contoso", "--provider", "microsoft", "--tenant", kTenant, "--client-id", "client-1",
+             "--authority-host", authority_, "--client-secret-file", secret, "--not-after", "2099-01-01"});
     MustCtl(Ops(), {"grant", "create", "grant-a", "--app", "contoso", "--mailbox", "a@contoso.com"});
     MustCtl(Ops(), {"grant", "create", "grant-b", "--app", "contoso", "--mailbox", "b@contoso.com", "--label",
                     "team=reporting"});
@@ -111,18 +110,16 @@ class SecurityE2ETest : public ::testing::Test {
   }
 
   std::string Config(const std::string& extra_rules) {
-    const std::string tls = absl::StrCat("  tls:\n    certificate_file: \"", server_cert_.certificate,
-                                         "\"\n    private_key_file: \"", server_cert_.private_key,
-                                         "\"\n    client_ca_file: \"", ca_.certificate, "\"\n");
+    const std::string tls =
+        absl::StrCat("  tls:\n    certificate_file: \"", server_cert_.certificate, "\"\n    private_key_file: \"",
+                     server_cert_.private_key, "\"\n    client_ca_file: \"", ca_.certificate, "\"\n");
     const std::string auth = absl::StrCat(
         "auth:\n  bearer_tokens:\n    - {identity: ops, token_file: \"", ops_file_, "\"}\n",
-        "    - {identity: auditor, token_file: \"", auditor_file_, "\"}\n",
-        "  service_account_tokens:\n    issuer: \"", kIssuer, "\"\n    audiences: [tokenbroker]\n",
-        "    jwks_url: \"https://127.0.0.1:", jwks_server_.port(), "/openid/v1/jwks\"\n    jwks_ca_file: \"",
-        ca_.certificate, "\"\n",
-        "  groups:\n    - {name: admins, members: [ops]}\n",
-        "  rules:\n",
-        "    - {name: svc-a, callers: [\"", kSvcA, "\"], actions: [token.get], grants: [grant-a]}\n",
+        "    - {identity: auditor, token_file: \"", auditor_file_, "\"}\n", "  service_account_tokens:\n    issuer: \"",
+        kIssuer, "\"\n    audiences: [tokenbroker]\n", "    jwks_url: \"https://127.0.0.1:", jwks_server_.port(),
+        "/openid/v1/jwks\"\n    jwks_ca_file: \"", ca_.certificate, "\"\n",
+        "  groups:\n    - {name: admins, members: [ops]}\n", "  rules:\n", "    - {name: svc-a, callers: [\"", kSvcA,
+        "\"], actions: [token.get], grants: [grant-a]}\n",
         "    - {name: reporting, callers: [\"system:serviceaccount:mail:*\"], actions: [token.get],",
         " grant_labels: {team: reporting}}\n",
         "    - {name: admins, callers: [\"group:admins\"], actions: [\"*\"], grants: [\"*\"]}\n",
@@ -206,11 +203,10 @@ TEST_F(SecurityE2ETest, EachCallerGetsWhatThePolicyAllowsAndEveryRefusalIsAudite
   EXPECT_THAT(Ctl(Jwt(ServiceAccountToken("tokenbroker", absl::Hours(1))), {"token", "get", "grant-a"}).err,
               HasSubstr("PERMISSION_DENIED: caller \"system:serviceaccount:mail:reporter\""));
   // Expired, or for another audience: UNAUTHENTICATED.
-  CommandResult expired = Ctl(
-      Jwt(ServiceAccountToken("tokenbroker", absl::Minutes(10), absl::Now() - absl::Hours(1))), {"token", "get", "grant-b"});
+  CommandResult expired = Ctl(Jwt(ServiceAccountToken("tokenbroker", absl::Minutes(10), absl::Now() - absl::Hours(1))),
+                              {"token", "get", "grant-b"});
   EXPECT_THAT(expired.err, HasSubstr("UNAUTHENTICATED: service-account token refused: the token has expired"));
-  CommandResult wrong_audience =
-      Ctl(Jwt(ServiceAccountToken("vault", absl::Hours(1))), {"token", "get", "grant-b"});
+  CommandResult wrong_audience = Ctl(Jwt(ServiceAccountToken("vault", absl::Hours(1))), {"token", "get", "grant-b"});
   EXPECT_THAT(wrong_audience.err, HasSubstr("UNAUTHENTICATED: service-account token refused: the token's audience"));
   EXPECT_EQ(jwks_.fetches(), 1);  // cached
   const int after_tokens = idp_.requests();
@@ -224,8 +220,7 @@ TEST_F(SecurityE2ETest, EachCallerGetsWhatThePolicyAllowsAndEveryRefusalIsAudite
   EXPECT_EQ(idp_.requests(), after_tokens);
 
   // Every refusal is in the audit trail, with who, what and which grant.
-  CommandResult denied =
-      MustCtl(Auditor(), {"--output", "json", "audit", "list", "--result", "PERMISSION_DENIED"});
+  CommandResult denied = MustCtl(Auditor(), {"--output", "json", "audit", "list", "--result", "PERMISSION_DENIED"});
   EXPECT_THAT(denied.out, HasSubstr(absl::StrCat("\"caller\": \"", kSvcA, "\"")));
   EXPECT_THAT(denied.out, HasSubstr("\"caller\": \"auditor\""));
   EXPECT_THAT(denied.out, HasSubstr("\"action\": \"admin.write\""));
@@ -236,8 +231,8 @@ TEST_F(SecurityE2ETest, EachCallerGetsWhatThePolicyAllowsAndEveryRefusalIsAudite
   EXPECT_THAT(unauthenticated.out, HasSubstr("the token has expired"));
   EXPECT_THAT(unauthenticated.out, HasSubstr("no caller identity"));
   // And what was given: the tokens, by caller.
-  CommandResult issued = MustCtl(
-      Auditor(), {"--output", "json", "audit", "list", "--caller", kSvcA, "--result", "OK", "--since", "1h"});
+  CommandResult issued =
+      MustCtl(Auditor(), {"--output", "json", "audit", "list", "--caller", kSvcA, "--result", "OK", "--since", "1h"});
   EXPECT_THAT(issued.out, HasSubstr("\"grant\": \"grant-a\""));
   EXPECT_THAT(issued.out, Not(HasSubstr("grant-b")));
 }
@@ -253,16 +248,16 @@ TEST_F(SecurityE2ETest, ThePolicyReloadsWithTheConfigurationFile) {
                   .has_value());
   EXPECT_EQ(Token(Cert(svc_a_), "grant-a").empty(), false);
   // A valid change takes effect without a restart.
-  ASSERT_TRUE(WriteFileAtomically(
-                  config_path_,
-                  Config(absl::StrCat("    - {name: svc-a-b, callers: [\"", kSvcA, "\"], actions: [token.get], grants: [grant-b]}\n")),
-                  0600)
+  ASSERT_TRUE(WriteFileAtomically(config_path_,
+                                  Config(absl::StrCat("    - {name: svc-a-b, callers: [\"", kSvcA,
+                                                      "\"], actions: [token.get], grants: [grant-b]}\n")),
+                                  0600)
                   .ok());
-  ASSERT_TRUE(daemon_.process
-                  ->WaitForStderrLine(
-                      [](const std::string& l) { return absl::StrContains(l, "auth configuration reloaded"); },
-                      absl::Seconds(30))
-                  .has_value());
+  ASSERT_TRUE(
+      daemon_.process
+          ->WaitForStderrLine([](const std::string& l) { return absl::StrContains(l, "auth configuration reloaded"); },
+                              absl::Seconds(30))
+          .has_value());
   EXPECT_EQ(Token(Cert(svc_a_), "grant-b").empty(), false);
 }
 

@@ -12,14 +12,14 @@
 #include "absl/strings/str_cat.h"
 #include "service/api/admin_service.h"
 #include "service/api/call_guard.h"
-#include "service/audit/audit_trail.h"
-#include "service/authz/authorizer.h"
 #include "service/api/mail_service.h"
 #include "service/api/metrics_interceptor.h"
 #include "service/api/token_service.h"
+#include "service/audit/audit_trail.h"
+#include "service/authz/authorizer.h"
+#include "service/idp/microsoft_provider.h"
 #include "service/metrics/metrics.h"
 #include "service/store/in_memory_credential_store.h"
-#include "service/idp/microsoft_provider.h"
 #include "service/tokens/token_manager.h"
 #include "service/vault/vault.h"
 #include "tests/support/fake_microsoft.h"
@@ -46,8 +46,8 @@ class InProcessServer {
       : metrics_(BuildInfo{"9.9.9", "test"},
                  {"tokenbroker.v1.AdminService/GetServerInfo", "tokenbroker.v1.TokenService/GetAccessToken",
                   "grpc.health.v1.Health/Check"}),
-        sealer_(std::make_shared<const Keyring>(*Keyring::Parse(
-            "active: k1\nkeys:\n  k1: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n", "test"))),
+        sealer_(std::make_shared<const Keyring>(
+            *Keyring::Parse("active: k1\nkeys:\n  k1: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n", "test"))),
         vault_(store_, sealer_, SystemClock::Get()),
         idp_(SystemClock::Get()),
         microsoft_(idp_, SystemClock::Get()),
@@ -65,10 +65,9 @@ class InProcessServer {
               return g->labels;
             },
             SystemClock::Get()),
-        guard_(authorizer_, audit_, /*plaintext_listener=*/true,
-               [this](Action action, absl::string_view reason) {
-                 metrics_.CountRefusedCall(ActionName(action), reason);
-               }),
+        guard_(
+            authorizer_, audit_, /*plaintext_listener=*/true,
+            [this](Action action, absl::string_view reason) { metrics_.CountRefusedCall(ActionName(action), reason); }),
         token_service_(&tokens_, &guard_, refresh_threads, max_pending),
         mail_pool_(tokens_, vault_, SystemClock::Get(), logger_, MailPoolOptions{}),
         mail_(&mail_pool_, &guard_),

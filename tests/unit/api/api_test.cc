@@ -326,5 +326,20 @@ TEST(ApiMailTest, MailCallsWithoutADeadlineAreRefused) {
   EXPECT_THAT(status.error_message(), HasSubstr("deadline: MailService calls must carry a deadline"));
 }
 
+TEST(ApiConsentTest, CallsThatWaitForTheProviderNeedADeadline) {
+  testing::InProcessServer server;
+  ClientOptions options;
+  options.target = server.address();
+  std::unique_ptr<BrokerClient> client = *BrokerClient::Create(options);
+  grpc::ClientContext context;  // no deadline
+  v1::StartDeviceAuthorizationRequest request;
+  request.mutable_grant()->set_id("alice");
+  v1::StartDeviceAuthorizationResponse response;
+  grpc::Status status = client->admin().StartDeviceAuthorization(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("deadline: AdminService/StartDeviceAuthorization waits for the identity provider"));
+}
+
 }  // namespace
 }  // namespace tokenbroker

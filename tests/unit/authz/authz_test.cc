@@ -25,7 +25,8 @@ using ::testing::HasSubstr;
 config::v1::AuthConfig Auth(const std::string& yaml) {
   absl::StatusOr<Config> config = ParseConfig(
       "server: {grpc_address: \"127.0.0.1:0\", plaintext: true}\nstore: {sqlite: {path: x}}\nkeys: {keyring_file: "
-      "k}\n" + yaml,
+      "k}\n" +
+          yaml,
       "test.yaml");
   EXPECT_TRUE(config.ok()) << config.status();
   return config.ok() ? config->auth() : config::v1::AuthConfig();
@@ -180,7 +181,8 @@ TEST_F(ServiceAccountTokenTest, ExpiredWrongAudienceWrongIssuerAndForgedTokensAr
   // Claims changed after signing.
   std::string token = Token(rsa_);
   std::vector<std::string> parts = absl::StrSplit(token, '.');
-  parts[1] = Base64Url(R"({"iss":"https://kubernetes.default.svc.cluster.local","sub":"system:serviceaccount:kube-system:admin","aud":["tokenbroker"],"exp":9999999999})");
+  parts[1] = Base64Url(
+      R"({"iss":"https://kubernetes.default.svc.cluster.local","sub":"system:serviceaccount:kube-system:admin","aud":["tokenbroker"],"exp":9999999999})");
   EXPECT_THAT(refused(absl::StrJoin(parts, ".")), HasSubstr("signature"));
   // alg none, or HS256 with the public key as secret.
   parts[0] = Base64Url(R"({"alg":"none","kid":"rsa-1"})");
@@ -233,8 +235,9 @@ TEST(CertificateIdentityTest, SpiffeThenDnsThenCommonName) {
 TEST(IdentityResolverTest, BearerTokensLocalCallersAndNothing) {
   testing::TempDir dir;
   const std::string token = "3f9c1a7be2d54c08a6e1f0b9d27c4e5a";
-  const std::string yaml = absl::StrCat("auth:\n  local_caller: local\n  bearer_tokens:\n    - {identity: ci, token_file: \"",
-                                        dir.WriteFile("ci.token", token + "\n"), "\"}\n");
+  const std::string yaml =
+      absl::StrCat("auth:\n  local_caller: local\n  bearer_tokens:\n    - {identity: ci, token_file: \"",
+                   dir.WriteFile("ci.token", token + "\n"), "\"}\n");
   absl::StatusOr<std::unique_ptr<IdentityResolver>> resolver = IdentityResolver::Create(Auth(yaml), SystemClock::Get());
   ASSERT_TRUE(resolver.ok()) << resolver.status();
   const std::string header = "Bearer " + token;
@@ -247,8 +250,7 @@ TEST(IdentityResolverTest, BearerTokensLocalCallersAndNothing) {
   absl::StatusOr<CallerIdentity> wrong = (*resolver)->Resolve({"Bearer " + token + "x", "", true});
   EXPECT_EQ(wrong.status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_THAT(std::string(wrong.status().message()), ::testing::Not(HasSubstr(token)));
-  EXPECT_EQ((*resolver)->Resolve({"Basic Zm9vOmJhcg==", "", true}).status().code(),
-            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ((*resolver)->Resolve({"Basic Zm9vOmJhcg==", "", true}).status().code(), absl::StatusCode::kUnauthenticated);
   // Local only on the plaintext (loopback) listener.
   EXPECT_EQ((*resolver)->Resolve({"", "", true})->name, "local");
   EXPECT_EQ((*resolver)->Resolve({"", "", false}).status().code(), absl::StatusCode::kUnauthenticated);
@@ -271,13 +273,14 @@ TEST(AuthorizerTest, LabelsAreLookedUpOnlyWhenNeededAndRateLimitsAnswerWithAWait
   auto built = Authorizer::Build(auth, clock);
   ASSERT_TRUE(built.ok()) << built.status();
   int lookups = 0;
-  Authorizer authorizer(std::move(built->first), std::move(built->second),
-                        [&](absl::string_view grant) -> absl::StatusOr<std::map<std::string, std::string>> {
-                          ++lookups;
-                          if (grant == "labelled") return std::map<std::string, std::string>{{"team", "sales"}};
-                          return absl::NotFoundError("no grant");
-                        },
-                        clock);
+  Authorizer authorizer(
+      std::move(built->first), std::move(built->second),
+      [&](absl::string_view grant) -> absl::StatusOr<std::map<std::string, std::string>> {
+        ++lookups;
+        if (grant == "labelled") return std::map<std::string, std::string>{{"team", "sales"}};
+        return absl::NotFoundError("no grant");
+      },
+      clock);
   CallerIdentity app = *authorizer.Authenticate({"", "", true});
   EXPECT_TRUE(authorizer.Authorize(app, Action::kTokenGet, "fixed").status.ok());
   EXPECT_EQ(lookups, 0);
