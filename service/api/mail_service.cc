@@ -20,11 +20,47 @@ absl::Status ValidateFolder(absl::string_view folder) {
   return ValidateImapString("folder", folder, kMaxFolderBytes);
 }
 
+// IMAP's date-time, "27-Nov-2026 10:00:00 +0100" (the day may be
+// space-padded). Hand-parsed: it is read for every fetched message.
 std::optional<absl::Time> ParseInternalDate(absl::string_view s) {
-  absl::Time t;
-  std::string err;
-  if (absl::ParseTime("%d-%b-%Y %H:%M:%S %z", std::string(absl::StripLeadingAsciiWhitespace(s)), &t, &err)) return t;
-  return std::nullopt;
+  s = absl::StripLeadingAsciiWhitespace(s);
+  auto number = [&s](size_t digits, int* out) {
+    if (s.size() < digits) return false;
+    int v = 0;
+    for (size_t i = 0; i < digits; ++i) {
+      if (!absl::ascii_isdigit(static_cast<unsigned char>(s[i]))) return false;
+      v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    s.remove_prefix(digits);
+    return true;
+  };
+  auto literal = [&s](char c) {
+    if (s.empty() || s[0] != c) return false;
+    s.remove_prefix(1);
+    return true;
+  };
+  static constexpr absl::string_view kMonths[] = {"jan", "feb", "mar", "apr", "may", "jun",
+                                                  "jul", "aug", "sep", "oct", "nov", "dec"};
+  int day = 0, month = 0, year = 0, hour = 0, minute = 0, second = 0, offset = 0;
+  const size_t day_digits = s.size() > 1 && s[1] == '-' ? 1 : 2;
+  if (!number(day_digits, &day) || !literal('-') || s.size() < 3) return std::nullopt;
+  const std::string name = absl::AsciiStrToLower(s.substr(0, 3));
+  for (int m = 0; m < 12; ++m) {
+    if (kMonths[m] == name) month = m + 1;
+  }
+  s.remove_prefix(3);
+  if (month == 0 || !literal('-') || !number(4, &year) || !literal(' ') || !number(2, &hour) || !literal(':') ||
+      !number(2, &minute) || !literal(':') || !number(2, &second) || !literal(' ') || s.empty()) {
+    return std::nullopt;
+  }
+  const int sign = s[0] == '-' ? -1 : 1;
+  if (s[0] != '+' && s[0] != '-') return std::nullopt;
+  s.remove_prefix(1);
+  if (!number(4, &offset) || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return std::nullopt;
+  const absl::Time local =
+      absl::FromCivil(absl::CivilSecond(year, month, day, hour, minute, second), absl::UTCTimeZone());
+  return local - sign * (absl::Hours(offset / 100) + absl::Minutes(offset % 100));
 }
 
 std::optional<absl::Time> ParseHeaderDate(absl::string_view s) {
@@ -202,9 +238,91 @@ grpc::ServerUnaryReactor* MailServiceImpl::SearchMessages(grpc::CallbackServerCo
                });
 }
 
-// Streams one fetch. The worker thread writes each chunk and waits until gRPC
-// has taken it (OnWriteDone) before reading the next from the mail server.
-class MailServiceImpl::FetchReactor final : public grpc::ServerWriteReactor<v1::FetchMessageResponse> {
+// A server-streaming reactor whose responses are filled on a worker thread:
+// Send() starts writing the buffer just filled and returns without waiting,
+// so reading the next bytes from the mail server overlaps with sending these.
+// Two buffers, so memory stays at two responses.
+template <typename Response>
+class PipelinedWriteReactor : public grpc::ServerWriteReactor<Response> {
+ public:
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) cancelled_ = true;
+  }
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+  }
+  void OnDone() override { delete this; }
+
+ protected:
+  // The buffer being filled.
+  Response& Current() { return out_[next_]; }
+  // Waits for the write in flight, then writes Current() and switches to the
+  // other buffer (cleared). CANCELLED if the client went away.
+  absl::Status Send() {
+    RETURN_IF_ERROR(AwaitIdle());
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = true;
+    }
+    sent_any_ = true;
+    this->StartWrite(&out_[next_]);
+    next_ ^= 1;
+    out_[next_].Clear();
+    return absl::OkStatus();
+  }
+  // Waits until no write is in flight.
+  absl::Status AwaitIdle() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](bool* w) { return !*w; }, &writing_));
+    if (cancelled_) return absl::CancelledError("the caller cancelled the fetch");
+    return absl::OkStatus();
+  }
+
+  Response out_[2];
+  int next_ = 0;
+  // Whether any byte went out (then a failure cannot be retried unseen).
+  // Only the worker thread touches it.
+  bool sent_any_ = false;
+
+ private:
+  absl::Mutex mu_;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// FAILED_PRECONDITION when the caller holds another UIDVALIDITY.
+absl::Status CheckUidValidity(const std::string& folder, uint32_t expected, const ImapSelected& selected) {
+  if (expected != 0 && expected != selected.uid_validity) {
+    return absl::FailedPreconditionError(absl::StrCat("folder \"", folder, "\" has UIDVALIDITY ", selected.uid_validity,
+                                                      ", not ", expected,
+                                                      ": the UIDs you hold name other messages now; search again"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> ValidateChunkSize(uint32_t requested) {
+  const size_t chunk_size = requested == 0 ? 256 * 1024 : requested;
+  if (chunk_size < 4096 || chunk_size > 4 * 1024 * 1024) {
+    return absl::InvalidArgumentError("chunk_size: between 4096 and 4194304 bytes");
+  }
+  return chunk_size;
+}
+
+void SetMetadata(const ImapMessageSummary& message, const ImapSelected& selected, uint64_t size, v1::FetchMetadata* m) {
+  m->set_uid(message.uid);
+  m->set_uid_validity(static_cast<uint32_t>(selected.uid_validity));
+  m->set_size(size);
+  for (const std::string& f : message.flags) m->add_flags(f);
+  if (auto t = ParseInternalDate(message.internal_date)) *m->mutable_internal_date() = ToTimestamp(*t);
+}
+
+// Streams one fetch. The worker thread fills a response while gRPC sends
+// the previous one.
+class MailServiceImpl::FetchReactor final : public PipelinedWriteReactor<v1::FetchMessageResponse> {
  public:
   static constexpr absl::string_view kMethod = "MailService/FetchMessage";
 
@@ -227,9 +345,9 @@ class MailServiceImpl::FetchReactor final : public grpc::ServerWriteReactor<v1::
           [this] { return !sent_any_; });
       service->guard_->Audit(call, kMethod, Action::kMailRead, request_->grant(), status, "",
                              status.ok() ? absl::StrCat("uid ", request_->uid()) : std::string(status.message()));
-      if (status.ok() && last_ >= 0) {
+      if (status.ok() && last_) {
         // The last chunk goes out with the status: one step less per call.
-        StartWriteAndFinish(&out_[last_], grpc::WriteOptions(), grpc::Status::OK);
+        StartWriteAndFinish(&Current(), grpc::WriteOptions(), grpc::Status::OK);
       } else {
         Finish(ToGrpcStatus(status));
       }
@@ -240,17 +358,6 @@ class MailServiceImpl::FetchReactor final : public grpc::ServerWriteReactor<v1::
       Finish(ToGrpcStatus(busy));
     }
   }
-
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) cancelled_ = true;
-  }
-  void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    cancelled_ = true;
-  }
-  void OnDone() override { delete this; }
 
  private:
   absl::Status Validate() {
@@ -269,97 +376,164 @@ class MailServiceImpl::FetchReactor final : public grpc::ServerWriteReactor<v1::
       default:
         break;
     }
-    chunk_size_ = request_->chunk_size() == 0 ? 256 * 1024 : request_->chunk_size();
-    if (chunk_size_ < 4096 || chunk_size_ > 4 * 1024 * 1024) {
-      return absl::InvalidArgumentError("chunk_size: between 4096 and 4194304 bytes");
-    }
+    ASSIGN_OR_RETURN(chunk_size_, ValidateChunkSize(request_->chunk_size()));
     return absl::OkStatus();
-  }
-
-  // Starts writing `out_[next_]` once the previous write is done, and
-  // returns without waiting for this one: reading the next chunk from the
-  // mail server overlaps with sending this one. Two buffers, so memory stays
-  // at two chunks. CANCELLED if the client went away.
-  absl::Status Send() {
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](bool* w) { return !*w; }, &writing_));
-    if (cancelled_) return absl::CancelledError("the caller cancelled the fetch");
-    writing_ = true;
-    sent_any_ = true;
-    StartWrite(&out_[next_]);
-    next_ ^= 1;
-    return absl::OkStatus();
-  }
-  // Waits for the last write (before Finish).
-  void Drain() {
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](bool* w) { return !*w; }, &writing_));
   }
 
   absl::Status Stream(ImapSession& session, const std::function<void(uint64_t)>& on_bytes) {
     ASSIGN_OR_RETURN(ImapSelected selected, session.Select(request_->folder()));
-    if (request_->uid_validity() != 0 && request_->uid_validity() != selected.uid_validity) {
-      return absl::FailedPreconditionError(absl::StrCat("folder \"", request_->folder(), "\" has UIDVALIDITY ",
-                                                        selected.uid_validity, ", not ", request_->uid_validity(),
-                                                        ": the UIDs you hold name other messages now; search again"));
-    }
+    RETURN_IF_ERROR(CheckUidValidity(request_->folder(), request_->uid_validity(), selected));
     auto start = [&](const ImapMessageSummary& message, uint64_t size) -> absl::Status {
-      v1::FetchMessageResponse& out = out_[next_];
-      out.Clear();
-      v1::FetchMetadata* m = out.mutable_metadata();
-      m->set_uid(message.uid);
-      m->set_uid_validity(static_cast<uint32_t>(selected.uid_validity));
-      m->set_size(size);
-      for (const std::string& f : message.flags) m->add_flags(f);
-      if (auto t = ParseInternalDate(message.internal_date)) *m->mutable_internal_date() = ToTimestamp(*t);
+      Current().Clear();
+      SetMetadata(message, selected, size, Current().mutable_metadata());
       remaining_ = size;
       return Send();
     };
     auto sink = [&](absl::string_view chunk) -> absl::Status {
-      // out_[next_] is free: the write in flight, if any, uses the other one.
-      v1::FetchMessageResponse& out = out_[next_];
-      out.Clear();
-      out.set_data(chunk.data(), chunk.size());
+      // Current() is free: the write in flight, if any, uses the other one.
+      Current().set_data(chunk.data(), chunk.size());
       if (on_bytes) on_bytes(chunk.size());
       remaining_ -= std::min<uint64_t>(remaining_, chunk.size());
       if (remaining_ == 0) {
-        // Kept for StartWriteAndFinish; wait until the buffer is not written.
-        absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(
-            +[](bool* w) { return !*w; }, &writing_));
-        if (cancelled_) return absl::CancelledError("the caller cancelled the fetch");
+        // Kept for StartWriteAndFinish once the write in flight is done.
+        RETURN_IF_ERROR(AwaitIdle());
         sent_any_ = true;
-        last_ = next_;
+        last_ = true;
         return absl::OkStatus();
       }
       return Send();
     };
     absl::Status status = session.FetchSection(request_->uid(), section_, chunk_size_, sink, start).status();
-    Drain();
-    return status;
+    absl::Status idle = AwaitIdle();
+    return status.ok() ? idle : status;
   }
 
   const v1::FetchMessageRequest* request_;
   std::string section_;
   size_t chunk_size_ = 0;
-  // Two buffers: one being written, one being filled.
-  v1::FetchMessageResponse out_[2];
-  int next_ = 0;
-  // The buffer holding the last chunk, sent with the status; -1 when none.
-  int last_ = -1;
   uint64_t remaining_ = 0;
-  // Only the worker thread touches it.
-  bool sent_any_ = false;
-  absl::Mutex mu_;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  // Current() holds the last chunk, sent with the status.
+  bool last_ = false;
+};
+
+// Streams many messages: small ones packed into one response up to the
+// chunk size, large ones spread over several.
+class MailServiceImpl::FetchManyReactor final : public PipelinedWriteReactor<v1::FetchMessagesResponse> {
+ public:
+  static constexpr absl::string_view kMethod = "MailService/FetchMessages";
+
+  FetchManyReactor(MailServiceImpl* service, grpc::CallbackServerContext* context,
+                   const v1::FetchMessagesRequest* request)
+      : request_(request) {
+    absl::StatusOr<CallContext> call = service->Admit(context, kMethod, request->grant());
+    if (!call.ok()) {
+      Finish(ToGrpcStatus(call.status()));
+      return;
+    }
+    absl::Status invalid = Validate();
+    if (!invalid.ok()) {
+      service->guard_->Audit(*call, kMethod, Action::kMailRead, request->grant(), invalid);
+      Finish(ToGrpcStatus(invalid));
+      return;
+    }
+    const bool queued = service->workers_.Submit([this, service, call = *call] {
+      uint64_t messages = 0;
+      absl::Status status = service->pool_->Run(
+          request_->grant(), "fetch",
+          [&](ImapSession& session) { return Stream(session, service->on_fetched_bytes_, &messages); },
+          [this] { return !sent_any_; });
+      service->guard_->Audit(call, kMethod, Action::kMailRead, request_->grant(), status, "",
+                             status.ok() ? absl::StrCat(messages, " of ", request_->uids_size(), " messages")
+                                         : std::string(status.message()));
+      if (status.ok() && Current().pieces_size() > 0) {
+        StartWriteAndFinish(&Current(), grpc::WriteOptions(), grpc::Status::OK);
+      } else {
+        Finish(ToGrpcStatus(status));
+      }
+    });
+    if (!queued) {
+      const absl::Status busy = absl::ResourceExhaustedError("too many mail calls are waiting; retry with backoff");
+      service->guard_->Audit(*call, kMethod, Action::kMailRead, request->grant(), busy);
+      Finish(ToGrpcStatus(busy));
+    }
+  }
+
+ private:
+  absl::Status Validate() {
+    RETURN_IF_ERROR(ValidateId("grant", request_->grant()));
+    RETURN_IF_ERROR(ValidateFolder(request_->folder()));
+    if (request_->uids().empty() || static_cast<size_t>(request_->uids_size()) > ImapSession::kMaxUidsPerFetch) {
+      return absl::InvalidArgumentError(absl::StrCat("uids: between 1 and ", ImapSession::kMaxUidsPerFetch));
+    }
+    for (uint32_t uid : request_->uids()) {
+      if (uid == 0) return absl::InvalidArgumentError("uids: 0 is not a UID");
+    }
+    switch (request_->part()) {
+      case v1::FetchMessageRequest::PART_HEADERS:
+        section_ = "HEADER";
+        break;
+      case v1::FetchMessageRequest::PART_SECTION:
+        return absl::InvalidArgumentError("part: PART_WHOLE or PART_HEADERS (sections: FetchMessage)");
+      default:
+        break;
+    }
+    ASSIGN_OR_RETURN(chunk_size_, ValidateChunkSize(request_->chunk_size()));
+    return absl::OkStatus();
+  }
+
+  absl::Status Stream(ImapSession& session, const std::function<void(uint64_t)>& on_bytes, uint64_t* messages) {
+    ASSIGN_OR_RETURN(ImapSelected selected, session.Select(request_->folder()));
+    RETURN_IF_ERROR(CheckUidValidity(request_->folder(), request_->uid_validity(), selected));
+    size_t buffered = 0;  // data bytes in Current()
+    auto flush_if_full = [&]() -> absl::Status {
+      if (buffered < chunk_size_) return absl::OkStatus();
+      buffered = 0;
+      return Send();
+    };
+    // The piece that data goes to: the current message's, in this buffer.
+    bool open_piece = false;
+    auto start = [&](const ImapMessageSummary& message, uint64_t size) -> absl::Status {
+      SetMetadata(message, selected, size, Current().add_pieces()->mutable_metadata());
+      open_piece = true;
+      return absl::OkStatus();
+    };
+    auto sink = [&](absl::string_view chunk) -> absl::Status {
+      if (!open_piece) Current().add_pieces();
+      v1::FetchPiece* piece = Current().mutable_pieces(Current().pieces_size() - 1);
+      piece->mutable_data()->append(chunk.data(), chunk.size());
+      if (on_bytes) on_bytes(chunk.size());
+      buffered += chunk.size();
+      const size_t before = next_;
+      RETURN_IF_ERROR(flush_if_full());
+      // After a send the next bytes start a new piece in the other buffer.
+      if (static_cast<size_t>(next_) != before) {
+        open_piece = false;
+      } else {
+        open_piece = true;
+      }
+      return absl::OkStatus();
+    };
+    absl::StatusOr<uint64_t> fetched =
+        session.FetchSections({request_->uids().begin(), request_->uids().end()}, section_, chunk_size_, sink, start);
+    absl::Status idle = AwaitIdle();
+    if (!fetched.ok()) return fetched.status();
+    *messages = *fetched;
+    return idle;
+  }
+
+  const v1::FetchMessagesRequest* request_;
+  std::string section_;
+  size_t chunk_size_ = 0;
 };
 
 grpc::ServerWriteReactor<v1::FetchMessageResponse>* MailServiceImpl::FetchMessage(
     grpc::CallbackServerContext* context, const v1::FetchMessageRequest* request) {
   return new FetchReactor(this, context, request);
+}
+
+grpc::ServerWriteReactor<v1::FetchMessagesResponse>* MailServiceImpl::FetchMessages(
+    grpc::CallbackServerContext* context, const v1::FetchMessagesRequest* request) {
+  return new FetchManyReactor(this, context, request);
 }
 
 }  // namespace tokenbroker

@@ -34,9 +34,12 @@ class MailServiceImpl final : public v1::MailService::CallbackService {
                                            v1::SearchMessagesResponse* response) override;
   grpc::ServerWriteReactor<v1::FetchMessageResponse>* FetchMessage(grpc::CallbackServerContext* context,
                                                                    const v1::FetchMessageRequest* request) override;
+  grpc::ServerWriteReactor<v1::FetchMessagesResponse>* FetchMessages(grpc::CallbackServerContext* context,
+                                                                     const v1::FetchMessagesRequest* request) override;
 
  private:
   class FetchReactor;
+  class FetchManyReactor;
   // Admits the call (CallGuard) and checks that it carries a deadline (IMAP
   // work holds a connection: a call without one could hold it forever).
   absl::StatusOr<CallContext> Admit(grpc::CallbackServerContext* context, absl::string_view method,

@@ -494,16 +494,66 @@ absl::StatusOr<std::vector<ImapMessageSummary>> ImapSession::FetchSummaries(cons
   return out;
 }
 
+namespace {
+
+// "1:4,7,9:12" for a sorted, de-duplicated copy of `uids`.
+std::string UidSet(std::vector<uint32_t> uids) {
+  std::sort(uids.begin(), uids.end());
+  uids.erase(std::unique(uids.begin(), uids.end()), uids.end());
+  std::string set;
+  for (size_t i = 0; i < uids.size();) {
+    size_t j = i;
+    while (j + 1 < uids.size() && uids[j + 1] == uids[j] + 1) ++j;
+    if (!set.empty()) set += ",";
+    absl::StrAppend(&set, uids[i]);
+    if (j > i) absl::StrAppend(&set, ":", uids[j]);
+    i = j + 1;
+  }
+  return set;
+}
+
+}  // namespace
+
 absl::StatusOr<uint64_t> ImapSession::FetchSection(uint32_t uid, absl::string_view section, size_t chunk_size,
                                                    const std::function<absl::Status(absl::string_view)>& sink,
                                                    const FetchStart& start) {
+  uint64_t total = 0;
+  const std::function<absl::Status(absl::string_view)> counting = [&](absl::string_view chunk) {
+    total += chunk.size();
+    return sink(chunk);
+  };
+  FetchStart with_uid = nullptr;
+  if (start) {
+    with_uid = [&](const ImapMessageSummary& message, uint64_t size) {
+      if (message.uid != 0) return start(message, size);
+      ImapMessageSummary m = message;
+      m.uid = uid;
+      return start(m, size);
+    };
+  }
+  ASSIGN_OR_RETURN(uint64_t messages, FetchSections({uid}, section, chunk_size, counting, with_uid));
+  if (messages == 0) {
+    return absl::NotFoundError(absl::StrCat("no message with UID ", uid, " in \"", selected_->folder, "\""));
+  }
+  return total;
+}
+
+absl::StatusOr<uint64_t> ImapSession::FetchSections(const std::vector<uint32_t>& uids, absl::string_view section,
+                                                    size_t chunk_size,
+                                                    const std::function<absl::Status(absl::string_view)>& sink,
+                                                    const FetchStart& start) {
   RETURN_IF_ERROR(ValidateImapSection(section));
   if (!selected_.has_value()) return absl::FailedPreconditionError("no folder is selected");
-  uint64_t total = 0;
-  bool found = false;
+  if (uids.empty() || uids.size() > kMaxUidsPerFetch) {
+    return absl::InvalidArgumentError(absl::StrCat("uids: between 1 and ", kMaxUidsPerFetch));
+  }
+  for (uint32_t uid : uids) {
+    if (uid == 0) return absl::InvalidArgumentError("uids: 0 is not a UID");
+  }
+  uint64_t messages = 0;
   const std::function<absl::Status(uint64_t, absl::string_view)> on_literal =
       [&](uint64_t size, absl::string_view prefix) -> absl::Status {
-    found = true;
+    ++messages;
     if (!start) return absl::OkStatus();
     // The attributes before the body (asked for first, and sent first): parse
     // them by closing the response where the body begins.
@@ -513,32 +563,25 @@ absl::StatusOr<uint64_t> ImapSession::FetchSection(uint32_t uid, absl::string_vi
       absl::StatusOr<ImapResponse> head = ParseImapResponse(absl::StrCat(prefix.substr(0, body), ")\r\n"));
       if (head.ok()) m = SummaryOf(*head);
     }
-    if (m.uid == 0) m.uid = uid;
     return start(m, size);
   };
-  const std::function<absl::Status(absl::string_view)> counting = [&](absl::string_view chunk) {
-    total += chunk.size();
-    return sink(chunk);
-  };
-  ASSIGN_OR_RETURN(Reply reply, Run({absl::StrCat("UID FETCH ", uid, " (UID FLAGS INTERNALDATE BODY.PEEK[", section,
-                                                  "])")},
-                                    &counting, chunk_size, &on_literal));
+  ASSIGN_OR_RETURN(Reply reply, Run({absl::StrCat("UID FETCH ", UidSet(uids), " (UID FLAGS INTERNALDATE BODY.PEEK[",
+                                                  section, "])")},
+                                    &sink, chunk_size, &on_literal));
   if (reply.tagged.status != "OK") return ImapCommandFailure(reply.tagged, "FETCH");
-  if (!found) {
-    // A quoted body (small) or none: look in the responses.
-    for (const ImapResponse& r : reply.untagged) {
-      for (const auto& [name, value] : FetchAttributes(r)) {
-        if (absl::StartsWith(name, "BODY[") && value->kind == ImapValue::Kind::kString) {
-          found = true;
-          if (start) RETURN_IF_ERROR(start(SummaryOf(r), value->text.size()));
-          total += value->text.size();
-          RETURN_IF_ERROR(sink(value->text));
-        }
+  // Bodies sent as quoted strings (small) instead of literals: servers send
+  // either kind for a whole reply (a streamed literal stays in the parsed
+  // response too, so only look when nothing was streamed).
+  for (const ImapResponse& r : messages == 0 ? reply.untagged : std::vector<ImapResponse>{}) {
+    for (const auto& [name, value] : FetchAttributes(r)) {
+      if (absl::StartsWith(name, "BODY[") && value->kind == ImapValue::Kind::kString) {
+        ++messages;
+        if (start) RETURN_IF_ERROR(start(SummaryOf(r), value->text.size()));
+        RETURN_IF_ERROR(sink(value->text));
       }
     }
   }
-  if (!found) return absl::NotFoundError(absl::StrCat("no message with UID ", uid, " in \"", selected_->folder, "\""));
-  return total;
+  return messages;
 }
 
 absl::StatusOr<ImapSelected> ImapSession::Select(absl::string_view folder) {

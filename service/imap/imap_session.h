@@ -123,6 +123,14 @@ class ImapSession {
   absl::StatusOr<uint64_t> FetchSection(uint32_t uid, absl::string_view section, size_t chunk_size,
                                         const std::function<absl::Status(absl::string_view)>& sink,
                                         const FetchStart& start = nullptr);
+  // The same for many messages in one round trip (UID FETCH set): `start`
+  // then `sink` for each message, in the order the server sends them (UIDs
+  // that do not exist are skipped). Returns how many messages came.
+  // INVALID_ARGUMENT for an empty list or more than kMaxUidsPerFetch UIDs.
+  static constexpr size_t kMaxUidsPerFetch = 1000;
+  absl::StatusOr<uint64_t> FetchSections(const std::vector<uint32_t>& uids, absl::string_view section,
+                                         size_t chunk_size, const std::function<absl::Status(absl::string_view)>& sink,
+                                         const FetchStart& start);
   // EXAMINE unless `folder` is already selected in this session.
   absl::StatusOr<ImapSelected> Select(absl::string_view folder);
   // Flags, internal date and size of one message; NOT_FOUND when missing.

@@ -2,6 +2,8 @@
 // a real Dovecot that checks every token by introspection at the
 // Microsoft-shaped identity provider. The broker gets its own tokens with its
 // own token engine; message bytes are compared by hash with what was seeded.
+#include <sys/stat.h>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -156,6 +158,10 @@ TEST_F(MailE2ETest, SearchReturnsTheRightMessageOutOfThousands) {
   CommandResult r = MustCtl({"--output", "json", "mail", "search", "alice", "Archive", "--subject", "Archived 1234"});
   EXPECT_THAT(r.out, HasSubstr("\"total_matches\": 1"));
   EXPECT_THAT(r.out, HasSubstr("\"subject\": \"Archived 1234\""));
+  // The internal date, read from IMAP's date-time, is when the message was
+  // delivered (seeded): today, not the header's date.
+  EXPECT_THAT(r.out, HasSubstr(absl::StrCat("\"internal_date\": \"", absl::FormatTime("%Y-%m-%dT", absl::Now(),
+                                                                                       absl::UTCTimeZone()))));
   const size_t at = r.out.find("\"uid\": ");
   ASSERT_NE(at, std::string::npos);
   const std::string uid = r.out.substr(at + 7, r.out.find_first_of(",\n", at + 7) - at - 7);
@@ -168,6 +174,30 @@ TEST_F(MailE2ETest, SearchReturnsTheRightMessageOutOfThousands) {
   EXPECT_THAT(limited.out, HasSubstr("\"total_matches\": 3000"));
   std::vector<std::string> pieces = absl::StrSplit(limited.out, "\"uid\":");
   EXPECT_EQ(pieces.size(), 6u) << "five summaries";
+}
+
+TEST_F(MailE2ETest, ManyMessagesComeInOneCallWithTheirBytesIntact) {
+  const std::string out = dir_->File("many");
+  ASSERT_EQ(mkdir(out.c_str(), 0700), 0);
+  // 1000 of the 3000 archived messages and one UID that does not exist.
+  CommandResult r = MustCtl({"mail", "fetch-many", "alice", "Archive", "1001:1999,99999", "--output-dir", out});
+  EXPECT_THAT(r.err, HasSubstr("999 of 1000 messages"));
+  for (int uid : {1001, 1500, 1999}) {
+    EXPECT_THAT(testing::ReadFile(absl::StrCat(out, "/", uid, ".eml")),
+                HasSubstr(absl::StrCat("Subject: Archived ", uid - 1, "\r\n")));
+  }
+  // Byte for byte what FetchMessage gives for the same UID.
+  EXPECT_EQ(testing::ReadFile(out + "/1234.eml"), MustCtl({"mail", "fetch", "alice", "Archive", "1234"}).out);
+  EXPECT_EQ(testing::ReadFile(out + "/99999.eml"), "");
+  // A large message among small ones: spread over responses, intact.
+  const std::string big = dir_->File("many-big");
+  ASSERT_EQ(mkdir(big.c_str(), 0700), 0);
+  MustCtl({"mail", "fetch-many", "alice", "Big", "1", "--output-dir", big});
+  EXPECT_EQ(Sha256(testing::ReadFile(big + "/1.eml")), Sha256(*big_));
+  // Headers only, and the limits.
+  MustCtl({"mail", "fetch-many", "alice", "Archive", "7", "--headers", "--output-dir", out});
+  EXPECT_TRUE(absl::EndsWith(testing::ReadFile(out + "/7.eml"), "\r\n\r\n"));
+  EXPECT_EQ(Ctl({"mail", "fetch-many", "alice", "Archive", "1:1001", "--output-dir", out}).exit_code, 2);
 }
 
 TEST_F(MailE2ETest, ALargeMessageStreamsWithItsBytesIntact) {
