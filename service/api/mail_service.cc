@@ -320,43 +320,62 @@ void SetMetadata(const ImapMessageSummary& message, const ImapSelected& selected
   if (auto t = ParseInternalDate(message.internal_date)) *m->mutable_internal_date() = ToTimestamp(*t);
 }
 
-// Streams one fetch. The worker thread fills a response while gRPC sends
-// the previous one.
-class MailServiceImpl::FetchReactor final : public PipelinedWriteReactor<v1::FetchMessageResponse> {
- public:
-  static constexpr absl::string_view kMethod = "MailService/FetchMessage";
+// What both fetch reactors do around their own streaming: admit the call,
+// check the request, run the stream on a worker over a pooled session, audit
+// it, and finish (with the last filled response, when `final_pending`).
+template <typename Response>
+class MailServiceImpl::StreamingFetch : public PipelinedWriteReactor<Response> {
+ protected:
+  struct Steps {
+    std::function<absl::Status()> validate;
+    std::function<absl::Status(ImapSession&)> stream;
+    std::function<std::string()> detail;  // for the audit event of a success
+    std::function<bool()> final_pending;
+  };
 
-  FetchReactor(MailServiceImpl* service, grpc::CallbackServerContext* context, const v1::FetchMessageRequest* request)
-      : request_(request) {
-    absl::StatusOr<CallContext> call = service->Admit(context, kMethod, request->grant());
+  void Begin(MailServiceImpl* service, grpc::CallbackServerContext* context, absl::string_view method,
+             const std::string& grant, Steps steps) {
+    absl::StatusOr<CallContext> call = service->Admit(context, method, grant);
     if (!call.ok()) {
-      Finish(ToGrpcStatus(call.status()));
+      this->Finish(ToGrpcStatus(call.status()));
       return;
     }
-    absl::Status invalid = Validate();
+    absl::Status invalid = steps.validate();
     if (!invalid.ok()) {
-      service->guard_->Audit(*call, kMethod, Action::kMailRead, request->grant(), invalid);
-      Finish(ToGrpcStatus(invalid));
+      service->guard_->Audit(*call, method, Action::kMailRead, grant, invalid);
+      this->Finish(ToGrpcStatus(invalid));
       return;
     }
-    const bool queued = service->workers_.Submit([this, service, call = *call] {
-      absl::Status status = service->pool_->Run(
-          request_->grant(), "fetch", [&](ImapSession& session) { return Stream(session, service->on_fetched_bytes_); },
-          [this] { return !sent_any_; });
-      service->guard_->Audit(call, kMethod, Action::kMailRead, request_->grant(), status, "",
-                             status.ok() ? absl::StrCat("uid ", request_->uid()) : std::string(status.message()));
-      if (status.ok() && last_) {
-        // The last chunk goes out with the status: one step less per call.
-        StartWriteAndFinish(&Current(), grpc::WriteOptions(), grpc::Status::OK);
-      } else {
-        Finish(ToGrpcStatus(status));
-      }
-    });
+    const bool queued =
+        service->workers_.Submit([this, service, method, &grant, call = *call, steps = std::move(steps)] {
+          absl::Status status = service->pool_->Run(grant, "fetch", steps.stream, [this] { return !this->sent_any_; });
+          service->guard_->Audit(call, method, Action::kMailRead, grant, status, "",
+                                 status.ok() ? steps.detail() : std::string(status.message()));
+          if (status.ok() && steps.final_pending()) {
+            // The last response goes out with the status: one step less.
+            this->StartWriteAndFinish(&this->Current(), grpc::WriteOptions(), grpc::Status::OK);
+          } else {
+            this->Finish(ToGrpcStatus(status));
+          }
+        });
     if (!queued) {
       const absl::Status busy = absl::ResourceExhaustedError("too many mail calls are waiting; retry with backoff");
-      service->guard_->Audit(*call, kMethod, Action::kMailRead, request->grant(), busy);
-      Finish(ToGrpcStatus(busy));
+      service->guard_->Audit(*call, method, Action::kMailRead, grant, busy);
+      this->Finish(ToGrpcStatus(busy));
     }
+  }
+};
+
+// Streams one fetch. The worker thread fills a response while gRPC sends
+// the previous one.
+class MailServiceImpl::FetchReactor final : public StreamingFetch<v1::FetchMessageResponse> {
+ public:
+  FetchReactor(MailServiceImpl* service, grpc::CallbackServerContext* context, const v1::FetchMessageRequest* request)
+      : request_(request) {
+    Begin(service, context, "MailService/FetchMessage", request->grant(),
+          {[this] { return Validate(); },
+           [this, service](ImapSession& session) { return Stream(session, service->on_fetched_bytes_); },
+           [this] { return absl::StrCat("uid ", request_->uid()); }, [this] { return last_; }});
   }
 
  private:
@@ -418,44 +437,16 @@ class MailServiceImpl::FetchReactor final : public PipelinedWriteReactor<v1::Fet
 
 // Streams many messages: small ones packed into one response up to the
 // chunk size, large ones spread over several.
-class MailServiceImpl::FetchManyReactor final : public PipelinedWriteReactor<v1::FetchMessagesResponse> {
+class MailServiceImpl::FetchManyReactor final : public StreamingFetch<v1::FetchMessagesResponse> {
  public:
-  static constexpr absl::string_view kMethod = "MailService/FetchMessages";
-
   FetchManyReactor(MailServiceImpl* service, grpc::CallbackServerContext* context,
                    const v1::FetchMessagesRequest* request)
       : request_(request) {
-    absl::StatusOr<CallContext> call = service->Admit(context, kMethod, request->grant());
-    if (!call.ok()) {
-      Finish(ToGrpcStatus(call.status()));
-      return;
-    }
-    absl::Status invalid = Validate();
-    if (!invalid.ok()) {
-      service->guard_->Audit(*call, kMethod, Action::kMailRead, request->grant(), invalid);
-      Finish(ToGrpcStatus(invalid));
-      return;
-    }
-    const bool queued = service->workers_.Submit([this, service, call = *call] {
-      uint64_t messages = 0;
-      absl::Status status = service->pool_->Run(
-          request_->grant(), "fetch",
-          [&](ImapSession& session) { return Stream(session, service->on_fetched_bytes_, &messages); },
-          [this] { return !sent_any_; });
-      service->guard_->Audit(call, kMethod, Action::kMailRead, request_->grant(), status, "",
-                             status.ok() ? absl::StrCat(messages, " of ", request_->uids_size(), " messages")
-                                         : std::string(status.message()));
-      if (status.ok() && Current().pieces_size() > 0) {
-        StartWriteAndFinish(&Current(), grpc::WriteOptions(), grpc::Status::OK);
-      } else {
-        Finish(ToGrpcStatus(status));
-      }
-    });
-    if (!queued) {
-      const absl::Status busy = absl::ResourceExhaustedError("too many mail calls are waiting; retry with backoff");
-      service->guard_->Audit(*call, kMethod, Action::kMailRead, request->grant(), busy);
-      Finish(ToGrpcStatus(busy));
-    }
+    Begin(service, context, "MailService/FetchMessages", request->grant(),
+          {[this] { return Validate(); },
+           [this, service](ImapSession& session) { return Stream(session, service->on_fetched_bytes_, &messages_); },
+           [this] { return absl::StrCat(messages_, " of ", request_->uids_size(), " messages"); },
+           [this] { return Current().pieces_size() > 0; }});
   }
 
  private:
@@ -524,6 +515,7 @@ class MailServiceImpl::FetchManyReactor final : public PipelinedWriteReactor<v1:
   const v1::FetchMessagesRequest* request_;
   std::string section_;
   size_t chunk_size_ = 0;
+  uint64_t messages_ = 0;
 };
 
 grpc::ServerWriteReactor<v1::FetchMessageResponse>* MailServiceImpl::FetchMessage(

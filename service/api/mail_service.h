@@ -38,6 +38,8 @@ class MailServiceImpl final : public v1::MailService::CallbackService {
                                                                      const v1::FetchMessagesRequest* request) override;
 
  private:
+  template <typename Response>
+  class StreamingFetch;
   class FetchReactor;
   class FetchManyReactor;
   // Admits the call (CallGuard) and checks that it carries a deadline (IMAP
