@@ -156,6 +156,16 @@ Command MailSearch() {
   return c;
 }
 
+// Writes all of `data` to `fd`; false on an error.
+bool WriteAll(int fd, absl::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = write(fd, data.data(), data.size());
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
 Command MailFetch() {
   struct State {
     bool headers = false;
@@ -217,14 +227,9 @@ Command MailFetch() {
           context.TryCancel();
         }
       }
-      for (size_t off = 0; fd >= 0 && off < data.size() && !write_failed;) {
-        const ssize_t n = write(fd, data.data() + off, data.size() - off);
-        if (n <= 0) {
-          write_failed = true;
-          context.TryCancel();
-          break;
-        }
-        off += static_cast<size_t>(n);
+      if (fd >= 0 && !write_failed && !WriteAll(fd, data)) {
+        write_failed = true;
+        context.TryCancel();
       }
       written += data.size();
     }
@@ -304,16 +309,11 @@ Command MailFetchMany() {
           }
           ++messages;
         }
-        const std::string& data = piece.data();
-        for (size_t off = 0; fd >= 0 && off < data.size();) {
-          const ssize_t n = write(fd, data.data() + off, data.size() - off);
-          if (n <= 0) {
-            failure = "writing a message failed";
-            break;
-          }
-          off += static_cast<size_t>(n);
+        if (fd >= 0 && !WriteAll(fd, piece.data())) {
+          failure = "writing a message failed";
+          break;
         }
-        bytes += data.size();
+        bytes += piece.data().size();
       }
     }
     if (!failure.empty()) context->TryCancel();
