@@ -199,17 +199,25 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetGrant(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AdminServiceImpl::ListGrants(grpc::CallbackServerContext* context,
                                                        const v1::ListGrantsRequest* request,
                                                        v1::ListGrantsResponse* response) {
-  return Guarded(context, "AdminService/ListGrants", Action::kAdminRead, "", "",
-                 [&](const CallContext&) -> absl::Status {
-                   GrantFilter filter;
-                   filter.app = request->app();
-                   if (request->state() != v1::GRANT_STATE_UNSPECIFIED) {
-                     ASSIGN_OR_RETURN(filter.state, GrantStateFromProto(request->state()));
-                   }
-                   ASSIGN_OR_RETURN(std::vector<Grant> grants, deps_.vault->ListGrants(filter));
-                   for (const Grant& g : grants) GrantToProto(g, response->add_grants());
-                   return absl::OkStatus();
-                 });
+  // Everyone with an identity may list: the list holds the grants the caller
+  // may admin.read (all of them with a rule for "*"). The rate limit of a
+  // broker-wide rule applies when there is one.
+  static constexpr absl::string_view kMethod = "AdminService/ListGrants";
+  absl::StatusOr<CallContext> call = deps_.guard->Identify(context, kMethod, Action::kAdminRead);
+  if (!call.ok()) return Respond(context, call.status());
+  return Respond(context, [&]() -> absl::Status {
+    GrantFilter filter;
+    filter.app = request->app();
+    if (request->state() != v1::GRANT_STATE_UNSPECIFIED) {
+      ASSIGN_OR_RETURN(filter.state, GrantStateFromProto(request->state()));
+    }
+    const bool everything = deps_.guard->Allows(*call, Action::kAdminRead, "");
+    ASSIGN_OR_RETURN(std::vector<Grant> grants, deps_.vault->ListGrants(filter));
+    for (const Grant& g : grants) {
+      if (everything || deps_.guard->Allows(*call, Action::kAdminRead, g.id)) GrantToProto(g, response->add_grants());
+    }
+    return absl::OkStatus();
+  }());
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::DisableGrant(grpc::CallbackServerContext* context,

@@ -1,10 +1,10 @@
 #include "service/app/broker.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
-#include <grpcpp/health_check_service_interface.h>
 
 #include <exception>
 
@@ -12,10 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
 #include "prometheus/exposer.h"
-#include "service/common/status_macros.h"
 #include "service/app/declarations.h"
 #include "service/app/vault_collector.h"
 #include "service/common/files.h"
+#include "service/common/status_macros.h"
 #include "service/common/time_util.h"
 #include "service/crypto/certificate.h"
 #include "service/crypto/random.h"
@@ -57,7 +57,10 @@ std::string WithPort(const std::string& address, int port) {
 }  // namespace
 
 Broker::Broker(Config config, Logger& logger, const Clock& clock, std::string config_path)
-    : config_(std::move(config)), config_path_(std::move(config_path)), logger_(logger), clock_(clock),
+    : config_(std::move(config)),
+      config_path_(std::move(config_path)),
+      logger_(logger),
+      clock_(clock),
       start_time_(clock.Now()) {}
 
 Broker::~Broker() { Shutdown(); }
@@ -99,8 +102,8 @@ absl::Status Broker::Start() {
 
 absl::Status Broker::OpenKeyring() {
   bool created = false;
-  absl::StatusOr<Keyring> ring = Keyring::LoadOrCreate(config_.keys().keyring_file(),
-                                                       config_.keys().create_if_missing(), clock_.Now(), &created);
+  absl::StatusOr<Keyring> ring =
+      Keyring::LoadOrCreate(config_.keys().keyring_file(), config_.keys().create_if_missing(), clock_.Now(), &created);
   if (!ring.ok()) return ring.status();
   if (created) {
     logger_.Warn("created a new keyring; back it up, without it the stored secrets cannot be opened",
@@ -125,7 +128,8 @@ absl::Status Broker::OpenStore() {
   if (config_.store().has_postgres()) {
     const auto& pg = config_.store().postgres();
     absl::StatusOr<Secret> dsn = ReadSecretFile(pg.dsn_file());
-    if (!dsn.ok()) return absl::Status(dsn.status().code(), absl::StrCat("store.postgres.dsn_file: ", dsn.status().message()));
+    if (!dsn.ok())
+      return absl::Status(dsn.status().code(), absl::StrCat("store.postgres.dsn_file: ", dsn.status().message()));
     ASSIGN_OR_RETURN(backend, PostgresBackend::Open(*dsn, static_cast<int>(pg.pool_size()), PostgresMigrations()));
   } else {
     ASSIGN_OR_RETURN(auto db, SqliteDatabase::Open(config_.store().sqlite().path(), SqliteMigrations()));
@@ -142,8 +146,7 @@ absl::Status Broker::ReconcileDeclarations(bool always_log) {
     return absl::Status(report.status().code(), absl::StrCat("configuration ", report.status().message()));
   }
   for (const std::string& kept : report->kept) {
-    logger_.Warn("a declared record was removed from the configuration but is still in use; kept",
-                 {{"record", kept}});
+    logger_.Warn("a declared record was removed from the configuration but is still in use; kept", {{"record", kept}});
   }
   if (report->changed() || always_log) {
     logger_.Info("declarations reconciled", {{"created", report->created},
@@ -178,12 +181,10 @@ namespace {
 
 // The configuration file and every bearer token file it names, as read now.
 std::string AuthFingerprint(const std::string& config_path, const config::v1::AuthConfig& auth) {
+  std::vector<std::string> paths = {config_path};
+  for (const auto& t : auth.bearer_tokens()) paths.push_back(t.token_file());
   std::string fingerprint;
-  for (const std::string& path : [&] {
-         std::vector<std::string> paths = {config_path};
-         for (const auto& t : auth.bearer_tokens()) paths.push_back(t.token_file());
-         return paths;
-       }()) {
+  for (const std::string& path : paths) {
     absl::StatusOr<std::string> text = ReadFileToString(path);
     absl::StrAppend(&fingerprint, path, "\n", text.ok() ? Sha256(*text) : "unreadable", "\n");
   }
@@ -203,8 +204,7 @@ void Broker::ReloadAuthIfChanged() {
                   {{"error", fresh.status()}});
     return;
   }
-  absl::StatusOr<std::pair<std::unique_ptr<IdentityResolver>, Policy>> built =
-      Authorizer::Build(fresh->auth(), clock_);
+  absl::StatusOr<std::pair<std::unique_ptr<IdentityResolver>, Policy>> built = Authorizer::Build(fresh->auth(), clock_);
   if (!built.ok()) {
     logger_.Error("the changed auth section is not valid; the running policy stays in use",
                   {{"error", built.status()}});
@@ -239,10 +239,9 @@ absl::Status Broker::StartAudit() {
         return g.labels;
       },
       clock_);
-  guard_ = std::make_unique<CallGuard>(*authorizer_, *audit_, config_.server().plaintext(),
-                                       [this](Action action, absl::string_view reason) {
-                                         metrics_->CountRefusedCall(ActionName(action), reason);
-                                       });
+  guard_ = std::make_unique<CallGuard>(
+      *authorizer_, *audit_, config_.server().plaintext(),
+      [this](Action action, absl::string_view reason) { metrics_->CountRefusedCall(ActionName(action), reason); });
   return absl::OkStatus();
 }
 
@@ -275,9 +274,8 @@ absl::Status Broker::StartGrpc() {
   http_ = std::make_unique<CurlHttpClient>(http);
   // One observed client per provider: the request metrics carry its name.
   for (Provider provider : {Provider::kMicrosoft, Provider::kGoogle, Provider::kOidc}) {
-    provider_http_[provider] = std::make_unique<ObservedHttpClient>(*http_, [this, provider](int status) {
-      metrics_->CountIdpHttpRequest(ProviderName(provider), status);
-    });
+    provider_http_[provider] = std::make_unique<ObservedHttpClient>(
+        *http_, [this, provider](int status) { metrics_->CountIdpHttpRequest(ProviderName(provider), status); });
   }
   microsoft_ = std::make_unique<MicrosoftProvider>(*provider_http_[Provider::kMicrosoft], clock_);
   google_ = std::make_unique<GoogleProvider>(*provider_http_[Provider::kGoogle], clock_);
@@ -305,7 +303,8 @@ absl::Status Broker::StartGrpc() {
   };
   consent_ = std::make_unique<ConsentManager>(*vault_, *tokens_, providers, clock_, logger_, consent_options);
   token_service_ = std::make_unique<TokenServiceImpl>(
-      tokens_.get(), guard_.get(), tc.max_concurrent_refreshes() > 0 ? static_cast<int>(tc.max_concurrent_refreshes()) : 8);
+      tokens_.get(), guard_.get(),
+      tc.max_concurrent_refreshes() > 0 ? static_cast<int>(tc.max_concurrent_refreshes()) : 8);
   SchedulerOptions scheduling;
   if (tc.has_refresh_interval()) scheduling.interval = FromProtoDuration(tc.refresh_interval());
   if (tc.max_concurrent_refreshes() > 0) scheduling.max_concurrent = static_cast<int>(tc.max_concurrent_refreshes());
@@ -400,7 +399,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Broker::ServerCredentia
       return absl::FailedPreconditionError(absl::StrCat("server.tls.client_ca_file: ", s.message()));
     }
   }
-  const absl::Duration reload = tls.has_reload_interval() ? FromProtoDuration(tls.reload_interval()) : absl::Seconds(60);
+  const absl::Duration reload =
+      tls.has_reload_interval() ? FromProtoDuration(tls.reload_interval()) : absl::Seconds(60);
   auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
       tls.private_key_file(), tls.certificate_file(), tls.client_ca_file(),
       static_cast<unsigned int>(std::max<int64_t>(1, absl::ToInt64Seconds(reload))));

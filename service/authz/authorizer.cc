@@ -1,5 +1,6 @@
 #include "service/authz/authorizer.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "service/common/status_macros.h"
@@ -92,7 +93,8 @@ Authorization Authorizer::Authorize(const CallerIdentity& caller, Action action,
   if (!decision.allowed) {
     result.status = absl::PermissionDeniedError(
         absl::StrCat("caller \"", caller.name, "\" may not ", ActionName(action), " on ",
-                     grant.empty() ? std::string("the broker") : absl::StrCat("grant \"", grant, "\""),
+                     grant.empty() ? std::string("the broker")
+                                   : absl::StrCat("grant \"", absl::CHexEscape(grant.substr(0, 128)), "\""),
                      " (no auth.rules entry allows it)"));
     return result;
   }

@@ -219,6 +219,10 @@ config::v1::AuthConfig CallerPolicy(const std::string& local_caller) {
   tokens->add_grants("robot");
   tokens->mutable_rate_limit()->set_per_second(0.001);
   tokens->mutable_rate_limit()->set_burst(3);
+  auto* reads = auth.add_rules();
+  reads->add_callers("svc-a");
+  reads->add_actions("admin.read");
+  reads->add_grants("robot-3");
   return auth;
 }
 
@@ -262,6 +266,12 @@ TEST_F(ApiPolicyTest, ACallerGetsItsGrantIsRefusedAnotherAndTheProviderSeesNothi
   v1::Grant grant;
   EXPECT_EQ(client_->admin().DisableGrant(context.get(), disable, &grant).error_code(), grpc::PERMISSION_DENIED);
   EXPECT_EQ(server_.vault().GetGrant("robot")->state, GrantState::kActive);
+  // A list shows only the grants the caller may read.
+  auto list_context = client_->NewContext();
+  v1::ListGrantsResponse listed;
+  ASSERT_TRUE(client_->admin().ListGrants(list_context.get(), v1::ListGrantsRequest(), &listed).ok());
+  ASSERT_EQ(listed.grants_size(), 1);
+  EXPECT_EQ(listed.grants(0).id(), "robot-3");
 
   std::vector<AuditEvent> events = Audit();
   ASSERT_EQ(events.size(), 4u);  // the token, two refused tokens, the refused change
