@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "client/broker_client.h"
 #include "service/crypto/random.h"
 #include "tests/support/daemon.h"
 #include "tests/support/dovecot_server.h"
@@ -240,6 +241,35 @@ TEST_F(MailE2ETest, APooledConnectionTheServerDroppedIsReplaced) {
   EXPECT_THAT(Metric("tokenbroker_grpc_requests_total{code=\"UNAVAILABLE\",method=\"tokenbroker.v1.MailService/"
                      "GetFolderStatus\"}"),
               HasSubstr("} 0"));
+}
+
+TEST_F(MailE2ETest, AServerGoneMidStreamIsUnavailableAndThePoolRecovers) {
+  ClientOptions options;
+  options.target = daemon_->grpc_address;
+  std::unique_ptr<BrokerClient> client = *BrokerClient::Create(options);
+  v1::FetchMessageRequest request;
+  request.set_grant("alice");
+  request.set_folder("Big");
+  request.set_uid(1);
+  request.set_chunk_size(64 * 1024);
+  std::unique_ptr<grpc::ClientContext> context = client->NewContext(absl::Minutes(5));
+  auto reader = client->mail().FetchMessage(context.get(), request);
+  // Take the metadata and the first chunk, and stop reading: the broker
+  // waits for us, so Dovecot is mid-message when its process is killed.
+  v1::FetchMessageResponse response;
+  ASSERT_TRUE(reader->Read(&response));
+  ASSERT_TRUE(response.has_metadata());
+  ASSERT_TRUE(reader->Read(&response));
+  uint64_t received = response.data().size();
+  ASSERT_TRUE(dovecot_->Kick("alice@contoso.com").ok());
+  while (reader->Read(&response)) received += response.data().size();
+  grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::UNAVAILABLE) << status.error_message();
+  EXPECT_LT(received, big_->size());
+  // The next fetch runs on a new connection, bytes intact.
+  const std::string out = dir_->File("after-kick.eml");
+  MustCtl({"mail", "fetch", "alice", "Big", "1", "--output", out});
+  EXPECT_EQ(Sha256(testing::ReadFile(out)), Sha256(*big_));
 }
 
 TEST_F(MailE2ETest, BadRequestsGetTheRightCodes) {
