@@ -220,8 +220,11 @@ int Main(bool quick) {
   // Each round fetches the set kBatchRepeats times: long enough to measure.
   constexpr int kBatchRepeats = 10;
   double batch[2] = {0, 0};
+  uint64_t batch_growth = 0;
   for (int round = 0; round < 3; ++round) {
     for (int which = 0; which < 2; ++which) {
+      if (which == 1) ResetPeakRss(daemon.process->pid());
+      const uint64_t rss_before = which == 1 ? PeakRss(daemon.process->pid()) : 0;
       const auto start = std::chrono::steady_clock::now();
       for (int repeat = 0; repeat < kBatchRepeats; ++repeat) {
         uint64_t messages = 0;
@@ -247,11 +250,17 @@ int Main(bool quick) {
         Check(messages == all.size(), "a batch fetch missed messages");
       }
       batch[which] = std::max(batch[which], kBatchRepeats * small_count / Seconds(start));
+      if (which == 1) {
+        const uint64_t peak = PeakRss(daemon.process->pid());
+        batch_growth = std::max(batch_growth, peak > rss_before ? peak - rss_before : 0);
+      }
     }
   }
   std::printf("  small messages/s   direct %8.0f  broker %8.0f  ratio %.2f (target >= 0.90), many per call "
               "(FetchMessages vs one UID FETCH)\n",
               batch[0], batch[1], batch[1] / batch[0]);
+  std::printf("  broker peak memory growth during FetchMessages of %d messages: %.1f MB\n", small_count,
+              static_cast<double>(batch_growth) / (1 << 20));
   for (auto& s : sessions) (void)s->Logout();
   std::printf("  small messages/s   direct %8.0f  broker %8.0f  ratio %.2f (target >= 0.90), %d callers\n",
               concurrent[0], concurrent[1], concurrent[1] / concurrent[0], kCallers);

@@ -198,8 +198,10 @@ absl::Status ImapSession::Fail(absl::Status status) {
 }
 
 absl::Status ImapSession::Fill() {
-  if (offset_ > 0 && offset_ == buffer_.size()) {
-    buffer_.clear();
+  // Drop what was consumed: a reply of many small messages would otherwise
+  // keep all of them in the buffer until its end.
+  if (offset_ > 0 && (offset_ == buffer_.size() || offset_ >= 64 * 1024)) {
+    buffer_.erase(0, offset_);
     offset_ = 0;
   }
   char chunk[64 * 1024];
