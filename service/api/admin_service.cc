@@ -28,12 +28,10 @@ grpc::ServerUnaryReactor* AdminServiceImpl::Guarded(grpc::CallbackServerContext*
   absl::StatusOr<CallContext> call = deps_.guard->Admit(context, method, action, grant, app);
   if (!call.ok()) return Respond(context, call.status());
   // Calls that wait for an identity provider must say how long they wait.
-  if ((action == Action::kConsent || waits_for_provider) &&
-      context->deadline() == std::chrono::system_clock::time_point::max()) {
-    absl::Status missing = absl::InvalidArgumentError(absl::StrCat(
-        "deadline: ", method, " waits for the identity provider and must carry a deadline (a gRPC timeout)"));
-    deps_.guard->Audit(*call, method, action, grant, missing, app);
-    return Respond(context, missing);
+  if (action == Action::kConsent || waits_for_provider) {
+    absl::Status missing =
+        deps_.guard->RequireDeadline(context, *call, method, action, grant, "it waits for the identity provider", app);
+    if (!missing.ok()) return Respond(context, missing);
   }
   absl::Status status = body(*call);
   // Changes and consents are audited; reads only when refused.

@@ -61,15 +61,15 @@ absl::StatusOr<CallContext> CallGuard::Identify(grpc::CallbackServerContext* con
   CallerCredentials credentials;
   credentials.authorization = Metadata(context, "authorization");
   credentials.plaintext = plaintext_listener_;
-  std::string certificate;
+  // Kept until Authenticate returns: the certificate is a view into it.
+  std::shared_ptr<const grpc::AuthContext> auth;
   if (!plaintext_listener_) {
-    std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
+    auth = context->auth_context();
     if (auth != nullptr) {
       std::vector<grpc::string_ref> pem = auth->FindPropertyValues("x509_pem_cert");
-      if (!pem.empty()) certificate.assign(pem.front().data(), pem.front().size());
+      if (!pem.empty()) credentials.peer_certificate_pem = absl::string_view(pem.front().data(), pem.front().size());
     }
   }
-  credentials.peer_certificate_pem = certificate;
 
   absl::StatusOr<CallerIdentity> identity = authorizer_.Authenticate(credentials);
   if (!identity.ok()) {
@@ -102,6 +102,16 @@ absl::StatusOr<CallContext> CallGuard::Admit(grpc::CallbackServerContext* contex
     return verdict.status;
   }
   return call;
+}
+
+absl::Status CallGuard::RequireDeadline(grpc::CallbackServerContext* context, const CallContext& call,
+                                        absl::string_view method, Action action, absl::string_view grant,
+                                        absl::string_view why, absl::string_view app) {
+  if (context->deadline() != std::chrono::system_clock::time_point::max()) return absl::OkStatus();
+  absl::Status missing =
+      absl::InvalidArgumentError(absl::StrCat("deadline: ", method, " must carry a deadline (a gRPC timeout): ", why));
+  Audit(call, method, action, grant, missing, app);
+  return missing;
 }
 
 void CallGuard::Audit(const CallContext& call, absl::string_view method, Action action, absl::string_view grant,

@@ -42,6 +42,13 @@ class CallGuard {
   // make. UNAUTHENTICATED is audited.
   absl::StatusOr<CallContext> Identify(grpc::CallbackServerContext* context, absl::string_view method, Action action);
 
+  // INVALID_ARGUMENT (audited) when the call has no deadline: for calls that
+  // hold a scarce resource (an IMAP connection, an identity-provider
+  // request) while they run. `why` ends the message.
+  absl::Status RequireDeadline(grpc::CallbackServerContext* context, const CallContext& call, absl::string_view method,
+                               Action action, absl::string_view grant, absl::string_view why,
+                               absl::string_view app = "");
+
   // Records how an admitted call ended.
   void Audit(const CallContext& call, absl::string_view method, Action action, absl::string_view grant,
              const absl::Status& result, absl::string_view app = "", absl::string_view detail = "");

@@ -129,13 +129,8 @@ absl::StatusOr<ImapSearchBuilder> BuildCriteria(const v1::SearchCriteria& c) {
 absl::StatusOr<CallContext> MailServiceImpl::Admit(grpc::CallbackServerContext* context, absl::string_view method,
                                                    absl::string_view grant) {
   ASSIGN_OR_RETURN(CallContext call, guard_->Admit(context, method, Action::kMailRead, grant));
-  if (context->deadline() == std::chrono::system_clock::time_point::max()) {
-    absl::Status missing = absl::InvalidArgumentError(
-        "deadline: MailService calls must carry a deadline (a gRPC timeout), for example 30s, or 1h for a large "
-        "fetch");
-    guard_->Audit(call, method, Action::kMailRead, grant, missing);
-    return missing;
-  }
+  RETURN_IF_ERROR(guard_->RequireDeadline(context, call, method, Action::kMailRead, grant,
+                                          "it holds an IMAP connection (for example 30s, or 1h for a large fetch)"));
   return call;
 }
 

@@ -31,29 +31,17 @@ void Authorizer::Replace(std::unique_ptr<IdentityResolver> resolver, Policy poli
   {
     absl::MutexLock lock(&mu_);
     snapshot_ = std::move(snapshot);
-    static std::atomic<uint64_t> next_generation{1};
-    generation_.store(next_generation.fetch_add(1), std::memory_order_release);
   }
   limiter_.Reset();
 }
 
-const Authorizer::Snapshot& Authorizer::Current() {
-  struct Cached {
-    const Authorizer* owner = nullptr;
-    uint64_t generation = 0;
-    std::shared_ptr<const Snapshot> snapshot;
-  };
-  thread_local Cached cached;
-  const uint64_t generation = generation_.load(std::memory_order_acquire);
-  if (cached.owner != this || cached.generation != generation || cached.snapshot == nullptr) {
-    absl::MutexLock lock(&mu_);
-    cached = Cached{this, generation_.load(std::memory_order_relaxed), snapshot_};
-  }
-  return *cached.snapshot;
+std::shared_ptr<const Authorizer::Snapshot> Authorizer::Current() {
+  absl::MutexLock lock(&mu_);
+  return snapshot_;
 }
 
 absl::StatusOr<CallerIdentity> Authorizer::Authenticate(const CallerCredentials& credentials) {
-  return Current().resolver->Resolve(credentials);
+  return Current()->resolver->Resolve(credentials);
 }
 
 std::optional<std::map<std::string, std::string>> Authorizer::Labels(absl::string_view grant) {
@@ -88,7 +76,7 @@ PolicyDecision Authorizer::Decide(const Snapshot& snapshot, const CallerIdentity
 }
 
 Authorization Authorizer::Authorize(const CallerIdentity& caller, Action action, absl::string_view grant) {
-  PolicyDecision decision = Decide(Current(), caller, action, grant);
+  PolicyDecision decision = Decide(*Current(), caller, action, grant);
   Authorization result;
   if (!decision.allowed) {
     result.status = absl::PermissionDeniedError(
@@ -113,7 +101,7 @@ Authorization Authorizer::Authorize(const CallerIdentity& caller, Action action,
 }
 
 bool Authorizer::Allows(const CallerIdentity& caller, Action action, absl::string_view grant) {
-  return Decide(Current(), caller, action, grant).allowed;
+  return Decide(*Current(), caller, action, grant).allowed;
 }
 
 void Authorizer::ForgetGrant(absl::string_view grant) {

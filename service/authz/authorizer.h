@@ -5,7 +5,6 @@
 #ifndef TOKENBROKER_SERVICE_AUTHZ_AUTHORIZER_H_
 #define TOKENBROKER_SERVICE_AUTHZ_AUTHORIZER_H_
 
-#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -61,8 +60,7 @@ class Authorizer {
     std::unique_ptr<IdentityResolver> resolver;
     Policy policy;
   };
-  // The snapshot in force; valid until this thread calls Current again.
-  const Snapshot& Current();
+  std::shared_ptr<const Snapshot> Current();
   PolicyDecision Decide(const Snapshot& snapshot, const CallerIdentity& caller, Action action, absl::string_view grant);
   // Cached for a few seconds: label selectors are on the token hot path.
   std::optional<std::map<std::string, std::string>> Labels(absl::string_view grant);
@@ -72,10 +70,6 @@ class Authorizer {
   RateLimiter limiter_;
   absl::Mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
-  // Set by Replace, unique across all Authorizers of the process: threads keep
-  // their own reference to the snapshot and take the lock only when this
-  // moved (every call reads the snapshot; no shared counter is touched).
-  std::atomic<uint64_t> generation_{0};
   struct CachedLabels {
     std::optional<std::map<std::string, std::string>> labels;  // nullopt: no such grant
     absl::Time fetched;

@@ -574,12 +574,14 @@ absl::StatusOr<uint64_t> ImapSession::FetchSections(const std::vector<uint32_t>&
   // Bodies sent as quoted strings (small) instead of literals: servers send
   // either kind for a whole reply (a streamed literal stays in the parsed
   // response too, so only look when nothing was streamed).
-  for (const ImapResponse& r : messages == 0 ? reply.untagged : std::vector<ImapResponse>{}) {
-    for (const auto& [name, value] : FetchAttributes(r)) {
-      if (absl::StartsWith(name, "BODY[") && value->kind == ImapValue::Kind::kString) {
-        ++messages;
-        if (start) RETURN_IF_ERROR(start(SummaryOf(r), value->text.size()));
-        RETURN_IF_ERROR(sink(value->text));
+  if (messages == 0) {
+    for (const ImapResponse& r : reply.untagged) {
+      for (const auto& [name, value] : FetchAttributes(r)) {
+        if (absl::StartsWith(name, "BODY[") && value->kind == ImapValue::Kind::kString) {
+          ++messages;
+          if (start) RETURN_IF_ERROR(start(SummaryOf(r), value->text.size()));
+          RETURN_IF_ERROR(sink(value->text));
+        }
       }
     }
   }

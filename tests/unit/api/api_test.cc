@@ -333,7 +333,7 @@ TEST(ApiMailTest, MailCallsWithoutADeadlineAreRefused) {
   v1::ListFoldersResponse response;
   grpc::Status status = client->mail().ListFolders(&context, request, &response);
   EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT);
-  EXPECT_THAT(status.error_message(), HasSubstr("deadline: MailService calls must carry a deadline"));
+  EXPECT_THAT(status.error_message(), HasSubstr("deadline: MailService/ListFolders must carry a deadline"));
 }
 
 TEST(ApiConsentTest, CallsThatWaitForTheProviderNeedADeadline) {
@@ -348,7 +348,8 @@ TEST(ApiConsentTest, CallsThatWaitForTheProviderNeedADeadline) {
   grpc::Status status = client->admin().StartDeviceAuthorization(&context, request, &response);
   EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(),
-              HasSubstr("deadline: AdminService/StartDeviceAuthorization waits for the identity provider"));
+              HasSubstr("deadline: AdminService/StartDeviceAuthorization must carry a deadline (a gRPC timeout): it "
+                        "waits for the identity provider"));
 }
 
 }  // namespace
