@@ -19,6 +19,8 @@
 #include <sstream>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
@@ -296,6 +298,23 @@ std::string ReadFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+uint64_t PeakResidentBytes(pid_t pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (!absl::StartsWith(line, "VmHWM:")) continue;
+    std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    uint64_t kb = 0;
+    if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &kb)) return kb * 1024;
+  }
+  return 0;
+}
+
+void ResetPeakResident(pid_t pid) {
+  std::ofstream clear(absl::StrCat("/proc/", pid, "/clear_refs"));
+  clear << "5";
 }
 
 std::map<std::string, std::string> ParseForm(const std::string& body) {

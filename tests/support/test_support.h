@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -115,6 +116,11 @@ CertificateFiles MakeSignedCertificate(const TempDir& dir, const std::string& na
 
 // The contents of a file ("" when unreadable).
 std::string ReadFile(const std::string& path);
+
+// The peak resident memory of process `pid` (VmHWM), in bytes; 0 when unknown.
+uint64_t PeakResidentBytes(pid_t pid);
+// Resets the peak to the current resident memory (Linux: clear_refs 5).
+void ResetPeakResident(pid_t pid);
 
 // GET http://address/path; returns the body of a 200 response.
 absl::StatusOr<std::string> HttpGet(const std::string& address, const std::string& path);
