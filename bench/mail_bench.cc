@@ -13,11 +13,12 @@
 //            tokenbrokerd, read from /proc, against its peak before the fetch)
 // Targets: at least 90% of the direct throughput; peak memory growth while
 // streaming under 64 MB. It also prints the CPU time each process spent per
-// small message (from /proc/<pid>/stat): Dovecot, the broker, and this
-// process (the direct client, or the gRPC caller), and how many cores were
-// busy, which shows whether a part was bound by this machine's CPU.
+// item (a small message, or a MB of the large one; from /proc/<pid>/stat):
+// Dovecot, the broker, and this process (the direct client, or the gRPC
+// caller), and how many cores were busy, which shows whether a part was bound
+// by this machine's CPU.
 //
-// Usage: mail_bench [--quick] [--only=small|big|callers|batch]
+// Usage: mail_bench [--quick] [--split-cores] [--only=small|big|callers|batch]
 //        (needs dovecot-imapd and tokenbrokerd)
 #include <sched.h>
 #include <unistd.h>
@@ -54,38 +55,44 @@ double Seconds(std::chrono::steady_clock::time_point start) {
 }
 
 // CPU time (user + system, in seconds) of the processes this benchmark
-// runs: Dovecot's (imap, imap-login and the rest of the instance), the
-// broker's, and this one's (the direct client or the gRPC caller).
+// runs: Dovecot's (its master and the master's children: imap-login, imap,
+// auth, ...), the broker's, and this one's (the direct client or the gRPC
+// caller).
 struct CpuTimes {
   double dovecot = 0, broker = 0, client = 0;
 };
 
-double ProcessCpu(const std::string& stat_path, std::string* comm) {
+// The CPU time of the process whose /proc/<pid>/stat is at `stat_path`, and
+// its parent.
+double ProcessCpu(const std::string& stat_path, pid_t* parent = nullptr) {
   std::ifstream in(stat_path);
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t open = stat.find('('), close = stat.rfind(')');
-  if (open == std::string::npos || close == std::string::npos) return 0;
-  if (comm != nullptr) *comm = stat.substr(open + 1, close - open - 1);
-  // After the command: state is field 3; utime and stime are fields 14 and 15.
+  const std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The command (in parentheses) may hold spaces: the fields follow the last ")".
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 > stat.size()) return 0;
+  // Fields from the third: state, ppid (4th), ..., utime (14th), stime (15th).
   std::vector<std::string> fields = absl::StrSplit(stat.substr(close + 2), ' ');
   uint64_t utime = 0, stime = 0;
-  if (fields.size() < 13 || !absl::SimpleAtoi(fields[11], &utime) || !absl::SimpleAtoi(fields[12], &stime)) return 0;
+  int ppid = 0;
+  if (fields.size() < 13 || !absl::SimpleAtoi(fields[1], &ppid) || !absl::SimpleAtoi(fields[11], &utime) ||
+      !absl::SimpleAtoi(fields[12], &stime)) {
+    return 0;
+  }
+  if (parent != nullptr) *parent = ppid;
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-CpuTimes ReadCpu(pid_t broker) {
+CpuTimes ReadCpu(pid_t broker, pid_t dovecot) {
   CpuTimes t;
-  t.broker = ProcessCpu(absl::StrCat("/proc/", broker, "/stat"), nullptr);
-  t.client = ProcessCpu("/proc/self/stat", nullptr);
+  t.broker = ProcessCpu(absl::StrCat("/proc/", broker, "/stat"));
+  t.client = ProcessCpu("/proc/self/stat");
+  t.dovecot = ProcessCpu(absl::StrCat("/proc/", dovecot, "/stat"));
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     const std::string name = entry.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string comm;
-    const double cpu = ProcessCpu(entry.path().string() + "/stat", &comm);
-    if (comm == "imap" || comm == "imap-login" || comm == "dovecot" || comm == "auth" || comm == "anvil" ||
-        comm == "log" || comm == "stats" || comm == "config") {
-      t.dovecot += cpu;
-    }
+    pid_t parent = 0;
+    const double cpu = ProcessCpu(entry.path().string() + "/stat", &parent);
+    if (parent == dovecot) t.dovecot += cpu;
   }
   return t;
 }
@@ -99,12 +106,13 @@ struct Phase {
   uint64_t items = 0;
 
   template <typename Work>
-  void Measure(pid_t broker, uint64_t n, Work work) {
-    const CpuTimes before = ReadCpu(broker);
+  void Measure(std::pair<pid_t, pid_t> broker_and_dovecot, uint64_t n, Work work) {
+    const auto [broker, dovecot] = broker_and_dovecot;
+    const CpuTimes before = ReadCpu(broker, dovecot);
     const auto start = std::chrono::steady_clock::now();
     work();
     const double seconds = Seconds(start);
-    const CpuTimes after = ReadCpu(broker);
+    const CpuTimes after = ReadCpu(broker, dovecot);
     best_rate = std::max(best_rate, static_cast<double>(n) / seconds);
     wall += seconds;
     items += n;
@@ -230,6 +238,7 @@ int Main(bool quick, const std::string& only, bool split_cores) {
               split_cores ? "Dovecot on CPU 0, the direct client or the broker and its caller on CPU 1"
                           : "all processes share all CPUs");
   const pid_t broker_pid = daemon.process->pid();
+  const std::pair<pid_t, pid_t> pids = {broker_pid, (*dovecot)->pid()};
   // Three rounds of each part, direct and broker alternating; the best round
   // of each counts (this machine's other load only ever slows a round down).
   // CPU time is summed over the rounds.
@@ -240,14 +249,14 @@ int Main(bool quick, const std::string& only, bool split_cores) {
       auto fetch = which == 0 ? std::function<uint64_t(const std::string&, uint32_t)>(direct_fetch)
                               : std::function<uint64_t(const std::string&, uint32_t)>(broker_fetch);
       if (runs("small")) {
-        small[which].Measure(broker_pid, small_count, [&] {
+        small[which].Measure(pids, small_count, [&] {
           for (int i = 1; i <= small_count; ++i) fetch("INBOX", static_cast<uint32_t>(i));
         });
       }
       if (!runs("big")) continue;
       if (which == 1) testing::ResetPeakResident(broker_pid);
       const uint64_t rss_before = which == 1 ? testing::PeakResidentBytes(broker_pid) : 0;
-      large[which].Measure(broker_pid, big_size >> 20, [&] {
+      large[which].Measure(pids, big_size >> 20, [&] {
         Check(fetch("Big", 1) == big_size, "the large message came back with another size");
       });
       if (which == 1) peak_growth = std::max(peak_growth, testing::PeakResidentBytes(broker_pid) - rss_before);
@@ -257,7 +266,7 @@ int Main(bool quick, const std::string& only, bool split_cores) {
   // same broker, one after another.
   Phase empty;
   for (int round = 0; round < 3 && runs("small"); ++round) {
-    empty.Measure(broker_pid, small_count, [&] {
+    empty.Measure(pids, small_count, [&] {
       for (int i = 0; i < small_count; ++i) Check(client->GetServerInfo().ok(), "GetServerInfo");
     });
   }
@@ -278,7 +287,7 @@ int Main(bool quick, const std::string& only, bool split_cores) {
   }
   for (int round = 0; round < 3 && runs("callers"); ++round) {
     for (int which = 0; which < 2; ++which) {
-      callers[which].Measure(broker_pid, small_count, [&] {
+      callers[which].Measure(pids, small_count, [&] {
         std::vector<std::thread> threads;
         for (int c = 0; c < kCallers; ++c) {
           threads.emplace_back([&, c] {
@@ -311,7 +320,7 @@ int Main(bool quick, const std::string& only, bool split_cores) {
     for (int which = 0; which < 2; ++which) {
       if (which == 1) testing::ResetPeakResident(broker_pid);
       const uint64_t rss_before = which == 1 ? testing::PeakResidentBytes(broker_pid) : 0;
-      batch[which].Measure(broker_pid, kBatchRepeats * small_count, [&] {
+      batch[which].Measure(pids, kBatchRepeats * small_count, [&] {
         for (int repeat = 0; repeat < kBatchRepeats; ++repeat) {
           uint64_t messages = 0;
           if (which == 0) {

@@ -43,6 +43,9 @@ class DovecotServer {
   absl::Status Kick(const std::string& user);
   // Dovecot's log so far.
   std::string Log() const;
+  // The master process; every other Dovecot process (imap-login, imap,
+  // auth, ...) is its child.
+  pid_t pid() const { return process_->pid(); }
 
  private:
   DovecotServer() = default;
