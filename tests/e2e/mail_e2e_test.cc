@@ -70,9 +70,10 @@ class MailE2ETest : public ::testing::Test {
                            absl::StrCat("http:\n  ca_file: \"", tls_->certificate, "\"\nmail:\n  ca_file: \"",
                                         dovecot_->ca_file(), "\"\n")));
     // AddressSanitizer keeps freed memory in quarantine (256 MB by default),
-    // which would show as growth in ALargeMessageStreamsWithFlatMemory: this
-    // daemon's quarantine is kept small (it still catches use after free of
-    // recently freed memory).
+    // which would show as memory growth in
+    // ALargeMessageStreamsWithItsBytesIntactAndFlatMemory: this daemon's
+    // quarantine is kept small (it still catches use after free of recently
+    // freed memory).
     const char* asan = std::getenv("ASAN_OPTIONS");
     const std::string saved = asan != nullptr ? asan : "";
     setenv("ASAN_OPTIONS", absl::StrCat(saved, saved.empty() ? "" : ":", "quarantine_size_mb=8").c_str(), 1);
@@ -225,6 +226,7 @@ TEST_F(MailE2ETest, ALargeMessageStreamsWithItsBytesIntactAndFlatMemory) {
   const pid_t broker = daemon_->process->pid();
   testing::ResetPeakResident(broker);
   const uint64_t before = testing::PeakResidentBytes(broker);
+  ASSERT_GT(before, 0u) << "cannot read the broker's memory from /proc";
   CommandResult r = MustCtl({"mail", "fetch", "alice", "Big", "1", "--output", out});
   const uint64_t growth = testing::PeakResidentBytes(broker) - before;
   EXPECT_LT(growth, 24u << 20) << "the broker's peak memory grew by " << (growth >> 20) << " MB";
