@@ -198,8 +198,8 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListGrants(grpc::CallbackServerConte
                                                        const v1::ListGrantsRequest* request,
                                                        v1::ListGrantsResponse* response) {
   // Everyone with an identity may list: the list holds the grants the caller
-  // may admin.read (all of them with a rule for "*"). The rate limit of a
-  // broker-wide rule applies when there is one.
+  // may admin.read (all of them with a rule for "*"). Label rules are checked
+  // against the labels the list already holds.
   static constexpr absl::string_view kMethod = "AdminService/ListGrants";
   absl::StatusOr<CallContext> call = deps_.guard->Identify(context, kMethod, Action::kAdminRead);
   if (!call.ok()) return Respond(context, call.status());
@@ -212,7 +212,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListGrants(grpc::CallbackServerConte
     const bool everything = deps_.guard->Allows(*call, Action::kAdminRead, "");
     ASSIGN_OR_RETURN(std::vector<Grant> grants, deps_.vault->ListGrants(filter));
     for (const Grant& g : grants) {
-      if (everything || deps_.guard->Allows(*call, Action::kAdminRead, g.id)) GrantToProto(g, response->add_grants());
+      if (everything || deps_.guard->Allows(*call, Action::kAdminRead, g.id, &g.labels)) {
+        GrantToProto(g, response->add_grants());
+      }
     }
     return absl::OkStatus();
   }());

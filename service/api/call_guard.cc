@@ -74,10 +74,7 @@ absl::StatusOr<CallContext> CallGuard::Identify(grpc::CallbackServerContext* con
   absl::StatusOr<CallerIdentity> identity = authorizer_.Authenticate(credentials);
   if (!identity.ok()) {
     if (on_refused_) on_refused_(action, "unauthenticated");
-    audit_.Record(AuditEvent{0, absl::InfinitePast(), "", std::string(ActionName(action)), std::string(method),
-                             Bounded(app), Bounded(grant),
-                             std::string(absl::StatusCodeToString(identity.status().code())),
-                             std::string(identity.status().message()), call.request_id});
+    Record("", call.request_id, method, action, grant, identity.status(), app, "");
     return identity.status();
   }
   call.caller = std::move(*identity);
@@ -116,18 +113,25 @@ absl::Status CallGuard::RequireDeadline(grpc::CallbackServerContext* context, co
 
 void CallGuard::Audit(const CallContext& call, absl::string_view method, Action action, absl::string_view grant,
                       const absl::Status& result, absl::string_view app, absl::string_view detail) {
-  audit_.Record(AuditEvent{0, absl::InfinitePast(), call.caller.name, std::string(ActionName(action)),
+  Record(call.caller.name, call.request_id, method, action, grant, result, app, detail);
+}
+
+void CallGuard::Record(absl::string_view caller, const std::string& request_id, absl::string_view method, Action action,
+                       absl::string_view grant, const absl::Status& result, absl::string_view app,
+                       absl::string_view detail) {
+  audit_.Record(AuditEvent{0, absl::InfinitePast(), std::string(caller), std::string(ActionName(action)),
                            std::string(method), Bounded(app), Bounded(grant),
                            std::string(absl::StatusCodeToString(result.code())),
-                           std::string(detail.empty() ? result.message() : detail), call.request_id});
+                           std::string(detail.empty() ? result.message() : detail), request_id});
 }
 
 void CallGuard::AuditCacheHit(const CallContext& call, absl::string_view method, absl::string_view grant) {
   audit_.RecordCacheHit(call.caller.name, ActionName(Action::kTokenGet), method, grant, call.request_id);
 }
 
-bool CallGuard::Allows(const CallContext& call, Action action, absl::string_view grant) {
-  return authorizer_.Allows(call.caller, action, grant);
+bool CallGuard::Allows(const CallContext& call, Action action, absl::string_view grant,
+                       const std::map<std::string, std::string>* labels) {
+  return authorizer_.Allows(call.caller, action, grant, labels);
 }
 
 }  // namespace tokenbroker

@@ -9,6 +9,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <functional>
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -56,16 +57,22 @@ class CallGuard {
   // Records a token answered from the cache (AuditTrail::RecordCacheHit).
   void AuditCacheHit(const CallContext& call, absl::string_view method, absl::string_view grant);
 
-  // The policy alone (for filtering what a list shows).
-  bool Allows(const CallContext& call, Action action, absl::string_view grant);
+  // The policy alone (for filtering what a list shows); `labels`: the
+  // grant's, when at hand.
+  bool Allows(const CallContext& call, Action action, absl::string_view grant,
+              const std::map<std::string, std::string>* labels = nullptr);
 
-  Authorizer& authorizer() { return authorizer_; }
   AuditTrail& audit() { return audit_; }
 
  private:
   // Identity for a call about `grant`/`app` (recorded if refused).
   absl::StatusOr<CallContext> Identify(grpc::CallbackServerContext* context, absl::string_view method, Action action,
                                        absl::string_view grant, absl::string_view app);
+
+  // The audit event of a call by `caller` ("" when unknown); `detail`
+  // defaults to the result's message.
+  void Record(absl::string_view caller, const std::string& request_id, absl::string_view method, Action action,
+              absl::string_view grant, const absl::Status& result, absl::string_view app, absl::string_view detail);
 
   Authorizer& authorizer_;
   AuditTrail& audit_;

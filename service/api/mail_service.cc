@@ -489,15 +489,9 @@ class MailServiceImpl::FetchManyReactor final : public StreamingFetch<v1::FetchM
       piece->mutable_data()->append(chunk.data(), chunk.size());
       if (on_bytes) on_bytes(chunk.size());
       buffered += chunk.size();
-      const size_t before = next_;
-      RETURN_IF_ERROR(flush_if_full());
-      // After a send the next bytes start a new piece in the other buffer.
-      if (static_cast<size_t>(next_) != before) {
-        open_piece = false;
-      } else {
-        open_piece = true;
-      }
-      return absl::OkStatus();
+      // A full buffer is sent: the next bytes start a new piece in the other.
+      open_piece = buffered < chunk_size_;
+      return flush_if_full();
     };
     absl::StatusOr<uint64_t> fetched =
         session.FetchSections({request_->uids().begin(), request_->uids().end()}, section_, chunk_size_, sink, start);

@@ -65,13 +65,17 @@ std::optional<std::map<std::string, std::string>> Authorizer::Labels(absl::strin
 }
 
 PolicyDecision Authorizer::Decide(const Snapshot& snapshot, const CallerIdentity& caller, Action action,
-                                  absl::string_view grant) {
+                                  absl::string_view grant, const std::map<std::string, std::string>* known_labels) {
   Resource resource{std::string(grant), nullptr};
   PolicyDecision decision = snapshot.policy.Evaluate(caller.name, action, resource);
   if (decision.allowed || grant.empty() || !snapshot.policy.NeedsLabels(caller.name, action)) return decision;
-  std::optional<std::map<std::string, std::string>> labels = Labels(grant);
-  if (!labels.has_value()) return decision;
-  resource.labels = &*labels;
+  std::optional<std::map<std::string, std::string>> looked_up;
+  if (known_labels == nullptr) {
+    looked_up = Labels(grant);
+    if (!looked_up.has_value()) return decision;
+    known_labels = &*looked_up;
+  }
+  resource.labels = known_labels;
   return snapshot.policy.Evaluate(caller.name, action, resource);
 }
 
@@ -100,8 +104,9 @@ Authorization Authorizer::Authorize(const CallerIdentity& caller, Action action,
   return result;
 }
 
-bool Authorizer::Allows(const CallerIdentity& caller, Action action, absl::string_view grant) {
-  return Decide(*Current(), caller, action, grant).allowed;
+bool Authorizer::Allows(const CallerIdentity& caller, Action action, absl::string_view grant,
+                        const std::map<std::string, std::string>* labels) {
+  return Decide(*Current(), caller, action, grant, labels).allowed;
 }
 
 void Authorizer::ForgetGrant(absl::string_view grant) {

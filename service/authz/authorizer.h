@@ -50,7 +50,10 @@ class Authorizer {
   Authorization Authorize(const CallerIdentity& caller, Action action, absl::string_view grant);
 
   // The policy's verdict alone, no rate limit: for filtering lists.
-  bool Allows(const CallerIdentity& caller, Action action, absl::string_view grant);
+  // `labels`: the grant's labels when the caller has them at hand (then they
+  // are not looked up).
+  bool Allows(const CallerIdentity& caller, Action action, absl::string_view grant,
+              const std::map<std::string, std::string>* labels = nullptr);
 
   // Drops the cached labels of `grant` (it changed or was deleted).
   void ForgetGrant(absl::string_view grant);
@@ -61,7 +64,8 @@ class Authorizer {
     Policy policy;
   };
   std::shared_ptr<const Snapshot> Current();
-  PolicyDecision Decide(const Snapshot& snapshot, const CallerIdentity& caller, Action action, absl::string_view grant);
+  PolicyDecision Decide(const Snapshot& snapshot, const CallerIdentity& caller, Action action, absl::string_view grant,
+                        const std::map<std::string, std::string>* known_labels = nullptr);
   // Cached for a few seconds: label selectors are on the token hot path.
   std::optional<std::map<std::string, std::string>> Labels(absl::string_view grant);
 

@@ -11,6 +11,7 @@
 #include "service/common/files.h"
 #include "service/common/status_macros.h"
 #include "service/common/time_util.h"
+#include "service/crypto/openssl_ptr.h"
 #include "service/crypto/random.h"
 
 namespace tokenbroker {
@@ -19,12 +20,6 @@ namespace {
 constexpr size_t kMinBearerTokenLength = 32;
 constexpr size_t kMaxCachedCertificates = 1024;
 
-struct Deleters {
-  void operator()(BIO* b) const { BIO_free(b); }
-  void operator()(X509* x) const { X509_free(x); }
-  void operator()(GENERAL_NAMES* n) const { GENERAL_NAMES_free(n); }
-};
-
 std::string Asn1String(const ASN1_STRING* s) {
   return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), ASN1_STRING_length(s));
 }
@@ -32,10 +27,10 @@ std::string Asn1String(const ASN1_STRING* s) {
 }  // namespace
 
 absl::StatusOr<std::string> CertificateIdentity(absl::string_view pem) {
-  std::unique_ptr<BIO, Deleters> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  std::unique_ptr<X509, Deleters> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  OpenSslPtr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  OpenSslPtr<X509> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
   if (cert == nullptr) return absl::InvalidArgumentError("the client certificate cannot be read");
-  std::unique_ptr<GENERAL_NAMES, Deleters> names(
+  OpenSslPtr<GENERAL_NAMES> names(
       static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert.get(), NID_subject_alt_name, nullptr, nullptr)));
   std::string dns;
   if (names != nullptr) {

@@ -65,8 +65,8 @@ class Policy {
   struct Rule {
     std::string name;
     std::vector<std::string> callers;  // patterns, groups expanded
-    std::vector<Action> actions;       // empty: any
-    bool any_action = false;
+    std::vector<Action> actions;
+    bool any_action = false;          // "*": every action
     std::vector<std::string> grants;  // patterns
     std::map<std::string, std::string> labels;
     std::optional<RateLimitRule> rate_limit;

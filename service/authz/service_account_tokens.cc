@@ -13,33 +13,24 @@
 #include "service/common/files.h"
 #include "service/common/json.h"
 #include "service/common/status_macros.h"
+#include "service/crypto/openssl_ptr.h"
 
 namespace tokenbroker {
 namespace {
 
-struct Deleters {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-  void operator()(EVP_PKEY_CTX* c) const { EVP_PKEY_CTX_free(c); }
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-  void operator()(OSSL_PARAM_BLD* b) const { OSSL_PARAM_BLD_free(b); }
-  void operator()(OSSL_PARAM* p) const { OSSL_PARAM_free(p); }
-  void operator()(BIGNUM* b) const { BN_free(b); }
-  void operator()(ECDSA_SIG* s) const { ECDSA_SIG_free(s); }
-};
-
 bool Base64UrlDecode(absl::string_view in, std::string* out) { return absl::WebSafeBase64Unescape(in, out); }
 
-std::unique_ptr<BIGNUM, Deleters> Bignum(const std::string& bytes) {
-  return std::unique_ptr<BIGNUM, Deleters>(
+OpenSslPtr<BIGNUM> Bignum(const std::string& bytes) {
+  return OpenSslPtr<BIGNUM>(
       BN_bin2bn(reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()), nullptr));
 }
 
 // An EVP_PKEY from OSSL params built by `fill`.
 EVP_PKEY* KeyFromParams(const char* type, const std::function<bool(OSSL_PARAM_BLD*)>& fill) {
-  std::unique_ptr<OSSL_PARAM_BLD, Deleters> bld(OSSL_PARAM_BLD_new());
+  OpenSslPtr<OSSL_PARAM_BLD> bld(OSSL_PARAM_BLD_new());
   if (bld == nullptr || !fill(bld.get())) return nullptr;
-  std::unique_ptr<OSSL_PARAM, Deleters> params(OSSL_PARAM_BLD_to_param(bld.get()));
-  std::unique_ptr<EVP_PKEY_CTX, Deleters> ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
+  OpenSslPtr<OSSL_PARAM> params(OSSL_PARAM_BLD_to_param(bld.get()));
+  OpenSslPtr<EVP_PKEY_CTX> ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
   EVP_PKEY* key = nullptr;
   if (params == nullptr || ctx == nullptr || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
       EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
@@ -112,7 +103,7 @@ bool AudienceMatches(const google::protobuf::Struct& claims, const std::vector<s
 
 struct JsonWebKeySet::Key {
   std::string kty;  // "RSA" or "EC"
-  std::unique_ptr<EVP_PKEY, Deleters> key;
+  OpenSslPtr<EVP_PKEY> key;
 };
 
 std::unique_ptr<JwksSource> JwksFile(std::string path) { return std::make_unique<FileSource>(std::move(path)); }
@@ -176,7 +167,7 @@ absl::Status JsonWebKeySet::Verify(absl::string_view kid, absl::string_view alg,
   } else if (alg == "ES256" && key.kty == "EC") {
     if (signature.size() != 64) return absl::UnauthenticatedError("the token's signature is malformed");
     // JWS carries r || s; OpenSSL wants DER.
-    std::unique_ptr<ECDSA_SIG, Deleters> sig(ECDSA_SIG_new());
+    OpenSslPtr<ECDSA_SIG> sig(ECDSA_SIG_new());
     BIGNUM* r = BN_bin2bn(reinterpret_cast<const unsigned char*>(signature.data()), 32, nullptr);
     BIGNUM* s = BN_bin2bn(reinterpret_cast<const unsigned char*>(signature.data()) + 32, 32, nullptr);
     if (sig == nullptr || r == nullptr || s == nullptr || ECDSA_SIG_set0(sig.get(), r, s) != 1) {
@@ -193,7 +184,7 @@ absl::Status JsonWebKeySet::Verify(absl::string_view kid, absl::string_view alg,
     return absl::UnauthenticatedError(
         absl::StrCat("the token's algorithm \"", alg.substr(0, 16), "\" does not fit its key (RS256, ES256)"));
   }
-  std::unique_ptr<EVP_MD_CTX, Deleters> ctx(EVP_MD_CTX_new());
+  OpenSslPtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
   if (ctx == nullptr || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.key.get()) != 1) {
     return absl::InternalError("cannot set up signature verification");
   }

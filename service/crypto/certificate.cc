@@ -12,27 +12,18 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "service/crypto/openssl_ptr.h"
 
 namespace tokenbroker {
 namespace {
 
-struct BioDeleter {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct X509Deleter {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-
-std::unique_ptr<BIO, BioDeleter> MemBio(absl::string_view data) {
-  return std::unique_ptr<BIO, BioDeleter>(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
+OpenSslPtr<BIO> MemBio(absl::string_view data) {
+  return OpenSslPtr<BIO>(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
 }
 
-std::unique_ptr<X509, X509Deleter> ReadCertificate(absl::string_view pem) {
+OpenSslPtr<X509> ReadCertificate(absl::string_view pem) {
   auto bio = MemBio(pem);
-  return std::unique_ptr<X509, X509Deleter>(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  return OpenSslPtr<X509>(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
 }
 
 absl::Time AsnTime(const ASN1_TIME* t) {
@@ -61,7 +52,7 @@ absl::StatusOr<CertificateInfo> ParseCertificatePem(absl::string_view pem) {
   info.not_after = AsnTime(X509_get0_notAfter(cert.get()));
   info.thumbprint_sha1 = Thumbprint(cert.get(), EVP_sha1());
   info.thumbprint_sha256 = Thumbprint(cert.get(), EVP_sha256());
-  auto bio = std::unique_ptr<BIO, BioDeleter>(BIO_new(BIO_s_mem()));
+  auto bio = OpenSslPtr<BIO>(BIO_new(BIO_s_mem()));
   X509_NAME_print_ex(bio.get(), X509_get_subject_name(cert.get()), 0, XN_FLAG_RFC2253);
   char* data = nullptr;
   long len = BIO_get_mem_data(bio.get(), &data);
@@ -77,7 +68,7 @@ absl::Status CheckPrivateKeyMatchesCertificate(absl::string_view certificate_pem
   }
   auto bio = MemBio(key_pem.Reveal());
   // A null password callback: an encrypted key fails instead of prompting.
-  std::unique_ptr<EVP_PKEY, PkeyDeleter> key(
+  OpenSslPtr<EVP_PKEY> key(
       PEM_read_bio_PrivateKey(bio.get(), nullptr, [](char*, int, int, void*) { return 0; }, nullptr));
   ERR_clear_error();
   if (key == nullptr) {
@@ -119,7 +110,7 @@ absl::StatusOr<ServiceAccountKey> ParseServiceAccountKey(const Secret& json) {
   if (key.client_email.empty()) return absl::InvalidArgumentError("the service-account key has no \"client_email\"");
   if (key.private_key_pem.empty()) return absl::InvalidArgumentError("the service-account key has no \"private_key\"");
   auto bio = MemBio(key.private_key_pem.Reveal());
-  std::unique_ptr<EVP_PKEY, PkeyDeleter> pkey(
+  OpenSslPtr<EVP_PKEY> pkey(
       PEM_read_bio_PrivateKey(bio.get(), nullptr, [](char*, int, int, void*) { return 0; }, nullptr));
   ERR_clear_error();
   if (pkey == nullptr || EVP_PKEY_base_id(pkey.get()) != EVP_PKEY_RSA) {

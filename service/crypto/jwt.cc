@@ -13,16 +13,10 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "service/crypto/openssl_ptr.h"
 
 namespace tokenbroker {
 namespace {
-
-struct Deleters {
-  void operator()(BIO* b) const { BIO_free(b); }
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-  void operator()(X509* x) const { X509_free(x); }
-};
 
 absl::Status ConfigurePadding(EVP_PKEY_CTX* pctx, JwtAlgorithm algorithm) {
   if (algorithm == JwtAlgorithm::kPs256) {
@@ -44,15 +38,15 @@ std::string Base64Url(absl::string_view data) {
 
 absl::StatusOr<Secret> SignJwt(absl::string_view header_json, absl::string_view claims_json, JwtAlgorithm algorithm,
                                const Secret& key_pem) {
-  std::unique_ptr<BIO, Deleters> bio(BIO_new_mem_buf(key_pem.Reveal().data(), static_cast<int>(key_pem.size())));
-  std::unique_ptr<EVP_PKEY, Deleters> key(
+  OpenSslPtr<BIO> bio(BIO_new_mem_buf(key_pem.Reveal().data(), static_cast<int>(key_pem.size())));
+  OpenSslPtr<EVP_PKEY> key(
       PEM_read_bio_PrivateKey(bio.get(), nullptr, [](char*, int, int, void*) { return 0; }, nullptr));
   ERR_clear_error();
   if (key == nullptr || EVP_PKEY_base_id(key.get()) != EVP_PKEY_RSA) {
     return absl::FailedPreconditionError("the credential's private key is not a usable RSA key");
   }
   std::string signing_input = absl::StrCat(Base64Url(header_json), ".", Base64Url(claims_json));
-  std::unique_ptr<EVP_MD_CTX, Deleters> ctx(EVP_MD_CTX_new());
+  OpenSslPtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
   EVP_PKEY_CTX* pctx = nullptr;
   if (EVP_DigestSignInit(ctx.get(), &pctx, EVP_sha256(), nullptr, key.get()) != 1) {
     return absl::InternalError("cannot start signing");
@@ -78,14 +72,14 @@ absl::Status VerifyJwt(absl::string_view jwt, JwtAlgorithm algorithm, absl::stri
   if (parts.size() != 3) return absl::InvalidArgumentError("not a JWT (three dot-separated parts)");
   std::string signature;
   if (!absl::WebSafeBase64Unescape(parts[2], &signature)) return absl::InvalidArgumentError("bad signature encoding");
-  std::unique_ptr<BIO, Deleters> bio(BIO_new_mem_buf(certificate_pem.data(), static_cast<int>(certificate_pem.size())));
-  std::unique_ptr<X509, Deleters> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  OpenSslPtr<BIO> bio(BIO_new_mem_buf(certificate_pem.data(), static_cast<int>(certificate_pem.size())));
+  OpenSslPtr<X509> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
   if (cert == nullptr) {
     ERR_clear_error();
     return absl::InvalidArgumentError("not a PEM certificate");
   }
-  std::unique_ptr<EVP_PKEY, Deleters> key(X509_get_pubkey(cert.get()));
-  std::unique_ptr<EVP_MD_CTX, Deleters> ctx(EVP_MD_CTX_new());
+  OpenSslPtr<EVP_PKEY> key(X509_get_pubkey(cert.get()));
+  OpenSslPtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
   EVP_PKEY_CTX* pctx = nullptr;
   const std::string input = absl::StrCat(parts[0], ".", parts[1]);
   if (EVP_DigestVerifyInit(ctx.get(), &pctx, EVP_sha256(), nullptr, key.get()) != 1) {

@@ -6,8 +6,11 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "service/api/admin_service.h"
@@ -40,6 +43,18 @@ class InProcessServer {
     return auth;
   }
 
+  // The identities and policy of `auth`; aborts when `auth` is not valid (a
+  // test's mistake).
+  static std::pair<std::unique_ptr<IdentityResolver>, Policy> BuildAuth(const config::v1::AuthConfig& auth) {
+    auto built = Authorizer::Build(auth, SystemClock::Get());
+    if (!built.ok()) {
+      std::fprintf(stderr, "InProcessServer: the test's auth configuration is not valid: %s\n",
+                   std::string(built.status().message()).c_str());
+      std::abort();
+    }
+    return *std::move(built);
+  }
+
   // `refresh_threads` and `max_pending`: TokenServiceImpl's refresh workers.
   explicit InProcessServer(int refresh_threads = 8, size_t max_pending = 10000,
                            const config::v1::AuthConfig& auth = AllowAll())
@@ -53,12 +68,9 @@ class InProcessServer {
         microsoft_(idp_, SystemClock::Get()),
         tokens_(vault_, {{Provider::kMicrosoft, &microsoft_}}, SystemClock::Get(), logger_),
         audit_(store_, logger_, SystemClock::Get()),
+        built_auth_(BuildAuth(auth)),
         authorizer_(
-            [&auth] {
-              auto built = Authorizer::Build(auth, SystemClock::Get());
-              return built.ok() ? std::move(built->first) : nullptr;
-            }(),
-            *Policy::Create(auth),
+            std::move(built_auth_.first), std::move(built_auth_.second),
             [this](absl::string_view grant) -> absl::StatusOr<std::map<std::string, std::string>> {
               absl::StatusOr<Grant> g = store_.GetGrant(grant);
               if (!g.ok()) return g.status();
@@ -109,6 +121,8 @@ class InProcessServer {
   Logger logger_{LogLevel::kError, [](absl::string_view) {}};
   TokenManager tokens_;
   AuditTrail audit_;
+  // Moved into authorizer_ (built once, before it).
+  std::pair<std::unique_ptr<IdentityResolver>, Policy> built_auth_;
   Authorizer authorizer_;
   CallGuard guard_;
   TokenServiceImpl token_service_;

@@ -13,21 +13,14 @@
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "service/crypto/jwt.h"
+#include "service/crypto/openssl_ptr.h"
 
 namespace tokenbroker::testing {
 namespace {
 
-struct Deleters {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-  void operator()(BIO* b) const { BIO_free(b); }
-  void operator()(BIGNUM* b) const { BN_free(b); }
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-  void operator()(ECDSA_SIG* s) const { ECDSA_SIG_free(s); }
-};
-
-std::unique_ptr<EVP_PKEY, Deleters> LoadKey(const std::string& pem) {
-  std::unique_ptr<BIO, Deleters> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  return std::unique_ptr<EVP_PKEY, Deleters>(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+OpenSslPtr<EVP_PKEY> LoadKey(const std::string& pem) {
+  OpenSslPtr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  return OpenSslPtr<EVP_PKEY>(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
 }
 
 std::string BignumBytes(const BIGNUM* bn, int width = 0) {
@@ -43,7 +36,7 @@ std::string BignumBytes(const BIGNUM* bn, int width = 0) {
 std::string BnParam(EVP_PKEY* key, const char* name) {
   BIGNUM* bn = nullptr;
   EXPECT_EQ(EVP_PKEY_get_bn_param(key, name, &bn), 1) << name;
-  std::unique_ptr<BIGNUM, Deleters> owned(bn);
+  OpenSslPtr<BIGNUM> owned(bn);
   return Base64Url(BignumBytes(bn));
 }
 
@@ -79,7 +72,7 @@ std::string JwtIssuer::Sign(const std::string& claims_json) const {
   }
   const std::string input = absl::StrCat(Base64Url(header), ".", Base64Url(claims_json));
   auto key = LoadKey(key_pem_);
-  std::unique_ptr<EVP_MD_CTX, Deleters> ctx(EVP_MD_CTX_new());
+  OpenSslPtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
   EXPECT_EQ(EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()), 1);
   size_t len = 0;
   EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(input.data()), input.size());
@@ -88,7 +81,7 @@ std::string JwtIssuer::Sign(const std::string& claims_json) const {
                            reinterpret_cast<const unsigned char*>(input.data()), input.size()),
             1);
   const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
-  std::unique_ptr<ECDSA_SIG, Deleters> sig(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(len)));
+  OpenSslPtr<ECDSA_SIG> sig(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(len)));
   const std::string raw = BignumBytes(ECDSA_SIG_get0_r(sig.get()), 32) + BignumBytes(ECDSA_SIG_get0_s(sig.get()), 32);
   return absl::StrCat(input, ".", Base64Url(raw));
 }

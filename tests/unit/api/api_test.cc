@@ -14,12 +14,17 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// A client of `server` with the default options.
+std::unique_ptr<BrokerClient> ClientOf(testing::InProcessServer& server) {
+  ClientOptions options;
+  options.target = server.address();
+  return *BrokerClient::Create(options);
+}
+
 class ApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ClientOptions options;
-    options.target = server_.address();
-    client_ = *BrokerClient::Create(options);
+    client_ = ClientOf(server_);
   }
   std::string Scrape() {
     return prometheus::TextSerializer().Serialize(server_.metrics().registry()->Collect());
@@ -90,9 +95,7 @@ TEST(TokenServiceTest, CacheHitsAreServedWhileARefreshWaitsForASlowProvider) {
   // One refresh worker, one call at a time.
   testing::InProcessServer server(1, 1);
   EnrolRobots(server);
-  ClientOptions options;
-  options.target = server.address();
-  std::unique_ptr<BrokerClient> client = *BrokerClient::Create(options);
+  std::unique_ptr<BrokerClient> client = ClientOf(server);
   v1::GetAccessTokenRequest cached;
   cached.set_grant("robot");
   ASSERT_TRUE(client->GetAccessToken(cached).ok());
@@ -229,9 +232,7 @@ config::v1::AuthConfig CallerPolicy(const std::string& local_caller) {
 class ApiPolicyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ClientOptions options;
-    options.target = server_.address();
-    client_ = *BrokerClient::Create(options);
+    client_ = ClientOf(server_);
     EnrolRobots(server_);
   }
   std::vector<AuditEvent> Audit() {
@@ -306,9 +307,7 @@ TEST_F(ApiPolicyTest, OverTheRateLimitTheCallerIsToldWhenToComeBack) {
 
 TEST(ApiIdentityTest, WithoutAnIdentityEveryCallIsUnauthenticated) {
   testing::InProcessServer server(8, 10000, CallerPolicy(""));
-  ClientOptions options;
-  options.target = server.address();
-  std::unique_ptr<BrokerClient> client = *BrokerClient::Create(options);
+  std::unique_ptr<BrokerClient> client = ClientOf(server);
   v1::GetAccessTokenRequest request;
   request.set_grant("robot");
   absl::Status status = client->GetAccessToken(request).status();
@@ -324,9 +323,7 @@ TEST(ApiIdentityTest, WithoutAnIdentityEveryCallIsUnauthenticated) {
 
 TEST(ApiMailTest, MailCallsWithoutADeadlineAreRefused) {
   testing::InProcessServer server;
-  ClientOptions options;
-  options.target = server.address();
-  std::unique_ptr<BrokerClient> client = *BrokerClient::Create(options);
+  std::unique_ptr<BrokerClient> client = ClientOf(server);
   grpc::ClientContext context;  // no deadline
   v1::ListFoldersRequest request;
   request.set_grant("robot");
@@ -338,9 +335,7 @@ TEST(ApiMailTest, MailCallsWithoutADeadlineAreRefused) {
 
 TEST(ApiConsentTest, CallsThatWaitForTheProviderNeedADeadline) {
   testing::InProcessServer server;
-  ClientOptions options;
-  options.target = server.address();
-  std::unique_ptr<BrokerClient> client = *BrokerClient::Create(options);
+  std::unique_ptr<BrokerClient> client = ClientOf(server);
   grpc::ClientContext context;  // no deadline
   v1::StartDeviceAuthorizationRequest request;
   request.mutable_grant()->set_id("alice");

@@ -298,6 +298,12 @@ TEST(AuthorizerTest, LabelsAreLookedUpOnlyWhenNeededAndRateLimitsAnswerWithAWait
   Authorization denied = authorizer.Authorize(app, Action::kTokenGet, "unknown");
   EXPECT_EQ(denied.status.code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(std::string(denied.status.message()), HasSubstr("caller \"app\" may not token.get on grant \"unknown\""));
+  EXPECT_EQ(lookups, 3);
+  // Labels at hand (a list being filtered) are used as they are: no lookup.
+  const std::map<std::string, std::string> sales{{"team", "sales"}}, other{{"team", "other"}};
+  EXPECT_TRUE(authorizer.Allows(app, Action::kTokenGet, "listed", &sales));
+  EXPECT_FALSE(authorizer.Allows(app, Action::kTokenGet, "labelled", &other));
+  EXPECT_EQ(lookups, 3);
 }
 
 }  // namespace
