@@ -84,11 +84,14 @@ absl::Status Broker::Start() {
   if (status.ok()) status = RunStep("start-metrics", [this] { return StartMetrics(); });
   if (status.ok()) status = RunStep("start-audit", [this] { return StartAudit(); });
   if (status.ok()) status = RunStep("start-grpc", [this] { return StartGrpc(); });
+  if (status.ok() && !config_.server().health_address().empty()) {
+    status = RunStep("start-health-listener", [this] { return StartHealthListener(); });
+  }
   if (!status.ok()) {
     Shutdown();
     return status;
   }
-  server_->GetHealthCheckService()->SetServingStatus(true);
+  SetServing(true);
   if (config_.apps_size() + config_.grants_size() > 0 || !config_path_.empty()) {
     declarations_watcher_ = std::thread([this] { WatchDeclarations(); });
   }
@@ -96,7 +99,8 @@ absl::Status Broker::Start() {
   consent_->Start();
   mail_pool_->Start();
   logger_.Info("serving", {{"grpc_address", grpc_address_},
-                           {"metrics_address", metrics_address_.empty() ? "disabled" : metrics_address_}});
+                           {"metrics_address", metrics_address_.empty() ? "disabled" : metrics_address_},
+                           {"health_address", health_address_.empty() ? "disabled" : health_address_}});
   return absl::OkStatus();
 }
 
@@ -380,6 +384,30 @@ absl::Status Broker::StartGrpc() {
   return absl::OkStatus();
 }
 
+absl::Status Broker::StartHealthListener() {
+  grpc::ServerBuilder builder;
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Health checks are tiny; anything larger is not a health check.
+  builder.SetMaxReceiveMessageSize(4096);
+  int port = 0;
+  builder.AddListeningPort(config_.server().health_address(), grpc::InsecureServerCredentials(), &port);
+  health_server_ = builder.BuildAndStart();
+  if (health_server_ == nullptr || port == 0) {
+    health_server_.reset();
+    return absl::UnavailableError(absl::StrCat("cannot listen for health checks on ",
+                                               config_.server().health_address(),
+                                               " (address in use, or not an address of this machine?)"));
+  }
+  health_server_->GetHealthCheckService()->SetServingStatus(false);
+  health_address_ = WithPort(config_.server().health_address(), port);
+  return absl::OkStatus();
+}
+
+void Broker::SetServing(bool serving) {
+  if (server_ != nullptr) server_->GetHealthCheckService()->SetServingStatus(serving);
+  if (health_server_ != nullptr) health_server_->GetHealthCheckService()->SetServingStatus(serving);
+}
+
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Broker::ServerCredentials() {
   if (!config_.server().has_tls()) return grpc::InsecureServerCredentials();
   const auto& tls = config_.server().tls();
@@ -432,10 +460,15 @@ void Broker::Shutdown() {
   if (server_ != nullptr) {
     const absl::Duration grace = ShutdownGracePeriod(config_);
     logger_.Info("shutdown step", {{"step", "drain-grpc"}, {"grace_period_seconds", grace}});
-    server_->GetHealthCheckService()->SetServingStatus(false);
+    SetServing(false);
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();
     server_.reset();
+  }
+  if (health_server_ != nullptr) {
+    health_server_->Shutdown(absl::ToChronoTime(absl::Now()));
+    health_server_->Wait();
+    health_server_.reset();
   }
   if (mail_pool_ != nullptr) {
     logger_.Info("shutdown step", {{"step", "logout-imap"}});

@@ -64,9 +64,14 @@ class Broker {
   // The addresses actually bound (port 0 in the config becomes a real port).
   const std::string& grpc_address() const { return grpc_address_; }
   const std::string& metrics_address() const { return metrics_address_; }
+  // The health-only listener's address, empty when server.health_address is.
+  const std::string& health_address() const { return health_address_; }
 
  private:
   absl::Status RunStep(absl::string_view name, const std::function<absl::Status()>& step);
+  absl::Status StartHealthListener();
+  // Sets the health status of both listeners.
+  void SetServing(bool serving);
   absl::Status OpenKeyring();
   absl::Status ReloadKeyring();
   absl::Status OpenStore();
@@ -120,6 +125,11 @@ class Broker {
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<grpc::Server> server_;
   std::string grpc_address_;
+  // server.health_address: plaintext, grpc.health.v1.Health only, its status
+  // always the same as server_'s (SetServing). Stopped after server_ has
+  // drained, so probes see NOT_SERVING during the drain.
+  std::unique_ptr<grpc::Server> health_server_;
+  std::string health_address_;
   std::string metrics_address_;
   bool shut_down_ = false;
   absl::Mutex watch_mu_;

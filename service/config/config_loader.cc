@@ -65,6 +65,16 @@ absl::Status ValidateConfig(const Config& config, absl::string_view source) {
   if (!server.metrics_address().empty()) {
     RETURN_IF_ERROR(CheckAddress(source, "server.metrics_address", server.metrics_address(), false));
   }
+  if (!server.health_address().empty()) {
+    RETURN_IF_ERROR(CheckAddress(source, "server.health_address", server.health_address(), false));
+    // Port 0 means "any free port": two of those never collide.
+    const bool fixed_port = !absl::EndsWith(server.health_address(), ":0");
+    if (fixed_port && (server.health_address() == server.grpc_address() ||
+                       server.health_address() == server.metrics_address())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": server.health_address: must differ from server.grpc_address and server.metrics_address"));
+    }
+  }
   if (server.has_tls() && server.plaintext()) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": server: set either tls or plaintext: true, not both"));

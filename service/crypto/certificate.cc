@@ -60,7 +60,10 @@ absl::StatusOr<CertificateInfo> ParseCertificatePem(absl::string_view pem) {
   return info;
 }
 
-absl::Status CheckPrivateKeyMatchesCertificate(absl::string_view certificate_pem, const Secret& key_pem) {
+namespace {
+
+absl::StatusOr<OpenSslPtr<EVP_PKEY>> ReadMatchingPrivateKey(absl::string_view certificate_pem, const Secret& key_pem,
+                                                           bool rsa_only) {
   auto cert = ReadCertificate(certificate_pem);
   if (cert == nullptr) {
     ERR_clear_error();
@@ -75,14 +78,24 @@ absl::Status CheckPrivateKeyMatchesCertificate(absl::string_view certificate_pem
     return absl::InvalidArgumentError(
         "no unencrypted PEM private key found (expected -----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)");
   }
-  if (EVP_PKEY_base_id(key.get()) != EVP_PKEY_RSA) {
+  if (rsa_only && EVP_PKEY_base_id(key.get()) != EVP_PKEY_RSA) {
     return absl::InvalidArgumentError("the private key is not an RSA key; client assertions need RSA (PS256/RS256)");
   }
   if (X509_check_private_key(cert.get(), key.get()) != 1) {
     ERR_clear_error();
     return absl::InvalidArgumentError("the private key does not belong to the certificate");
   }
-  return absl::OkStatus();
+  return key;
+}
+
+}  // namespace
+
+absl::Status CheckPrivateKeyMatchesCertificate(absl::string_view certificate_pem, const Secret& key_pem) {
+  return ReadMatchingPrivateKey(certificate_pem, key_pem, /*rsa_only=*/false).status();
+}
+
+absl::Status CheckRsaPrivateKeyMatchesCertificate(absl::string_view certificate_pem, const Secret& key_pem) {
+  return ReadMatchingPrivateKey(certificate_pem, key_pem, /*rsa_only=*/true).status();
 }
 
 absl::StatusOr<ServiceAccountKey> ParseServiceAccountKey(const Secret& json) {

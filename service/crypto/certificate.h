@@ -26,10 +26,14 @@ struct CertificateInfo {
 // INVALID_ARGUMENT when `pem` holds no certificate.
 absl::StatusOr<CertificateInfo> ParseCertificatePem(absl::string_view pem);
 
-// OK when `key_pem` is an unencrypted RSA private key (PKCS#8 or PKCS#1) that
-// belongs to the certificate; INVALID_ARGUMENT saying which is wrong otherwise.
-// Never echoes key material.
+// OK when `key_pem` is an unencrypted private key (PKCS#8, PKCS#1 or SEC1; RSA
+// or EC, as a TLS server certificate from cert-manager may be) that belongs to
+// the certificate; INVALID_ARGUMENT saying which is wrong otherwise. Never
+// echoes key material.
 absl::Status CheckPrivateKeyMatchesCertificate(absl::string_view certificate_pem, const Secret& key_pem);
+// The same, and the key must be RSA: app credentials sign client assertions
+// with PS256 or RS256.
+absl::Status CheckRsaPrivateKeyMatchesCertificate(absl::string_view certificate_pem, const Secret& key_pem);
 
 struct ServiceAccountKey {
   std::string client_email;

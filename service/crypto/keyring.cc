@@ -32,7 +32,7 @@ absl::Status CheckKeyFilePermissions(const std::string& path) {
   if (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP)) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "keyring file %s has mode %04o: other users could read or change the keys; run `chmod 600 %s` "
-        "(on Kubernetes mount the Secret with defaultMode: 0400)",
+        "(on Kubernetes mount the Secret with defaultMode: 0440 and the pod's fsGroup)",
         path, st.st_mode & 07777, path));
   }
   return absl::OkStatus();

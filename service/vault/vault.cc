@@ -103,7 +103,7 @@ absl::StatusOr<AppCredential> Vault::SealCredential(const App& app, CredentialIn
       }
       absl::StatusOr<CertificateInfo> info = ParseCertificatePem(input.certificate_pem);
       if (!info.ok()) return Invalid(absl::StrCat(field, ".certificate.certificate_pem"), info.status().message());
-      absl::Status matches = CheckPrivateKeyMatchesCertificate(input.certificate_pem, input.secret);
+      absl::Status matches = CheckRsaPrivateKeyMatchesCertificate(input.certificate_pem, input.secret);
       if (!matches.ok()) return Invalid(absl::StrCat(field, ".certificate.private_key_pem"), matches.message());
       if (info->not_after <= clock_.Now()) {
         return Invalid(absl::StrCat(field, ".certificate.certificate_pem"),

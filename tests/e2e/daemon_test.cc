@@ -111,6 +111,65 @@ TEST(DaemonTest, HealthTurnsNotServingWhileDrainingAndInFlightCallsEnd) {
   EXPECT_EQ(*code, 0) << d.process->Stderr();
 }
 
+// server.health_address: the plaintext listener for Kubernetes' gRPC probes
+// serves the health service with the main listener's status, and nothing else.
+TEST(DaemonTest, HealthListenerServesOnlyHealthWithTheMainStatus) {
+  TempDir dir;
+  std::string yaml = ConfigYaml(dir, "  create_if_missing: true\n", "2s");
+  yaml.replace(yaml.find("server:\n") + 8, 0, "  health_address: 127.0.0.1:0\n");
+  const std::string config = dir.WriteFile("broker.yaml", yaml);
+  RunningDaemon d = StartDaemon(config, dir.path());
+  ASSERT_FALSE(d.health_address.empty()) << d.process->Stderr();
+  ASSERT_NE(d.health_address, d.grpc_address);
+  EXPECT_THAT(d.process->Stderr(), HasSubstr("\"step\":\"start-health-listener\""));
+
+  testing::CommandResult health = RunCommand({Ctl(), "--target", d.health_address, "health"});
+  EXPECT_EQ(health.exit_code, 0) << health.err;
+  EXPECT_EQ(health.out, "SERVING\n");
+  // The broker's own services are not there, even for the local caller.
+  testing::CommandResult version = RunCommand({Ctl(), "--target", d.health_address, "version"});
+  EXPECT_NE(version.exit_code, 0);
+  EXPECT_THAT(version.err, HasSubstr("UNIMPLEMENTED"));
+  testing::CommandResult token = RunCommand({Ctl(), "--target", d.health_address, "token", "get", "any-grant"});
+  EXPECT_NE(token.exit_code, 0);
+  EXPECT_THAT(token.err, HasSubstr("UNIMPLEMENTED"));
+
+  // SIGTERM turns it NOT_SERVING while the main listener drains.
+  auto channel = grpc::CreateChannel(d.health_address, grpc::InsecureChannelCredentials());
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  auto reader = stub->Watch(&context, grpc::health::v1::HealthCheckRequest());
+  grpc::health::v1::HealthCheckResponse update;
+  ASSERT_TRUE(reader->Read(&update));
+  EXPECT_EQ(update.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  d.process->Signal(SIGTERM);
+  ASSERT_TRUE(reader->Read(&update));
+  EXPECT_EQ(update.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  while (reader->Read(&update)) {
+  }
+  (void)reader->Finish();
+  absl::StatusOr<int> code = d.process->Wait(absl::Seconds(2 + 10));
+  ASSERT_TRUE(code.ok()) << "did not exit after the grace period";
+  EXPECT_EQ(*code, 0) << d.process->Stderr();
+}
+
+TEST(DaemonTest, AHealthAddressEqualToTheGrpcAddressIsAConfigurationError) {
+  TempDir dir;
+  std::string yaml = ConfigYaml(dir);
+  yaml.replace(yaml.find("grpc_address: 127.0.0.1:0"), 25, "grpc_address: 127.0.0.1:50999");
+  yaml.replace(yaml.find("server:\n") + 8, 0, "  health_address: 127.0.0.1:50999\n");
+  const std::string same = dir.WriteFile("same.yaml", yaml);
+  testing::CommandResult r = RunCommand({Daemon(), "--config", same, "--check-config"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("server.health_address: must differ from server.grpc_address"));
+  std::string bad = ConfigYaml(dir);
+  bad.replace(bad.find("server:\n") + 8, 0, "  health_address: nowhere\n");
+  testing::CommandResult r2 = RunCommand({Daemon(), "--config", dir.WriteFile("bad.yaml", bad), "--check-config"});
+  EXPECT_EQ(r2.exit_code, 2);
+  EXPECT_THAT(r2.err, HasSubstr("server.health_address: \"nowhere\" is not an address"));
+}
+
 // Lists services through server reflection with a raw bidi call, as grpcurl
 // does: ServerReflectionRequest{list_services: ""} is the bytes 3a 00.
 std::string ReflectionListServices(const std::string& target) {

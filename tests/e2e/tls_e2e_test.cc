@@ -106,6 +106,19 @@ TEST_F(TlsE2ETest, ARotatedCertificateIsServedWithoutARestart) {
   EXPECT_EQ(daemon_.Stop(), 0);
 }
 
+// cert-manager issues ECDSA certificates by default: an EC server key serves.
+TEST_F(TlsE2ETest, AnEcServerCertificateServes) {
+  testing::CertificateFiles ec = testing::MakeSelfSignedCertificate(dir_, "broker-ec", 30, "ec", "IP:127.0.0.1");
+  Install(ec);
+  daemon_ = testing::StartDaemon(dir_.WriteFile("broker.yaml", Config()), dir_.path());
+  ASSERT_FALSE(daemon_.grpc_address.empty()) << daemon_.process->Stderr();
+  CommandResult ok =
+      Health({"--ca-file", ec.certificate, "--cert-file", client_.certificate, "--key-file", client_.private_key});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(ok.out, "SERVING\n");
+  EXPECT_EQ(daemon_.Stop(), 0);
+}
+
 TEST_F(TlsE2ETest, AKeyThatDoesNotMatchTheCertificateStopsStartUp) {
   testing::CertificateFiles other = testing::MakeSignedCertificate(dir_, "other", ca_, "IP:127.0.0.1", false);
   ASSERT_TRUE(WriteFileAtomically(key_path_, testing::ReadFile(other.private_key), 0600).ok());

@@ -40,6 +40,8 @@ RunningDaemon StartDaemon(const std::string& config_path, const std::string& cwd
   if (line.has_value()) {
     d.grpc_address = JsonField(*line, "grpc_address");
     d.metrics_address = JsonField(*line, "metrics_address");
+    d.health_address = JsonField(*line, "health_address");
+    if (d.health_address == "disabled") d.health_address.clear();
   }
   return d;
 }

@@ -29,6 +29,7 @@ struct RunningDaemon {
   std::unique_ptr<Subprocess> process;
   std::string grpc_address;
   std::string metrics_address;
+  std::string health_address;  // empty without server.health_address
   // SIGTERM and wait; returns the exit code (-1 on timeout).
   int Stop();
 };
