@@ -84,14 +84,11 @@ TEST(DaemonTest, ServesHealthVersionMetricsAndStopsCleanlyOnSigterm) {
   }
 }
 
-TEST(DaemonTest, HealthTurnsNotServingWhileDrainingAndInFlightCallsEnd) {
-  TempDir dir;
-  const std::string config = dir.WriteFile("broker.yaml", ConfigYaml(dir, "  create_if_missing: true\n", "2s"));
-  RunningDaemon d = StartDaemon(config, dir.path());
-  ASSERT_FALSE(d.grpc_address.empty());
-
-  // A Watch stream is an in-flight call that lasts until the server ends it.
-  auto channel = grpc::CreateChannel(d.grpc_address, grpc::InsecureChannelCredentials());
+// Watches the health service at `address` (SERVING), sends the daemon SIGTERM,
+// sees NOT_SERVING, and expects exit code 0 within its 2 s grace period (and
+// some slack).
+void ExpectSigtermTurnsHealthNotServing(RunningDaemon& d, const std::string& address) {
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   auto stub = grpc::health::v1::Health::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
@@ -109,6 +106,16 @@ TEST(DaemonTest, HealthTurnsNotServingWhileDrainingAndInFlightCallsEnd) {
   absl::StatusOr<int> code = d.process->Wait(absl::Seconds(2 + 10));
   ASSERT_TRUE(code.ok()) << "did not exit after the grace period";
   EXPECT_EQ(*code, 0) << d.process->Stderr();
+}
+
+TEST(DaemonTest, HealthTurnsNotServingWhileDrainingAndInFlightCallsEnd) {
+  TempDir dir;
+  const std::string config = dir.WriteFile("broker.yaml", ConfigYaml(dir, "  create_if_missing: true\n", "2s"));
+  RunningDaemon d = StartDaemon(config, dir.path());
+  ASSERT_FALSE(d.grpc_address.empty());
+
+  // A Watch stream is an in-flight call that lasts until the server ends it.
+  ExpectSigtermTurnsHealthNotServing(d, d.grpc_address);
 }
 
 // server.health_address: the plaintext listener for Kubernetes' gRPC probes
@@ -135,23 +142,7 @@ TEST(DaemonTest, HealthListenerServesOnlyHealthWithTheMainStatus) {
   EXPECT_THAT(token.err, HasSubstr("UNIMPLEMENTED"));
 
   // SIGTERM turns it NOT_SERVING while the main listener drains.
-  auto channel = grpc::CreateChannel(d.health_address, grpc::InsecureChannelCredentials());
-  auto stub = grpc::health::v1::Health::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-  auto reader = stub->Watch(&context, grpc::health::v1::HealthCheckRequest());
-  grpc::health::v1::HealthCheckResponse update;
-  ASSERT_TRUE(reader->Read(&update));
-  EXPECT_EQ(update.status(), grpc::health::v1::HealthCheckResponse::SERVING);
-  d.process->Signal(SIGTERM);
-  ASSERT_TRUE(reader->Read(&update));
-  EXPECT_EQ(update.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
-  while (reader->Read(&update)) {
-  }
-  (void)reader->Finish();
-  absl::StatusOr<int> code = d.process->Wait(absl::Seconds(2 + 10));
-  ASSERT_TRUE(code.ok()) << "did not exit after the grace period";
-  EXPECT_EQ(*code, 0) << d.process->Stderr();
+  ExpectSigtermTurnsHealthNotServing(d, d.health_address);
 }
 
 TEST(DaemonTest, AHealthAddressEqualToTheGrpcAddressIsAConfigurationError) {
