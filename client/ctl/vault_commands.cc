@@ -431,6 +431,7 @@ Command GrantCreate(bool import) {
     std::string app, mailbox, kind, subject, refresh_token_file;
     std::vector<std::string> scopes, labels;
     bool replace = false;
+    bool verify = false;
   };
   auto s = std::make_shared<State>();
   Command c;
@@ -440,11 +441,13 @@ Command GrantCreate(bool import) {
   c.description =
       import ? "Creates a delegated grant for MAILBOX from a refresh token obtained by another tool. The token is\n"
                "read from a file or standard input (-) and sealed at once; it is never shown again.\n"
-               "With --replace an existing delegated grant of the same app gets the new token."
+               "With --replace an existing delegated grant of the same app gets the new token.\n"
+               "With --verify the broker redeems the token once before answering, so a token the provider\n"
+               "refuses is reported now (the grant is stored either way)."
              : "Creates a grant that needs no user consent: app-only (Microsoft client credentials; the app\n"
                "needs IMAP.AccessAsApp and Add-MailboxPermission in Exchange) or service-account (Google\n"
                "domain-wide delegation, impersonating --subject, default the mailbox).";
-  c.usage = import ? "GRANT --app APP --mailbox ADDRESS --refresh-token-file FILE|- [--scope S]... [--replace]"
+  c.usage = import ? "GRANT --app APP --mailbox ADDRESS --refresh-token-file FILE|- [--scope S]... [--replace] [--verify]"
                    : "GRANT --app APP --mailbox ADDRESS [--kind app_only|service_account] [--subject USER]";
   c.flags = [s, import](FlagSet& f) {
     f.String("app", &s->app, "APP", "the app the grant belongs to");
@@ -454,6 +457,7 @@ Command GrantCreate(bool import) {
     if (import) {
       f.String("refresh-token-file", &s->refresh_token_file, "FILE", "read the refresh token from FILE, or - for stdin");
       f.Bool("replace", &s->replace, "replace the refresh token of an existing delegated grant");
+      f.Bool("verify", &s->verify, "redeem the token once now and report what the provider says");
     } else {
       f.String("kind", &s->kind, "KIND", "app_only (default) or service_account");
       f.String("subject", &s->subject, "USER", "service_account: the user to impersonate");
@@ -478,6 +482,7 @@ Command GrantCreate(bool import) {
       *request.mutable_grant() = grant;
       request.set_refresh_token(std::string(token->Reveal()));
       request.set_replace(s->replace);
+      request.set_verify(s->verify);
       int rc = CallAdmin<v1::ImportGrantRequest, v1::Grant>(ctx, request, &v1::AdminService::Stub::ImportGrant,
                                                             PrintGrant);
       WipeString(*request.mutable_refresh_token());

@@ -165,17 +165,12 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ImportGrant(grpc::CallbackServerCont
       [&](const CallContext&) -> absl::Status {
         ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
         ASSIGN_OR_RETURN(Grant grant, deps_.vault->ImportGrant(std::move(spec), refresh_token, request->replace()));
-        if (deps_.on_grant_changed) deps_.on_grant_changed(grant.id);
-        if (deps_.tokens != nullptr) {
-          deps_.tokens->Forget(grant.id);
-          if (request->verify()) {
-            absl::Status verified = deps_.tokens->RefreshNow(grant.id);
-            if (!verified.ok()) {
-              return absl::Status(verified.code(),
-                                  absl::StrCat("verify: the grant was stored, but ", verified.message()));
-            }
-            ASSIGN_OR_RETURN(grant, deps_.vault->GetGrant(grant.id));
+        if (deps_.tokens != nullptr && request->verify()) {
+          absl::Status verified = deps_.tokens->RefreshNow(grant.id);
+          if (!verified.ok()) {
+            return absl::Status(verified.code(), absl::StrCat("verify: the grant was stored, but ", verified.message()));
           }
+          ASSIGN_OR_RETURN(grant, deps_.vault->GetGrant(grant.id));
         }
         GrantToProto(grant, response);
         return absl::OkStatus();
@@ -226,7 +221,6 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DisableGrant(grpc::CallbackServerCon
                  [&](const CallContext&) -> absl::Status {
                    RETURN_IF_ERROR(RequireId("id", request->id()));
                    ASSIGN_OR_RETURN(Grant grant, deps_.vault->SetGrantEnabled(request->id(), false));
-                   if (deps_.on_grant_changed) deps_.on_grant_changed(grant.id);
                    GrantToProto(grant, response);
                    return absl::OkStatus();
                  });
@@ -250,7 +244,6 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DeleteGrant(grpc::CallbackServerCont
                  [&](const CallContext&) -> absl::Status {
                    RETURN_IF_ERROR(RequireId("id", request->id()));
                    RETURN_IF_ERROR(deps_.vault->DeleteGrant(request->id()));
-                   if (deps_.on_grant_changed) deps_.on_grant_changed(request->id());
                    return absl::OkStatus();
                  });
 }

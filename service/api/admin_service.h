@@ -12,6 +12,7 @@
 #include "service/consent/consent_manager.h"
 #include "service/crypto/sealer.h"
 #include "service/store/credential_store.h"
+#include "service/tokens/token_manager.h"
 #include "service/vault/vault.h"
 #include "tokenbroker/v1/admin_service.grpc.pb.h"
 
@@ -33,8 +34,6 @@ struct AdminServiceDeps {
   // ImportGrant with verify redeems the token once.
   TokenManager* tokens = nullptr;
   ConsentManager* consent = nullptr;
-  // Told when a grant is disabled, deleted or replaced.
-  std::function<void(absl::string_view grant)> on_grant_changed;
   // Re-reads the keyring file into the sealer before RotateKeys.
   std::function<absl::Status()> reload_keyring;
   // Admits every call (identity, policy, rate limit) and audits it.

@@ -80,7 +80,10 @@ absl::Status Broker::Start() {
   logger_.Info("starting tokenbrokerd", {{"version", kVersion}, {"revision", kRevision}});
   absl::Status status = RunStep("open-keyring", [this] { return OpenKeyring(); });
   if (status.ok()) status = RunStep("open-store", [this] { return OpenStore(); });
-  if (status.ok()) status = RunStep("reconcile-declarations", [this] { return ReconcileDeclarations(true); });
+  if (status.ok()) {
+    declarations_ = config_;
+    status = RunStep("reconcile-declarations", [this] { return ReconcileDeclarations(declarations_, true); });
+  }
   if (status.ok()) status = RunStep("start-metrics", [this] { return StartMetrics(); });
   if (status.ok()) status = RunStep("start-audit", [this] { return StartAudit(); });
   if (status.ok()) status = RunStep("start-grpc", [this] { return StartGrpc(); });
@@ -144,8 +147,8 @@ absl::Status Broker::OpenStore() {
   return absl::OkStatus();
 }
 
-absl::Status Broker::ReconcileDeclarations(bool always_log) {
-  absl::StatusOr<ReconcileReport> report = DeclarationReconciler(config_, *vault_).Reconcile();
+absl::Status Broker::ReconcileDeclarations(const Config& declared, bool always_log) {
+  absl::StatusOr<ReconcileReport> report = DeclarationReconciler(declared, *vault_).Reconcile();
   if (!report.ok()) {
     return absl::Status(report.status().code(), absl::StrCat("configuration ", report.status().message()));
   }
@@ -170,14 +173,22 @@ void Broker::WatchDeclarations() {
       absl::MutexLock lock(&watch_mu_);
       if (watch_mu_.AwaitWithTimeout(absl::Condition(&stop_watching_), interval)) return;
     }
-    if (config_.apps_size() + config_.grants_size() > 0) {
-      absl::Status status = ReconcileDeclarations(false);
+    // The file as it is now. One that no longer parses keeps the last good
+    // declarations (whose secret files are still re-read); ReloadAuthIfChanged
+    // logs why, once per change.
+    absl::StatusOr<Config> fresh =
+        config_path_.empty() ? absl::StatusOr<Config>(config_) : LoadConfigFile(config_path_);
+    const bool declared_before = declarations_.apps_size() + declarations_.grants_size() > 0;
+    if (fresh.ok()) declarations_ = *fresh;
+    // Records declared before and removed from the file now are deleted.
+    if (declared_before || declarations_.apps_size() + declarations_.grants_size() > 0) {
+      absl::Status status = ReconcileDeclarations(declarations_, false);
       if (!status.ok()) {
         logger_.Error("declared apps or grants could not be reconciled; the stored ones stay in use",
                       {{"error", status}});
       }
     }
-    ReloadAuthIfChanged();
+    ReloadAuthIfChanged(fresh);
   }
 }
 
@@ -197,9 +208,8 @@ std::string AuthFingerprint(const std::string& config_path, const config::v1::Au
 
 }  // namespace
 
-void Broker::ReloadAuthIfChanged() {
+void Broker::ReloadAuthIfChanged(const absl::StatusOr<Config>& fresh) {
   if (config_path_.empty() || authorizer_ == nullptr) return;
-  absl::StatusOr<Config> fresh = LoadConfigFile(config_path_);
   const std::string fingerprint = AuthFingerprint(config_path_, fresh.ok() ? fresh->auth() : config_.auth());
   if (fingerprint == auth_fingerprint_) return;
   auth_fingerprint_ = fingerprint;
@@ -305,7 +315,7 @@ absl::Status Broker::StartGrpc() {
   consent_options.on_consent = [this](absl::string_view flow, absl::string_view result) {
     metrics_->CountConsent(flow, result);
   };
-  consent_ = std::make_unique<ConsentManager>(*vault_, *tokens_, providers, clock_, logger_, consent_options);
+  consent_ = std::make_unique<ConsentManager>(*vault_, providers, clock_, logger_, consent_options);
   token_service_ = std::make_unique<TokenServiceImpl>(
       tokens_.get(), guard_.get(),
       tc.max_concurrent_refreshes() > 0 ? static_cast<int>(tc.max_concurrent_refreshes()) : 8);
@@ -329,6 +339,13 @@ absl::Status Broker::StartGrpc() {
   };
   mail.on_auth_failure = [this](absl::string_view kind) { metrics_->CountImapAuthFailure(kind); };
   mail_pool_ = std::make_unique<MailPool>(*tokens_, *vault_, clock_, logger_, std::move(mail));
+  // Whoever changes a grant (admin API, consent, the reconciler of declared
+  // records), the caches of it go at once.
+  vault_->OnGrantChanged([this](absl::string_view grant) {
+    tokens_->Forget(grant);
+    mail_pool_->Forget(grant);
+    authorizer_->ForgetGrant(grant);
+  });
   if (exposer_ != nullptr) {
     mail_collector_ = std::make_shared<MailConnectionsCollector>([this] {
       MailPool::Counts c = mail_pool_->counts();
@@ -346,11 +363,6 @@ absl::Status Broker::StartGrpc() {
   admin.reload_keyring = [this] { return ReloadKeyring(); };
   admin.tokens = tokens_.get();
   admin.consent = consent_.get();
-  admin.on_grant_changed = [this](absl::string_view grant) {
-    mail_pool_->Forget(grant);
-    tokens_->Forget(grant);
-    authorizer_->ForgetGrant(grant);
-  };
   admin.guard = guard_.get();
   admin_service_ = std::make_unique<AdminServiceImpl>(std::move(admin));
 

@@ -75,16 +75,18 @@ class Broker {
   absl::Status OpenKeyring();
   absl::Status ReloadKeyring();
   absl::Status OpenStore();
-  // Reconciles the declared apps and grants; logs what changed (everything
-  // with `always_log`).
-  absl::Status ReconcileDeclarations(bool always_log);
-  // Re-checks the declared files and the configuration's auth section every
-  // declarations_check_interval until Shutdown().
+  // Reconciles the apps and grants `declared` declares (and the files they
+  // name) with the store; logs what changed (everything with `always_log`).
+  absl::Status ReconcileDeclarations(const Config& declared, bool always_log);
+  // Every declarations_check_interval until Shutdown(): re-reads the
+  // configuration file, reconciles its apps and grants (a record removed from
+  // the file is deleted, a changed one replaced) and rebuilds the auth section
+  // when it changed.
   void WatchDeclarations();
-  // Rebuilds identities and policy when the configuration file (or a bearer
-  // token file it names) changed; a file that is not valid keeps the running
-  // ones and logs why.
-  void ReloadAuthIfChanged();
+  // Rebuilds identities and policy from `fresh` (the configuration file as
+  // just read) when the file (or a bearer token file it names) changed; a
+  // file that is not valid keeps the running ones and logs why.
+  void ReloadAuthIfChanged(const absl::StatusOr<Config>& fresh);
   absl::Status StartAudit();
   absl::Status StartMetrics();
   absl::Status StartGrpc();
@@ -96,6 +98,10 @@ class Broker {
   const std::string config_path_;
   // What the auth section was built from (the file and the token files).
   std::string auth_fingerprint_;
+  // The apps and grants last reconciled: the configuration's at start-up,
+  // then the file's as the watcher last read it. Used by the start-up step and
+  // then only by the watcher thread.
+  Config declarations_;
   Logger& logger_;
   const Clock& clock_;
   absl::Time start_time_;

@@ -77,10 +77,9 @@ absl::Status ValidateRedirectUri(absl::string_view uri) {
   return absl::OkStatus();
 }
 
-ConsentManager::ConsentManager(Vault& vault, TokenManager& tokens, std::map<Provider, IdentityProvider*> providers,
-                               const Clock& clock, Logger& logger, ConsentOptions options)
+ConsentManager::ConsentManager(Vault& vault, std::map<Provider, IdentityProvider*> providers, const Clock& clock,
+                               Logger& logger, ConsentOptions options)
     : vault_(vault),
-      tokens_(tokens),
       providers_(std::move(providers)),
       clock_(clock),
       logger_(logger),
@@ -208,8 +207,8 @@ absl::StatusOr<Grant> ConsentManager::Consented(const Grant& spec, const std::op
         "the identity provider returned no refresh token: the grant's scopes must include offline_access (and "
         "the provider must allow this app refresh tokens)");
   }
+  // The vault tells the token cache, the mail pool and the authorizer.
   ASSIGN_OR_RETURN(Grant grant, vault_.ImportGrant(spec, issued->refresh_token, /*replace=*/true));
-  tokens_.Forget(grant.id);
   logger_.Info("consent completed", {{"grant", grant.id}, {"app", grant.app}, {"mailbox", grant.mailbox}});
   return grant;
 }

@@ -32,7 +32,6 @@
 #include "service/common/clock.h"
 #include "service/idp/provider.h"
 #include "service/logging/logger.h"
-#include "service/tokens/token_manager.h"
 #include "service/vault/vault.h"
 
 namespace tokenbroker {
@@ -65,8 +64,8 @@ struct DeviceFlowStart {
 
 class ConsentManager {
  public:
-  ConsentManager(Vault& vault, TokenManager& tokens, std::map<Provider, IdentityProvider*> providers,
-                 const Clock& clock, Logger& logger, ConsentOptions options = {});
+  ConsentManager(Vault& vault, std::map<Provider, IdentityProvider*> providers, const Clock& clock, Logger& logger,
+                 ConsentOptions options = {});
   ~ConsentManager() { Stop(); }
 
   // `spec`: id, app, mailbox, optional scopes and labels. INVALID_ARGUMENT
@@ -126,7 +125,6 @@ class ConsentManager {
   }
 
   Vault& vault_;
-  TokenManager& tokens_;
   std::map<Provider, IdentityProvider*> providers_;
   const Clock& clock_;
   Logger& logger_;

@@ -83,6 +83,7 @@ absl::StatusOr<MailPool::Pooled> MailPool::Acquire(const std::string& grant_id, 
                                                     bool force_refresh) {
   std::vector<Pooled> discard;
   std::optional<Pooled> reused;
+  uint64_t generation = 0;
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::UnavailableError("tokenbrokerd is shutting down");
@@ -113,6 +114,7 @@ absl::StatusOr<MailPool::Pooled> MailPool::Acquire(const std::string& grant_id, 
       box.idle.clear();
     }
     ++box.in_use;
+    generation = box.generation;
   }
   for (Pooled& p : discard) (void)p.session->Logout();
   if (reused.has_value() && clock_.Now() - reused->last_used > options_.check_after_idle) {
@@ -124,7 +126,11 @@ absl::StatusOr<MailPool::Pooled> MailPool::Acquire(const std::string& grant_id, 
     return *std::move(reused);
   }
   absl::StatusOr<Pooled> fresh = Connect(grant_id, server, force_refresh);
-  if (!fresh.ok()) Release(grant_id, std::nullopt);
+  if (!fresh.ok()) {
+    Release(grant_id, std::nullopt);
+    return fresh;
+  }
+  fresh->generation = generation;
   return fresh;
 }
 
@@ -135,7 +141,7 @@ void MailPool::Release(const std::string& grant_id, std::optional<Pooled> sessio
     Mailbox& box = mailboxes_[grant_id];
     --box.in_use;
     if (session.has_value()) {
-      if (session->session->usable() && !stopping_) {
+      if (session->session->usable() && !stopping_ && session->generation == box.generation) {
         session->last_used = clock_.Now();
         box.idle.push_back(*std::move(session));
       } else {
@@ -223,6 +229,7 @@ void MailPool::Forget(absl::string_view grant_id) {
     idle = std::move(it->second.idle);
     it->second.idle.clear();
     it->second.server.reset();
+    ++it->second.generation;
   }
   for (Pooled& p : idle) (void)p.session->Logout();
 }

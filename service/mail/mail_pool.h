@@ -76,8 +76,9 @@ class MailPool {
                    const std::function<bool()>& can_retry = [] { return true; });
 
   // Drops what the pool knows about a grant (its idle connections and where
-  // its mail lives): call it when the grant is disabled, deleted or
-  // re-consented, so that the change takes effect at once.
+  // its mail lives; connections in use are logged out when they come back):
+  // the vault's grant-changed listener calls it when the grant is disabled,
+  // deleted or re-consented, so that the change takes effect at once.
   void Forget(absl::string_view grant_id);
 
   // Logs out connections idle longer than idle_timeout; returns how many.
@@ -98,10 +99,16 @@ class MailPool {
     absl::Time token_expiry;
     absl::Time last_used;
     bool reused = false;
+    // Mailbox::generation when it was acquired.
+    uint64_t generation = 0;
   };
   struct Mailbox {
     std::vector<Pooled> idle;
     size_t in_use = 0;
+    // Bumped by Forget: a session of an older generation (in use while the
+    // grant changed, perhaps logged in to another mailbox) is logged out when
+    // it comes back instead of pooled.
+    uint64_t generation = 0;
     // Where the grant's mail lives, read from the store at most every
     // kResolveEvery (the store read costs more than the IMAP command).
     std::optional<ImapServer> server;

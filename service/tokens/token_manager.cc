@@ -8,6 +8,18 @@
 #include "service/tokens/app_credentials.h"
 
 namespace tokenbroker {
+namespace {
+
+// FAILED_PRECONDITION for a grant whose refresh token the provider refused,
+// with the commands that fix it.
+absl::Status NeedsConsentAgain(const Grant& grant, absl::string_view why) {
+  const std::string args = absl::StrCat(grant.id, " --app ", grant.app, " --mailbox ", grant.mailbox);
+  return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id, "\" needs consent again: ", why,
+                                                    "; have the user consent with `tokenbrokerctl consent begin ",
+                                                    args, "` (or `tokenbrokerctl consent device ", args, "`)"));
+}
+
+}  // namespace
 
 Secret SaslXoauth2(absl::string_view user, const Secret& token) {
   std::string raw = absl::StrCat("user=", user, "\x01", "auth=Bearer ", token.Reveal(), "\x01\x01");
@@ -231,8 +243,7 @@ absl::StatusOr<AccessToken> TokenManager::Refresh(absl::string_view grant_id, ab
                                                         "\" is disabled; enable it with `tokenbrokerctl grant enable ",
                                                         grant.id, "`"));
     case GrantState::kNeedsReconsent:
-      return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id, "\" needs consent again: ",
-                                                        grant.last_error.message));
+      return NeedsConsentAgain(grant, grant.last_error.message);
     case GrantState::kPendingConsent:
       return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id, "\" is waiting for consent"));
     default:
@@ -297,8 +308,7 @@ absl::StatusOr<AccessToken> TokenManager::Refresh(absl::string_view grant_id, ab
     case FailureKind::kNeedsReconsent:
       RecordGrantFailure(grant, GrantState::kNeedsReconsent, failure).IgnoreError();
       logger_.Warn("grant needs consent again", {{"grant", grant.id}, {"error", failure.message}});
-      return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id, "\" needs consent again: ",
-                                                        failure.message));
+      return NeedsConsentAgain(grant, failure.message);
     case FailureKind::kInvalidClient:
       RecordGrantFailure(grant, GrantState::kAppCredentialInvalid, failure).IgnoreError();
       *retry_after = now + Backoff(failures);

@@ -183,16 +183,37 @@ absl::Status Vault::RefuseDeclared(absl::string_view what, absl::string_view id,
   return absl::OkStatus();
 }
 
+void Vault::OnGrantChanged(std::function<void(absl::string_view grant_id)> listener) {
+  absl::MutexLock lock(&listeners_mu_);
+  listeners_.push_back(std::move(listener));
+}
+
+void Vault::GrantChanged(absl::string_view grant_id) {
+  std::vector<std::function<void(absl::string_view)>> listeners;
+  {
+    absl::MutexLock lock(&listeners_mu_);
+    listeners = listeners_;
+  }
+  for (const auto& listener : listeners) listener(grant_id);
+}
+
 absl::Status Vault::DeleteApp(absl::string_view id, bool force, RecordSource caller) {
   ASSIGN_OR_RETURN(App app, store_.GetApp(id));
   RETURN_IF_ERROR(RefuseDeclared("app", id, app.source, caller));
-  return store_.DeleteApp(id, force);
+  GrantFilter of_app;
+  of_app.app = std::string(id);
+  ASSIGN_OR_RETURN(std::vector<Grant> grants, store_.ListGrants(of_app));
+  RETURN_IF_ERROR(store_.DeleteApp(id, force));
+  for (const Grant& g : grants) GrantChanged(g.id);
+  return absl::OkStatus();
 }
 
 absl::Status Vault::DeleteGrant(absl::string_view id, RecordSource caller) {
   ASSIGN_OR_RETURN(Grant grant, store_.GetGrant(id));
   RETURN_IF_ERROR(RefuseDeclared("grant", id, grant.source, caller));
-  return store_.DeleteGrant(id);
+  RETURN_IF_ERROR(store_.DeleteGrant(id));
+  GrantChanged(id);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<App> Vault::AddCredential(absl::string_view app_id, CredentialInput credential, size_t position) {
@@ -302,6 +323,7 @@ absl::StatusOr<Grant> Vault::CreateGrant(Grant spec, RecordSource source) {
   spec.create_time = clock_.Now();
   RETURN_IF_ERROR(store_.CreateGrant(spec));
   spec.version = 1;
+  GrantChanged(spec.id);
   return spec;
 }
 
@@ -338,6 +360,7 @@ absl::StatusOr<Grant> Vault::MarkConsentPending(const Grant& spec) {
       if (absl::IsAlreadyExists(created)) continue;
       RETURN_IF_ERROR(created);
       pending.version = 1;
+      GrantChanged(pending.id);
       return pending;
     }
     if (!existing.ok()) return existing.status();
@@ -349,6 +372,7 @@ absl::StatusOr<Grant> Vault::MarkConsentPending(const Grant& spec) {
     if (absl::IsAborted(written.status())) continue;
     if (!written.ok()) return written.status();
     existing->version = *written;
+    GrantChanged(existing->id);
     return *existing;
   }
   return absl::AbortedError(absl::StrCat("grant \"", spec.id, "\" kept changing; retry"));
@@ -360,6 +384,7 @@ absl::Status Vault::RecordConsentFailure(absl::string_view grant_id, const Provi
     if (grant.state == GrantState::kPendingConsent) grant.state = GrantState::kNeedsReconsent;
     grant.last_error = error;
     absl::StatusOr<int64_t> written = store_.UpdateGrant(grant);
+    if (written.ok()) GrantChanged(grant_id);
     if (!absl::IsAborted(written.status())) return written.status();
   }
   return absl::AbortedError(absl::StrCat("grant \"", grant_id, "\" kept changing"));
@@ -390,9 +415,15 @@ absl::StatusOr<Grant> Vault::ImportGrant(Grant spec, const Secret& refresh_token
       existing->last_error = {};
       existing->consent_time = now;
       ASSIGN_OR_RETURN(existing->version, store_.UpdateGrant(*existing));
+      GrantChanged(existing->id);
       return *existing;
     }
-    if (!absl::IsNotFound(existing.status())) return existing.status();
+    if (absl::IsNotFound(existing.status())) {
+      return absl::NotFoundError(absl::StrCat("grant \"", spec.id,
+                                              "\" does not exist; replace changes an existing grant (import without "
+                                              "--replace to create it)"));
+    }
+    return existing.status();
   }
   spec.sealed_refresh_token = std::move(sealed);
   spec.state = GrantState::kActive;
@@ -401,6 +432,7 @@ absl::StatusOr<Grant> Vault::ImportGrant(Grant spec, const Secret& refresh_token
   spec.create_time = spec.consent_time = now;
   RETURN_IF_ERROR(store_.CreateGrant(spec));
   spec.version = 1;
+  GrantChanged(spec.id);
   return spec;
 }
 
@@ -410,6 +442,7 @@ absl::StatusOr<Grant> Vault::SetGrantEnabled(absl::string_view id, bool enabled)
   if (enabled != disabled) return grant;  // already as asked
   grant.state = enabled ? GrantState::kActive : GrantState::kDisabled;
   ASSIGN_OR_RETURN(grant.version, store_.UpdateGrant(grant));
+  GrantChanged(grant.id);
   return grant;
 }
 

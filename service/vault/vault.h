@@ -6,11 +6,14 @@
 #ifndef TOKENBROKER_SERVICE_VAULT_VAULT_H_
 #define TOKENBROKER_SERVICE_VAULT_VAULT_H_
 
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "service/common/clock.h"
 #include "service/common/secret.h"
 #include "service/crypto/sealer.h"
@@ -70,7 +73,8 @@ class Vault {
   // ImportGrant a delegated grant with its refresh token.
   absl::StatusOr<Grant> CreateGrant(Grant spec, RecordSource source = RecordSource::kApi);
   // With `replace`, an existing delegated grant of the same app gets the new
-  // refresh token (compare-and-swap) and becomes active again.
+  // refresh token (compare-and-swap) and becomes active again; NOT_FOUND when
+  // there is no such grant.
   absl::StatusOr<Grant> ImportGrant(Grant spec, const Secret& refresh_token, bool replace = false);
   // Consent flows. Validates a delegated grant before consent starts (fills in
   // default scopes; refuses a grant id held by another app or kind) and returns
@@ -102,6 +106,16 @@ class Vault {
   // The store, for writes of non-secret state (grant status, timestamps).
   CredentialStore& store() { return store_; }
 
+  // The one way to hear that a grant changed: `listener` is called with the
+  // grant's id after every change made through the vault that a cache of the
+  // grant must not outlive (created, imported or re-consented, consent
+  // pending or failed, enabled, disabled, deleted, also when its app is
+  // deleted with it), whoever made it: the admin API, consent flows, or the
+  // reconciler of declared records. Rotating the refresh token
+  // (StoreRefreshToken) is not such a change. Listeners run on the writer's
+  // thread after the write; they must be quick and must not call the vault.
+  void OnGrantChanged(std::function<void(absl::string_view grant_id)> listener);
+
   // The scopes a grant gets when none are given.
   static std::vector<std::string> DefaultScopes(Provider provider, GrantKind kind);
 
@@ -111,10 +125,13 @@ class Vault {
                                      RecordSource caller);
   absl::StatusOr<AppCredential> SealCredential(const App& app, CredentialInput input, absl::string_view field) const;
   absl::Status ValidateGrant(const App& app, Grant& grant) const;
+  void GrantChanged(absl::string_view grant_id);
 
   CredentialStore& store_;
   Sealer& sealer_;
   const Clock& clock_;
+  absl::Mutex listeners_mu_;
+  std::vector<std::function<void(absl::string_view)>> listeners_ ABSL_GUARDED_BY(listeners_mu_);
 };
 
 }  // namespace tokenbroker

@@ -298,6 +298,33 @@ TEST_F(MailE2ETest, AServerGoneMidStreamIsUnavailableAndThePoolRecovers) {
   EXPECT_EQ(Sha256(testing::ReadFile(out)), Sha256(*big_));
 }
 
+// Re-consent that moves a grant to another mailbox: the pooled sessions of the
+// old mailbox go, and the next call reads the new one.
+TEST_F(MailE2ETest, ReconsentToAnotherMailboxReadsTheNewMailbox) {
+  idp_->AddRefreshToken("0.rt-desk", "alice@contoso.com");
+  MustCtl({"grant", "import", "desk", "--app", "contoso", "--mailbox", "alice@contoso.com", "--refresh-token-file",
+           dir_->WriteFile("rt-desk", "0.rt-desk")});
+  EXPECT_THAT(MustCtl({"mail", "folders", "desk"}).out, HasSubstr("Entwürfe\n"));  // a session of alice's, pooled
+
+  idp_->SetDeviceCodeTimes(1, 120);
+  auto consent = testing::Subprocess::Start({testing::CtlPath(), "--target", daemon_->grpc_address, "consent",
+                                             "device", "desk", "--app", "contoso", "--mailbox", "bob@contoso.com"});
+  ASSERT_TRUE(consent.ok()) << consent.status();
+  ASSERT_TRUE((*consent)->WaitForStderrLine(
+      [](const std::string& l) { return absl::StrContains(l, "Waiting for the sign-in"); }, absl::Seconds(30)))
+      << (*consent)->Stderr();
+  idp_->ApproveDeviceCode(idp_->LatestUserCode(), "bob@contoso.com");
+  absl::StatusOr<int> exit = (*consent)->Wait(absl::Seconds(60));
+  ASSERT_TRUE(exit.ok());
+  ASSERT_EQ(*exit, 0) << (*consent)->Stderr();
+
+  CommandResult folders = MustCtl({"mail", "folders", "desk"});
+  EXPECT_THAT(folders.out, Not(HasSubstr("Entwürfe")));
+  CommandResult search = MustCtl({"--output", "json", "mail", "search", "desk", "INBOX", "--subject", "For Bob"});
+  EXPECT_THAT(search.out, HasSubstr("\"total_matches\": 1"));
+  MustCtl({"grant", "delete", "desk"});
+}
+
 TEST_F(MailE2ETest, BadRequestsGetTheRightCodes) {
   CommandResult crlf = Ctl({"mail", "status", "alice", "INBOX\r\nt1 DELETE INBOX"});
   EXPECT_EQ(crlf.exit_code, 1);

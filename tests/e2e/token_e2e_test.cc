@@ -159,6 +159,29 @@ TEST_F(TokenE2ETest, ARotatedRefreshTokenSurvivesASigkillRightAfterTheRefresh) {
   KeepLog();
 }
 
+TEST_F(TokenE2ETest, ImportWithVerifyRedeemsTheTokenAndReplaceNeedsAnExistingGrant) {
+  idp_.AddRefreshToken("0.rt-erin", "erin");
+  const std::string rt = dir_.WriteFile("rt-erin", "0.rt-erin");
+  CommandResult missing = Ctl({"grant", "import", "erin", "--app", "contoso", "--mailbox", "erin@contoso.com",
+                               "--refresh-token-file", rt, "--replace"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND: grant \"erin\" does not exist"));
+  EXPECT_EQ(Ctl({"grant", "show", "erin"}).exit_code, 1);
+  EXPECT_EQ(idp_.requests(), 0);
+
+  MustCtl({"grant", "import", "erin", "--app", "contoso", "--mailbox", "erin@contoso.com", "--refresh-token-file", rt,
+           "--verify"});
+  EXPECT_EQ(idp_.requests(), 1);  // redeemed once, now
+  secrets_.push_back(idp_.LatestRefreshToken("erin"));
+  idp_.QueueFailure(400, "invalid_grant", 50173);
+  CommandResult refused = Ctl({"grant", "import", "erin", "--app", "contoso", "--mailbox", "erin@contoso.com",
+                               "--refresh-token-file", dir_.WriteFile("rt-old", "0.rt-revoked"), "--replace",
+                               "--verify"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("verify: the grant was stored, but grant \"erin\" needs consent again"));
+  KeepLog();
+}
+
 TEST_F(TokenE2ETest, AnExpiredRefreshTokenMovesTheGrantToNeedsReconsent) {
   idp_.AddRefreshToken("0.rt-bob", "bob");
   MustCtl({"grant", "import", "bob", "--app", "contoso", "--mailbox", "bob@contoso.com", "--refresh-token-file",
@@ -168,6 +191,9 @@ TEST_F(TokenE2ETest, AnExpiredRefreshTokenMovesTheGrantToNeedsReconsent) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("FAILED_PRECONDITION: grant \"bob\" needs consent again: the refresh token expired"));
   EXPECT_THAT(r.err, HasSubstr("AADSTS700082"));
+  EXPECT_THAT(r.err, HasSubstr("have the user consent with `tokenbrokerctl consent begin bob --app contoso --mailbox "
+                               "bob@contoso.com` (or `tokenbrokerctl consent device bob --app contoso --mailbox "
+                               "bob@contoso.com`)"));
   CommandResult show = MustCtl({"grant", "show", "bob"});
   EXPECT_THAT(show.out, HasSubstr("needs_reconsent"));
   EXPECT_THAT(show.out, HasSubstr("invalid_grant (700082)"));
@@ -198,6 +224,38 @@ TEST_F(TokenE2ETest, ACertificateCredentialSignsAnAssertionTheEndpointVerifies) 
   idp_.RegisterApp(kTenant, "client-2", "", pem, info.thumbprint_sha256, info.thumbprint_sha1);
   MustCtl({"grant", "create", "robot2", "--app", "contoso-cert", "--mailbox", "robot2@contoso.com"});
   EXPECT_EQ(idp_.UserOfAccessToken(Token("robot2")), "app:client-2");
+  KeepLog();
+}
+
+// A grant removed from the configuration file is deleted by the running
+// broker at the next check, and its cached token is no longer handed out.
+TEST_F(TokenE2ETest, AGrantRemovedFromTheConfigurationFileStopsBeingServed) {
+  daemon_.Stop();
+  KeepLog();
+  const std::string secret = dir_.WriteFile("declared-secret", kClientSecret);
+  const std::string base = testing::ReadFile(config_);
+  const std::string app = absl::StrCat("declarations_check_interval: 100ms\napps:\n  - id: declared\n",
+                                       "    provider: microsoft\n    tenant: ", kTenant, "\n",
+                                       "    client_id: client-1\n    authority_host: \"", authority_, "\"\n",
+                                       "    credentials:\n      - id: s1\n        client_secret_file: \"", secret,
+                                       "\"\n        not_after: 2099-01-01\n");
+  dir_.WriteFile("broker.yaml", base + app + "grants:\n  - id: robot\n    app: declared\n    mailbox: robot@contoso.com\n");
+  Start();
+  Token("robot");
+  EXPECT_EQ(idp_.requests(), 1);
+
+  dir_.WriteFile("broker.yaml", base + app);
+  ASSERT_TRUE(daemon_.process->WaitForStderrLine(
+      [](const std::string& l) {
+        return absl::StrContains(l, "\"msg\":\"declarations reconciled\"") && absl::StrContains(l, "\"deleted\":1");
+      },
+      absl::Seconds(30)))
+      << daemon_.process->Stderr();
+  CommandResult gone = Ctl({"token", "get", "robot"});
+  EXPECT_EQ(gone.exit_code, 1);
+  EXPECT_THAT(gone.err, HasSubstr("NOT_FOUND"));
+  EXPECT_EQ(Ctl({"grant", "show", "robot"}).exit_code, 1);
+  EXPECT_EQ(idp_.requests(), 1);
   KeepLog();
 }
 

@@ -2,6 +2,7 @@
 // authorization-code flow with PKCE and single-use expiring state, and the
 // device-code flow's polling rules (interval, slow_down, declined, expired).
 #include "service/consent/consent_manager.h"
+#include "service/tokens/token_manager.h"
 
 #include "absl/strings/match.h"
 #include "gmock/gmock.h"
@@ -30,7 +31,9 @@ class ConsentManagerTest : public ::testing::Test {
         microsoft_(idp_, clock_),
         logger_(LogLevel::kInfo, [this](absl::string_view line) { log_ += std::string(line); }, clock_),
         tokens_(vault_, {{Provider::kMicrosoft, &microsoft_}}, clock_, logger_),
-        consent_(vault_, tokens_, {{Provider::kMicrosoft, &microsoft_}}, clock_, logger_, Options()) {
+        consent_(vault_, {{Provider::kMicrosoft, &microsoft_}}, clock_, logger_, Options()) {
+    // As the broker wires it: a grant the vault changes leaves the token cache.
+    vault_.OnGrantChanged([this](absl::string_view grant) { tokens_.Forget(grant); });
     idp_.RegisterApp(kTenant, kClientId, "the-secret");
     App app;
     app.id = "contoso";

@@ -231,6 +231,54 @@ TEST_F(VaultTest, DisableAndEnable) {
   EXPECT_EQ(vault_.SetGrantEnabled("g", true)->state, GrantState::kActive);
 }
 
+// The one way caches hear of a grant change: every change through the vault,
+// whoever makes it; a rotated refresh token is not a change.
+TEST_F(VaultTest, EveryGrantChangeIsTold) {
+  std::vector<std::string> told;
+  vault_.OnGrantChanged([&told](absl::string_view id) { told.emplace_back(id); });
+  ASSERT_TRUE(vault_.CreateApp(Spec("a"), One(Secret_("s", "1"))).ok());
+  Grant robot;
+  robot.id = "robot";
+  robot.app = "a";
+  robot.mailbox = "robot@contoso.com";
+  robot.kind = GrantKind::kAppOnly;
+  ASSERT_TRUE(vault_.CreateGrant(robot, RecordSource::kConfig).ok());
+  EXPECT_THAT(told, ::testing::ElementsAre("robot"));
+  ASSERT_TRUE(vault_.SetGrantEnabled("robot", false).ok());
+  ASSERT_TRUE(vault_.SetGrantEnabled("robot", false).ok());  // no change, not told
+  ASSERT_TRUE(vault_.DeleteGrant("robot", RecordSource::kConfig).ok());
+  EXPECT_THAT(told, ::testing::ElementsAre("robot", "robot", "robot"));
+
+  told.clear();
+  Grant user;
+  user.id = "user";
+  user.app = "a";
+  user.mailbox = "user@contoso.com";
+  ASSERT_TRUE(vault_.ImportGrant(user, Secret::CopyFrom("0.first")).ok());
+  ASSERT_TRUE(vault_.StoreRefreshToken(*store_.GetGrant("user"), Secret::CopyFrom("0.rotated")).ok());
+  EXPECT_THAT(told, ::testing::ElementsAre("user"));
+  user.mailbox = "shared@contoso.com";  // re-consent for another mailbox
+  ASSERT_TRUE(vault_.ImportGrant(user, Secret::CopyFrom("0.second"), /*replace=*/true).ok());
+  ASSERT_TRUE(vault_.RecordConsentFailure("user", ProviderError{}).ok());
+  EXPECT_THAT(told, ::testing::ElementsAre("user", "user", "user"));
+
+  told.clear();
+  Grant pending;
+  pending.id = "carol";
+  pending.app = "a";
+  pending.mailbox = "carol@contoso.com";
+  ASSERT_TRUE(vault_.MarkConsentPending(pending).ok());
+  EXPECT_THAT(told, ::testing::ElementsAre("carol"));
+  // Deleting the app with its grants tells of each.
+  told.clear();
+  ASSERT_TRUE(vault_.DeleteApp("a", /*force=*/true).ok());
+  EXPECT_THAT(told, ::testing::UnorderedElementsAre("user", "carol"));
+  // A failed change tells nothing.
+  told.clear();
+  EXPECT_FALSE(vault_.DeleteGrant("nobody").ok());
+  EXPECT_THAT(told, ::testing::IsEmpty());
+}
+
 TEST_F(VaultTest, KeyRotationResealsEverythingSoTheOldKeyCanGo) {
   ASSERT_TRUE(vault_.CreateApp(Spec("a"), One(Secret_("s", "app-secret"))).ok());
   Grant user;
