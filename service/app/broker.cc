@@ -139,7 +139,19 @@ absl::Status Broker::OpenStore() {
       return absl::Status(dsn.status().code(), absl::StrCat("store.postgres.dsn_file: ", dsn.status().message()));
     ASSIGN_OR_RETURN(backend, PostgresBackend::Open(*dsn, static_cast<int>(pg.pool_size()), PostgresMigrations()));
   } else {
-    ASSIGN_OR_RETURN(auto db, SqliteDatabase::Open(config_.store().sqlite().path(), SqliteMigrations()));
+    // SQLite is single-process: a second broker on the same file would
+    // refresh every grant a second time and split the token caches.
+    const std::string& path = config_.store().sqlite().path();
+    RETURN_IF_ERROR(MakeDirectories(DirName(path)));
+    absl::StatusOr<FileLock> lock = FileLock::Acquire(path + ".lock");
+    if (!lock.ok()) {
+      return absl::Status(lock.status().code(),
+                          absl::StrCat("store.sqlite.path: ", lock.status().message(),
+                                       ": another tokenbrokerd uses this database; SQLite allows one broker per "
+                                       "file (use PostgreSQL for several replicas)"));
+    }
+    sqlite_lock_ = *std::move(lock);
+    ASSIGN_OR_RETURN(auto db, SqliteDatabase::Open(path, SqliteMigrations()));
     backend = std::make_unique<SqliteBackend>(std::move(db));
   }
   store_ = std::make_unique<SqlCredentialStore>(std::move(backend));
@@ -499,6 +511,7 @@ void Broker::Shutdown() {
     vault_.reset();
     store_.reset();
   }
+  sqlite_lock_.reset();
   sealer_.reset();
   logger_.Info("stopped");
 }

@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -21,6 +22,7 @@
 #include "service/api/token_service.h"
 #include "service/app/vault_collector.h"
 #include "service/common/clock.h"
+#include "service/common/files.h"
 #include "service/config/config_loader.h"
 #include "service/crypto/keyring.h"
 #include "service/logging/logger.h"
@@ -98,6 +100,8 @@ class Broker {
   const std::string config_path_;
   // What the auth section was built from (the file and the token files).
   std::string auth_fingerprint_;
+  // Held while a SQLite store is open: one broker per database file.
+  std::optional<FileLock> sqlite_lock_;
   // The apps and grants last reconciled: the configuration's at start-up,
   // then the file's as the watcher last read it. Used by the start-up step and
   // then only by the watcher thread.

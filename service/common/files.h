@@ -32,6 +32,26 @@ absl::Status MakeDirectories(const std::string& dir);
 // The directory part of `path` ("." when there is none).
 std::string DirName(const std::string& path);
 
+// An exclusive lock on a file (flock) that this process holds until the
+// object goes, with the holder's pid written into the file. Not thread-safe;
+// movable.
+class FileLock {
+ public:
+  // Creates `path` when missing and locks it without waiting:
+  // FAILED_PRECONDITION naming the file and the pid that holds it when another
+  // process (or another FileLock in this one) does.
+  static absl::StatusOr<FileLock> Acquire(const std::string& path);
+  FileLock(FileLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  FileLock& operator=(FileLock&& other) noexcept;
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  ~FileLock();
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
 }  // namespace tokenbroker
 
 #endif  // TOKENBROKER_SERVICE_COMMON_FILES_H_

@@ -305,14 +305,35 @@ TEST(DaemonTest, AWorldReadableKeyringStopsStartUp) {
   EXPECT_THAT(r.err, ::testing::Not(HasSubstr("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")));
 }
 
+TEST(DaemonTest, ASecondBrokerOnTheSameSqliteFileRefusesToStart) {
+  TempDir dir;
+  const std::string config = dir.WriteFile("broker.yaml", ConfigYaml(dir));
+  RunningDaemon first = StartDaemon(config, dir.path());
+  ASSERT_FALSE(first.grpc_address.empty());
+  testing::CommandResult second = RunCommand({Daemon(), "--config", config}, absl::Seconds(30));
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_THAT(second.err, HasSubstr(absl::StrCat("start-up step open-store failed: store.sqlite.path: ",
+                                                 dir.File("var/tokenbroker.db.lock"),
+                                                 " is locked by another process (pid ", first.process->pid(), ")")));
+  EXPECT_THAT(second.err, HasSubstr("SQLite allows one broker per file (use PostgreSQL for several replicas)"));
+  // The first goes on serving; once it has stopped, the file is free again.
+  EXPECT_EQ(testing::Ctl(first.grpc_address, {"health"}).out, "SERVING\n");
+  EXPECT_EQ(first.Stop(), 0);
+  RunningDaemon third = StartDaemon(config, dir.path());
+  ASSERT_FALSE(third.grpc_address.empty());
+  EXPECT_EQ(third.Stop(), 0);
+}
+
 TEST(DaemonTest, APortInUseStopsStartUpWithAClearMessage) {
   TempDir dir;
   const std::string config = dir.WriteFile("broker.yaml", ConfigYaml(dir));
   RunningDaemon first = StartDaemon(config, dir.path());
   ASSERT_FALSE(first.grpc_address.empty());
-  std::string yaml = ConfigYaml(dir);
+  // Its own database (one broker per SQLite file), the first one's port.
+  TempDir other;
+  std::string yaml = ConfigYaml(other);
   yaml.replace(yaml.find("127.0.0.1:0"), 11, first.grpc_address);
-  testing::CommandResult r = RunCommand({Daemon(), "--config", dir.WriteFile("second.yaml", yaml)});
+  testing::CommandResult r = RunCommand({Daemon(), "--config", other.WriteFile("second.yaml", yaml)});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("start-up step start-grpc failed: cannot listen for gRPC on " + first.grpc_address));
   first.process->Signal(SIGTERM);
