@@ -65,7 +65,7 @@ TEST(ConfigTest, UnknownKeyNamesFileLineKeyPathAndTheExpectedKeys) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message(),
             "test.yaml:2:3: server.grpc_adress: unknown key; expected one of: grpc_address, metrics_address, "
-            "shutdown_grace_period, plaintext, max_request_bytes, tls");
+            "shutdown_grace_period, plaintext, max_request_bytes, tls, health_address");
 }
 
 TEST(ConfigTest, UnknownTopLevelKey) {
