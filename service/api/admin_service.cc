@@ -164,6 +164,17 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ImportGrant(grpc::CallbackServerCont
       context, "AdminService/ImportGrant", Action::kAdminWrite, request->grant().id(), request->grant().app(),
       [&](const CallContext&) -> absl::Status {
         ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
+        if (request->replace()) {
+          // An operator's replace changes a grant that exists; a typo must not
+          // create a new one.
+          absl::Status exists = deps_.vault->GetGrant(spec.id).status();
+          if (absl::IsNotFound(exists)) {
+            return absl::NotFoundError(absl::StrCat("grant \"", spec.id,
+                                                    "\" does not exist; replace changes an existing grant (import "
+                                                    "without --replace to create it)"));
+          }
+          RETURN_IF_ERROR(exists);
+        }
         ASSIGN_OR_RETURN(Grant grant, deps_.vault->ImportGrant(std::move(spec), refresh_token, request->replace()));
         if (deps_.tokens != nullptr && request->verify()) {
           absl::Status verified = deps_.tokens->RefreshNow(grant.id);

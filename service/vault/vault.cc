@@ -418,12 +418,7 @@ absl::StatusOr<Grant> Vault::ImportGrant(Grant spec, const Secret& refresh_token
       GrantChanged(existing->id);
       return *existing;
     }
-    if (absl::IsNotFound(existing.status())) {
-      return absl::NotFoundError(absl::StrCat("grant \"", spec.id,
-                                              "\" does not exist; replace changes an existing grant (import without "
-                                              "--replace to create it)"));
-    }
-    return existing.status();
+    if (!absl::IsNotFound(existing.status())) return existing.status();
   }
   spec.sealed_refresh_token = std::move(sealed);
   spec.state = GrantState::kActive;

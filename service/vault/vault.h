@@ -73,8 +73,8 @@ class Vault {
   // ImportGrant a delegated grant with its refresh token.
   absl::StatusOr<Grant> CreateGrant(Grant spec, RecordSource source = RecordSource::kApi);
   // With `replace`, an existing delegated grant of the same app gets the new
-  // refresh token (compare-and-swap) and becomes active again; NOT_FOUND when
-  // there is no such grant.
+  // refresh token (compare-and-swap) and becomes active again; without one,
+  // the grant is created (consent completing for a new grant).
   absl::StatusOr<Grant> ImportGrant(Grant spec, const Secret& refresh_token, bool replace = false);
   // Consent flows. Validates a delegated grant before consent starts (fills in
   // default scopes; refuses a grant id held by another app or kind) and returns

@@ -245,3 +245,16 @@ test("the alerts and the dashboard have one source, used by kustomize and Helm a
     }
   }
 });
+
+test("the packaged chart carries the linked alerts and dashboard and renders the same", () => {
+  const out = tempDir();
+  const r = helm(["package", chartDir, "-d", out]);
+  assert.equal(r.code, 0, helmStderr(r.err));
+  const tgz = path.join(out, `tokenbroker-${YAML.parse(fs.readFileSync(path.join(chartDir, "Chart.yaml"), "utf8")).version}.tgz`);
+  assert.ok(fs.existsSync(tgz), r.out);
+  const packaged = helm(["template", "tb", tgz, "--namespace", "mail", "--kube-version", "1.30.0", "-f", inlineSecretsValues,
+    "--api-versions", "monitoring.coreos.com/v1", "--api-versions", "cert-manager.io/v1"]);
+  assert.equal(packaged.code, 0, helmStderr(packaged.err));
+  assert.deepEqual(parseDocs(packaged.out), rendered["helm inline secrets"]);
+});
+
