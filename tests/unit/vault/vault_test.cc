@@ -233,16 +233,21 @@ TEST_F(VaultTest, DisableAndEnable) {
 
 // The one way caches hear of a grant change: every change through the vault,
 // whoever makes it; a rotated refresh token is not a change.
+// A grant of app "a" for `id`@contoso.com.
+Grant GrantOfA(const std::string& id, GrantKind kind = GrantKind::kDelegated) {
+  Grant g;
+  g.id = id;
+  g.app = "a";
+  g.mailbox = id + "@contoso.com";
+  g.kind = kind;
+  return g;
+}
+
 TEST_F(VaultTest, EveryGrantChangeIsTold) {
   std::vector<std::string> told;
   vault_.OnGrantChanged([&told](absl::string_view id) { told.emplace_back(id); });
   ASSERT_TRUE(vault_.CreateApp(Spec("a"), One(Secret_("s", "1"))).ok());
-  Grant robot;
-  robot.id = "robot";
-  robot.app = "a";
-  robot.mailbox = "robot@contoso.com";
-  robot.kind = GrantKind::kAppOnly;
-  ASSERT_TRUE(vault_.CreateGrant(robot, RecordSource::kConfig).ok());
+  ASSERT_TRUE(vault_.CreateGrant(GrantOfA("robot", GrantKind::kAppOnly), RecordSource::kConfig).ok());
   EXPECT_THAT(told, ::testing::ElementsAre("robot"));
   ASSERT_TRUE(vault_.SetGrantEnabled("robot", false).ok());
   ASSERT_TRUE(vault_.SetGrantEnabled("robot", false).ok());  // no change, not told
@@ -250,10 +255,7 @@ TEST_F(VaultTest, EveryGrantChangeIsTold) {
   EXPECT_THAT(told, ::testing::ElementsAre("robot", "robot", "robot"));
 
   told.clear();
-  Grant user;
-  user.id = "user";
-  user.app = "a";
-  user.mailbox = "user@contoso.com";
+  Grant user = GrantOfA("user");
   ASSERT_TRUE(vault_.ImportGrant(user, Secret::CopyFrom("0.first")).ok());
   ASSERT_TRUE(vault_.StoreRefreshToken(*store_.GetGrant("user"), Secret::CopyFrom("0.rotated")).ok());
   EXPECT_THAT(told, ::testing::ElementsAre("user"));
@@ -263,11 +265,7 @@ TEST_F(VaultTest, EveryGrantChangeIsTold) {
   EXPECT_THAT(told, ::testing::ElementsAre("user", "user", "user"));
 
   told.clear();
-  Grant pending;
-  pending.id = "carol";
-  pending.app = "a";
-  pending.mailbox = "carol@contoso.com";
-  ASSERT_TRUE(vault_.MarkConsentPending(pending).ok());
+  ASSERT_TRUE(vault_.MarkConsentPending(GrantOfA("carol")).ok());
   EXPECT_THAT(told, ::testing::ElementsAre("carol"));
   // Deleting the app with its grants tells of each.
   told.clear();
