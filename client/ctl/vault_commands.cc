@@ -242,7 +242,8 @@ Command AppCreate() {
     f.String("provider", &s->provider, "NAME", "microsoft, google or oidc");
     f.String("tenant", &s->tenant, "TENANT", "Microsoft: tenant GUID or domain");
     f.String("client-id", &s->client_id, "ID", "the application (client) id");
-    f.String("authority-host", &s->authority_host, "HOST", "Microsoft: login host (national clouds, tests)");
+    f.String("authority-host", &s->authority_host, "HOST[:PORT]",
+             "Microsoft: the login host without a scheme, e.g. login.microsoftonline.us (national clouds)");
     f.String("issuer", &s->issuer, "URL", "OIDC: the issuer URL");
     f.String("token-endpoint", &s->token_endpoint, "URL", "OIDC: explicit token endpoint");
     f.String("authorization-endpoint", &s->authorization_endpoint, "URL", "OIDC: explicit authorization endpoint");

@@ -170,6 +170,7 @@ TEST_P(VaultE2ETest, AKilledBrokerLosesNoAcknowledgedWrite) {
   std::map<std::string, std::string> acknowledged;
   std::map<std::string, std::string> in_flight;
   int acks = 0;
+  bool writer_ended = false;
   std::atomic<bool> stop{false};
   std::thread writer([&] {
     for (int i = 0; !stop; ++i) {
@@ -192,10 +193,21 @@ TEST_P(VaultE2ETest, AKilledBrokerLosesNoAcknowledgedWrite) {
       acknowledged[grant] = token;
       ++acks;
     }
-  });
-  {
     absl::MutexLock lock(&mu);
-    mu.Await(absl::Condition(+[](int* n) { return *n >= 150; }, &acks));
+    writer_ended = true;
+  });
+  bool enough = false;
+  {
+    // 150 acknowledged writes, unless the writer stopped on an error first.
+    absl::MutexLock lock(&mu);
+    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return acks >= 150 || writer_ended; };
+    mu.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(120));
+    enough = acks >= 150;
+  }
+  if (!enough) {
+    stop = true;
+    writer.join();
+    FAIL() << "the writer stopped after " << acks << " acknowledged writes (150 expected)";
   }
   daemon_.process->Signal(SIGKILL);
   ASSERT_EQ(*daemon_.process->Wait(absl::Seconds(30)), 128 + SIGKILL);
