@@ -10,6 +10,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "google/protobuf/descriptor.h"
 #include "prometheus/exposer.h"
 #include "service/app/declarations.h"
@@ -87,6 +89,7 @@ absl::Status Broker::Start() {
   if (status.ok()) status = RunStep("start-metrics", [this] { return StartMetrics(); });
   if (status.ok()) status = RunStep("start-audit", [this] { return StartAudit(); });
   if (status.ok()) status = RunStep("start-grpc", [this] { return StartGrpc(); });
+  if (status.ok() && membership_ != nullptr) status = RunStep("join-replicas", [this] { return JoinReplicas(); });
   if (status.ok() && !config_.server().health_address().empty()) {
     status = RunStep("start-health-listener", [this] { return StartHealthListener(); });
   }
@@ -132,12 +135,29 @@ absl::Status Broker::ReloadKeyring() {
 
 absl::Status Broker::OpenStore() {
   std::unique_ptr<SqlBackend> backend;
+  std::string replica_id;
+  absl::Duration heartbeat_interval;
   if (config_.store().has_postgres()) {
     const auto& pg = config_.store().postgres();
     absl::StatusOr<Secret> dsn = ReadSecretFile(pg.dsn_file());
     if (!dsn.ok())
       return absl::Status(dsn.status().code(), absl::StrCat("store.postgres.dsn_file: ", dsn.status().message()));
     ASSIGN_OR_RETURN(backend, PostgresBackend::Open(*dsn, static_cast<int>(pg.pool_size()), PostgresMigrations()));
+    if (pg.has_lease_ttl()) lease_ttl_ = FromProtoDuration(pg.lease_ttl());
+    const absl::Duration heartbeat =
+        pg.has_heartbeat_interval() ? FromProtoDuration(pg.heartbeat_interval()) : absl::Seconds(5);
+    if (lease_ttl_ <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError("store.postgres.lease_ttl: must be positive (for example 30s)");
+    }
+    if (heartbeat <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError("store.postgres.heartbeat_interval: must be positive (for example 5s)");
+    }
+    if (!pg.replica_id().empty()) {
+      RETURN_IF_ERROR(ValidateId("store.postgres.replica_id", pg.replica_id()));
+    }
+    postgres_dsn_ = *std::move(dsn);
+    replica_id = ReplicaMembership::MakeId(pg.replica_id());
+    heartbeat_interval = heartbeat;
   } else {
     // SQLite is single-process: a second broker on the same file would
     // refresh every grant a second time and split the token caches.
@@ -156,6 +176,42 @@ absl::Status Broker::OpenStore() {
   }
   store_ = std::make_unique<SqlCredentialStore>(std::move(backend));
   vault_ = std::make_unique<Vault>(*store_, *sealer_, clock_);
+  // A replica meeting a value sealed under a key it has not loaded yet
+  // (another replica rotated keys) re-reads the keyring first.
+  vault_->SetKeyringReloader([this] { return ReloadKeyring(); });
+  if (!replica_id.empty()) {
+    membership_ = std::make_unique<ReplicaMembership>(*store_, clock_, logger_, replica_id, heartbeat_interval,
+                                                      [this, replica_id](size_t alive) {
+                                                        if (metrics_ != nullptr) metrics_->SetReplicas(replica_id, alive);
+                                                      });
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Broker::JoinReplicas() {
+  ASSIGN_OR_RETURN(change_listener_,
+                   PostgresChangeListener::Start(
+                       *postgres_dsn_,
+                       [this](absl::string_view change) {
+                         if (absl::ConsumePrefix(&change, "token:")) {
+                           tokens_->SharedTokenStored(change);
+                         } else {
+                           vault_->ApplyRemoteChange(change);
+                         }
+                       },
+                       [this](bool up, absl::string_view error) {
+                         metrics_->SetChangeFeedConnected(up);
+                         if (up) {
+                           logger_.Info("change feed reconnected; every cached grant is re-read");
+                         } else {
+                           logger_.Warn("change feed lost; reconnecting", {{"error", error}});
+                         }
+                       }));
+  metrics_->SetChangeFeedConnected(true);
+  RETURN_IF_ERROR(membership_->Start());
+  logger_.Info("joined the replicas", {{"replica", membership_->id()},
+                                       {"replicas", absl::StrJoin(membership_->Live(), ",")},
+                                       {"lease_ttl_seconds", lease_ttl_}});
   return absl::OkStatus();
 }
 
@@ -317,6 +373,15 @@ absl::Status Broker::StartGrpc() {
   token_options.on_refresh = [this](Provider provider, absl::string_view outcome, absl::Duration latency) {
     metrics_->ObserveRefresh(ProviderName(provider), outcome, absl::ToDoubleSeconds(latency));
   };
+  if (membership_ != nullptr) {
+    ReplicaOptions& replicas = token_options.replicas;
+    replicas.enabled = true;
+    replicas.replica_id = membership_->id();
+    replicas.lease_ttl = lease_ttl_;
+    replicas.on_lease = [this](absl::string_view outcome) { metrics_->CountLease(outcome); };
+    replicas.on_adopted = [this] { metrics_->CountSharedTokenAdopted(); };
+    replicas.on_waiting = [this](int delta) { metrics_->AddWaitingCalls(delta); };
+  }
   tokens_ = std::make_unique<TokenManager>(*vault_, providers, clock_, logger_, std::move(token_options));
   if (exposer_ != nullptr && !config_.metrics().omit_per_grant()) {
     token_expiry_collector_ =
@@ -335,6 +400,10 @@ absl::Status Broker::StartGrpc() {
   if (tc.has_refresh_interval()) scheduling.interval = FromProtoDuration(tc.refresh_interval());
   if (tc.max_concurrent_refreshes() > 0) scheduling.max_concurrent = static_cast<int>(tc.max_concurrent_refreshes());
   if (tc.has_keepalive_after()) scheduling.keepalive_after = FromProtoDuration(tc.keepalive_after());
+  if (membership_ != nullptr) {
+    scheduling.owns = [this](absl::string_view grant) { return membership_->Owns(grant); };
+    scheduling.takeover_after = lease_ttl_;
+  }
   scheduler_ = std::make_unique<RefreshScheduler>(*tokens_, *vault_, clock_, logger_, scheduling);
   MailPoolOptions mail;
   const auto& mc = config_.mail();
@@ -506,6 +575,12 @@ void Broker::Shutdown() {
     logger_.Info("shutdown step", {{"step", "stop-metrics"}});
     exposer_.reset();
   }
+  if (membership_ != nullptr) {
+    // The others take this replica's grants over at once.
+    logger_.Info("shutdown step", {{"step", "leave-replicas"}});
+    membership_->Stop();
+  }
+  change_listener_.reset();
   if (store_ != nullptr) {
     logger_.Info("shutdown step", {{"step", "close-store"}});
     vault_.reset();

@@ -37,7 +37,9 @@
 #include "service/idp/google_provider.h"
 #include "service/idp/microsoft_provider.h"
 #include "service/idp/oidc_provider.h"
+#include "service/store/postgres_change_listener.h"
 #include "service/tokens/refresh_scheduler.h"
+#include "service/tokens/replica_membership.h"
 #include "service/tokens/token_manager.h"
 #include "service/vault/vault.h"
 
@@ -77,6 +79,9 @@ class Broker {
   absl::Status OpenKeyring();
   absl::Status ReloadKeyring();
   absl::Status OpenStore();
+  // Several replicas on PostgreSQL: the heartbeat and the change feed from
+  // the other replicas.
+  absl::Status JoinReplicas();
   // Reconciles the apps and grants `declared` declares (and the files they
   // name) with the store; logs what changed (everything with `always_log`).
   absl::Status ReconcileDeclarations(const Config& declared, bool always_log);
@@ -111,6 +116,11 @@ class Broker {
   absl::Time start_time_;
   std::unique_ptr<Sealer> sealer_;
   std::unique_ptr<CredentialStore> store_;
+  // PostgreSQL only: this replica among the others, and what they change.
+  std::unique_ptr<ReplicaMembership> membership_;
+  std::unique_ptr<PostgresChangeListener> change_listener_;
+  std::optional<Secret> postgres_dsn_;
+  absl::Duration lease_ttl_ = absl::Seconds(30);
   std::unique_ptr<Vault> vault_;
   std::unique_ptr<Metrics> metrics_;
   std::shared_ptr<ProcessCollector> process_collector_;

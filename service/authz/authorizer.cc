@@ -111,7 +111,11 @@ bool Authorizer::Allows(const CallerIdentity& caller, Action action, absl::strin
 
 void Authorizer::ForgetGrant(absl::string_view grant) {
   absl::MutexLock lock(&labels_mu_);
-  labels_.erase(grant);
+  if (grant == "*") {
+    labels_.clear();
+  } else {
+    labels_.erase(grant);
+  }
 }
 
 }  // namespace tokenbroker

@@ -55,7 +55,8 @@ class Authorizer {
   bool Allows(const CallerIdentity& caller, Action action, absl::string_view grant,
               const std::map<std::string, std::string>* labels = nullptr);
 
-  // Drops the cached labels of `grant` (it changed or was deleted).
+  // Drops the cached labels of `grant` (it changed or was deleted); "*": of
+  // every grant.
   void ForgetGrant(absl::string_view grant);
 
  private:

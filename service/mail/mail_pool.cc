@@ -221,6 +221,15 @@ absl::StatusOr<ImapServer> MailPool::Resolve(const std::string& grant_id) {
 }
 
 void MailPool::Forget(absl::string_view grant_id) {
+  if (grant_id == "*") {
+    std::vector<std::string> all;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const auto& [id, box] : mailboxes_) all.push_back(id);
+    }
+    for (const std::string& id : all) Forget(id);
+    return;
+  }
   std::vector<Pooled> idle;
   {
     absl::MutexLock lock(&mu_);

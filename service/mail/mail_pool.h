@@ -78,7 +78,8 @@ class MailPool {
   // Drops what the pool knows about a grant (its idle connections and where
   // its mail lives; connections in use are logged out when they come back):
   // the vault's grant-changed listener calls it when the grant is disabled,
-  // deleted or re-consented, so that the change takes effect at once.
+  // deleted or re-consented, so that the change takes effect at once. "*":
+  // every grant.
   void Forget(absl::string_view grant_id);
 
   // Logs out connections idle longer than idle_timeout; returns how many.

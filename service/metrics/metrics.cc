@@ -81,6 +81,7 @@ Metrics::Metrics(const BuildInfo& build, const std::vector<std::string>& grpc_me
   }
   RegisterImapMetrics();
   RegisterSecurityMetrics();
+  RegisterReplicaMetrics();
   auto& consents = prometheus::BuildCounter()
                        .Name("tokenbroker_consents_total")
                        .Help("Consent flows by flow (authorization_code, device_code) and result: started, "
@@ -91,6 +92,67 @@ Metrics::Metrics(const BuildInfo& build, const std::vector<std::string>& grpc_me
       consents_[absl::StrCat(flow, "/", result)] = &consents.Add({{"flow", flow}, {"result", result}});
     }
   }
+}
+
+void Metrics::RegisterReplicaMetrics() {
+  auto& leases = prometheus::BuildCounter()
+                     .Name("tokenbroker_refresh_leases_total")
+                     .Help("Refresh leases asked for (several replicas): acquired, took_over (from a replica whose "
+                           "lease ran out unreleased), contended (another replica was refreshing).")
+                     .Register(*registry_);
+  for (const char* outcome : {"acquired", "took_over", "contended"}) {
+    leases_[outcome] = &leases.Add({{"outcome", outcome}});
+  }
+  shared_adopted_ = &prometheus::BuildCounter()
+                         .Name("tokenbroker_shared_tokens_adopted_total")
+                         .Help("Access tokens another replica refreshed, served without a provider request.")
+                         .Register(*registry_)
+                         .Add({});
+  waiting_calls_ = &prometheus::BuildGauge()
+                        .Name("tokenbroker_refresh_waiting_calls")
+                        .Help("Calls waiting now for another replica to finish refreshing their grant.")
+                        .Register(*registry_)
+                        .Add({});
+  replicas_alive_ = &prometheus::BuildGauge()
+                         .Name("tokenbroker_replicas_alive")
+                         .Help("Replicas whose heartbeat this replica last saw in the store (itself included; 0 "
+                               "with a store for one process).")
+                         .Register(*registry_)
+                         .Add({});
+  replica_info_ = &prometheus::BuildGauge()
+                       .Name("tokenbroker_replica_info")
+                       .Help("This replica's name in the store (leases, heartbeats); always 1.")
+                       .Register(*registry_);
+  change_feed_connected_ = &prometheus::BuildGauge()
+                                .Name("tokenbroker_change_feed_connected")
+                                .Help("1 while this replica hears the other replicas' changes (PostgreSQL LISTEN).")
+                                .Register(*registry_)
+                                .Add({});
+  change_feed_disconnects_ = &prometheus::BuildCounter()
+                                  .Name("tokenbroker_change_feed_disconnects_total")
+                                  .Help("Times the change feed's connection was lost (every cache is re-read "
+                                        "after it comes back).")
+                                  .Register(*registry_)
+                                  .Add({});
+}
+
+void Metrics::CountLease(absl::string_view outcome) {
+  auto it = leases_.find(outcome);
+  if (it != leases_.end()) it->second->Increment();
+}
+
+void Metrics::CountSharedTokenAdopted() { shared_adopted_->Increment(); }
+
+void Metrics::AddWaitingCalls(int delta) { waiting_calls_->Increment(delta); }
+
+void Metrics::SetReplicas(absl::string_view self, size_t alive) {
+  replicas_alive_->Set(static_cast<double>(alive));
+  replica_info_->Add({{"replica", std::string(self)}}).Set(1);
+}
+
+void Metrics::SetChangeFeedConnected(bool up) {
+  if (!up && change_feed_connected_->Value() > 0) change_feed_disconnects_->Increment();
+  change_feed_connected_->Set(up ? 1 : 0);
 }
 
 void Metrics::RegisterSecurityMetrics() {

@@ -84,6 +84,21 @@ class Metrics {
   void CountAuditDropped();
   void CountAuditWriteFailure();
 
+  // Several replicas on one store (docs/high-availability.md):
+  // tokenbroker_refresh_leases_total{outcome}: "acquired", "took_over",
+  // "contended"; anything else is ignored.
+  void CountLease(absl::string_view outcome);
+  // tokenbroker_shared_tokens_adopted_total.
+  void CountSharedTokenAdopted();
+  // tokenbroker_refresh_waiting_calls: calls waiting for another replica's
+  // refresh.
+  void AddWaitingCalls(int delta);
+  // tokenbroker_replicas_alive and tokenbroker_replica_info{replica}.
+  void SetReplicas(absl::string_view self, size_t alive);
+  // tokenbroker_change_feed_connected and
+  // tokenbroker_change_feed_disconnects_total.
+  void SetChangeFeedConnected(bool up);
+
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* grpc_requests_;
@@ -105,6 +120,14 @@ class Metrics {
   absl::flat_hash_map<std::string, prometheus::Counter*> refused_calls_;  // "action/reason"
   prometheus::Counter* audit_dropped_ = nullptr;
   prometheus::Counter* audit_write_failures_ = nullptr;
+  void RegisterReplicaMetrics();
+  absl::flat_hash_map<std::string, prometheus::Counter*> leases_;
+  prometheus::Counter* shared_adopted_ = nullptr;
+  prometheus::Gauge* waiting_calls_ = nullptr;
+  prometheus::Gauge* replicas_alive_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* replica_info_ = nullptr;
+  prometheus::Gauge* change_feed_connected_ = nullptr;
+  prometheus::Counter* change_feed_disconnects_ = nullptr;
 };
 
 }  // namespace tokenbroker

@@ -48,6 +48,42 @@ struct SealedField {
   std::string Aad() const;
 };
 
+// A grant's refresh lease (several replicas on one store): at most one holder
+// refreshes a grant at a time. The fence increases with every acquisition, so
+// a holder whose lease expired and was taken over cannot overwrite what its
+// successor wrote (writes under a lease check it).
+struct RefreshLease {
+  std::string grant;
+  std::string holder;
+  int64_t fence = 0;
+  // Acquired by `holder` (false: someone else holds it; holder and remaining
+  // say who, and for how much longer).
+  bool acquired = false;
+  // Acquired from a holder whose lease had run out without being released.
+  bool took_over = false;
+  // How long the lease lasts from now, by the store's clock.
+  absl::Duration remaining = absl::ZeroDuration();
+};
+
+// An access token shared by the replicas, sealed like every other secret
+// (associated data AccessTokenAad(grant)).
+struct SharedAccessToken {
+  std::string sealed;
+  std::string token_type;
+  std::vector<std::string> scopes;
+  absl::Time expire_time = absl::InfinitePast();
+  // The replica that refreshed it.
+  std::string holder;
+  int64_t fence = 0;
+};
+
+// A replica and when it last said it is alive (the store's clock).
+struct ReplicaRecord {
+  std::string id;
+  absl::Time start_time = absl::InfinitePast();
+  absl::Time last_seen = absl::InfinitePast();
+};
+
 class CredentialStore {
  public:
   virtual ~CredentialStore() = default;
@@ -84,6 +120,40 @@ class CredentialStore {
   // Replaces one sealed value if it still equals `field.sealed`; returns false
   // (not an error) when it changed meanwhile or its record is gone.
   virtual absl::StatusOr<bool> ReplaceSealedField(const SealedField& field, const std::string& resealed) = 0;
+
+  // Several replicas. Time is the store's own clock, never a replica's.
+  //
+  // Takes the grant's refresh lease for `holder` for `ttl` when it is free,
+  // released, run out, or held by `holder` already; otherwise returns who holds
+  // it (acquired false). NOT_FOUND when the grant does not exist.
+  virtual absl::StatusOr<RefreshLease> AcquireRefreshLease(absl::string_view grant_id, absl::string_view holder,
+                                                           absl::Duration ttl) = 0;
+  // Gives the lease up early (a no-op when it was taken over meanwhile).
+  virtual absl::Status ReleaseRefreshLease(const RefreshLease& lease) = 0;
+  // UpdateGrant under a lease: also FAILED_PRECONDITION ("lease ... taken
+  // over") when `lease` is no longer the grant's newest.
+  // (Stores for one process accept these too; the token engine uses them only
+  // when replicas share the store.)
+  virtual absl::StatusOr<int64_t> UpdateGrantUnderLease(const Grant& grant, const RefreshLease& lease) = 0;
+  // The grant's shared access token, if any (expired ones too).
+  virtual absl::StatusOr<std::optional<SharedAccessToken>> GetSharedAccessToken(absl::string_view grant_id) = 0;
+  // Stores the grant's shared access token under `lease` (its holder and
+  // fence are recorded). FAILED_PRECONDITION when the lease was taken over or
+  // the grant deleted.
+  virtual absl::Status PutSharedAccessToken(const SharedAccessToken& token, const RefreshLease& lease) = 0;
+  // Drops the grant's shared access token (disabled, re-consented, refused by
+  // the mail server). OK when there was none.
+  virtual absl::Status DeleteSharedAccessToken(absl::string_view grant_id) = 0;
+  // Records that replica `id` is alive now (started at `start_time`).
+  virtual absl::Status Heartbeat(absl::string_view id, absl::Time start_time) = 0;
+  // Replicas seen within `within`, sorted by id; older records are deleted.
+  virtual absl::StatusOr<std::vector<ReplicaRecord>> LiveReplicas(absl::Duration within) = 0;
+  // Removes a replica's record (clean shutdown).
+  virtual absl::Status RemoveReplica(absl::string_view id) = 0;
+  // Tells every replica listening on this store that something changed
+  // (`change`: "grant:ID", "app:ID", "token:ID"). Stores that only one process
+  // uses do nothing.
+  virtual absl::Status PublishChange(absl::string_view change) = 0;
 
   // Appends an audit event and returns its id.
   virtual absl::StatusOr<int64_t> AppendAuditEvent(const AuditEvent& event) = 0;

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "service/common/status_macros.h"
 
 namespace tokenbroker {
 absl::Status InMemoryCredentialStore::CreateApp(const App& app) {
@@ -50,7 +51,11 @@ absl::Status InMemoryCredentialStore::DeleteApp(absl::string_view id, bool force
                                                       absl::StrJoin(users, ", "),
                                                       "); delete them first or delete with force"));
   }
-  for (const std::string& grant_id : users) grants_.erase(grant_id);
+  for (const std::string& grant_id : users) {
+    grants_.erase(grant_id);
+    leases_.erase(grant_id);
+    access_tokens_.erase(grant_id);
+  }
   apps_.erase(apps_.find(id));
   return absl::OkStatus();
 }
@@ -88,6 +93,10 @@ absl::StatusOr<std::vector<Grant>> InMemoryCredentialStore::ListGrants(const Gra
 
 absl::StatusOr<int64_t> InMemoryCredentialStore::UpdateGrant(const Grant& grant) {
   absl::MutexLock lock(&mu_);
+  return UpdateGrantLocked(grant);
+}
+
+absl::StatusOr<int64_t> InMemoryCredentialStore::UpdateGrantLocked(const Grant& grant) {
   auto it = grants_.find(grant.id);
   if (it == grants_.end()) return RecordNotFound("grant", grant.id);
   if (it->second.version != grant.version) return RecordVersionMoved("grant", grant.id, grant.version);
@@ -101,7 +110,118 @@ absl::Status InMemoryCredentialStore::DeleteGrant(absl::string_view id) {
   auto it = grants_.find(id);
   if (it == grants_.end()) return RecordNotFound("grant", id);
   grants_.erase(it);
+  if (auto l = leases_.find(id); l != leases_.end()) leases_.erase(l);
+  if (auto t = access_tokens_.find(id); t != access_tokens_.end()) access_tokens_.erase(t);
   return absl::OkStatus();
+}
+
+absl::StatusOr<RefreshLease> InMemoryCredentialStore::AcquireRefreshLease(absl::string_view grant_id,
+                                                                          absl::string_view holder,
+                                                                          absl::Duration ttl) {
+  absl::MutexLock lock(&mu_);
+  if (grants_.find(grant_id) == grants_.end()) return RecordNotFound("grant", grant_id);
+  const absl::Time now = clock_.Now();
+  Lease& lease = leases_[std::string(grant_id)];
+  if (lease.expire_time > now && !lease.holder.empty() && lease.holder != holder) {
+    return RefreshLease{std::string(grant_id), lease.holder, lease.fence, false, false, lease.expire_time - now};
+  }
+  const bool took_over = !lease.holder.empty() && lease.holder != holder;
+  lease = {std::string(holder), lease.fence + 1, now + ttl};
+  return RefreshLease{std::string(grant_id), lease.holder, lease.fence, true, took_over, ttl};
+}
+
+absl::Status InMemoryCredentialStore::ReleaseRefreshLease(const RefreshLease& released) {
+  absl::MutexLock lock(&mu_);
+  auto it = leases_.find(released.grant);
+  if (it != leases_.end() && it->second.holder == released.holder && it->second.fence == released.fence) {
+    it->second.holder.clear();
+    it->second.expire_time = absl::InfinitePast();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status InMemoryCredentialStore::CheckLease(const RefreshLease& lease) {
+  auto it = leases_.find(lease.grant);
+  if (it == leases_.end() || it->second.holder != lease.holder || it->second.fence != lease.fence) {
+    return LeaseTakenOver(lease.grant, lease.holder, lease.fence);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> InMemoryCredentialStore::UpdateGrantUnderLease(const Grant& grant, const RefreshLease& lease) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckLease(lease));
+  return UpdateGrantLocked(grant);
+}
+
+absl::StatusOr<std::optional<SharedAccessToken>> InMemoryCredentialStore::GetSharedAccessToken(
+    absl::string_view grant_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = access_tokens_.find(grant_id);
+  if (it == access_tokens_.end()) return std::optional<SharedAccessToken>();
+  return std::optional<SharedAccessToken>(it->second);
+}
+
+absl::Status InMemoryCredentialStore::PutSharedAccessToken(const SharedAccessToken& token, const RefreshLease& lease) {
+  {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(CheckLease(lease));
+    SharedAccessToken& stored = access_tokens_[lease.grant];
+    stored = token;
+    stored.holder = lease.holder;
+    stored.fence = lease.fence;
+  }
+  return PublishChange(absl::StrCat("token:", lease.grant));
+}
+
+absl::Status InMemoryCredentialStore::DeleteSharedAccessToken(absl::string_view grant_id) {
+  absl::MutexLock lock(&mu_);
+  if (auto it = access_tokens_.find(grant_id); it != access_tokens_.end()) access_tokens_.erase(it);
+  return absl::OkStatus();
+}
+
+absl::Status InMemoryCredentialStore::Heartbeat(absl::string_view id, absl::Time start_time) {
+  absl::MutexLock lock(&mu_);
+  ReplicaRecord& r = replicas_[std::string(id)];
+  if (r.id.empty()) r = {std::string(id), start_time, absl::InfinitePast()};
+  r.last_seen = clock_.Now();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ReplicaRecord>> InMemoryCredentialStore::LiveReplicas(absl::Duration within) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time cutoff = clock_.Now() - within;
+  std::vector<ReplicaRecord> live;
+  for (auto it = replicas_.begin(); it != replicas_.end();) {
+    if (it->second.last_seen < cutoff) {
+      it = replicas_.erase(it);
+    } else {
+      live.push_back(it->second);
+      ++it;
+    }
+  }
+  return live;
+}
+
+absl::Status InMemoryCredentialStore::RemoveReplica(absl::string_view id) {
+  absl::MutexLock lock(&mu_);
+  if (auto it = replicas_.find(id); it != replicas_.end()) replicas_.erase(it);
+  return absl::OkStatus();
+}
+
+absl::Status InMemoryCredentialStore::PublishChange(absl::string_view change) {
+  std::vector<std::function<void(absl::string_view)>> listeners;
+  {
+    absl::MutexLock lock(&listeners_mu_);
+    listeners = listeners_;
+  }
+  for (const auto& listener : listeners) listener(change);
+  return absl::OkStatus();
+}
+
+void InMemoryCredentialStore::OnChange(std::function<void(absl::string_view change)> listener) {
+  absl::MutexLock lock(&listeners_mu_);
+  listeners_.push_back(std::move(listener));
 }
 
 absl::StatusOr<std::vector<SealedField>> InMemoryCredentialStore::ListSealedFields() {

@@ -6,7 +6,10 @@
 #include <map>
 
 #include "absl/base/thread_annotations.h"
+#include <functional>
+
 #include "absl/synchronization/mutex.h"
+#include "service/common/clock.h"
 #include "service/store/credential_store.h"
 
 namespace tokenbroker {
@@ -14,6 +17,9 @@ namespace tokenbroker {
 // Not final: tests override single methods to inject failures.
 class InMemoryCredentialStore : public CredentialStore {
  public:
+  // `clock` is the store's clock (lease expiry, heartbeats).
+  explicit InMemoryCredentialStore(const Clock& clock = SystemClock::Get()) : clock_(clock) {}
+
   absl::string_view kind() const override { return "memory"; }
   absl::Status CreateApp(const App& app) override;
   absl::StatusOr<App> GetApp(absl::string_view id) override;
@@ -27,13 +33,43 @@ class InMemoryCredentialStore : public CredentialStore {
   absl::Status DeleteGrant(absl::string_view id) override;
   absl::StatusOr<std::vector<SealedField>> ListSealedFields() override;
   absl::StatusOr<bool> ReplaceSealedField(const SealedField& field, const std::string& resealed) override;
+  absl::StatusOr<RefreshLease> AcquireRefreshLease(absl::string_view grant_id, absl::string_view holder,
+                                                   absl::Duration ttl) override;
+  absl::Status ReleaseRefreshLease(const RefreshLease& lease) override;
+  absl::StatusOr<int64_t> UpdateGrantUnderLease(const Grant& grant, const RefreshLease& lease) override;
+  absl::StatusOr<std::optional<SharedAccessToken>> GetSharedAccessToken(absl::string_view grant_id) override;
+  absl::Status PutSharedAccessToken(const SharedAccessToken& token, const RefreshLease& lease) override;
+  absl::Status DeleteSharedAccessToken(absl::string_view grant_id) override;
+  absl::Status Heartbeat(absl::string_view id, absl::Time start_time) override;
+  absl::StatusOr<std::vector<ReplicaRecord>> LiveReplicas(absl::Duration within) override;
+  absl::Status RemoveReplica(absl::string_view id) override;
+  // Calls every OnChange listener (as PostgreSQL's NOTIFY reaches every
+  // listening replica, the writer included).
+  absl::Status PublishChange(absl::string_view change) override;
+  // For tests of several replicas on one store: hears PublishChange and the
+  // "token:ID" change of PutSharedAccessToken.
+  void OnChange(std::function<void(absl::string_view change)> listener);
   absl::StatusOr<int64_t> AppendAuditEvent(const AuditEvent& event) override;
   absl::Status AppendAuditEvents(const std::vector<AuditEvent>& events) override;
   absl::StatusOr<std::vector<AuditEvent>> ListAuditEvents(const AuditFilter& filter) override;
   absl::StatusOr<int64_t> PruneAuditEvents(absl::Time before) override;
 
  private:
+  struct Lease {
+    std::string holder;
+    int64_t fence = 0;
+    absl::Time expire_time;
+  };
+  absl::Status CheckLease(const RefreshLease& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<int64_t> UpdateGrantLocked(const Grant& grant) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Clock& clock_;
   absl::Mutex mu_;
+  std::map<std::string, Lease, std::less<>> leases_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, SharedAccessToken, std::less<>> access_tokens_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, ReplicaRecord, std::less<>> replicas_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex listeners_mu_;
+  std::vector<std::function<void(absl::string_view)>> listeners_ ABSL_GUARDED_BY(listeners_mu_);
   std::map<std::string, App, std::less<>> apps_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Grant, std::less<>> grants_ ABSL_GUARDED_BY(mu_);
   std::map<int64_t, AuditEvent> audit_ ABSL_GUARDED_BY(mu_);

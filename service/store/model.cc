@@ -82,10 +82,17 @@ absl::Status RecordVersionMoved(absl::string_view what, absl::string_view id, in
                                          expected, "); read it again and retry"));
 }
 
+absl::Status LeaseTakenOver(absl::string_view grant_id, absl::string_view holder, int64_t fence) {
+  return absl::FailedPreconditionError(absl::StrCat("the refresh lease of grant \"", grant_id, "\" held by ", holder,
+                                                    " (fence ", fence,
+                                                    ") was taken over by another replica; its write is refused"));
+}
+
 std::string CredentialSecretAad(absl::string_view app_id, absl::string_view credential_id) {
   return absl::StrCat("app/", app_id, "/credential/", credential_id, "/secret");
 }
 
 std::string RefreshTokenAad(absl::string_view grant_id) { return absl::StrCat("grant/", grant_id, "/refresh_token"); }
+std::string AccessTokenAad(absl::string_view grant_id) { return absl::StrCat("grant/", grant_id, "/access_token"); }
 
 }  // namespace tokenbroker

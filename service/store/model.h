@@ -131,10 +131,14 @@ absl::Status ValidateId(absl::string_view field, absl::string_view id);
 // The store's errors, the same from every implementation.
 absl::Status RecordNotFound(absl::string_view what, absl::string_view id);
 absl::Status RecordVersionMoved(absl::string_view what, absl::string_view id, int64_t expected);
+// A write under a refresh lease that another holder has taken since (or whose
+// grant was deleted): FAILED_PRECONDITION.
+absl::Status LeaseTakenOver(absl::string_view grant_id, absl::string_view holder, int64_t fence);
 
 // The associated data that binds a sealed value to its record and field.
 std::string CredentialSecretAad(absl::string_view app_id, absl::string_view credential_id);
 std::string RefreshTokenAad(absl::string_view grant_id);
+std::string AccessTokenAad(absl::string_view grant_id);
 
 }  // namespace tokenbroker
 

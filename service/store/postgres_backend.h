@@ -34,6 +34,11 @@ class PostgresBackend final : public SqlBackend {
 
   absl::string_view kind() const override { return "postgres"; }
   absl::Status InTransaction(const std::function<absl::Status(SqlSession&)>& body) override;
+  absl::string_view NowMicrosSql() const override {
+    return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)";
+  }
+  absl::string_view ForUpdateSql() const override { return " FOR UPDATE"; }
+  absl::string_view NotifySql() const override { return "SELECT pg_notify('tokenbroker_changes', ?)"; }
 
  private:
   PostgresBackend(Secret dsn) : dsn_(std::move(dsn)) {}

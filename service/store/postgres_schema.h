@@ -48,6 +48,18 @@ inline const std::vector<PostgresMigration>& PostgresMigrations() {
        "CREATE INDEX audit_events_by_time ON audit_events(time)"},
       // How a client secret is sent (model.h ClientSecretAuth; 1 = form body).
       {3, "ALTER TABLE apps ADD COLUMN client_secret_auth BIGINT NOT NULL DEFAULT 1"},
+      // Several replicas on one store: refresh leases, shared access tokens
+      // and replica heartbeats (docs/high-availability.md).
+      {4,
+       "CREATE TABLE refresh_leases ("
+       "  grant_id TEXT PRIMARY KEY NOT NULL REFERENCES grants(id) ON DELETE CASCADE,"
+       "  holder TEXT NOT NULL, fence BIGINT NOT NULL, expire_time BIGINT NOT NULL);"
+       "CREATE TABLE access_tokens ("
+       "  grant_id TEXT PRIMARY KEY NOT NULL REFERENCES grants(id) ON DELETE CASCADE,"
+       "  sealed_token BYTEA NOT NULL, token_type TEXT NOT NULL, scopes TEXT NOT NULL,"
+       "  expire_time BIGINT NOT NULL, holder TEXT NOT NULL, fence BIGINT NOT NULL);"
+       "CREATE TABLE replicas ("
+       "  id TEXT PRIMARY KEY NOT NULL, start_time BIGINT, last_seen BIGINT NOT NULL)"},
   };
   return *migrations;
 }

@@ -56,6 +56,15 @@ class SqlBackend {
   // rolled back otherwise. A unique-key violation is ALREADY_EXISTS, a foreign
   // key violation FAILED_PRECONDITION, a lost connection UNAVAILABLE.
   virtual absl::Status InTransaction(const std::function<absl::Status(SqlSession&)>& body) = 0;
+  // SQL for the database's clock now, in microseconds since the epoch.
+  virtual absl::string_view NowMicrosSql() const = 0;
+  // Appended to a SELECT that reads a row it is about to change, so that a
+  // concurrent transaction waits (" FOR UPDATE"; empty where transactions
+  // already take the whole database, as SQLite's BEGIN IMMEDIATE does).
+  virtual absl::string_view ForUpdateSql() const = 0;
+  // A statement with one `?` that tells other processes `payload`, delivered
+  // at commit; empty where only one process uses the database.
+  virtual absl::string_view NotifySql() const = 0;
 };
 
 }  // namespace tokenbroker

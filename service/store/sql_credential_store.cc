@@ -371,25 +371,191 @@ absl::StatusOr<std::vector<Grant>> SqlCredentialStore::ListGrants(const GrantFil
 }
 
 absl::StatusOr<int64_t> SqlCredentialStore::UpdateGrant(const Grant& grant) {
-  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
-    std::vector<SqlValue> values = GrantValues(grant, grant.version + 1);
-    values.erase(values.begin());
-    values.push_back(SqlValue::Text(grant.id));
-    values.push_back(SqlValue::Int(grant.version));
-    ASSIGN_OR_RETURN(int64_t changed,
-                     s.Execute("UPDATE grants SET app_id = ?, mailbox = ?, kind = ?, subject = ?, scopes = ?, "
-                               "state = ?, error_oauth = ?, error_code = ?, error_message = ?, error_time = ?, "
-                               "source = ?, create_time = ?, consent_time = ?, refresh_token_last_used_time = ?, "
-                               "last_refresh_time = ?, sealed_refresh_token = ?, version = ? "
-                               "WHERE id = ? AND version = ?",
-                               values));
-    if (changed == 0) {
-      ASSIGN_OR_RETURN(auto rows, s.Query("SELECT version FROM grants WHERE id = ?", {SqlValue::Text(grant.id)}));
-      return rows.empty() ? RecordNotFound("grant", grant.id) : RecordVersionMoved("grant", grant.id, grant.version);
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) { return WriteGrant(s, grant); }));
+  return grant.version + 1;
+}
+
+absl::Status SqlCredentialStore::WriteGrant(SqlSession& s, const Grant& grant) {
+  std::vector<SqlValue> values = GrantValues(grant, grant.version + 1);
+  values.erase(values.begin());
+  values.push_back(SqlValue::Text(grant.id));
+  values.push_back(SqlValue::Int(grant.version));
+  ASSIGN_OR_RETURN(int64_t changed,
+                   s.Execute("UPDATE grants SET app_id = ?, mailbox = ?, kind = ?, subject = ?, scopes = ?, "
+                             "state = ?, error_oauth = ?, error_code = ?, error_message = ?, error_time = ?, "
+                             "source = ?, create_time = ?, consent_time = ?, refresh_token_last_used_time = ?, "
+                             "last_refresh_time = ?, sealed_refresh_token = ?, version = ? "
+                             "WHERE id = ? AND version = ?",
+                             values));
+  if (changed == 0) {
+    ASSIGN_OR_RETURN(auto rows, s.Query("SELECT version FROM grants WHERE id = ?", {SqlValue::Text(grant.id)}));
+    return rows.empty() ? RecordNotFound("grant", grant.id) : RecordVersionMoved("grant", grant.id, grant.version);
+  }
+  return WriteLabels(s, "grant_labels", "grant_id", grant.id, grant.labels);
+}
+
+absl::Status SqlCredentialStore::CheckLease(SqlSession& s, const RefreshLease& lease) {
+  ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT holder, fence FROM refresh_leases WHERE grant_id = ?",
+                                                   backend_->ForUpdateSql()),
+                                      {SqlValue::Text(lease.grant)}));
+  if (rows.empty() || rows[0][0].AsString() != lease.holder || rows[0][1].AsInt() != lease.fence) {
+    return LeaseTakenOver(lease.grant, lease.holder, lease.fence);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RefreshLease> SqlCredentialStore::AcquireRefreshLease(absl::string_view grant_id,
+                                                                     absl::string_view holder, absl::Duration ttl) {
+  RefreshLease lease;
+  lease.grant = std::string(grant_id);
+  const SqlValue key = SqlValue::Text(lease.grant);
+  const int64_t ttl_us = absl::ToInt64Microseconds(ttl);
+  absl::Status status = backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    ASSIGN_OR_RETURN(auto rows,
+                     s.Query(absl::StrCat("SELECT holder, fence, expire_time, ", backend_->NowMicrosSql(),
+                                          " FROM refresh_leases WHERE grant_id = ?", backend_->ForUpdateSql()),
+                             {key}));
+    if (rows.empty()) {
+      ASSIGN_OR_RETURN(auto found, s.Query("SELECT 1 FROM grants WHERE id = ?", {key}));
+      if (found.empty()) return RecordNotFound("grant", grant_id);
+      RETURN_IF_ERROR(s.Execute(absl::StrCat("INSERT INTO refresh_leases (grant_id, holder, fence, expire_time) "
+                                             "VALUES (?, ?, 1, ",
+                                             backend_->NowMicrosSql(), " + ?)"),
+                                {key, SqlValue::Text(std::string(holder)), SqlValue::Int(ttl_us)})
+                          .status());
+      lease = {lease.grant, std::string(holder), 1, true, false, ttl};
+      return absl::OkStatus();
     }
-    return WriteLabels(s, "grant_labels", "grant_id", grant.id, grant.labels);
+    const std::string current = rows[0][0].AsString();
+    const int64_t fence = rows[0][1].AsInt();
+    const int64_t left_us = rows[0][2].AsInt() - rows[0][3].AsInt();
+    if (left_us > 0 && !current.empty() && current != holder) {
+      lease = {lease.grant, current, fence, false, false, absl::Microseconds(left_us)};
+      return absl::OkStatus();
+    }
+    RETURN_IF_ERROR(s.Execute(absl::StrCat("UPDATE refresh_leases SET holder = ?, fence = ?, expire_time = ",
+                                           backend_->NowMicrosSql(), " + ? WHERE grant_id = ?"),
+                              {SqlValue::Text(std::string(holder)), SqlValue::Int(fence + 1), SqlValue::Int(ttl_us),
+                               key})
+                        .status());
+    // An unreleased lease of another holder that ran out: its holder died or
+    // stalled.
+    lease = {lease.grant, std::string(holder), fence + 1, true, !current.empty() && current != holder, ttl};
+    return absl::OkStatus();
+  });
+  if (absl::IsAlreadyExists(status)) {
+    // Another replica inserted the first lease of this grant at the same time.
+    lease.acquired = false;
+    lease.remaining = ttl;
+    return lease;
+  }
+  RETURN_IF_ERROR(status);
+  return lease;
+}
+
+absl::Status SqlCredentialStore::ReleaseRefreshLease(const RefreshLease& lease) {
+  return backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    return s
+        .Execute("UPDATE refresh_leases SET holder = '', expire_time = 0 WHERE grant_id = ? AND holder = ? AND "
+                 "fence = ?",
+                 {SqlValue::Text(lease.grant), SqlValue::Text(lease.holder), SqlValue::Int(lease.fence)})
+        .status();
+  });
+}
+
+absl::StatusOr<int64_t> SqlCredentialStore::UpdateGrantUnderLease(const Grant& grant, const RefreshLease& lease) {
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    RETURN_IF_ERROR(CheckLease(s, lease));
+    return WriteGrant(s, grant);
   }));
   return grant.version + 1;
+}
+
+absl::StatusOr<std::optional<SharedAccessToken>> SqlCredentialStore::GetSharedAccessToken(
+    absl::string_view grant_id) {
+  std::optional<SharedAccessToken> token;
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    ASSIGN_OR_RETURN(auto rows, s.Query("SELECT sealed_token, token_type, scopes, expire_time, holder, fence "
+                                        "FROM access_tokens WHERE grant_id = ?",
+                                        {SqlValue::Text(std::string(grant_id))}, {0}));
+    if (rows.empty()) return absl::OkStatus();
+    const SqlRow& r = rows[0];
+    token = SharedAccessToken{r[0].AsString(), r[1].AsString(),
+                              absl::StrSplit(r[2].AsString(), ' ', absl::SkipEmpty()), TimeOf(r[3]),
+                              r[4].AsString(), r[5].AsInt()};
+    return absl::OkStatus();
+  }));
+  return token;
+}
+
+absl::Status SqlCredentialStore::PutSharedAccessToken(const SharedAccessToken& token, const RefreshLease& lease) {
+  return backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    RETURN_IF_ERROR(CheckLease(s, lease));
+    const SqlValue key = SqlValue::Text(lease.grant);
+    RETURN_IF_ERROR(s.Execute("DELETE FROM access_tokens WHERE grant_id = ?", {key}).status());
+    RETURN_IF_ERROR(s.Execute("INSERT INTO access_tokens (grant_id, sealed_token, token_type, scopes, expire_time, "
+                              "holder, fence) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              {key, SqlValue::Bytes(token.sealed), SqlValue::Text(token.token_type),
+                               SqlValue::Text(absl::StrJoin(token.scopes, " ")),
+                               SqlValue::Int(absl::ToUnixMicros(token.expire_time)), SqlValue::Text(lease.holder),
+                               SqlValue::Int(lease.fence)})
+                        .status());
+    if (!backend_->NotifySql().empty()) {
+      RETURN_IF_ERROR(
+          s.Query(backend_->NotifySql(), {SqlValue::Text(absl::StrCat("token:", lease.grant))}).status());
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status SqlCredentialStore::DeleteSharedAccessToken(absl::string_view grant_id) {
+  return backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    return s.Execute("DELETE FROM access_tokens WHERE grant_id = ?", {SqlValue::Text(std::string(grant_id))})
+        .status();
+  });
+}
+
+absl::Status SqlCredentialStore::Heartbeat(absl::string_view id, absl::Time start_time) {
+  return backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    const SqlValue key = SqlValue::Text(std::string(id));
+    ASSIGN_OR_RETURN(int64_t changed,
+                     s.Execute(absl::StrCat("UPDATE replicas SET last_seen = ", backend_->NowMicrosSql(),
+                                            " WHERE id = ?"),
+                               {key}));
+    if (changed > 0) return absl::OkStatus();
+    return s
+        .Execute(absl::StrCat("INSERT INTO replicas (id, start_time, last_seen) VALUES (?, ?, ",
+                              backend_->NowMicrosSql(), ")"),
+                 {key, TimeValue(start_time)})
+        .status();
+  });
+}
+
+absl::StatusOr<std::vector<ReplicaRecord>> SqlCredentialStore::LiveReplicas(absl::Duration within) {
+  std::vector<ReplicaRecord> live;
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    const SqlValue window = SqlValue::Int(absl::ToInt64Microseconds(within));
+    RETURN_IF_ERROR(
+        s.Execute(absl::StrCat("DELETE FROM replicas WHERE last_seen < ", backend_->NowMicrosSql(), " - ?"), {window})
+            .status());
+    ASSIGN_OR_RETURN(auto rows, s.Query("SELECT id, start_time, last_seen FROM replicas ORDER BY id", {}));
+    for (const SqlRow& r : rows) live.push_back({r[0].AsString(), TimeOf(r[1]), TimeOf(r[2])});
+    return absl::OkStatus();
+  }));
+  return live;
+}
+
+absl::Status SqlCredentialStore::RemoveReplica(absl::string_view id) {
+  return backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    return s.Execute("DELETE FROM replicas WHERE id = ?", {SqlValue::Text(std::string(id))}).status();
+  });
+}
+
+absl::Status SqlCredentialStore::PublishChange(absl::string_view change) {
+  if (backend_->NotifySql().empty()) return absl::OkStatus();
+  return backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    return s.Query(backend_->NotifySql(), {SqlValue::Text(std::string(change))}).status();
+  });
 }
 
 absl::Status SqlCredentialStore::DeleteGrant(absl::string_view id) {

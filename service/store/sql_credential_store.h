@@ -28,12 +28,29 @@ class SqlCredentialStore final : public CredentialStore {
   absl::Status DeleteGrant(absl::string_view id) override;
   absl::StatusOr<std::vector<SealedField>> ListSealedFields() override;
   absl::StatusOr<bool> ReplaceSealedField(const SealedField& field, const std::string& resealed) override;
+  absl::StatusOr<RefreshLease> AcquireRefreshLease(absl::string_view grant_id, absl::string_view holder,
+                                                   absl::Duration ttl) override;
+  absl::Status ReleaseRefreshLease(const RefreshLease& lease) override;
+  absl::StatusOr<int64_t> UpdateGrantUnderLease(const Grant& grant, const RefreshLease& lease) override;
+  absl::StatusOr<std::optional<SharedAccessToken>> GetSharedAccessToken(absl::string_view grant_id) override;
+  absl::Status PutSharedAccessToken(const SharedAccessToken& token, const RefreshLease& lease) override;
+  absl::Status DeleteSharedAccessToken(absl::string_view grant_id) override;
+  absl::Status Heartbeat(absl::string_view id, absl::Time start_time) override;
+  absl::StatusOr<std::vector<ReplicaRecord>> LiveReplicas(absl::Duration within) override;
+  absl::Status RemoveReplica(absl::string_view id) override;
+  absl::Status PublishChange(absl::string_view change) override;
   absl::StatusOr<int64_t> AppendAuditEvent(const AuditEvent& event) override;
   absl::Status AppendAuditEvents(const std::vector<AuditEvent>& events) override;
   absl::StatusOr<std::vector<AuditEvent>> ListAuditEvents(const AuditFilter& filter) override;
   absl::StatusOr<int64_t> PruneAuditEvents(absl::Time before) override;
 
  private:
+  // The compare-and-swap write of UpdateGrant, inside a transaction.
+  absl::Status WriteGrant(SqlSession& s, const Grant& grant);
+  // FAILED_PRECONDITION unless `lease` is still the grant's newest (the row
+  // stays locked until the transaction ends).
+  absl::Status CheckLease(SqlSession& s, const RefreshLease& lease);
+
   std::unique_ptr<SqlBackend> backend_;
 };
 

@@ -17,6 +17,11 @@ class SqliteBackend final : public SqlBackend {
   explicit SqliteBackend(std::unique_ptr<SqliteDatabase> db) : db_(std::move(db)) {}
   absl::string_view kind() const override { return "sqlite"; }
   absl::Status InTransaction(const std::function<absl::Status(SqlSession&)>& body) override;
+  absl::string_view NowMicrosSql() const override {
+    return "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)";
+  }
+  absl::string_view ForUpdateSql() const override { return ""; }
+  absl::string_view NotifySql() const override { return ""; }
 
  private:
   absl::Mutex mu_;

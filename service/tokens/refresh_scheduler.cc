@@ -9,18 +9,23 @@ namespace tokenbroker {
 RefreshScheduler::Report RefreshScheduler::RunOnce() {
   Report report;
   const absl::Time now = clock_.Now();
-  std::vector<std::string> due = tokens_.DueForRefresh(now);
+  // How much later than its owner this replica steps in for a grant.
+  auto delay = [this](absl::string_view grant) {
+    return options_.owns == nullptr || options_.owns(grant) ? absl::ZeroDuration() : options_.takeover_after;
+  };
+  std::vector<std::string> due = tokens_.DueForRefresh(now, delay);
   report.ahead_of_expiry = static_cast<int>(due.size());
+  std::set<std::string> keepalive;
   if (options_.keepalive_after > absl::ZeroDuration()) {
     std::set<std::string> already(due.begin(), due.end());
     absl::StatusOr<std::vector<Grant>> grants = vault_.ListGrants({"", GrantState::kActive});
     if (grants.ok()) {
       for (const Grant& g : *grants) {
         if (g.kind != GrantKind::kDelegated || already.count(g.id)) continue;
-        const absl::Time used = g.refresh_token_last_used_time != absl::InfinitePast() ? g.refresh_token_last_used_time
-                                                                                        : g.consent_time;
-        if (used != absl::InfinitePast() && now - used >= options_.keepalive_after) {
+        const absl::Time used = RefreshTokenUsedTime(g);
+        if (used != absl::InfinitePast() && now - used >= options_.keepalive_after + delay(g.id)) {
           due.push_back(g.id);
+          keepalive.insert(g.id);
           ++report.keepalive;
         }
       }
@@ -31,7 +36,9 @@ RefreshScheduler::Report RefreshScheduler::RunOnce() {
   std::atomic<int> failed{0};
   auto worker = [&] {
     for (size_t i = next++; i < due.size(); i = next++) {
-      absl::Status s = tokens_.RefreshNow(due[i]);
+      // A keep-alive another replica did since this pass read the grant does.
+      absl::Status s = tokens_.RefreshIfDue(
+          due[i], keepalive.count(due[i]) ? now - options_.keepalive_after : absl::InfinitePast());
       if (!s.ok()) {
         ++failed;
         logger_.Warn("background refresh failed", {{"grant", due[i]}, {"error", s}});

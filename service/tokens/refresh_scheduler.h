@@ -5,7 +5,8 @@
 // keepalive_after, well before Microsoft's 90-day inactivity limit kills it.
 // At most max_concurrent refreshes run at once. RunOnce() is the whole pass,
 // so tests drive it with a fake clock; Start() runs it every interval on a
-// thread. Thread-safe.
+// thread. With several replicas, each grant's background refreshes fall to
+// one of them first (SchedulerOptions::owns). Thread-safe.
 #ifndef TOKENBROKER_SERVICE_TOKENS_REFRESH_SCHEDULER_H_
 #define TOKENBROKER_SERVICE_TOKENS_REFRESH_SCHEDULER_H_
 
@@ -22,6 +23,12 @@ struct SchedulerOptions {
   int max_concurrent = 8;
   // Zero disables keep-alive refreshes.
   absl::Duration keepalive_after = absl::Hours(24 * 30);
+  // Several replicas: whether this replica is the one that refreshes `grant`
+  // in the background (ReplicaMembership::Owns). The others do it
+  // takeover_after later, when it has not been done by then (its owner died);
+  // the grant's refresh lease makes sure it is done once either way.
+  std::function<bool(absl::string_view grant)> owns;
+  absl::Duration takeover_after = absl::ZeroDuration();
 };
 
 class RefreshScheduler {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "service/common/status_macros.h"
@@ -19,7 +20,28 @@ absl::Status NeedsConsentAgain(const Grant& grant, absl::string_view why) {
                                                     args, "` (or `tokenbrokerctl consent device ", args, "`)"));
 }
 
+// OK when the grant may get tokens; otherwise what its callers are told.
+absl::Status Usable(const Grant& grant) {
+  switch (grant.state) {
+    case GrantState::kDisabled:
+      return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id,
+                                                        "\" is disabled; enable it with `tokenbrokerctl grant enable ",
+                                                        grant.id, "`"));
+    case GrantState::kNeedsReconsent:
+      return NeedsConsentAgain(grant, grant.last_error.message);
+    case GrantState::kPendingConsent:
+      return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id, "\" is waiting for consent"));
+    default:
+      return absl::OkStatus();
+  }
+}
+
 }  // namespace
+
+absl::Time RefreshTokenUsedTime(const Grant& grant) {
+  return grant.refresh_token_last_used_time != absl::InfinitePast() ? grant.refresh_token_last_used_time
+                                                                     : grant.consent_time;
+}
 
 Secret SaslXoauth2(absl::string_view user, const Secret& token) {
   std::string raw = absl::StrCat("user=", user, "\x01", "auth=Bearer ", token.Reveal(), "\x01\x01");
@@ -53,6 +75,9 @@ std::shared_ptr<TokenManager::Entry> TokenManager::EntryFor(absl::string_view gr
 void TokenManager::Invalidate(absl::string_view grant_id) {
   std::shared_ptr<Entry> entry = EntryFor(grant_id);
   absl::MutexLock lock(&entry->mu);
+  if (entry->cached.has_value()) {
+    entry->invalidated_expiry = std::max(entry->invalidated_expiry, entry->cached->expire_time);
+  }
   entry->cached.reset();
 }
 
@@ -71,13 +96,41 @@ std::map<std::string, absl::Time> TokenManager::CachedExpiries() {
 }
 
 void TokenManager::Forget(absl::string_view grant_id) {
-  std::shared_ptr<Entry> entry = EntryFor(grant_id);
-  absl::MutexLock lock(&entry->mu);
-  entry->cached.reset();
-  entry->refresh_at = absl::InfiniteFuture();
-  entry->last_error = absl::OkStatus();
-  entry->retry_after = absl::InfinitePast();
-  entry->consecutive_failures = 0;
+  std::vector<std::shared_ptr<Entry>> entries;
+  if (grant_id == "*") {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const auto& [id, entry] : entries_) entries.push_back(entry);
+  } else {
+    entries.push_back(EntryFor(grant_id));
+  }
+  for (const std::shared_ptr<Entry>& entry : entries) {
+    absl::MutexLock lock(&entry->mu);
+    entry->cached.reset();
+    entry->refresh_at = absl::InfiniteFuture();
+    entry->last_error = absl::OkStatus();
+    entry->retry_after = absl::InfinitePast();
+    entry->consecutive_failures = 0;
+    entry->invalidated_expiry = absl::InfinitePast();
+  }
+}
+
+void TokenManager::SharedTokenStored(absl::string_view) {
+  absl::MutexLock lock(&shared_mu_);
+  ++shared_stored_;
+}
+
+uint64_t TokenManager::SharedTokensStored() {
+  absl::MutexLock lock(&shared_mu_);
+  return shared_stored_;
+}
+
+void TokenManager::WaitForSharedToken(uint64_t seen, absl::Duration timeout) {
+  absl::MutexLock lock(&shared_mu_);
+  std::pair<uint64_t*, uint64_t> w(&shared_stored_, seen);
+  shared_mu_.AwaitWithTimeout(
+      absl::Condition(
+          +[](std::pair<uint64_t*, uint64_t>* w) { return *w->first != w->second; }, &w),
+      timeout);
 }
 
 absl::Duration TokenManager::Backoff(int failures) {
@@ -99,7 +152,8 @@ absl::Time TokenManager::RefreshAt(const AccessToken& token, absl::Time issued) 
   return token.expire_time - slack - slack * jitter;
 }
 
-std::vector<std::string> TokenManager::DueForRefresh(absl::Time now) {
+std::vector<std::string> TokenManager::DueForRefresh(
+    absl::Time now, const std::function<absl::Duration(absl::string_view)>& delay) {
   std::vector<std::pair<std::string, std::shared_ptr<Entry>>> entries;
   {
     absl::ReaderMutexLock lock(&mu_);
@@ -108,7 +162,9 @@ std::vector<std::string> TokenManager::DueForRefresh(absl::Time now) {
   std::vector<std::string> due;
   for (const auto& [id, entry] : entries) {
     absl::MutexLock lock(&entry->mu);
-    if (entry->cached.has_value() && !entry->refreshing && entry->refresh_at <= now && now >= entry->retry_after) {
+    const absl::Duration late = delay != nullptr ? delay(id) : absl::ZeroDuration();
+    if (entry->cached.has_value() && !entry->refreshing && entry->refresh_at + late <= now &&
+        now >= entry->retry_after) {
       due.push_back(id);
     }
   }
@@ -116,8 +172,19 @@ std::vector<std::string> TokenManager::DueForRefresh(absl::Time now) {
   return due;
 }
 
-absl::Status TokenManager::RefreshNow(absl::string_view grant_id) {
-  return Fetch(grant_id, absl::InfiniteDuration(), /*observed=*/false).status();
+absl::Status TokenManager::RefreshNow(absl::string_view grant_id, absl::Time keepalive_used_before) {
+  Need need;
+  need.used_before = keepalive_used_before;
+  return Fetch(grant_id, need, /*observed=*/false, /*force=*/true).status();
+}
+
+absl::Status TokenManager::RefreshIfDue(absl::string_view grant_id, absl::Time keepalive_used_before) {
+  if (keepalive_used_before == absl::InfinitePast()) {
+    std::shared_ptr<Entry> entry = EntryFor(grant_id);
+    absl::MutexLock lock(&entry->mu);
+    if (!entry->cached.has_value() || entry->refreshing || entry->refresh_at > clock_.Now()) return absl::OkStatus();
+  }
+  return RefreshNow(grant_id, keepalive_used_before);
 }
 
 bool TokenManager::UseCachedToken(absl::string_view grant_id, absl::Duration min_valid_for,
@@ -141,16 +208,21 @@ bool TokenManager::UseCachedToken(absl::string_view grant_id, absl::Duration min
 }
 
 absl::StatusOr<AccessToken> TokenManager::GetAccessToken(absl::string_view grant_id, absl::Duration min_valid_for) {
-  return Fetch(grant_id, min_valid_for, /*observed=*/true);
+  Need need;
+  need.min_valid_for = min_valid_for;
+  return Fetch(grant_id, need, /*observed=*/true, /*force=*/false);
 }
 
-absl::StatusOr<AccessToken> TokenManager::Fetch(absl::string_view grant_id, absl::Duration min_valid_for,
-                                                bool observed) {
+absl::StatusOr<AccessToken> TokenManager::Fetch(absl::string_view grant_id, Need need, bool observed, bool force) {
   auto observe = [this, observed](absl::string_view outcome) {
     if (observed && options_.on_token) options_.on_token(outcome);
   };
   std::shared_ptr<Entry> entry = EntryFor(grant_id);
   entry->mu.Lock();
+  // A forced refresh wants a token newer than the one cached; nobody wants
+  // the token the mail server refused.
+  if (force && entry->cached.has_value()) need.newer_than = entry->cached->expire_time;
+  need.newer_than = std::max(need.newer_than, entry->invalidated_expiry);
   // A token that is still valid, or the error that callers get.
   auto stale_or_error = [&]() -> absl::StatusOr<AccessToken> {
     if (entry->cached.has_value() && entry->cached->expire_time > clock_.Now()) {
@@ -166,7 +238,7 @@ absl::StatusOr<AccessToken> TokenManager::Fetch(absl::string_view grant_id, absl
   };
   while (true) {
     const absl::Time now = clock_.Now();
-    if (entry->cached.has_value() && entry->cached->expire_time - now >= min_valid_for) {
+    if (!force && entry->cached.has_value() && entry->cached->expire_time - now >= need.min_valid_for) {
       AccessToken t = Copy(*entry->cached);
       entry->mu.Unlock();
       observe("cache_hit");
@@ -194,7 +266,7 @@ absl::StatusOr<AccessToken> TokenManager::Fetch(absl::string_view grant_id, absl
 
     absl::Time retry_after = absl::InfinitePast();
     const absl::Time issued = clock_.Now();
-    absl::StatusOr<AccessToken> result = Refresh(grant_id, &retry_after, failures);
+    absl::StatusOr<AccessToken> result = Obtain(grant_id, need, &retry_after, failures);
     const absl::Time refresh_at = result.ok() ? RefreshAt(*result, issued) : absl::InfiniteFuture();
 
     entry->mu.Lock();
@@ -224,31 +296,115 @@ absl::StatusOr<AccessToken> TokenManager::Fetch(absl::string_view grant_id, absl
   }
 }
 
-absl::Status TokenManager::RecordGrantFailure(Grant grant, GrantState state, const ProviderFailure& failure) {
+absl::Status TokenManager::UpdateTimestamps(const Grant& grant, const RefreshLease* lease) {
+  return (lease != nullptr ? vault_.store().UpdateGrantUnderLease(grant, *lease) : vault_.store().UpdateGrant(grant))
+      .status();
+}
+
+absl::Status TokenManager::RecordGrantFailure(Grant grant, GrantState state, const ProviderFailure& failure,
+                                              const RefreshLease* lease) {
   for (int attempt = 0; attempt < 3; ++attempt) {
     grant.state = state;
     grant.last_error = {failure.oauth_error, failure.provider_code, failure.message, clock_.Now()};
-    absl::StatusOr<int64_t> written = vault_.store().UpdateGrant(grant);
+    absl::StatusOr<int64_t> written =
+        lease != nullptr ? vault_.store().UpdateGrantUnderLease(grant, *lease) : vault_.store().UpdateGrant(grant);
     if (written.ok() || !absl::IsAborted(written.status())) return written.status();
     ASSIGN_OR_RETURN(grant, vault_.GetGrant(grant.id));
   }
   return absl::AbortedError("the grant kept changing");
 }
 
-absl::StatusOr<AccessToken> TokenManager::Refresh(absl::string_view grant_id, absl::Time* retry_after, int failures) {
+absl::StatusOr<AccessToken> TokenManager::Obtain(absl::string_view grant_id, const Need& need,
+                                                 absl::Time* retry_after, int failures) {
+  if (options_.replicas.enabled) return ObtainShared(grant_id, need, retry_after, failures);
   ASSIGN_OR_RETURN(Grant grant, vault_.GetGrant(grant_id));
-  switch (grant.state) {
-    case GrantState::kDisabled:
-      return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id,
-                                                        "\" is disabled; enable it with `tokenbrokerctl grant enable ",
-                                                        grant.id, "`"));
-    case GrantState::kNeedsReconsent:
-      return NeedsConsentAgain(grant, grant.last_error.message);
-    case GrantState::kPendingConsent:
-      return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id, "\" is waiting for consent"));
-    default:
-      break;
+  RETURN_IF_ERROR(Usable(grant));
+  return Refresh(std::move(grant), nullptr, retry_after, failures);
+}
+
+std::optional<AccessToken> TokenManager::AdoptShared(const Grant& grant, const Need& need) {
+  absl::StatusOr<std::optional<SharedAccessToken>> shared = vault_.store().GetSharedAccessToken(grant.id);
+  if (!shared.ok() || !shared->has_value()) return std::nullopt;
+  const SharedAccessToken& t = **shared;
+  if (t.expire_time - clock_.Now() < need.min_valid_for || t.expire_time <= need.newer_than) return std::nullopt;
+  if (grant.kind == GrantKind::kDelegated && RefreshTokenUsedTime(grant) < need.used_before) return std::nullopt;
+  absl::StatusOr<Secret> token = vault_.OpenAccessToken(grant, t);
+  if (!token.ok()) {
+    // Sealed for another mailbox (re-consent) or under a key this replica
+    // cannot read: not a token to serve.
+    logger_.Warn("a shared access token does not open; refreshing instead",
+                 {{"grant", grant.id}, {"error", token.status()}});
+    return std::nullopt;
   }
+  if (options_.replicas.on_adopted) options_.replicas.on_adopted();
+  Secret sasl = SaslXoauth2(grant.mailbox, *token);
+  return AccessToken{*std::move(token), t.token_type, t.expire_time, grant.mailbox,
+                     t.scopes.empty() ? grant.scopes : t.scopes, std::move(sasl)};
+}
+
+absl::StatusOr<AccessToken> TokenManager::ObtainShared(absl::string_view grant_id, const Need& need,
+                                                       absl::Time* retry_after, int failures) {
+  const ReplicaOptions& replicas = options_.replicas;
+  auto observe_lease = [&](absl::string_view outcome) {
+    if (replicas.on_lease) replicas.on_lease(outcome);
+  };
+  bool waiting = false;
+  absl::Time give_up = absl::InfiniteFuture();
+  std::string holder;
+  absl::Cleanup stop_waiting = [&] {
+    if (waiting && replicas.on_waiting) replicas.on_waiting(-1);
+  };
+  while (true) {
+    const uint64_t seen = SharedTokensStored();
+    ASSIGN_OR_RETURN(Grant grant, vault_.GetGrant(grant_id));
+    RETURN_IF_ERROR(Usable(grant));
+    if (std::optional<AccessToken> adopted = AdoptShared(grant, need)) return *std::move(adopted);
+    absl::StatusOr<RefreshLease> lease = vault_.store().AcquireRefreshLease(grant_id, replicas.replica_id,
+                                                                             replicas.lease_ttl);
+    if (!lease.ok()) {
+      return absl::Status(lease.status().code(), absl::StrCat("taking the refresh lease of grant \"", grant_id,
+                                                              "\": ", lease.status().message()));
+    }
+    if (lease->acquired) {
+      observe_lease(lease->took_over ? "took_over" : "acquired");
+      absl::Cleanup release = [&] { (void)vault_.store().ReleaseRefreshLease(*lease); };
+      // Re-read under the lease: another replica may have refreshed between
+      // the read above and taking the lease.
+      ASSIGN_OR_RETURN(grant, vault_.GetGrant(grant_id));
+      RETURN_IF_ERROR(Usable(grant));
+      if (std::optional<AccessToken> adopted = AdoptShared(grant, need)) return *std::move(adopted);
+      absl::StatusOr<AccessToken> token = Refresh(grant, &*lease, retry_after, failures);
+      if (!token.ok()) return token;
+      absl::StatusOr<std::string> sealed = vault_.SealAccessToken(grant, token->token);
+      absl::Status shared =
+          sealed.ok() ? vault_.store().PutSharedAccessToken(
+                            {*sealed, token->token_type, token->scopes, token->expire_time, "", 0}, *lease)
+                      : sealed.status();
+      if (!shared.ok()) {
+        // The token is good; the other replicas will refresh on their own.
+        logger_.Warn("a refreshed access token could not be shared with the other replicas",
+                     {{"grant", grant.id}, {"error", shared}});
+      }
+      return token;
+    }
+    observe_lease("contended");
+    const absl::Time now = clock_.Now();
+    if (!waiting) {
+      waiting = true;
+      if (replicas.on_waiting) replicas.on_waiting(+1);
+      give_up = now + lease->remaining + replicas.lease_ttl;
+    }
+    holder = lease->holder;
+    if (now >= give_up) {
+      return absl::UnavailableError(absl::StrCat("grant \"", grant_id, "\" is being refreshed by replica ", holder,
+                                                 ", which has not finished; retry"));
+    }
+    WaitForSharedToken(seen, std::min(lease->remaining, replicas.wait_poll));
+  }
+}
+
+absl::StatusOr<AccessToken> TokenManager::Refresh(Grant grant, const RefreshLease* lease, absl::Time* retry_after,
+                                                  int failures) {
   ASSIGN_OR_RETURN(App app, vault_.GetApp(grant.app));
   auto provider = providers_.find(app.provider);
   if (provider == providers_.end()) {
@@ -287,17 +443,17 @@ absl::StatusOr<AccessToken> TokenManager::Refresh(absl::string_view grant_id, ab
       if (!issued->refresh_token.empty()) {
         // Stored before the access token is handed out: a crash can never lose
         // the newest refresh token.
-        absl::StatusOr<Grant> stored = vault_.StoreRefreshToken(grant, issued->refresh_token);
+        absl::StatusOr<Grant> stored = vault_.StoreRefreshToken(grant, issued->refresh_token, lease);
         if (!stored.ok()) {
           return absl::UnavailableError(absl::StrCat("the rotated refresh token of grant \"", grant.id,
                                                      "\" could not be stored (", stored.status().message(),
                                                      "); the previous one stays; retry"));
         }
       } else {
-        (void)vault_.store().UpdateGrant(grant);
+        (void)UpdateTimestamps(grant, lease);
       }
     } else {
-      (void)vault_.store().UpdateGrant(grant);  // timestamps only: losing a race is harmless
+      (void)UpdateTimestamps(grant, lease);  // timestamps only: losing a race is harmless
     }
     Secret sasl = SaslXoauth2(grant.mailbox, issued->access_token);
     AccessToken token{std::move(issued->access_token), issued->token_type, issued->expire_time, grant.mailbox,
@@ -306,11 +462,11 @@ absl::StatusOr<AccessToken> TokenManager::Refresh(absl::string_view grant_id, ab
   }
   switch (failure.kind) {
     case FailureKind::kNeedsReconsent:
-      RecordGrantFailure(grant, GrantState::kNeedsReconsent, failure).IgnoreError();
+      RecordGrantFailure(grant, GrantState::kNeedsReconsent, failure, lease).IgnoreError();
       logger_.Warn("grant needs consent again", {{"grant", grant.id}, {"error", failure.message}});
       return NeedsConsentAgain(grant, failure.message);
     case FailureKind::kInvalidClient:
-      RecordGrantFailure(grant, GrantState::kAppCredentialInvalid, failure).IgnoreError();
+      RecordGrantFailure(grant, GrantState::kAppCredentialInvalid, failure, lease).IgnoreError();
       *retry_after = now + Backoff(failures);
       return absl::FailedPreconditionError(absl::StrCat(
           "every credential of app \"", app.id, "\" was rejected (last: ", failure.message,

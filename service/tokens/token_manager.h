@@ -50,6 +50,31 @@ using TokenOutcomeObserver = std::function<void(absl::string_view outcome)>;
 // Each provider request's outcome: "ok" or a FailureKindName, with its latency.
 using RefreshObserver = std::function<void(Provider provider, absl::string_view outcome, absl::Duration latency)>;
 
+// Several replicas on one store (docs/high-availability.md). A replica
+// refreshes a grant only while it holds the grant's refresh lease in the
+// store, re-reads the grant after taking it (another replica may have just
+// refreshed), writes the rotated refresh token under the lease (refused when
+// the lease was taken over) and stores the new access token sealed, so that
+// the other replicas serve it without asking the provider. A replica that
+// needs a token while another holds the lease waits for that refresh (told by
+// SharedTokenStored, re-reading the store every wait_poll at most) instead of
+// starting its own, for at most the lease's remaining time plus one lease_ttl.
+struct ReplicaOptions {
+  // Off: this process is the only one using the store.
+  bool enabled = false;
+  std::string replica_id;
+  absl::Duration lease_ttl = absl::Seconds(30);
+  absl::Duration wait_poll = absl::Milliseconds(200);
+  // Each lease taken or not: "acquired", "took_over" (from a holder whose
+  // lease ran out unreleased) or "contended" (another replica holds it).
+  std::function<void(absl::string_view outcome)> on_lease;
+  // A token another replica refreshed, served without a provider request.
+  std::function<void()> on_adopted;
+  // +1 when a call starts waiting for another replica's refresh, -1 when it
+  // stops waiting.
+  std::function<void(int delta)> on_waiting;
+};
+
 struct TokenManagerOptions {
   // A cached token is refreshed in the background at expiry - slack - jitter:
   // slack is the larger of min_slack and slack_fraction of the token's
@@ -64,7 +89,12 @@ struct TokenManagerOptions {
   absl::Duration max_backoff = absl::Minutes(5);
   TokenOutcomeObserver on_token;
   RefreshObserver on_refresh;
+  ReplicaOptions replicas;
 };
+
+// When a delegated grant's refresh token was last used (its consent time if
+// never): what keep-alive refreshes go by.
+absl::Time RefreshTokenUsedTime(const Grant& grant);
 
 class TokenManager {
  public:
@@ -90,14 +120,28 @@ class TokenManager {
   void Invalidate(absl::string_view grant_id);
   // Forgets everything known about a grant: cached token, last error and
   // back-off (after new consent, so that the next call refreshes at once).
+  // "*": every grant.
   void Forget(absl::string_view grant_id);
+  // Another replica stored a new access token for the grant: calls waiting for
+  // it re-read the store now.
+  void SharedTokenStored(absl::string_view grant_id);
 
   // For the scheduler: the grants whose cached token is due for a refresh
-  // ahead of expiry at `now` (and not backing off or already refreshing).
-  std::vector<std::string> DueForRefresh(absl::Time now);
+  // ahead of expiry at `now` (and not backing off or already refreshing),
+  // each `delay(grant)` later than its refresh time when `delay` is given.
+  std::vector<std::string> DueForRefresh(absl::Time now,
+                                         const std::function<absl::Duration(absl::string_view)>& delay = nullptr);
   // Refreshes a grant now, whatever its cache holds (single-flight with
-  // callers). Not counted in the caller-facing token metrics.
-  absl::Status RefreshNow(absl::string_view grant_id);
+  // callers). Not counted in the caller-facing token metrics. With several
+  // replicas, a token another replica refreshed since this one's cached token
+  // will do instead; for a keep-alive (`keepalive_used_before` set) only if
+  // the refresh token has been used since then.
+  absl::Status RefreshNow(absl::string_view grant_id,
+                          absl::Time keepalive_used_before = absl::InfinitePast());
+  // For the scheduler: RefreshNow, unless the grant's cached token is no
+  // longer due (it was replaced since DueForRefresh listed it: refreshed by
+  // a caller, or taken from another replica). Keep-alives always run.
+  absl::Status RefreshIfDue(absl::string_view grant_id, absl::Time keepalive_used_before = absl::InfinitePast());
 
  private:
   struct Entry {
@@ -111,15 +155,43 @@ class TokenManager {
     absl::Status last_error ABSL_GUARDED_BY(mu);
     absl::Time retry_after ABSL_GUARDED_BY(mu) = absl::InfinitePast();
     int consecutive_failures ABSL_GUARDED_BY(mu) = 0;
+    // The expiry of the last token dropped by Invalidate (refused by the mail
+    // server): a shared token no newer than it is that same token.
+    absl::Time invalidated_expiry ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+  };
+  // What a token must be to do.
+  struct Need {
+    absl::Duration min_valid_for = absl::ZeroDuration();
+    // Expiring later than this (a token newer than one already held).
+    absl::Time newer_than = absl::InfinitePast();
+    // Delegated grants: the refresh token used at or after this.
+    absl::Time used_before = absl::InfinitePast();
   };
 
   std::shared_ptr<Entry> EntryFor(absl::string_view grant_id);
-  absl::StatusOr<AccessToken> Fetch(absl::string_view grant_id, absl::Duration min_valid_for, bool observed);
+  // `force`: refresh even if the cached token would do (RefreshNow).
+  absl::StatusOr<AccessToken> Fetch(absl::string_view grant_id, Need need, bool observed, bool force);
   absl::Time RefreshAt(const AccessToken& token, absl::Time issued);
-  // One refresh: provider request(s) and the store writes. Returns the token,
-  // or the status callers get; `retry_after` is set for transient failures.
-  absl::StatusOr<AccessToken> Refresh(absl::string_view grant_id, absl::Time* retry_after, int failures);
-  absl::Status RecordGrantFailure(Grant grant, GrantState state, const ProviderFailure& failure);
+  // A new token for the grant: refreshed here, or (several replicas) one
+  // another replica refreshed. Sets `retry_after` for transient failures.
+  absl::StatusOr<AccessToken> Obtain(absl::string_view grant_id, const Need& need, absl::Time* retry_after,
+                                     int failures);
+  // Several replicas: Obtain under the grant's refresh lease.
+  absl::StatusOr<AccessToken> ObtainShared(absl::string_view grant_id, const Need& need, absl::Time* retry_after,
+                                           int failures);
+  // The grant's shared token when it is what `need` asks for.
+  std::optional<AccessToken> AdoptShared(const Grant& grant, const Need& need);
+  // Waits until a shared token is stored after `seen` (or `timeout`).
+  void WaitForSharedToken(uint64_t seen, absl::Duration timeout);
+  uint64_t SharedTokensStored();
+  // One refresh: provider request(s) and the store writes (under `lease` when
+  // set). Returns the token, or the status callers get; `retry_after` is set
+  // for transient failures.
+  absl::StatusOr<AccessToken> Refresh(Grant grant, const RefreshLease* lease, absl::Time* retry_after, int failures);
+  // The grant's timestamps after a refresh (under `lease` when set).
+  absl::Status UpdateTimestamps(const Grant& grant, const RefreshLease* lease);
+  absl::Status RecordGrantFailure(Grant grant, GrantState state, const ProviderFailure& failure,
+                                  const RefreshLease* lease);
   absl::Duration Backoff(int failures);
   static AccessToken Copy(const AccessToken& t);
 
@@ -130,6 +202,8 @@ class TokenManager {
   TokenManagerOptions options_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex shared_mu_;
+  uint64_t shared_stored_ ABSL_GUARDED_BY(shared_mu_) = 0;
   absl::Mutex bitgen_mu_;
   absl::BitGen bitgen_ ABSL_GUARDED_BY(bitgen_mu_);
 };

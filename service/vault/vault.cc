@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "service/common/status_macros.h"
 #include "service/crypto/certificate.h"
 
@@ -189,6 +190,41 @@ void Vault::OnGrantChanged(std::function<void(absl::string_view grant_id)> liste
 }
 
 void Vault::GrantChanged(absl::string_view grant_id) {
+  // A shared token of the grant as it was must not be served any more. Both
+  // are best effort: the writer's own caches are told below whatever happens.
+  (void)store_.DeleteSharedAccessToken(grant_id);
+  (void)store_.PublishChange(absl::StrCat("grant:", grant_id));
+  TellListeners(grant_id);
+}
+
+void Vault::ApplyRemoteChange(absl::string_view change) {
+  if (change == "*") {
+    TellListeners("*");
+  } else if (absl::ConsumePrefix(&change, "grant:")) {
+    TellListeners(change);
+  }
+}
+
+void Vault::SetKeyringReloader(std::function<absl::Status()> reload) {
+  absl::MutexLock lock(&listeners_mu_);
+  reload_keyring_ = std::move(reload);
+}
+
+absl::StatusOr<Secret> Vault::Open(absl::string_view sealed, absl::string_view associated_data) const {
+  absl::StatusOr<Secret> opened = sealer_.Open(sealed, associated_data);
+  if (opened.ok()) return opened;
+  absl::StatusOr<std::string> key_id = Sealer::KeyIdOf(sealed);
+  if (!key_id.ok() || sealer_.keyring()->Find(*key_id) != nullptr) return opened;
+  std::function<absl::Status()> reload;
+  {
+    absl::MutexLock lock(&listeners_mu_);
+    reload = reload_keyring_;
+  }
+  if (reload == nullptr || !reload().ok()) return opened;
+  return sealer_.Open(sealed, associated_data);
+}
+
+void Vault::TellListeners(absl::string_view grant_id) {
   std::vector<std::function<void(absl::string_view)>> listeners;
   {
     absl::MutexLock lock(&listeners_mu_);
@@ -276,7 +312,7 @@ absl::StatusOr<App> Vault::ReorderCredentials(absl::string_view app_id, const st
 }
 
 absl::StatusOr<Secret> Vault::OpenCredentialSecret(const App& app, const AppCredential& credential) const {
-  return sealer_.Open(credential.sealed_secret, CredentialSecretAad(app.id, credential.id));
+  return Open(credential.sealed_secret, CredentialSecretAad(app.id, credential.id));
 }
 
 absl::Status Vault::ValidateGrant(const App& app, Grant& grant) const {
@@ -445,13 +481,31 @@ absl::StatusOr<Secret> Vault::OpenRefreshToken(const Grant& grant) const {
   if (grant.sealed_refresh_token.empty()) {
     return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id, "\" has no refresh token"));
   }
-  return sealer_.Open(grant.sealed_refresh_token, RefreshTokenAad(grant.id));
+  return Open(grant.sealed_refresh_token, RefreshTokenAad(grant.id));
 }
 
-absl::StatusOr<Grant> Vault::StoreRefreshToken(Grant grant, const Secret& refresh_token) {
+absl::StatusOr<Grant> Vault::StoreRefreshToken(Grant grant, const Secret& refresh_token, const RefreshLease* lease) {
   ASSIGN_OR_RETURN(grant.sealed_refresh_token, sealer_.Seal(refresh_token.Reveal(), RefreshTokenAad(grant.id)));
-  ASSIGN_OR_RETURN(grant.version, store_.UpdateGrant(grant));
+  if (lease != nullptr) {
+    ASSIGN_OR_RETURN(grant.version, store_.UpdateGrantUnderLease(grant, *lease));
+  } else {
+    ASSIGN_OR_RETURN(grant.version, store_.UpdateGrant(grant));
+  }
   return grant;
+}
+
+namespace {
+std::string BoundAccessTokenAad(const Grant& grant) {
+  return absl::StrCat(AccessTokenAad(grant.id), "/", grant.mailbox);
+}
+}  // namespace
+
+absl::StatusOr<std::string> Vault::SealAccessToken(const Grant& grant, const Secret& token) const {
+  return sealer_.Seal(token.Reveal(), BoundAccessTokenAad(grant));
+}
+
+absl::StatusOr<Secret> Vault::OpenAccessToken(const Grant& grant, const SharedAccessToken& token) const {
+  return Open(token.sealed, BoundAccessTokenAad(grant));
 }
 
 absl::StatusOr<KeyRotationReport> Vault::RotateKeys() {

@@ -96,7 +96,14 @@ class Vault {
   absl::StatusOr<Secret> OpenRefreshToken(const Grant& grant) const;
   // Seals `refresh_token` into `grant` and writes it (compare-and-swap on
   // grant.version). Durable when OK; ABORTED when someone else wrote first.
-  absl::StatusOr<Grant> StoreRefreshToken(Grant grant, const Secret& refresh_token);
+  // With `lease` (several replicas), the write is refused when another
+  // replica has taken the grant's refresh lease since.
+  absl::StatusOr<Grant> StoreRefreshToken(Grant grant, const Secret& refresh_token,
+                                          const RefreshLease* lease = nullptr);
+  // Access tokens shared by replicas through the store, sealed and bound to
+  // the grant and its mailbox (a token for another mailbox does not open).
+  absl::StatusOr<std::string> SealAccessToken(const Grant& grant, const Secret& token) const;
+  absl::StatusOr<Secret> OpenAccessToken(const Grant& grant, const SharedAccessToken& token) const;
 
   // Opens every sealed value and re-seals it under the active key (so it also
   // checks every value's integrity). Stops at the first value that does not
@@ -114,7 +121,18 @@ class Vault {
   // reconciler of declared records. Rotating the refresh token
   // (StoreRefreshToken) is not such a change. Listeners run on the writer's
   // thread after the write; they must be quick and must not call the vault.
+  // Such a change also drops the grant's shared access token and is published
+  // to the other replicas on the store (CredentialStore::PublishChange), whose
+  // own vaults tell their listeners through ApplyRemoteChange.
   void OnGrantChanged(std::function<void(absl::string_view grant_id)> listener);
+  // A change another replica published: "grant:ID" tells the listeners about
+  // that grant; "*" (the change feed reconnected, so changes may have been
+  // missed) tells them "*", meaning every grant.
+  void ApplyRemoteChange(absl::string_view change);
+  // Called when a sealed value names a key the keyring does not have (another
+  // replica rotated to a key this one has not loaded yet): re-reads the
+  // keyring; the value is then opened again.
+  void SetKeyringReloader(std::function<absl::Status()> reload);
 
   // The scopes a grant gets when none are given.
   static std::vector<std::string> DefaultScopes(Provider provider, GrantKind kind);
@@ -126,12 +144,16 @@ class Vault {
   absl::StatusOr<AppCredential> SealCredential(const App& app, CredentialInput input, absl::string_view field) const;
   absl::Status ValidateGrant(const App& app, Grant& grant) const;
   void GrantChanged(absl::string_view grant_id);
+  void TellListeners(absl::string_view grant_id);
+  // Sealer::Open, re-reading the keyring once when the value's key is unknown.
+  absl::StatusOr<Secret> Open(absl::string_view sealed, absl::string_view associated_data) const;
 
   CredentialStore& store_;
   Sealer& sealer_;
   const Clock& clock_;
-  absl::Mutex listeners_mu_;
+  mutable absl::Mutex listeners_mu_;
   std::vector<std::function<void(absl::string_view)>> listeners_ ABSL_GUARDED_BY(listeners_mu_);
+  std::function<absl::Status()> reload_keyring_ ABSL_GUARDED_BY(listeners_mu_);
 };
 
 }  // namespace tokenbroker

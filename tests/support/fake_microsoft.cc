@@ -52,6 +52,22 @@ void FakeMicrosoft::AddRefreshToken(const std::string& refresh_token, const std:
   latest_refresh_[user] = refresh_token;
 }
 
+void FakeMicrosoft::SetReuseRevokes(bool on) {
+  absl::MutexLock lock(&mu_);
+  reuse_revokes_ = on;
+}
+
+int FakeMicrosoft::reused_refresh_tokens() const {
+  absl::MutexLock lock(&mu_);
+  return reused_;
+}
+
+std::vector<absl::Time> FakeMicrosoft::RefreshTimes(const std::string& user) const {
+  absl::MutexLock lock(&mu_);
+  auto it = refresh_times_.find(user);
+  return it == refresh_times_.end() ? std::vector<absl::Time>() : it->second;
+}
+
 void FakeMicrosoft::RevokeUser(const std::string& user) {
   absl::MutexLock lock(&mu_);
   revoked_.insert(user);
@@ -295,8 +311,15 @@ absl::StatusOr<HttpResponse> FakeMicrosoft::Send(const HttpRequest& request) {
     auto rt = refresh_tokens_.find(form["refresh_token"]);
     if (rt == refresh_tokens_.end()) return Error(400, "invalid_grant", 9002313, "Invalid request");
     user = rt->second;
+    if (reuse_revokes_ && consumed_.count(rt->first)) {
+      ++reused_;
+      revoked_.insert(user);
+    }
     if (revoked_.count(user)) return Error(400, "invalid_grant", 50173, "The provided grant has expired due to it being revoked");
-    // Refresh tokens replace themselves on every use; the old one stays valid.
+    refresh_times_[user].push_back(clock_.Now());
+    if (reuse_revokes_) consumed_.insert(rt->first);
+    // Refresh tokens replace themselves on every use; the old one stays valid
+    // (unless reuse detection is on).
     new_refresh = absl::StrCat("0.rt-", user, "-", ++issued_);
     refresh_tokens_[new_refresh] = user;
     latest_refresh_[user] = new_refresh;

@@ -24,6 +24,7 @@
 #include <deque>
 #include <map>
 #include <set>
+#include <vector>
 #include <string>
 
 #include "absl/synchronization/mutex.h"
@@ -62,6 +63,15 @@ class FakeMicrosoft final : public HttpClient {
   bool WaitForHeldRequests(int n, absl::Duration timeout);
   // Seconds of validity of issued access tokens.
   void SetExpiresIn(int seconds);
+  // Refresh-token reuse detection, as providers that rotate refresh tokens
+  // strictly do (Google, oidc-provider with rotation): while on, a refresh
+  // token is consumed by its use, and presenting a consumed one revokes every
+  // refresh token of its user (invalid_grant from then on).
+  void SetReuseRevokes(bool on);
+  // Consumed refresh tokens presented again (each revoked its user).
+  int reused_refresh_tokens() const;
+  // When each refresh_token grant of `user` came, in order.
+  std::vector<absl::Time> RefreshTimes(const std::string& user) const;
 
   // Device authorizations: the interval and lifetime of new device codes.
   void SetDeviceCodeTimes(int interval_seconds, int expires_in_seconds);
@@ -119,6 +129,10 @@ class FakeMicrosoft final : public HttpClient {
   std::map<std::string, std::string> latest_refresh_ ABSL_GUARDED_BY(mu_);  // user -> token
   std::map<std::string, std::string> access_tokens_ ABSL_GUARDED_BY(mu_);   // token -> user
   std::set<std::string> revoked_ ABSL_GUARDED_BY(mu_);
+  bool reuse_revokes_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<std::string> consumed_ ABSL_GUARDED_BY(mu_);
+  int reused_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, std::vector<absl::Time>> refresh_times_ ABSL_GUARDED_BY(mu_);
   std::deque<Failure> failures_ ABSL_GUARDED_BY(mu_);
   bool down_ ABSL_GUARDED_BY(mu_) = false;
   bool held_ ABSL_GUARDED_BY(mu_) = false;

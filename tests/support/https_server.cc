@@ -1,6 +1,7 @@
 #include "tests/support/https_server.h"
 
 #include <netinet/in.h>
+#include <signal.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
@@ -16,6 +17,9 @@ namespace tokenbroker::testing {
 HttpsServer::~HttpsServer() { Stop(); }
 
 absl::Status HttpsServer::Start(const std::string& certificate_file, const std::string& key_file, int port) {
+  // A client that dies mid-request (a killed broker) must not kill the test
+  // with SIGPIPE when its answer is written: the write fails instead.
+  signal(SIGPIPE, SIG_IGN);
   ctx_ = SSL_CTX_new(TLS_server_method());
   if (SSL_CTX_use_certificate_chain_file(ctx_, certificate_file.c_str()) != 1 ||
       SSL_CTX_use_PrivateKey_file(ctx_, key_file.c_str(), SSL_FILETYPE_PEM) != 1) {

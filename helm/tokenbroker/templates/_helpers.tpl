@@ -113,7 +113,7 @@ keyring, service-account identities) and config from the values. */}}
 {{- $server := dict "grpc_address" "[::]:50051" "health_address" "[::]:50052" "metrics_address" "0.0.0.0:9464" "shutdown_grace_period" .Values.shutdownGracePeriod "tls" $tls }}
 {{- $store := dict }}
 {{- if eq .Values.store.type "postgres" }}
-{{- $_ := set $store "postgres" (dict "dsn_file" "/etc/tokenbroker/postgres/dsn" "pool_size" (int .Values.store.postgres.poolSize)) }}
+{{- $_ := set $store "postgres" (dict "dsn_file" "/etc/tokenbroker/postgres/dsn" "pool_size" (int .Values.store.postgres.poolSize) "lease_ttl" .Values.store.postgres.leaseTTL "heartbeat_interval" .Values.store.postgres.heartbeatInterval) }}
 {{- else }}
 {{- $_ := set $store "sqlite" (dict "path" "/var/lib/tokenbroker/tokenbroker.db") }}
 {{- end }}

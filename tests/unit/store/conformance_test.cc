@@ -48,6 +48,27 @@ class MemoryFactory : public StoreFactory {
       absl::StatusOr<bool> ReplaceSealedField(const SealedField& f, const std::string& r) override {
         return s->ReplaceSealedField(f, r);
       }
+      absl::StatusOr<RefreshLease> AcquireRefreshLease(absl::string_view g, absl::string_view h,
+                                                       absl::Duration t) override {
+        return s->AcquireRefreshLease(g, h, t);
+      }
+      absl::Status ReleaseRefreshLease(const RefreshLease& l) override { return s->ReleaseRefreshLease(l); }
+      absl::StatusOr<int64_t> UpdateGrantUnderLease(const Grant& g, const RefreshLease& l) override {
+        return s->UpdateGrantUnderLease(g, l);
+      }
+      absl::StatusOr<std::optional<SharedAccessToken>> GetSharedAccessToken(absl::string_view g) override {
+        return s->GetSharedAccessToken(g);
+      }
+      absl::Status PutSharedAccessToken(const SharedAccessToken& t, const RefreshLease& l) override {
+        return s->PutSharedAccessToken(t, l);
+      }
+      absl::Status DeleteSharedAccessToken(absl::string_view g) override { return s->DeleteSharedAccessToken(g); }
+      absl::Status Heartbeat(absl::string_view id, absl::Time t) override { return s->Heartbeat(id, t); }
+      absl::StatusOr<std::vector<ReplicaRecord>> LiveReplicas(absl::Duration w) override {
+        return s->LiveReplicas(w);
+      }
+      absl::Status RemoveReplica(absl::string_view id) override { return s->RemoveReplica(id); }
+      absl::Status PublishChange(absl::string_view c) override { return s->PublishChange(c); }
       absl::StatusOr<int64_t> AppendAuditEvent(const AuditEvent& e) override { return s->AppendAuditEvent(e); }
       absl::Status AppendAuditEvents(const std::vector<AuditEvent>& e) override { return s->AppendAuditEvents(e); }
       absl::StatusOr<std::vector<AuditEvent>> ListAuditEvents(const AuditFilter& f) override {
@@ -330,6 +351,94 @@ TEST_P(ConformanceTest, SealedFieldsAreListedAndReplacedOnlyIfUnchanged) {
   App a = *store_->GetApp("contoso");
   EXPECT_EQ(a.credentials[0].sealed_secret, "resealed-secret");
   EXPECT_EQ(a.version, 2);
+}
+
+TEST_P(ConformanceTest, ARefreshLeaseHasOneHolderAtATimeAndItsFenceOnlyGrows) {
+  ASSERT_TRUE(store_->CreateApp(SampleApp("contoso")).ok());
+  ASSERT_TRUE(store_->CreateGrant(SampleGrant("g", "contoso")).ok());
+  EXPECT_TRUE(absl::IsNotFound(store_->AcquireRefreshLease("nope", "replica-a", absl::Seconds(30)).status()));
+
+  RefreshLease a = *store_->AcquireRefreshLease("g", "replica-a", absl::Seconds(30));
+  EXPECT_TRUE(a.acquired);
+  EXPECT_FALSE(a.took_over);
+  EXPECT_EQ(a.fence, 1);
+  RefreshLease b = *store_->AcquireRefreshLease("g", "replica-b", absl::Seconds(30));
+  EXPECT_FALSE(b.acquired);
+  EXPECT_EQ(b.holder, "replica-a");
+  EXPECT_GT(b.remaining, absl::Seconds(20));
+  EXPECT_LE(b.remaining, absl::Seconds(30));
+
+  ASSERT_TRUE(store_->ReleaseRefreshLease(a).ok());
+  b = *store_->AcquireRefreshLease("g", "replica-b", absl::Seconds(30));
+  EXPECT_TRUE(b.acquired);
+  EXPECT_FALSE(b.took_over) << "a released lease is not a takeover";
+  EXPECT_EQ(b.fence, 2);
+  // A late release by the previous holder changes nothing.
+  ASSERT_TRUE(store_->ReleaseRefreshLease(a).ok());
+  EXPECT_FALSE(store_->AcquireRefreshLease("g", "replica-c", absl::Seconds(30))->acquired);
+}
+
+TEST_P(ConformanceTest, AHolderWhoseLeaseWasTakenOverCannotWrite) {
+  ASSERT_TRUE(store_->CreateApp(SampleApp("contoso")).ok());
+  ASSERT_TRUE(store_->CreateGrant(SampleGrant("g", "contoso")).ok());
+  // A lease of no length has run out the moment it is taken: as if its holder
+  // had stalled past its lease.
+  RefreshLease stalled = *store_->AcquireRefreshLease("g", "replica-a", absl::ZeroDuration());
+  ASSERT_TRUE(stalled.acquired);
+  RefreshLease successor = *store_->AcquireRefreshLease("g", "replica-b", absl::Seconds(30));
+  ASSERT_TRUE(successor.acquired);
+  EXPECT_TRUE(successor.took_over);
+  EXPECT_EQ(successor.fence, stalled.fence + 1);
+
+  Grant g = *store_->GetGrant("g");
+  g.sealed_refresh_token = "from-the-stalled-holder";
+  absl::StatusOr<int64_t> refused = store_->UpdateGrantUnderLease(g, stalled);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("taken over"));
+  SharedAccessToken token{"sealed-a", "Bearer", {"scope-1", "scope-2"}, kT0 + absl::Hours(1), "", 0};
+  EXPECT_TRUE(absl::IsFailedPrecondition(store_->PutSharedAccessToken(token, stalled)));
+  EXPECT_FALSE(store_->GetSharedAccessToken("g")->has_value());
+
+  g.sealed_refresh_token = "from-the-successor";
+  ASSERT_TRUE(store_->UpdateGrantUnderLease(g, successor).ok());
+  EXPECT_EQ(store_->GetGrant("g")->sealed_refresh_token, "from-the-successor");
+  token.sealed = std::string("sealed\0b", 8);
+  ASSERT_TRUE(store_->PutSharedAccessToken(token, successor).ok());
+  std::optional<SharedAccessToken> shared = *store_->GetSharedAccessToken("g");
+  ASSERT_TRUE(shared.has_value());
+  EXPECT_EQ(shared->sealed, token.sealed);
+  EXPECT_EQ(shared->token_type, "Bearer");
+  EXPECT_THAT(shared->scopes, ElementsAre("scope-1", "scope-2"));
+  EXPECT_EQ(shared->expire_time, token.expire_time);
+  EXPECT_EQ(shared->holder, "replica-b");
+  EXPECT_EQ(shared->fence, successor.fence);
+
+  // Re-reading after a reopen (another replica) sees the same.
+  store_ = factory_->Open();
+  EXPECT_EQ((*store_->GetSharedAccessToken("g"))->sealed, token.sealed);
+  ASSERT_TRUE(store_->DeleteSharedAccessToken("g").ok());
+  EXPECT_FALSE(store_->GetSharedAccessToken("g")->has_value());
+  ASSERT_TRUE(store_->PutSharedAccessToken(token, successor).ok());
+  ASSERT_TRUE(store_->DeleteGrant("g").ok());
+  EXPECT_FALSE(store_->GetSharedAccessToken("g")->has_value()) << "deleted with its grant";
+}
+
+TEST_P(ConformanceTest, ReplicasSayTheyAreAliveAndLeave) {
+  const absl::Time started = absl::FromUnixSeconds(1'795'776'000);
+  ASSERT_TRUE(store_->Heartbeat("replica-b", started).ok());
+  ASSERT_TRUE(store_->Heartbeat("replica-a", started).ok());
+  ASSERT_TRUE(store_->Heartbeat("replica-a", started).ok());
+  std::vector<ReplicaRecord> live = *store_->LiveReplicas(absl::Hours(1));
+  ASSERT_EQ(live.size(), 2u);
+  EXPECT_EQ(live[0].id, "replica-a");
+  EXPECT_EQ(live[0].start_time, started);
+  EXPECT_GT(live[0].last_seen, started);
+  EXPECT_EQ(live[1].id, "replica-b");
+  ASSERT_TRUE(store_->RemoveReplica("replica-a").ok());
+  live = *store_->LiveReplicas(absl::Hours(1));
+  ASSERT_EQ(live.size(), 1u);
+  EXPECT_EQ(live[0].id, "replica-b");
+  EXPECT_TRUE(store_->PublishChange("grant:g").ok());
 }
 
 TEST_P(ConformanceTest, AuditEventsAreFilteredPagedAndPruned) {

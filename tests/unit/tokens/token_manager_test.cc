@@ -1,6 +1,7 @@
 #include "service/tokens/token_manager.h"
 
 #include "service/tokens/refresh_scheduler.h"
+#include "service/tokens/replica_membership.h"
 
 #include <thread>
 
@@ -361,6 +362,116 @@ TEST(SaslTest, MicrosoftsDocumentedXoauth2Vector) {
                 .Reveal(),
             "dXNlcj10ZXN0QGNvbnRvc28ub25taWNyb3NvZnQuY29tAWF1dGg9QmVhcmVyIEV3QkFBbDNCQUFVRkZwVUFvN0ozVmUwYmpMQldaV0Nj"
             "bFJDM0VvQUEBAQ==");
+}
+
+}  // namespace
+}  // namespace tokenbroker
+
+namespace tokenbroker {
+namespace {
+
+// Two replicas on one store: each its own TokenManager (and cache), sharing
+// the store as two tokenbrokerd on one PostgreSQL do.
+class SharedTokensTest : public TokenManagerTest {
+ protected:
+  TokenManagerOptions Replica(const std::string& id) {
+    TokenManagerOptions o = Options();
+    o.replicas.enabled = true;
+    o.replicas.replica_id = id;
+    o.replicas.on_lease = [this, id](absl::string_view outcome) {
+      absl::MutexLock lock(&mu_);
+      ++outcomes_[absl::StrCat(id, "/", outcome)];
+    };
+    o.replicas.on_adopted = [this, id] {
+      absl::MutexLock lock(&mu_);
+      ++outcomes_[absl::StrCat(id, "/adopted")];
+    };
+    return o;
+  }
+  TokenManager a_{vault_, {{Provider::kMicrosoft, &microsoft_}}, clock_, logger_, Replica("replica-a")};
+  TokenManager b_{vault_, {{Provider::kMicrosoft, &microsoft_}}, clock_, logger_, Replica("replica-b")};
+};
+
+TEST_F(SharedTokensTest, ATokenRefreshedByOneReplicaIsServedByTheOtherWithoutTheProvider) {
+  CreateAppWithSecret();
+  AppOnlyGrant();
+  absl::StatusOr<AccessToken> first = a_.GetAccessToken("robot", absl::Minutes(5));
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::StatusOr<AccessToken> second = b_.GetAccessToken("robot", absl::Minutes(5));
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->token.Reveal(), first->token.Reveal());
+  EXPECT_EQ(second->expire_time, first->expire_time);
+  EXPECT_EQ(second->sasl_xoauth2.Reveal(), first->sasl_xoauth2.Reveal());
+  EXPECT_EQ(idp_.requests(), 1);
+  EXPECT_EQ(Outcome("replica-a/acquired"), 1);
+  EXPECT_EQ(Outcome("replica-b/adopted"), 1);
+  // Stored sealed: the store never holds the token itself.
+  std::optional<SharedAccessToken> shared = *store_.GetSharedAccessToken("robot");
+  ASSERT_TRUE(shared.has_value());
+  EXPECT_THAT(shared->sealed, ::testing::Not(HasSubstr(std::string(first->token.Reveal()))));
+  EXPECT_EQ(shared->holder, "replica-a");
+
+  // Ahead of expiry, replica b's background refresh finds the one replica a
+  // already did and takes it.
+  clock_.Advance(absl::Minutes(55));
+  ASSERT_TRUE(a_.RefreshNow("robot").ok());
+  EXPECT_EQ(idp_.requests(), 2);
+  ASSERT_TRUE(b_.RefreshNow("robot").ok());
+  EXPECT_EQ(idp_.requests(), 2);
+  EXPECT_EQ(b_.CachedExpiries()["robot"], a_.CachedExpiries()["robot"]);
+
+  // A token the mail server refused is not taken from the store again.
+  b_.Invalidate("robot");
+  ASSERT_TRUE(b_.GetAccessToken("robot", absl::Minutes(5)).ok());
+  EXPECT_EQ(idp_.requests(), 3);
+}
+
+TEST_F(SharedTokensTest, ARotatedRefreshTokenIsWrittenOnlyUnderTheLeaseAndADisabledGrantIsNotAdopted) {
+  CreateAppWithSecret();
+  idp_.AddRefreshToken("0.rt-first", "alice");
+  DelegatedGrant("0.rt-first");
+  ASSERT_TRUE(a_.GetAccessToken("alice", absl::Minutes(5)).ok());
+  Grant stored = *vault_.GetGrant("alice");
+  EXPECT_EQ((*vault_.OpenRefreshToken(stored)).Reveal(), idp_.LatestRefreshToken("alice"));
+
+  // A holder whose lease was taken over cannot store what it got.
+  RefreshLease stalled = *store_.AcquireRefreshLease("alice", "replica-a", absl::ZeroDuration());
+  RefreshLease successor = *store_.AcquireRefreshLease("alice", "replica-b", absl::Seconds(30));
+  ASSERT_TRUE(successor.took_over);
+  absl::StatusOr<Grant> refused = vault_.StoreRefreshToken(stored, Secret::CopyFrom("0.rt-late"), &stalled);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  ASSERT_TRUE(store_.ReleaseRefreshLease(successor).ok());
+  EXPECT_EQ((*vault_.OpenRefreshToken(*vault_.GetGrant("alice"))).Reveal(), idp_.LatestRefreshToken("alice"));
+
+  ASSERT_TRUE(vault_.SetGrantEnabled("alice", false).ok());
+  absl::StatusOr<AccessToken> disabled = b_.GetAccessToken("alice", absl::Minutes(5));
+  EXPECT_TRUE(absl::IsFailedPrecondition(disabled.status())) << disabled.status();
+  EXPECT_FALSE(store_.GetSharedAccessToken("alice")->has_value()) << "a grant change drops its shared token";
+}
+
+TEST(ReplicaMembershipTest, EveryGrantHasOneOwnerAmongTheLiveReplicas) {
+  FakeClock clock;
+  InMemoryCredentialStore store(clock);
+  Logger logger(LogLevel::kError);
+  ReplicaMembership a(store, clock, logger, "replica-a", absl::Seconds(5));
+  ReplicaMembership b(store, clock, logger, "replica-b", absl::Seconds(5));
+  ASSERT_TRUE(a.Beat().ok());
+  ASSERT_TRUE(b.Beat().ok());
+  ASSERT_TRUE(a.Beat().ok());
+  EXPECT_THAT(a.Live(), ::testing::ElementsAre("replica-a", "replica-b"));
+  int owned_by_a = 0;
+  for (int g = 0; g < 1000; ++g) {
+    const std::string grant = absl::StrCat("grant-", g);
+    EXPECT_NE(a.Owns(grant), b.Owns(grant)) << grant;
+    owned_by_a += a.Owns(grant);
+  }
+  EXPECT_GT(owned_by_a, 400);
+  EXPECT_LT(owned_by_a, 600);
+  // b falls silent for three heartbeats: a owns everything.
+  clock.Advance(absl::Seconds(16));
+  ASSERT_TRUE(a.Beat().ok());
+  EXPECT_THAT(a.Live(), ::testing::ElementsAre("replica-a"));
+  for (int g = 0; g < 100; ++g) EXPECT_TRUE(a.Owns(absl::StrCat("grant-", g)));
 }
 
 }  // namespace
