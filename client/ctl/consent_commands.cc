@@ -171,7 +171,7 @@ Command ConsentComplete() {
   c.description =
       "Finishes a consent started with `consent begin --no-listen`: pass the whole address the browser was\n"
       "sent to after the sign-in (--url), or its state and a file with the code. The state is single-use\n"
-      "and must reach the broker replica that began it.";
+      "(with several replicas on PostgreSQL, any replica completes it).";
   c.usage = "--url URL | --state STATE --code-file FILE|-";
   c.flags = [s](FlagSet& f) {
     f.String("url", &s->url, "URL", "the redirect address with ?code=...&state=...");

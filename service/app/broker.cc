@@ -392,6 +392,9 @@ absl::Status Broker::StartGrpc() {
   consent_options.on_consent = [this](absl::string_view flow, absl::string_view result) {
     metrics_->CountConsent(flow, result);
   };
+  // Several replicas: pending consents in the store, so that any replica
+  // completes them.
+  consent_options.shared = membership_ != nullptr;
   consent_ = std::make_unique<ConsentManager>(*vault_, providers, clock_, logger_, consent_options);
   token_service_ = std::make_unique<TokenServiceImpl>(
       tokens_.get(), guard_.get(),

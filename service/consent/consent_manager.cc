@@ -4,9 +4,11 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "service/common/json.h"
 #include "service/common/status_macros.h"
 #include "service/crypto/jwt.h"
 #include "service/crypto/random.h"
@@ -44,6 +46,71 @@ absl::Status ConsentError(const ProviderFailure& failure, absl::string_view what
       break;
   }
   return absl::FailedPreconditionError(failure.message);
+}
+
+// The store key of an authorization state: its SHA-256 in hex (the state
+// itself is a bearer secret and is never stored).
+std::string SharedAuthorizationKey(absl::string_view state) {
+  return absl::StrCat("auth:", absl::BytesToHexString(Sha256(state)));
+}
+
+// What another replica needs to go on with a consent, as JSON: the grant spec,
+// and the flow's secrets. Sealed before it is stored.
+Secret EncodeConsent(const Grant& spec, absl::string_view redirect_uri, const Secret* verifier,
+                     const Secret* device_code, absl::Duration interval, absl::Time expire_time) {
+  std::string json = absl::StrCat("{\"id\":", JsonQuote(spec.id), ",\"app\":", JsonQuote(spec.app),
+                                  ",\"mailbox\":", JsonQuote(spec.mailbox), ",\"subject\":", JsonQuote(spec.subject),
+                                  ",\"scopes\":[");
+  for (size_t i = 0; i < spec.scopes.size(); ++i) absl::StrAppend(&json, i ? "," : "", JsonQuote(spec.scopes[i]));
+  json += "],\"labels\":{";
+  bool first = true;
+  for (const auto& [k, v] : spec.labels) {
+    absl::StrAppend(&json, first ? "" : ",", JsonQuote(k), ":", JsonQuote(v));
+    first = false;
+  }
+  absl::StrAppend(&json, "},\"redirect_uri\":", JsonQuote(redirect_uri), ",\"interval_ms\":",
+                  absl::ToInt64Milliseconds(interval), ",\"expire_us\":", absl::ToUnixMicros(expire_time));
+  if (verifier != nullptr) absl::StrAppend(&json, ",\"verifier\":", JsonQuote(verifier->Reveal()));
+  if (device_code != nullptr) absl::StrAppend(&json, ",\"device_code\":", JsonQuote(device_code->Reveal()));
+  json += "}";
+  return Secret(std::move(json));
+}
+
+struct DecodedConsent {
+  Grant spec;
+  std::string redirect_uri;
+  Secret verifier;
+  Secret device_code;
+  absl::Duration interval;
+  absl::Time expire_time;
+};
+
+absl::StatusOr<DecodedConsent> DecodeConsent(const Secret& payload) {
+  ASSIGN_OR_RETURN(google::protobuf::Struct json, ParseJsonObject(payload.Reveal(), "pending consent"));
+  DecodedConsent d;
+  d.spec.kind = GrantKind::kDelegated;
+  d.spec.id = JsonString(json, "id");
+  d.spec.app = JsonString(json, "app");
+  d.spec.mailbox = JsonString(json, "mailbox");
+  d.spec.subject = JsonString(json, "subject");
+  if (const google::protobuf::Value* scopes = JsonField(json, "scopes")) {
+    for (const auto& v : scopes->list_value().values()) d.spec.scopes.push_back(v.string_value());
+  }
+  if (const google::protobuf::Value* labels = JsonField(json, "labels")) {
+    for (const auto& [k, v] : labels->struct_value().fields()) d.spec.labels[k] = v.string_value();
+  }
+  d.redirect_uri = JsonString(json, "redirect_uri");
+  double number = 0;
+  if (JsonSeconds(json, "interval_ms", &number)) d.interval = absl::Milliseconds(number);
+  if (JsonSeconds(json, "expire_us", &number)) d.expire_time = absl::FromUnixMicros(static_cast<int64_t>(number));
+  for (auto& [name, value] : *json.mutable_fields()) {
+    if (name != "verifier" && name != "device_code") continue;
+    std::string* text = value.mutable_string_value();
+    (name == "verifier" ? d.verifier : d.device_code) = Secret::CopyFrom(*text);
+    WipeString(*text);
+  }
+  if (d.spec.id.empty() || d.spec.app.empty()) return absl::DataLossError("a pending consent in the store is incomplete");
+  return d;
 }
 
 }  // namespace
@@ -117,7 +184,14 @@ absl::StatusOr<AuthorizationStart> ConsentManager::BeginAuthorization(Grant spec
   url_request.login_hint = login_hint;
   url_request.prompt = prompt;
   ASSIGN_OR_RETURN(std::string url, provider->AuthorizationUrl(app, spec, url_request));
-  {
+  if (options_.shared) {
+    const std::string key = SharedAuthorizationKey(url_request.state);
+    ASSIGN_OR_RETURN(std::string sealed,
+                     vault_.SealConsent(key, EncodeConsent(spec, redirect_uri, &pending.code_verifier, nullptr,
+                                                           absl::ZeroDuration(), pending.expire_time)));
+    RETURN_IF_ERROR(vault_.store().PutPendingConsent(
+        {key, spec.id, caller, std::move(sealed), pending.expire_time, absl::InfiniteFuture()}));
+  } else {
     absl::MutexLock lock(&mu_);
     for (auto it = authorizations_.begin(); it != authorizations_.end();) {
       it = it->second.expire_time <= now ? authorizations_.erase(it) : std::next(it);
@@ -138,13 +212,19 @@ namespace {
 
 absl::Status UnknownState() {
   return absl::InvalidArgumentError(
-      "state: unknown or already used (states are single-use and kept by the replica that began them); start "
+      "state: unknown or already used (states are single-use; with SQLite they do not survive a restart); start "
       "again with `tokenbrokerctl consent begin`");
 }
 
 }  // namespace
 
 absl::StatusOr<std::string> ConsentManager::PendingGrant(absl::string_view state) {
+  if (options_.shared) {
+    ASSIGN_OR_RETURN(std::optional<PendingConsent> pending,
+                     vault_.store().GetPendingConsent(SharedAuthorizationKey(state)));
+    if (!pending.has_value()) return UnknownState();
+    return pending->grant;
+  }
   absl::MutexLock lock(&mu_);
   auto it = authorizations_.find(Sha256(state));
   if (it == authorizations_.end()) return UnknownState();
@@ -157,7 +237,9 @@ absl::StatusOr<Grant> ConsentManager::CompleteAuthorization(absl::string_view st
   if (code.empty()) return Invalid("code", "required");
   if (code.size() > kMaxCodeBytes) return Invalid("code", "larger than 16 KiB");
   std::optional<PendingAuthorization> pending;
-  {
+  if (options_.shared) {
+    ASSIGN_OR_RETURN(pending, TakeSharedAuthorization(state, caller));
+  } else {
     absl::MutexLock lock(&mu_);
     auto it = authorizations_.find(Sha256(state));
     if (it != authorizations_.end()) {
@@ -201,6 +283,24 @@ absl::StatusOr<Grant> ConsentManager::CompleteAuthorization(absl::string_view st
   return grant;
 }
 
+absl::StatusOr<ConsentManager::PendingAuthorization> ConsentManager::TakeSharedAuthorization(
+    absl::string_view state, absl::string_view caller) {
+  const std::string key = SharedAuthorizationKey(state);
+  ASSIGN_OR_RETURN(std::optional<PendingConsent> seen, vault_.store().GetPendingConsent(key));
+  if (!seen.has_value()) return UnknownState();
+  if (seen->caller != caller) {
+    return absl::PermissionDeniedError(
+        "state: this authorization was begun by another caller; only that caller can complete it");
+  }
+  // Single use across every replica, whatever happens next.
+  ASSIGN_OR_RETURN(std::optional<PendingConsent> taken, vault_.store().TakePendingConsent(key));
+  if (!taken.has_value()) return UnknownState();
+  ASSIGN_OR_RETURN(Secret payload, vault_.OpenConsent(*taken));
+  ASSIGN_OR_RETURN(DecodedConsent d, DecodeConsent(payload));
+  return PendingAuthorization{std::move(d.spec), std::move(d.redirect_uri), std::move(d.verifier),
+                              taken->expire_time, taken->caller};
+}
+
 absl::StatusOr<Grant> ConsentManager::Consented(const Grant& spec, const std::optional<IssuedToken>& issued) {
   if (!issued.has_value() || issued->refresh_token.empty()) {
     return absl::FailedPreconditionError(
@@ -237,7 +337,17 @@ absl::StatusOr<DeviceFlowStart> ConsentManager::StartDeviceAuthorization(Grant s
   RETURN_IF_ERROR(vault_.MarkConsentPending(spec).status());
   DeviceFlowStart result{started->user_code, started->verification_uri, started->message, started->expire_time,
                          started->interval, spec.id};
-  {
+  if (options_.shared) {
+    // A new flow for the same grant replaces an older one.
+    const std::string key = absl::StrCat("device:", spec.id);
+    ASSIGN_OR_RETURN(std::string sealed,
+                     vault_.SealConsent(key, EncodeConsent(spec, "", nullptr, &started->device_code,
+                                                           started->interval, started->expire_time)));
+    RETURN_IF_ERROR(vault_.store().PutPendingConsent(
+        {key, spec.id, "", std::move(sealed), started->expire_time, clock_.Now() + started->interval}));
+    absl::MutexLock lock(&mu_);
+    wake_ = true;
+  } else {
     absl::MutexLock lock(&mu_);
     DeviceFlow& flow = device_flows_[spec.id];  // a new flow replaces an older one for the same grant
     flow.spec = spec;
@@ -259,7 +369,41 @@ size_t ConsentManager::PendingDeviceFlows() {
   return device_flows_.size();
 }
 
+int ConsentManager::PollSharedDeviceFlows() {
+  const absl::Time now = clock_.Now();
+  // Claimed for a minute: a replica that dies mid-poll hands the flow on then.
+  absl::StatusOr<std::vector<PendingConsent>> claimed = vault_.store().ClaimDueDeviceConsents(now, absl::Minutes(1));
+  if (!claimed.ok()) {
+    logger_.Warn("device authorizations could not be read from the store", {{"error", claimed.status()}});
+    return 0;
+  }
+  for (const PendingConsent& c : *claimed) {
+    absl::StatusOr<Secret> payload = vault_.OpenConsent(c);
+    absl::StatusOr<DecodedConsent> d = payload.ok() ? DecodeConsent(*payload) : payload.status();
+    PendingConsent next = c;
+    next.sealed.clear();  // done unless it goes on waiting
+    if (!d.ok()) {
+      logger_.Warn("a device authorization in the store cannot be read; dropped",
+                   {{"grant", c.grant}, {"error", d.status()}});
+    } else {
+      DeviceFlow flow{d->spec, std::move(d->device_code), d->expire_time, d->interval, now, true, 0};
+      if (PollOne(c.grant, flow) == PollOutcome::kWaiting) {
+        absl::StatusOr<std::string> sealed = vault_.SealConsent(
+            c.key, EncodeConsent(flow.spec, "", nullptr, &flow.device_code, flow.interval, flow.expire_time));
+        if (sealed.ok()) {
+          next.sealed = *std::move(sealed);
+          next.next_poll = flow.next_poll;
+        }
+      }
+    }
+    // Unless a new flow for the grant replaced this one meanwhile.
+    (void)vault_.store().ReplacePendingConsent(next, c.sealed);
+  }
+  return static_cast<int>(claimed->size());
+}
+
 int ConsentManager::PollDeviceFlows() {
+  if (options_.shared) return PollSharedDeviceFlows();
   struct Due {
     std::string grant_id;
     uint64_t serial;
@@ -384,8 +528,10 @@ void ConsentManager::Start() {
     while (true) {
       {
         absl::MutexLock lock(&mu_);
+        // Shared flows live in the store: look every second.
         const absl::Duration wait =
-            std::clamp(NextPollLocked() - clock_.Now(), absl::ZeroDuration(), absl::Hours(1));
+            options_.shared ? absl::Seconds(1)
+                            : std::clamp(NextPollLocked() - clock_.Now(), absl::ZeroDuration(), absl::Hours(1));
         mu_.AwaitWithTimeout(absl::Condition(
                                  +[](ConsentManager* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
                                    return self->stopping_ || self->wake_;

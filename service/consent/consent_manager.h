@@ -7,14 +7,18 @@
 // CompleteAuthorization takes the state and the code the provider sent to the
 // redirect URI, redeems the code with the app's credentials and the PKCE
 // verifier, and stores the refresh token (creating or re-consenting the grant).
-// Pending states live in this process: Begin and Complete must reach the same
-// replica (tokenbrokerctl uses one connection for both).
+// Pending states live in this process, or with ConsentOptions::shared (several
+// replicas on one store) sealed in the store, where any replica completes
+// them and each is used once across all replicas.
 //
 // Device code (RFC 8628): StartDeviceAuthorization returns the user code and
 // URL; the broker then polls the token endpoint in the background at the
 // provider's interval (slow_down adds 5 s), until the user signs in (the grant
 // becomes active), declines, or the code expires (the grant shows the reason
-// in last_error). The grant is pending_consent meanwhile.
+// in last_error). The grant is pending_consent meanwhile. With `shared`, the
+// flow lives in the store and each poll is claimed by one replica, so the
+// provider is polled once per interval whatever the replica count, and a
+// replica that dies does not end the flow.
 //
 // Thread-safe. Time comes from the injected clock; PollDeviceFlows() is one
 // pass, so tests drive it with a fake clock, and Start() runs it on a thread.
@@ -45,6 +49,8 @@ struct ConsentOptions {
   // Called with the flow ("authorization_code", "device_code") and "started",
   // "completed" or "failed", for metrics.
   std::function<void(absl::string_view flow, absl::string_view result)> on_consent;
+  // Keep pending consents in the store (several replicas), not in memory.
+  bool shared = false;
 };
 
 struct AuthorizationStart {
@@ -87,7 +93,8 @@ class ConsentManager {
   absl::StatusOr<DeviceFlowStart> StartDeviceAuthorization(Grant spec);
   // Polls every device flow whose interval has passed; returns how many.
   int PollDeviceFlows();
-  // Device flows still waiting for the user.
+  // Device flows still waiting for the user (in this process; 0 with
+  // `shared`, where they are in the store).
   size_t PendingDeviceFlows();
 
   void Start();
@@ -114,6 +121,11 @@ class ConsentManager {
   enum class PollOutcome { kWaiting, kDone };
 
   absl::StatusOr<IdentityProvider*> ProviderFor(const App& app);
+  // With `shared`: the authorization of `state` taken from the store (once).
+  absl::StatusOr<PendingAuthorization> TakeSharedAuthorization(absl::string_view state, absl::string_view caller);
+  // With `shared`: polls the device flows due in the store that this replica
+  // claims.
+  int PollSharedDeviceFlows();
   // The grant after a successful redemption: refresh token stored, cache reset.
   absl::StatusOr<Grant> Consented(const Grant& spec, const std::optional<IssuedToken>& issued);
   // One poll of one flow (no lock held).

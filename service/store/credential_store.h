@@ -77,6 +77,20 @@ struct SharedAccessToken {
   int64_t fence = 0;
 };
 
+// A consent under way (several replicas: any replica completes it). `key` is
+// "auth:" + SHA-256 of an authorization state, or "device:" + the grant id of a
+// device flow; `sealed` holds what the flow needs (PKCE verifier, device
+// code, ...), sealed with associated data ConsentAad(key).
+struct PendingConsent {
+  std::string key;
+  std::string grant;
+  std::string caller;
+  std::string sealed;
+  absl::Time expire_time = absl::InfinitePast();
+  // Device flows: when the provider may be polled next.
+  absl::Time next_poll = absl::InfiniteFuture();
+};
+
 // A replica and when it last said it is alive (the store's clock).
 struct ReplicaRecord {
   std::string id;
@@ -138,12 +152,28 @@ class CredentialStore {
   // The grant's shared access token, if any (expired ones too).
   virtual absl::StatusOr<std::optional<SharedAccessToken>> GetSharedAccessToken(absl::string_view grant_id) = 0;
   // Stores the grant's shared access token under `lease` (its holder and
-  // fence are recorded). FAILED_PRECONDITION when the lease was taken over or
-  // the grant deleted.
+  // fence are recorded) and releases the lease, in one transaction.
+  // FAILED_PRECONDITION when the lease was taken over or the grant deleted.
   virtual absl::Status PutSharedAccessToken(const SharedAccessToken& token, const RefreshLease& lease) = 0;
   // Drops the grant's shared access token (disabled, re-consented, refused by
   // the mail server). OK when there was none.
   virtual absl::Status DeleteSharedAccessToken(absl::string_view grant_id) = 0;
+  // Stores a pending consent, replacing one with the same key (and deleting
+  // authorizations that expired, by the store's clock, unused).
+  virtual absl::Status PutPendingConsent(const PendingConsent& consent) = 0;
+  virtual absl::StatusOr<std::optional<PendingConsent>> GetPendingConsent(absl::string_view key) = 0;
+  // Removes and returns a pending consent: of replicas taking the same key at
+  // once, exactly one gets it.
+  virtual absl::StatusOr<std::optional<PendingConsent>> TakePendingConsent(absl::string_view key) = 0;
+  // Device flows due at `now` (next_poll reached), each claimed for this
+  // caller by moving its next_poll to `now + hold`: of replicas claiming at
+  // once, one gets each flow. Expired ones are included (to be failed).
+  virtual absl::StatusOr<std::vector<PendingConsent>> ClaimDueDeviceConsents(absl::Time now, absl::Duration hold) = 0;
+  // Replaces the pending consent `consent.key` when its sealed value is still
+  // `expected_sealed` (not replaced by a newer flow meanwhile); with an empty
+  // consent.sealed, deletes it. Returns whether it did.
+  virtual absl::StatusOr<bool> ReplacePendingConsent(const PendingConsent& consent,
+                                                     const std::string& expected_sealed) = 0;
   // Records that replica `id` is alive now (started at `start_time`).
   virtual absl::Status Heartbeat(absl::string_view id, absl::Time start_time) = 0;
   // Replicas seen within `within`, sorted by id; older records are deleted.

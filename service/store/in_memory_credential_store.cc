@@ -1,5 +1,6 @@
 #include "service/store/in_memory_credential_store.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "service/common/status_macros.h"
@@ -170,6 +171,9 @@ absl::Status InMemoryCredentialStore::PutSharedAccessToken(const SharedAccessTok
     stored = token;
     stored.holder = lease.holder;
     stored.fence = lease.fence;
+    Lease& held = leases_[lease.grant];
+    held.holder.clear();
+    held.expire_time = absl::InfinitePast();
   }
   return PublishChange(absl::StrCat("token:", lease.grant));
 }
@@ -178,6 +182,57 @@ absl::Status InMemoryCredentialStore::DeleteSharedAccessToken(absl::string_view 
   absl::MutexLock lock(&mu_);
   if (auto it = access_tokens_.find(grant_id); it != access_tokens_.end()) access_tokens_.erase(it);
   return absl::OkStatus();
+}
+
+absl::Status InMemoryCredentialStore::PutPendingConsent(const PendingConsent& consent) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_.Now();
+  for (auto it = consents_.begin(); it != consents_.end();) {
+    it = absl::StartsWith(it->first, "auth:") && it->second.expire_time < now ? consents_.erase(it) : std::next(it);
+  }
+  consents_[consent.key] = consent;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<PendingConsent>> InMemoryCredentialStore::GetPendingConsent(absl::string_view key) {
+  absl::MutexLock lock(&mu_);
+  auto it = consents_.find(key);
+  if (it == consents_.end()) return std::optional<PendingConsent>();
+  return std::optional<PendingConsent>(it->second);
+}
+
+absl::StatusOr<std::optional<PendingConsent>> InMemoryCredentialStore::TakePendingConsent(absl::string_view key) {
+  absl::MutexLock lock(&mu_);
+  auto it = consents_.find(key);
+  if (it == consents_.end()) return std::optional<PendingConsent>();
+  std::optional<PendingConsent> taken(std::move(it->second));
+  consents_.erase(it);
+  return taken;
+}
+
+absl::StatusOr<std::vector<PendingConsent>> InMemoryCredentialStore::ClaimDueDeviceConsents(absl::Time now,
+                                                                                           absl::Duration hold) {
+  absl::MutexLock lock(&mu_);
+  std::vector<PendingConsent> due;
+  for (auto& [key, consent] : consents_) {
+    if (!absl::StartsWith(key, "device:") || consent.next_poll > now) continue;
+    consent.next_poll = now + hold;
+    due.push_back(consent);
+  }
+  return due;
+}
+
+absl::StatusOr<bool> InMemoryCredentialStore::ReplacePendingConsent(const PendingConsent& consent,
+                                                                    const std::string& expected_sealed) {
+  absl::MutexLock lock(&mu_);
+  auto it = consents_.find(consent.key);
+  if (it == consents_.end() || it->second.sealed != expected_sealed) return false;
+  if (consent.sealed.empty()) {
+    consents_.erase(it);
+  } else {
+    it->second = consent;
+  }
+  return true;
 }
 
 absl::Status InMemoryCredentialStore::Heartbeat(absl::string_view id, absl::Time start_time) {

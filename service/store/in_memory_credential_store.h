@@ -40,6 +40,11 @@ class InMemoryCredentialStore : public CredentialStore {
   absl::StatusOr<std::optional<SharedAccessToken>> GetSharedAccessToken(absl::string_view grant_id) override;
   absl::Status PutSharedAccessToken(const SharedAccessToken& token, const RefreshLease& lease) override;
   absl::Status DeleteSharedAccessToken(absl::string_view grant_id) override;
+  absl::Status PutPendingConsent(const PendingConsent& consent) override;
+  absl::StatusOr<std::optional<PendingConsent>> GetPendingConsent(absl::string_view key) override;
+  absl::StatusOr<std::optional<PendingConsent>> TakePendingConsent(absl::string_view key) override;
+  absl::StatusOr<std::vector<PendingConsent>> ClaimDueDeviceConsents(absl::Time now, absl::Duration hold) override;
+  absl::StatusOr<bool> ReplacePendingConsent(const PendingConsent& consent, const std::string& expected_sealed) override;
   absl::Status Heartbeat(absl::string_view id, absl::Time start_time) override;
   absl::StatusOr<std::vector<ReplicaRecord>> LiveReplicas(absl::Duration within) override;
   absl::Status RemoveReplica(absl::string_view id) override;
@@ -68,6 +73,7 @@ class InMemoryCredentialStore : public CredentialStore {
   std::map<std::string, Lease, std::less<>> leases_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, SharedAccessToken, std::less<>> access_tokens_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, ReplicaRecord, std::less<>> replicas_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, PendingConsent, std::less<>> consents_ ABSL_GUARDED_BY(mu_);
   absl::Mutex listeners_mu_;
   std::vector<std::function<void(absl::string_view)>> listeners_ ABSL_GUARDED_BY(listeners_mu_);
   std::map<std::string, App, std::less<>> apps_ ABSL_GUARDED_BY(mu_);

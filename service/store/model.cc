@@ -94,5 +94,6 @@ std::string CredentialSecretAad(absl::string_view app_id, absl::string_view cred
 
 std::string RefreshTokenAad(absl::string_view grant_id) { return absl::StrCat("grant/", grant_id, "/refresh_token"); }
 std::string AccessTokenAad(absl::string_view grant_id) { return absl::StrCat("grant/", grant_id, "/access_token"); }
+std::string ConsentAad(absl::string_view consent_key) { return absl::StrCat("consent/", consent_key); }
 
 }  // namespace tokenbroker

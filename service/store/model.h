@@ -139,6 +139,7 @@ absl::Status LeaseTakenOver(absl::string_view grant_id, absl::string_view holder
 std::string CredentialSecretAad(absl::string_view app_id, absl::string_view credential_id);
 std::string RefreshTokenAad(absl::string_view grant_id);
 std::string AccessTokenAad(absl::string_view grant_id);
+std::string ConsentAad(absl::string_view consent_key);
 
 }  // namespace tokenbroker
 

@@ -48,8 +48,8 @@ inline const std::vector<PostgresMigration>& PostgresMigrations() {
        "CREATE INDEX audit_events_by_time ON audit_events(time)"},
       // How a client secret is sent (model.h ClientSecretAuth; 1 = form body).
       {3, "ALTER TABLE apps ADD COLUMN client_secret_auth BIGINT NOT NULL DEFAULT 1"},
-      // Several replicas on one store: refresh leases, shared access tokens
-      // and replica heartbeats (docs/high-availability.md).
+      // Several replicas on one store: refresh leases, shared access tokens,
+      // replica heartbeats and pending consents (docs/high-availability.md).
       {4,
        "CREATE TABLE refresh_leases ("
        "  grant_id TEXT PRIMARY KEY NOT NULL REFERENCES grants(id) ON DELETE CASCADE,"
@@ -59,7 +59,10 @@ inline const std::vector<PostgresMigration>& PostgresMigrations() {
        "  sealed_token BYTEA NOT NULL, token_type TEXT NOT NULL, scopes TEXT NOT NULL,"
        "  expire_time BIGINT NOT NULL, holder TEXT NOT NULL, fence BIGINT NOT NULL);"
        "CREATE TABLE replicas ("
-       "  id TEXT PRIMARY KEY NOT NULL, start_time BIGINT, last_seen BIGINT NOT NULL)"},
+       "  id TEXT PRIMARY KEY NOT NULL, start_time BIGINT, last_seen BIGINT NOT NULL);"
+       "CREATE TABLE pending_consents ("
+       "  consent_key TEXT PRIMARY KEY NOT NULL, grant_id TEXT NOT NULL, caller TEXT NOT NULL,"
+       "  sealed BYTEA NOT NULL, expire_time BIGINT, next_poll BIGINT)"},
   };
   return *migrations;
 }

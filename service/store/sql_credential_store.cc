@@ -500,6 +500,8 @@ absl::Status SqlCredentialStore::PutSharedAccessToken(const SharedAccessToken& t
                                SqlValue::Int(absl::ToUnixMicros(token.expire_time)), SqlValue::Text(lease.holder),
                                SqlValue::Int(lease.fence)})
                         .status());
+    RETURN_IF_ERROR(s.Execute("UPDATE refresh_leases SET holder = '', expire_time = 0 WHERE grant_id = ?", {key})
+                        .status());
     if (!backend_->NotifySql().empty()) {
       RETURN_IF_ERROR(
           s.Query(backend_->NotifySql(), {SqlValue::Text(absl::StrCat("token:", lease.grant))}).status());
@@ -513,6 +515,112 @@ absl::Status SqlCredentialStore::DeleteSharedAccessToken(absl::string_view grant
     return s.Execute("DELETE FROM access_tokens WHERE grant_id = ?", {SqlValue::Text(std::string(grant_id))})
         .status();
   });
+}
+
+namespace {
+
+constexpr char kConsentColumns[] = "consent_key, grant_id, caller, sealed, expire_time, next_poll";
+
+PendingConsent ConsentFromRow(const SqlRow& r) {
+  return PendingConsent{r[0].AsString(), r[1].AsString(), r[2].AsString(), r[3].AsString(),
+                        TimeOf(r[4]),    TimeOf(r[5], absl::InfiniteFuture())};
+}
+
+std::vector<SqlValue> ConsentValues(const PendingConsent& c) {
+  return {SqlValue::Text(c.key),     SqlValue::Text(c.grant),  SqlValue::Text(c.caller),
+          SqlValue::Bytes(c.sealed), TimeValue(c.expire_time), TimeValue(c.next_poll)};
+}
+
+}  // namespace
+
+absl::Status SqlCredentialStore::PutPendingConsent(const PendingConsent& consent) {
+  return backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    // Authorizations nobody completed go when they expire.
+    RETURN_IF_ERROR(s.Execute(absl::StrCat("DELETE FROM pending_consents WHERE consent_key LIKE 'auth:%' AND "
+                                           "expire_time < ",
+                                           backend_->NowMicrosSql()),
+                              {})
+                        .status());
+    RETURN_IF_ERROR(
+        s.Execute("DELETE FROM pending_consents WHERE consent_key = ?", {SqlValue::Text(consent.key)}).status());
+    return s
+        .Execute(absl::StrCat("INSERT INTO pending_consents (", kConsentColumns, ") VALUES (?, ?, ?, ?, ?, ?)"),
+                 ConsentValues(consent))
+        .status();
+  });
+}
+
+absl::StatusOr<std::optional<PendingConsent>> SqlCredentialStore::GetPendingConsent(absl::string_view key) {
+  std::optional<PendingConsent> consent;
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kConsentColumns,
+                                                     " FROM pending_consents WHERE consent_key = ?"),
+                                        {SqlValue::Text(std::string(key))}, {3}));
+    if (!rows.empty()) consent = ConsentFromRow(rows[0]);
+    return absl::OkStatus();
+  }));
+  return consent;
+}
+
+absl::StatusOr<std::optional<PendingConsent>> SqlCredentialStore::TakePendingConsent(absl::string_view key) {
+  std::optional<PendingConsent> consent;
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    const SqlValue k = SqlValue::Text(std::string(key));
+    ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kConsentColumns,
+                                                     " FROM pending_consents WHERE consent_key = ?",
+                                                     backend_->ForUpdateSql()),
+                                        {k}, {3}));
+    if (rows.empty()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(int64_t deleted, s.Execute("DELETE FROM pending_consents WHERE consent_key = ?", {k}));
+    if (deleted == 1) consent = ConsentFromRow(rows[0]);
+    return absl::OkStatus();
+  }));
+  return consent;
+}
+
+absl::StatusOr<std::vector<PendingConsent>> SqlCredentialStore::ClaimDueDeviceConsents(absl::Time now,
+                                                                                      absl::Duration hold) {
+  std::vector<PendingConsent> claimed;
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kConsentColumns,
+                                                     " FROM pending_consents WHERE consent_key LIKE 'device:%' "
+                                                     "AND next_poll <= ? ORDER BY consent_key"),
+                                        {TimeValue(now)}, {3}));
+    for (const SqlRow& r : rows) {
+      PendingConsent c = ConsentFromRow(r);
+      // Claimed only if nobody else moved next_poll meanwhile.
+      ASSIGN_OR_RETURN(int64_t changed,
+                       s.Execute("UPDATE pending_consents SET next_poll = ? WHERE consent_key = ? AND next_poll = ?",
+                                 {TimeValue(now + hold), SqlValue::Text(c.key), TimeValue(c.next_poll)}));
+      if (changed == 1) {
+        c.next_poll = now + hold;
+        claimed.push_back(std::move(c));
+      }
+    }
+    return absl::OkStatus();
+  }));
+  return claimed;
+}
+
+absl::StatusOr<bool> SqlCredentialStore::ReplacePendingConsent(const PendingConsent& consent,
+                                                               const std::string& expected_sealed) {
+  int64_t changed = 0;
+  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
+    if (consent.sealed.empty()) {
+      ASSIGN_OR_RETURN(changed, s.Execute("DELETE FROM pending_consents WHERE consent_key = ? AND sealed = ?",
+                                          {SqlValue::Text(consent.key), SqlValue::Bytes(expected_sealed)}));
+      return absl::OkStatus();
+    }
+    std::vector<SqlValue> values = ConsentValues(consent);
+    values.erase(values.begin());
+    values.push_back(SqlValue::Text(consent.key));
+    values.push_back(SqlValue::Bytes(expected_sealed));
+    ASSIGN_OR_RETURN(changed, s.Execute("UPDATE pending_consents SET grant_id = ?, caller = ?, sealed = ?, "
+                                        "expire_time = ?, next_poll = ? WHERE consent_key = ? AND sealed = ?",
+                                        values));
+    return absl::OkStatus();
+  }));
+  return changed > 0;
 }
 
 absl::Status SqlCredentialStore::Heartbeat(absl::string_view id, absl::Time start_time) {

@@ -35,6 +35,11 @@ class SqlCredentialStore final : public CredentialStore {
   absl::StatusOr<std::optional<SharedAccessToken>> GetSharedAccessToken(absl::string_view grant_id) override;
   absl::Status PutSharedAccessToken(const SharedAccessToken& token, const RefreshLease& lease) override;
   absl::Status DeleteSharedAccessToken(absl::string_view grant_id) override;
+  absl::Status PutPendingConsent(const PendingConsent& consent) override;
+  absl::StatusOr<std::optional<PendingConsent>> GetPendingConsent(absl::string_view key) override;
+  absl::StatusOr<std::optional<PendingConsent>> TakePendingConsent(absl::string_view key) override;
+  absl::StatusOr<std::vector<PendingConsent>> ClaimDueDeviceConsents(absl::Time now, absl::Duration hold) override;
+  absl::StatusOr<bool> ReplacePendingConsent(const PendingConsent& consent, const std::string& expected_sealed) override;
   absl::Status Heartbeat(absl::string_view id, absl::Time start_time) override;
   absl::StatusOr<std::vector<ReplicaRecord>> LiveReplicas(absl::Duration within) override;
   absl::Status RemoveReplica(absl::string_view id) override;

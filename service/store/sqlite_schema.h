@@ -51,8 +51,8 @@ inline const std::vector<SqliteMigration>& SqliteMigrations() {
        "CREATE INDEX audit_events_by_time ON audit_events(time)"},
       // How a client secret is sent (model.h ClientSecretAuth; 1 = form body).
       {3, "ALTER TABLE apps ADD COLUMN client_secret_auth INTEGER NOT NULL DEFAULT 1"},
-      // Several replicas on one store: refresh leases, shared access tokens
-      // and replica heartbeats (docs/high-availability.md).
+      // Several replicas on one store: refresh leases, shared access tokens,
+      // replica heartbeats and pending consents (docs/high-availability.md).
       {4,
        "CREATE TABLE refresh_leases ("
        "  grant_id TEXT PRIMARY KEY NOT NULL REFERENCES grants(id) ON DELETE CASCADE,"
@@ -62,7 +62,10 @@ inline const std::vector<SqliteMigration>& SqliteMigrations() {
        "  sealed_token BLOB NOT NULL, token_type TEXT NOT NULL, scopes TEXT NOT NULL,"
        "  expire_time INTEGER NOT NULL, holder TEXT NOT NULL, fence INTEGER NOT NULL);"
        "CREATE TABLE replicas ("
-       "  id TEXT PRIMARY KEY NOT NULL, start_time INTEGER, last_seen INTEGER NOT NULL)"},
+       "  id TEXT PRIMARY KEY NOT NULL, start_time INTEGER, last_seen INTEGER NOT NULL);"
+       "CREATE TABLE pending_consents ("
+       "  consent_key TEXT PRIMARY KEY NOT NULL, grant_id TEXT NOT NULL, caller TEXT NOT NULL,"
+       "  sealed BLOB NOT NULL, expire_time INTEGER, next_poll INTEGER)"},
   };
   return *migrations;
 }

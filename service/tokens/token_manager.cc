@@ -367,7 +367,10 @@ absl::StatusOr<AccessToken> TokenManager::ObtainShared(absl::string_view grant_i
     }
     if (lease->acquired) {
       observe_lease(lease->took_over ? "took_over" : "acquired");
-      absl::Cleanup release = [&] { (void)vault_.store().ReleaseRefreshLease(*lease); };
+      bool released = false;
+      absl::Cleanup release = [&] {
+        if (!released) (void)vault_.store().ReleaseRefreshLease(*lease);
+      };
       // Re-read under the lease: another replica may have refreshed between
       // the read above and taking the lease.
       ASSIGN_OR_RETURN(grant, vault_.GetGrant(grant_id));
@@ -380,6 +383,7 @@ absl::StatusOr<AccessToken> TokenManager::ObtainShared(absl::string_view grant_i
           sealed.ok() ? vault_.store().PutSharedAccessToken(
                             {*sealed, token->token_type, token->scopes, token->expire_time, "", 0}, *lease)
                       : sealed.status();
+      released = shared.ok();  // storing it released the lease
       if (!shared.ok()) {
         // The token is good; the other replicas will refresh on their own.
         logger_.Warn("a refreshed access token could not be shared with the other replicas",

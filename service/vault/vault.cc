@@ -504,6 +504,14 @@ absl::StatusOr<std::string> Vault::SealAccessToken(const Grant& grant, const Sec
   return sealer_.Seal(token.Reveal(), BoundAccessTokenAad(grant));
 }
 
+absl::StatusOr<std::string> Vault::SealConsent(absl::string_view key, const Secret& payload) const {
+  return sealer_.Seal(payload.Reveal(), ConsentAad(key));
+}
+
+absl::StatusOr<Secret> Vault::OpenConsent(const PendingConsent& consent) const {
+  return Open(consent.sealed, ConsentAad(consent.key));
+}
+
 absl::StatusOr<Secret> Vault::OpenAccessToken(const Grant& grant, const SharedAccessToken& token) const {
   return Open(token.sealed, BoundAccessTokenAad(grant));
 }

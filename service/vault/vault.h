@@ -104,6 +104,10 @@ class Vault {
   // the grant and its mailbox (a token for another mailbox does not open).
   absl::StatusOr<std::string> SealAccessToken(const Grant& grant, const Secret& token) const;
   absl::StatusOr<Secret> OpenAccessToken(const Grant& grant, const SharedAccessToken& token) const;
+  // Pending consents kept in the store (several replicas), sealed and bound
+  // to their key.
+  absl::StatusOr<std::string> SealConsent(absl::string_view key, const Secret& payload) const;
+  absl::StatusOr<Secret> OpenConsent(const PendingConsent& consent) const;
 
   // Opens every sealed value and re-seals it under the active key (so it also
   // checks every value's integrity). Stops at the first value that does not

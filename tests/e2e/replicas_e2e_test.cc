@@ -319,5 +319,46 @@ TEST_F(ReplicasE2ETest, AReplicaKilledWhileRefreshingLosesItsLeaseToTheOthers) {
   EXPECT_EQ(idp_.requests(), 2);
 }
 
+TEST_F(ReplicasE2ETest, ConsentsBegunOnOneReplicaCompleteOnAnother) {
+  StartReplicas();
+  // Authorization code: begun on replica 0, the redirect completed on replica 1.
+  CommandResult begin = MustCtl(0, {"consent", "begin", "erin", "--app", "contoso", "--mailbox", "erin@contoso.com",
+                                    "--no-listen", "--redirect-uri", "https://broker.example.com/consent"});
+  const size_t at = begin.out.find("https://" + authority_);
+  ASSERT_NE(at, std::string::npos) << begin.out;
+  const std::string url = begin.out.substr(at, begin.out.find('\n', at) - at);
+  const std::string code = idp_.IssueAuthorizationCode(url, "erin");
+  ASSERT_FALSE(code.empty()) << url;
+  const std::string state = testing::ParseForm(url.substr(url.find('?') + 1))["state"];
+  const std::string redirect = "https://broker.example.com/consent?code=" + code + "&state=" + state;
+  CommandResult done = MustCtl(1, {"consent", "complete", "--url", redirect});
+  EXPECT_THAT(done.out, HasSubstr("active"));
+  CommandResult again = testing::Ctl(replicas_[2].grpc_address, {"consent", "complete", "--url", redirect});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("state: unknown or already used"));
+  v1::GetAccessTokenResponse response;
+  ASSERT_TRUE(Token(2, "erin", &response).ok());
+  EXPECT_EQ(idp_.UserOfAccessToken(response.access_token()), "erin");
+
+  // Device code: started on replica 2 without waiting, which then stops; the
+  // others poll the provider (once per interval) and complete it.
+  idp_.SetDeviceCodeTimes(1, 120);
+  CommandResult device = MustCtl(2, {"consent", "device", "frank", "--app", "contoso", "--mailbox",
+                                     "frank@contoso.com", "--no-wait"});
+  EXPECT_EQ(replicas_[2].Stop(), 0);
+  replicas_[2].process.reset();
+  const int before = idp_.requests();
+  idp_.ApproveDeviceCode(idp_.LatestUserCode(), "frank");
+  std::string shown;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  do {
+    shown = MustCtl(0, {"grant", "show", "frank"}).out;
+  } while (!absl::StrContains(shown, "active") && absl::Now() < deadline);
+  EXPECT_THAT(shown, HasSubstr("active"));
+  EXPECT_LE(idp_.requests() - before, 2) << "polled once per interval, not once per replica";
+  ASSERT_TRUE(Token(1, "frank", &response).ok());
+  EXPECT_EQ(idp_.UserOfAccessToken(response.access_token()), "frank");
+}
+
 }  // namespace
 }  // namespace tokenbroker

@@ -4,9 +4,11 @@
 #include "service/consent/consent_manager.h"
 #include "service/tokens/token_manager.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "service/crypto/random.h"
 #include "service/idp/microsoft_provider.h"
 #include "service/store/in_memory_credential_store.h"
 #include "tests/support/credentials.h"
@@ -303,6 +305,72 @@ TEST_F(ConsentManagerTest, ClientSecretsGoAsHttpBasicWhenTheAppSaysSo) {
   ASSERT_TRUE(token.ok()) << token.status();
   EXPECT_EQ(idp_.basic_auth_requests(), 1);
   EXPECT_EQ(idp_.UserOfAccessToken(std::string(token->token.Reveal())), std::string("app:") + kClientId);
+}
+
+}  // namespace
+}  // namespace tokenbroker
+
+namespace tokenbroker {
+namespace {
+
+// Two replicas on one store, each with its own ConsentManager: pending
+// consents live in the store.
+class SharedConsentTest : public ConsentManagerTest {
+ protected:
+  ConsentOptions Shared() {
+    ConsentOptions o = Options();
+    o.shared = true;
+    return o;
+  }
+  ConsentManager a_{vault_, {{Provider::kMicrosoft, &microsoft_}}, clock_, logger_, Shared()};
+  ConsentManager b_{vault_, {{Provider::kMicrosoft, &microsoft_}}, clock_, logger_, Shared()};
+};
+
+TEST_F(SharedConsentTest, AnAuthorizationBegunOnOneReplicaCompletesOnAnotherOnce) {
+  absl::StatusOr<AuthorizationStart> start = a_.BeginAuthorization(Spec(), kRedirect, "", "", "admin");
+  ASSERT_TRUE(start.ok()) << start.status();
+  // Sealed in the store: neither the state nor the PKCE verifier is readable there.
+  std::optional<PendingConsent> stored = *store_.GetPendingConsent(absl::StrCat("auth:", absl::BytesToHexString(Sha256(start->state))));
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->grant, "alice");
+  EXPECT_THAT(stored->sealed, ::testing::Not(HasSubstr("alice@contoso.com")));
+  EXPECT_EQ(*b_.PendingGrant(start->state), "alice");
+
+  const std::string code = idp_.IssueAuthorizationCode(start->authorization_url, "alice");
+  ASSERT_FALSE(code.empty()) << "the URL carries the S256 challenge of the stored verifier";
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      b_.CompleteAuthorization(start->state, Secret::CopyFrom(code), "intruder").status()));
+  absl::StatusOr<Grant> grant = b_.CompleteAuthorization(start->state, Secret::CopyFrom(code), "admin");
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  EXPECT_EQ(grant->state, GrantState::kActive);
+  EXPECT_EQ(grant->mailbox, "alice@contoso.com");
+  EXPECT_EQ(vault_.OpenRefreshToken(*vault_.GetGrant("alice"))->Reveal(), idp_.LatestRefreshToken("alice"));
+  absl::StatusOr<Grant> again = a_.CompleteAuthorization(start->state, Secret::CopyFrom(code), "admin");
+  EXPECT_TRUE(absl::IsInvalidArgument(again.status())) << again.status();
+}
+
+TEST_F(SharedConsentTest, ADeviceFlowStartedOnOneReplicaIsPolledOnceByAllAndCompletedByAny) {
+  idp_.SetDeviceCodeTimes(5, 900);
+  absl::StatusOr<DeviceFlowStart> start = a_.StartDeviceAuthorization(Spec());
+  ASSERT_TRUE(start.ok()) << start.status();
+  const int started = idp_.requests();
+  clock_.Advance(absl::Seconds(5));
+  // Both replicas' pollers run: one poll reaches the provider.
+  EXPECT_EQ(b_.PollDeviceFlows() + a_.PollDeviceFlows(), 1);
+  EXPECT_EQ(idp_.requests(), started + 1);
+  EXPECT_EQ(vault_.GetGrant("alice")->state, GrantState::kPendingConsent);
+  idp_.ApproveDeviceCode(start->user_code, "alice");
+  clock_.Advance(absl::Seconds(4));
+  EXPECT_EQ(a_.PollDeviceFlows() + b_.PollDeviceFlows(), 0) << "not before the interval";
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(a_.PollDeviceFlows() + b_.PollDeviceFlows(), 1);
+  EXPECT_EQ(idp_.requests(), started + 2);
+  absl::StatusOr<Grant> grant = vault_.GetGrant("alice");
+  EXPECT_EQ(grant->state, GrantState::kActive);
+  EXPECT_EQ(vault_.OpenRefreshToken(*grant)->Reveal(), idp_.LatestRefreshToken("alice"));
+  EXPECT_FALSE(store_.GetPendingConsent("device:alice")->has_value()) << "done: removed from the store";
+  clock_.Advance(absl::Seconds(5));
+  EXPECT_EQ(a_.PollDeviceFlows() + b_.PollDeviceFlows(), 0);
 }
 
 }  // namespace

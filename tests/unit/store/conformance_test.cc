@@ -63,6 +63,19 @@ class MemoryFactory : public StoreFactory {
         return s->PutSharedAccessToken(t, l);
       }
       absl::Status DeleteSharedAccessToken(absl::string_view g) override { return s->DeleteSharedAccessToken(g); }
+      absl::Status PutPendingConsent(const PendingConsent& c) override { return s->PutPendingConsent(c); }
+      absl::StatusOr<std::optional<PendingConsent>> GetPendingConsent(absl::string_view k) override {
+        return s->GetPendingConsent(k);
+      }
+      absl::StatusOr<std::optional<PendingConsent>> TakePendingConsent(absl::string_view k) override {
+        return s->TakePendingConsent(k);
+      }
+      absl::StatusOr<std::vector<PendingConsent>> ClaimDueDeviceConsents(absl::Time n, absl::Duration h) override {
+        return s->ClaimDueDeviceConsents(n, h);
+      }
+      absl::StatusOr<bool> ReplacePendingConsent(const PendingConsent& c, const std::string& e) override {
+        return s->ReplacePendingConsent(c, e);
+      }
       absl::Status Heartbeat(absl::string_view id, absl::Time t) override { return s->Heartbeat(id, t); }
       absl::StatusOr<std::vector<ReplicaRecord>> LiveReplicas(absl::Duration w) override {
         return s->LiveReplicas(w);
@@ -416,11 +429,53 @@ TEST_P(ConformanceTest, AHolderWhoseLeaseWasTakenOverCannotWrite) {
   // Re-reading after a reopen (another replica) sees the same.
   store_ = factory_->Open();
   EXPECT_EQ((*store_->GetSharedAccessToken("g"))->sealed, token.sealed);
+  // Storing the token released the lease.
+  RefreshLease next = *store_->AcquireRefreshLease("g", "replica-c", absl::Seconds(30));
+  EXPECT_TRUE(next.acquired);
+  EXPECT_FALSE(next.took_over);
   ASSERT_TRUE(store_->DeleteSharedAccessToken("g").ok());
   EXPECT_FALSE(store_->GetSharedAccessToken("g")->has_value());
-  ASSERT_TRUE(store_->PutSharedAccessToken(token, successor).ok());
+  ASSERT_TRUE(store_->PutSharedAccessToken(token, next).ok());
   ASSERT_TRUE(store_->DeleteGrant("g").ok());
   EXPECT_FALSE(store_->GetSharedAccessToken("g")->has_value()) << "deleted with its grant";
+}
+
+TEST_P(ConformanceTest, PendingConsentsAreTakenOnceAndDeviceFlowsClaimedOnce) {
+  const PendingConsent auth{"auth:abc", "g", "spiffe://caller", std::string("sealed\0a", 8), kT0 + absl::Minutes(10),
+                            absl::InfiniteFuture()};
+  ASSERT_TRUE(store_->PutPendingConsent(auth).ok());
+  std::optional<PendingConsent> got = *store_->GetPendingConsent("auth:abc");
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->grant, "g");
+  EXPECT_EQ(got->caller, "spiffe://caller");
+  EXPECT_EQ(got->sealed, auth.sealed);
+  EXPECT_EQ(got->expire_time, auth.expire_time);
+  store_ = factory_->Open();  // another replica
+  EXPECT_TRUE(store_->TakePendingConsent("auth:abc")->has_value());
+  EXPECT_FALSE(store_->TakePendingConsent("auth:abc")->has_value()) << "single use";
+  EXPECT_FALSE(store_->GetPendingConsent("auth:abc")->has_value());
+
+  PendingConsent device{"device:g", "g", "", "sealed-1", kT0 + absl::Minutes(15), kT0 + absl::Seconds(5)};
+  ASSERT_TRUE(store_->PutPendingConsent(device).ok());
+  ASSERT_TRUE(store_->PutPendingConsent(auth).ok());
+  EXPECT_TRUE(store_->ClaimDueDeviceConsents(kT0, absl::Minutes(1))->empty()) << "not due yet";
+  std::vector<PendingConsent> claimed = *store_->ClaimDueDeviceConsents(kT0 + absl::Seconds(5), absl::Minutes(1));
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(claimed[0].key, "device:g");
+  EXPECT_EQ(claimed[0].next_poll, kT0 + absl::Seconds(65));
+  EXPECT_TRUE(store_->ClaimDueDeviceConsents(kT0 + absl::Seconds(6), absl::Minutes(1))->empty())
+      << "claimed by the first";
+
+  PendingConsent polled = claimed[0];
+  polled.sealed = "sealed-2";
+  polled.next_poll = kT0 + absl::Seconds(10);
+  EXPECT_TRUE(*store_->ReplacePendingConsent(polled, "sealed-1"));
+  EXPECT_FALSE(*store_->ReplacePendingConsent(polled, "sealed-1")) << "no longer that value";
+  EXPECT_EQ((*store_->GetPendingConsent("device:g"))->next_poll, kT0 + absl::Seconds(10));
+  PendingConsent done = polled;
+  done.sealed.clear();
+  EXPECT_TRUE(*store_->ReplacePendingConsent(done, "sealed-2"));
+  EXPECT_FALSE(store_->GetPendingConsent("device:g")->has_value());
 }
 
 TEST_P(ConformanceTest, ReplicasSayTheyAreAliveAndLeave) {
