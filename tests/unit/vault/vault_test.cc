@@ -174,6 +174,40 @@ TEST_F(VaultTest, CredentialsAreAddedRemovedAndReordered) {
   EXPECT_EQ(vault_.RemoveCredential("a", "ghost").status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(VaultTest, AValueSealedUnderAKeyNotYetLoadedOpensAfterTheKeyringIsReread) {
+  ASSERT_TRUE(vault_.CreateApp(Spec("a"), One(Secret_("s", "1"))).ok());
+  Grant user;
+  user.id = "user";
+  user.app = "a";
+  user.mailbox = "user@contoso.com";
+  ASSERT_TRUE(vault_.ImportGrant(user, Secret::CopyFrom("0.refresh-v1")).ok());
+  // Another replica, whose keyring already has k2 active, rotates the token.
+  Sealer other(Ring(std::string("active: k2\nkeys:\n") + kK1 + kK2));
+  Vault replica(store_, other, clock_);
+  ASSERT_TRUE(replica.StoreRefreshToken(*store_.GetGrant("user"), Secret::CopyFrom("0.refresh-v2")).ok());
+  const Grant rotated = *store_.GetGrant("user");
+  EXPECT_EQ(*Sealer::KeyIdOf(rotated.sealed_refresh_token), "k2");
+
+  // Without a way to re-read the keyring, this replica cannot open it.
+  EXPECT_FALSE(vault_.OpenRefreshToken(rotated).ok());
+  int reloads = 0;
+  vault_.SetKeyringReloader([&] {
+    ++reloads;
+    sealer_.ReplaceKeyring(Ring(std::string("active: k2\nkeys:\n") + kK1 + kK2));
+    return absl::OkStatus();
+  });
+  absl::StatusOr<Secret> opened = vault_.OpenRefreshToken(rotated);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(opened->Reveal(), "0.refresh-v2");
+  EXPECT_EQ(reloads, 1);
+  // A value that does not open for another reason (tampered) does not make
+  // it re-read the keyring again.
+  Grant tampered = rotated;
+  tampered.sealed_refresh_token.back() ^= 1;
+  EXPECT_FALSE(vault_.OpenRefreshToken(tampered).ok());
+  EXPECT_EQ(reloads, 1);
+}
+
 TEST_F(VaultTest, GrantsGetDefaultScopesAndRefreshTokensAreSealed) {
   ASSERT_TRUE(vault_.CreateApp(Spec("a"), One(Secret_("s", "1"))).ok());
   Grant robot;
