@@ -49,6 +49,43 @@ struct OidcServer {
     if (!line.has_value()) return "";
     return absl::StrCat("https://127.0.0.1:", line->substr(line->find(':') + 1, line->find('}') - line->find(':') - 1));
   }
+  // A person consents in a browser: `tokenbrokerctl consent begin` against
+  // `target` prints the URL and listens on a loopback port; the headless
+  // browser signs in as `user`. Returns the URL and the browser's result;
+  // `ctl` is left to finish.
+  struct Consent {
+    std::unique_ptr<testing::Subprocess> ctl;
+    std::string url;
+    CommandResult browser;
+  };
+  Consent ConsentInBrowser(const std::string& target, const std::string& issuer, const std::string& user) {
+    Consent c;
+    auto ctl = testing::Subprocess::Start({testing::CtlPath(), "--target", target, "consent", "begin", user, "--app",
+                                           "corp", "--mailbox", user, "--prompt", "consent"});
+    EXPECT_TRUE(ctl.ok()) << ctl.status();
+    if (!ctl.ok()) return c;
+    c.ctl = std::move(*ctl);
+    EXPECT_TRUE(c.ctl->WaitForStderrLine(
+        [](const std::string& l) { return absl::StrContains(l, "Waiting for the sign-in at http://127.0.0.1:"); },
+        absl::Seconds(30)))
+        << c.ctl->Stderr();
+    // stdout and stderr are read by different threads: wait for the URL itself.
+    const std::string printed = c.ctl->WaitForStdout(
+        [&](const std::string& out) {
+          const size_t url = out.find(issuer + "/auth?");
+          return url != std::string::npos && out.find('\n', url) != std::string::npos;
+        },
+        absl::Seconds(30));
+    const size_t at = printed.find(issuer + "/auth?");
+    EXPECT_NE(at, std::string::npos) << printed;
+    if (at == std::string::npos) return c;
+    c.url = printed.substr(at, printed.find('\n', at) - at);
+    c.browser = testing::RunCommand({"/usr/bin/env", "python3",
+                                     testing::SourceDir() + "/tests/e2e/headless_browser.py", "--ca-file",
+                                     tls.certificate, "--login", user, c.url});
+    return c;
+  }
+
   testing::CertificateFiles tls, app_cert;
   std::unique_ptr<testing::Subprocess> process;
 };
@@ -147,34 +184,16 @@ TEST(OidcConsentE2ETest, AuthorizationCodeFlowInABrowserThroughTheLoopbackListen
                 .exit_code,
             0);
 
-  auto consent = testing::Subprocess::Start({testing::CtlPath(), "--target", daemon.grpc_address, "consent", "begin",
-                                             "frank", "--app", "corp", "--mailbox", "frank", "--prompt", "consent"});
-  ASSERT_TRUE(consent.ok());
-  ASSERT_TRUE((*consent)->WaitForStderrLine(
-      [](const std::string& l) { return absl::StrContains(l, "Waiting for the sign-in at http://127.0.0.1:"); },
-      absl::Seconds(30)))
-      << (*consent)->Stderr();
-  // stdout and stderr are read by different threads: wait for the URL itself.
-  const std::string printed = (*consent)->WaitForStdout(
-      [&](const std::string& out) {
-        const size_t url = out.find(issuer + "/auth?");
-        return url != std::string::npos && out.find('\n', url) != std::string::npos;
-      },
-      absl::Seconds(30));
-  const size_t at = printed.find(issuer + "/auth?");
-  ASSERT_NE(at, std::string::npos) << printed;
-  const std::string url = printed.substr(at, printed.find('\n', at) - at);
-  EXPECT_THAT(url, HasSubstr("code_challenge_method=S256"));
-
-  CommandResult browser = testing::RunCommand(
-      {"/usr/bin/env", "python3", testing::SourceDir() + "/tests/e2e/headless_browser.py", "--ca-file", idp.tls.certificate, "--login",
-       "frank", url});
+  OidcServer::Consent consent = idp.ConsentInBrowser(daemon.grpc_address, issuer, "frank");
+  ASSERT_NE(consent.ctl, nullptr);
+  EXPECT_THAT(consent.url, HasSubstr("code_challenge_method=S256"));
+  const CommandResult& browser = consent.browser;
   EXPECT_EQ(browser.exit_code, 0) << browser.out << browser.err;
   EXPECT_THAT(browser.out, HasSubstr("Consent complete"));
-  absl::StatusOr<int> exit = (*consent)->Wait(absl::Seconds(30));
+  absl::StatusOr<int> exit = consent.ctl->Wait(absl::Seconds(30));
   ASSERT_TRUE(exit.ok());
-  EXPECT_EQ(*exit, 0) << (*consent)->Stderr();
-  EXPECT_THAT((*consent)->Stdout(), ::testing::ContainsRegex("state: +active"));
+  EXPECT_EQ(*exit, 0) << consent.ctl->Stderr();
+  EXPECT_THAT(consent.ctl->Stdout(), ::testing::ContainsRegex("state: +active"));
 
   // The refresh token works, and rotates: two refreshes, two different tokens.
   CommandResult first = ctl({"token", "get", "frank"});
@@ -225,27 +244,11 @@ TEST(OidcConsentE2ETest, ThreeReplicasRefreshingConcurrentlyNeverPresentAConsume
                     "--client-secret-file", dir.WriteFile("secret", kClientSecret), "--not-after", "2099-01-01"})
                 .exit_code,
             0);
-  auto consent = testing::Subprocess::Start({testing::CtlPath(), "--target", replicas[1].grpc_address, "consent",
-                                             "begin", "frank", "--app", "corp", "--mailbox", "frank", "--prompt",
-                                             "consent"});
-  ASSERT_TRUE(consent.ok());
-  const std::string printed = (*consent)->WaitForStdout(
-      [&](const std::string& out) {
-        const size_t url = out.find(issuer + "/auth?");
-        return url != std::string::npos && out.find('\n', url) != std::string::npos;
-      },
-      absl::Seconds(30));
-  const size_t at = printed.find(issuer + "/auth?");
-  ASSERT_NE(at, std::string::npos) << printed << (*consent)->Stderr();
-  ASSERT_TRUE((*consent)->WaitForStderrLine(
-      [](const std::string& l) { return absl::StrContains(l, "Waiting for the sign-in at http://127.0.0.1:"); },
-      absl::Seconds(30)));
-  CommandResult browser = testing::RunCommand({"/usr/bin/env", "python3",
-                                               testing::SourceDir() + "/tests/e2e/headless_browser.py", "--ca-file",
-                                               idp.tls.certificate, "--login", "frank",
-                                               printed.substr(at, printed.find('\n', at) - at)});
-  ASSERT_EQ(browser.exit_code, 0) << browser.out << browser.err;
-  ASSERT_EQ(*(*consent)->Wait(absl::Seconds(30)), 0) << (*consent)->Stderr();
+  // Consent through replica 1.
+  OidcServer::Consent consent = idp.ConsentInBrowser(replicas[1].grpc_address, issuer, "frank");
+  ASSERT_NE(consent.ctl, nullptr);
+  ASSERT_EQ(consent.browser.exit_code, 0) << consent.browser.out << consent.browser.err;
+  ASSERT_EQ(*consent.ctl->Wait(absl::Seconds(30)), 0) << consent.ctl->Stderr();
 
   // Every call asks for a token valid for an hour, which no token of this
   // provider is (its lifetime is one hour from issue): each call refreshes,
