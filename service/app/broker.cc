@@ -99,7 +99,11 @@ absl::Status Broker::Start() {
   }
   SetServing(true);
   if (config_.apps_size() + config_.grants_size() > 0 || !config_path_.empty()) {
-    declarations_watcher_ = std::thread([this] { WatchDeclarations(); });
+    const absl::Duration interval = config_.has_declarations_check_interval()
+                                        ? FromProtoDuration(config_.declarations_check_interval())
+                                        : absl::Seconds(30);
+    declarations_watcher_ = std::make_unique<PeriodicTask>(interval, [this] { CheckDeclarations(); });
+    declarations_watcher_->Start();
   }
   scheduler_->Start();
   consent_->Start();
@@ -232,32 +236,22 @@ absl::Status Broker::ReconcileDeclarations(const Config& declared, bool always_l
   return absl::OkStatus();
 }
 
-void Broker::WatchDeclarations() {
-  const absl::Duration interval = config_.has_declarations_check_interval()
-                                      ? FromProtoDuration(config_.declarations_check_interval())
-                                      : absl::Seconds(30);
-  while (true) {
-    {
-      absl::MutexLock lock(&watch_mu_);
-      if (watch_mu_.AwaitWithTimeout(absl::Condition(&stop_watching_), interval)) return;
+void Broker::CheckDeclarations() {
+  // The file as it is now. One that no longer parses keeps the last good
+  // declarations (whose secret files are still re-read); ReloadAuthIfChanged
+  // logs why, once per change.
+  absl::StatusOr<Config> fresh = config_path_.empty() ? absl::StatusOr<Config>(config_) : LoadConfigFile(config_path_);
+  const bool declared_before = declarations_.apps_size() + declarations_.grants_size() > 0;
+  if (fresh.ok()) declarations_ = *fresh;
+  // Records declared before and removed from the file now are deleted.
+  if (declared_before || declarations_.apps_size() + declarations_.grants_size() > 0) {
+    absl::Status status = ReconcileDeclarations(declarations_, false);
+    if (!status.ok()) {
+      logger_.Error("declared apps or grants could not be reconciled; the stored ones stay in use",
+                    {{"error", status}});
     }
-    // The file as it is now. One that no longer parses keeps the last good
-    // declarations (whose secret files are still re-read); ReloadAuthIfChanged
-    // logs why, once per change.
-    absl::StatusOr<Config> fresh =
-        config_path_.empty() ? absl::StatusOr<Config>(config_) : LoadConfigFile(config_path_);
-    const bool declared_before = declarations_.apps_size() + declarations_.grants_size() > 0;
-    if (fresh.ok()) declarations_ = *fresh;
-    // Records declared before and removed from the file now are deleted.
-    if (declared_before || declarations_.apps_size() + declarations_.grants_size() > 0) {
-      absl::Status status = ReconcileDeclarations(declarations_, false);
-      if (!status.ok()) {
-        logger_.Error("declared apps or grants could not be reconciled; the stored ones stay in use",
-                      {{"error", status}});
-      }
-    }
-    ReloadAuthIfChanged(fresh);
   }
+  ReloadAuthIfChanged(fresh);
 }
 
 namespace {
@@ -544,13 +538,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Broker::ServerCredentia
 void Broker::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  if (declarations_watcher_.joinable()) {
-    {
-      absl::MutexLock lock(&watch_mu_);
-      stop_watching_ = true;
-    }
-    declarations_watcher_.join();
-  }
+  if (declarations_watcher_ != nullptr) declarations_watcher_->Stop();
   if (scheduler_ != nullptr) scheduler_->Stop();
   if (consent_ != nullptr) consent_->Stop();
   if (server_ != nullptr) {

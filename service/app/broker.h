@@ -23,6 +23,7 @@
 #include "service/app/vault_collector.h"
 #include "service/common/clock.h"
 #include "service/common/files.h"
+#include "service/common/periodic_task.h"
 #include "service/config/config_loader.h"
 #include "service/crypto/keyring.h"
 #include "service/logging/logger.h"
@@ -85,11 +86,11 @@ class Broker {
   // Reconciles the apps and grants `declared` declares (and the files they
   // name) with the store; logs what changed (everything with `always_log`).
   absl::Status ReconcileDeclarations(const Config& declared, bool always_log);
-  // Every declarations_check_interval until Shutdown(): re-reads the
+  // Run every declarations_check_interval until Shutdown(): re-reads the
   // configuration file, reconciles its apps and grants (a record removed from
   // the file is deleted, a changed one replaced) and rebuilds the auth section
   // when it changed.
-  void WatchDeclarations();
+  void CheckDeclarations();
   // Rebuilds identities and policy from `fresh` (the configuration file as
   // just read) when the file (or a bearer token file it names) changed; a
   // file that is not valid keeps the running ones and logs why.
@@ -152,9 +153,7 @@ class Broker {
   std::string health_address_;
   std::string metrics_address_;
   bool shut_down_ = false;
-  absl::Mutex watch_mu_;
-  bool stop_watching_ ABSL_GUARDED_BY(watch_mu_) = false;
-  std::thread declarations_watcher_;
+  std::unique_ptr<PeriodicTask> declarations_watcher_;
 };
 
 }  // namespace tokenbroker

@@ -261,30 +261,23 @@ int MailPool::SweepIdle() {
 }
 
 void MailPool::Start() {
-  sweeper_ = std::thread([this] {
-    const absl::Duration every = std::max(absl::Seconds(1), options_.idle_timeout / 4);
-    while (true) {
-      {
-        absl::MutexLock lock(&mu_);
-        if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), every)) return;
-      }
-      SweepIdle();
-    }
-  });
+  sweeper_ = std::make_unique<PeriodicTask>(std::max(absl::Seconds(1), options_.idle_timeout / 4),
+                                            [this] { SweepIdle(); });
+  sweeper_->Start();
 }
 
 void MailPool::Shutdown() {
+  if (sweeper_ != nullptr) sweeper_->Stop();
   std::vector<Pooled> all;
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_ && !sweeper_.joinable()) return;
+    if (stopping_) return;
     stopping_ = true;
     for (auto& [id, box] : mailboxes_) {
       for (Pooled& p : box.idle) all.push_back(std::move(p));
       box.idle.clear();
     }
   }
-  if (sweeper_.joinable()) sweeper_.join();
   for (Pooled& p : all) (void)p.session->Logout();
 }
 

@@ -75,6 +75,8 @@ struct SharedAccessToken {
   // The replica that refreshed it.
   std::string holder;
   int64_t fence = 0;
+  // When it was requested (its lifetime, for the refresh ahead of expiry).
+  absl::Time issue_time = absl::InfinitePast();
 };
 
 // A consent under way (several replicas: any replica completes it). `key` is

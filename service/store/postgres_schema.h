@@ -57,7 +57,7 @@ inline const std::vector<PostgresMigration>& PostgresMigrations() {
        "CREATE TABLE access_tokens ("
        "  grant_id TEXT PRIMARY KEY NOT NULL REFERENCES grants(id) ON DELETE CASCADE,"
        "  sealed_token BYTEA NOT NULL, token_type TEXT NOT NULL, scopes TEXT NOT NULL,"
-       "  expire_time BIGINT NOT NULL, holder TEXT NOT NULL, fence BIGINT NOT NULL);"
+       "  expire_time BIGINT NOT NULL, holder TEXT NOT NULL, fence BIGINT NOT NULL, issue_time BIGINT);"
        "CREATE TABLE replicas ("
        "  id TEXT PRIMARY KEY NOT NULL, start_time BIGINT, last_seen BIGINT NOT NULL);"
        "CREATE TABLE pending_consents ("

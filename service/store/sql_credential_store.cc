@@ -475,14 +475,14 @@ absl::StatusOr<std::optional<SharedAccessToken>> SqlCredentialStore::GetSharedAc
     absl::string_view grant_id) {
   std::optional<SharedAccessToken> token;
   RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
-    ASSIGN_OR_RETURN(auto rows, s.Query("SELECT sealed_token, token_type, scopes, expire_time, holder, fence "
-                                        "FROM access_tokens WHERE grant_id = ?",
+    ASSIGN_OR_RETURN(auto rows, s.Query("SELECT sealed_token, token_type, scopes, expire_time, holder, fence, "
+                                        "issue_time FROM access_tokens WHERE grant_id = ?",
                                         {SqlValue::Text(std::string(grant_id))}, {0}));
     if (rows.empty()) return absl::OkStatus();
     const SqlRow& r = rows[0];
     token = SharedAccessToken{r[0].AsString(), r[1].AsString(),
                               absl::StrSplit(r[2].AsString(), ' ', absl::SkipEmpty()), TimeOf(r[3]),
-                              r[4].AsString(), r[5].AsInt()};
+                              r[4].AsString(), r[5].AsInt(), TimeOf(r[6])};
     return absl::OkStatus();
   }));
   return token;
@@ -494,11 +494,11 @@ absl::Status SqlCredentialStore::PutSharedAccessToken(const SharedAccessToken& t
     const SqlValue key = SqlValue::Text(lease.grant);
     RETURN_IF_ERROR(s.Execute("DELETE FROM access_tokens WHERE grant_id = ?", {key}).status());
     RETURN_IF_ERROR(s.Execute("INSERT INTO access_tokens (grant_id, sealed_token, token_type, scopes, expire_time, "
-                              "holder, fence) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              "holder, fence, issue_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                               {key, SqlValue::Bytes(token.sealed), SqlValue::Text(token.token_type),
                                SqlValue::Text(absl::StrJoin(token.scopes, " ")),
                                SqlValue::Int(absl::ToUnixMicros(token.expire_time)), SqlValue::Text(lease.holder),
-                               SqlValue::Int(lease.fence)})
+                               SqlValue::Int(lease.fence), TimeValue(token.issue_time)})
                         .status());
     RETURN_IF_ERROR(s.Execute("UPDATE refresh_leases SET holder = '', expire_time = 0 WHERE grant_id = ?", {key})
                         .status());

@@ -60,7 +60,7 @@ inline const std::vector<SqliteMigration>& SqliteMigrations() {
        "CREATE TABLE access_tokens ("
        "  grant_id TEXT PRIMARY KEY NOT NULL REFERENCES grants(id) ON DELETE CASCADE,"
        "  sealed_token BLOB NOT NULL, token_type TEXT NOT NULL, scopes TEXT NOT NULL,"
-       "  expire_time INTEGER NOT NULL, holder TEXT NOT NULL, fence INTEGER NOT NULL);"
+       "  expire_time INTEGER NOT NULL, holder TEXT NOT NULL, fence INTEGER NOT NULL, issue_time INTEGER);"
        "CREATE TABLE replicas ("
        "  id TEXT PRIMARY KEY NOT NULL, start_time INTEGER, last_seen INTEGER NOT NULL);"
        "CREATE TABLE pending_consents ("

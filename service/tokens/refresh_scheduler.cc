@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <set>
+#include <thread>
 
 namespace tokenbroker {
 
@@ -58,24 +59,12 @@ RefreshScheduler::Report RefreshScheduler::RunOnce() {
 }
 
 void RefreshScheduler::Start() {
-  thread_ = std::thread([this] {
-    while (true) {
-      {
-        absl::MutexLock lock(&mu_);
-        if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.interval)) return;
-      }
-      RunOnce();
-    }
-  });
+  task_ = std::make_unique<PeriodicTask>(options_.interval, [this] { RunOnce(); });
+  task_->Start();
 }
 
 void RefreshScheduler::Stop() {
-  if (!thread_.joinable()) return;
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-  }
-  thread_.join();
+  if (task_ != nullptr) task_->Stop();
 }
 
 }  // namespace tokenbroker

@@ -10,10 +10,9 @@
 #ifndef TOKENBROKER_SERVICE_TOKENS_REFRESH_SCHEDULER_H_
 #define TOKENBROKER_SERVICE_TOKENS_REFRESH_SCHEDULER_H_
 
-#include <thread>
+#include <memory>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "service/common/periodic_task.h"
 #include "service/tokens/token_manager.h"
 
 namespace tokenbroker {
@@ -53,9 +52,7 @@ class RefreshScheduler {
   const Clock& clock_;
   Logger& logger_;
   const SchedulerOptions options_;
-  absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  std::unique_ptr<PeriodicTask> task_;
 };
 
 }  // namespace tokenbroker

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "service/common/status_macros.h"
 #include "service/tokens/app_credentials.h"
+#include "service/tokens/replica_membership.h"
 
 namespace tokenbroker {
 namespace {
@@ -56,7 +57,8 @@ TokenManager::TokenManager(Vault& vault, std::map<Provider, IdentityProvider*> p
     : vault_(vault), providers_(std::move(providers)), clock_(clock), logger_(logger), options_(std::move(options)) {}
 
 AccessToken TokenManager::Copy(const AccessToken& t) {
-  return AccessToken{t.token.Clone(), t.token_type, t.expire_time, t.mailbox, t.scopes, t.sasl_xoauth2.Clone()};
+  return AccessToken{t.token.Clone(), t.token_type, t.expire_time, t.mailbox,
+                     t.scopes,        t.sasl_xoauth2.Clone(), t.issue_time};
 }
 
 std::shared_ptr<TokenManager::Entry> TokenManager::EntryFor(absl::string_view grant_id) {
@@ -141,14 +143,11 @@ absl::Duration TokenManager::Backoff(int failures) {
   return d * absl::Uniform(bitgen_, 0.8, 1.2);
 }
 
-absl::Time TokenManager::RefreshAt(const AccessToken& token, absl::Time issued) {
-  const absl::Duration lifetime = token.expire_time - issued;
+absl::Time TokenManager::RefreshAt(absl::string_view grant_id, const AccessToken& token) {
+  const absl::Duration lifetime = token.expire_time - token.issue_time;
   const absl::Duration slack = std::max(options_.min_slack, lifetime * options_.slack_fraction);
-  double jitter;
-  {
-    absl::MutexLock lock(&bitgen_mu_);
-    jitter = absl::Uniform(bitgen_, 0.0, options_.jitter_fraction);
-  }
+  const uint64_t h = StableHash(absl::StrCat(grant_id, "/", absl::ToUnixMicros(token.expire_time)));
+  const double jitter = static_cast<double>(h % 1000003) / 1000003.0 * options_.jitter_fraction;
   return token.expire_time - slack - slack * jitter;
 }
 
@@ -265,9 +264,8 @@ absl::StatusOr<AccessToken> TokenManager::Fetch(absl::string_view grant_id, Need
     entry->mu.Unlock();
 
     absl::Time retry_after = absl::InfinitePast();
-    const absl::Time issued = clock_.Now();
     absl::StatusOr<AccessToken> result = Obtain(grant_id, need, &retry_after, failures);
-    const absl::Time refresh_at = result.ok() ? RefreshAt(*result, issued) : absl::InfiniteFuture();
+    const absl::Time refresh_at = result.ok() ? RefreshAt(grant_id, *result) : absl::InfiniteFuture();
 
     entry->mu.Lock();
     entry->refreshing = false;
@@ -339,7 +337,7 @@ std::optional<AccessToken> TokenManager::AdoptShared(const Grant& grant, const N
   if (options_.replicas.on_adopted) options_.replicas.on_adopted();
   Secret sasl = SaslXoauth2(grant.mailbox, *token);
   return AccessToken{*std::move(token), t.token_type, t.expire_time, grant.mailbox,
-                     t.scopes.empty() ? grant.scopes : t.scopes, std::move(sasl)};
+                     t.scopes.empty() ? grant.scopes : t.scopes, std::move(sasl), t.issue_time};
 }
 
 absl::StatusOr<AccessToken> TokenManager::ObtainShared(absl::string_view grant_id, const Need& need,
@@ -381,7 +379,9 @@ absl::StatusOr<AccessToken> TokenManager::ObtainShared(absl::string_view grant_i
       absl::StatusOr<std::string> sealed = vault_.SealAccessToken(grant, token->token);
       absl::Status shared =
           sealed.ok() ? vault_.store().PutSharedAccessToken(
-                            {*sealed, token->token_type, token->scopes, token->expire_time, "", 0}, *lease)
+                            {*sealed, token->token_type, token->scopes, token->expire_time, "", 0,
+                             token->issue_time},
+                            *lease)
                       : sealed.status();
       released = shared.ok();  // storing it released the lease
       if (!shared.ok()) {
@@ -420,6 +420,7 @@ absl::StatusOr<AccessToken> TokenManager::Refresh(Grant grant, const RefreshLeas
     ASSIGN_OR_RETURN(refresh_token, vault_.OpenRefreshToken(grant));
   }
   std::optional<IssuedToken> issued;
+  const absl::Time requested = clock_.Now();
   ASSIGN_OR_RETURN(
       std::optional<ProviderFailure> failed,
       TryAppCredentials(vault_, clock_, logger_, app,
@@ -461,7 +462,7 @@ absl::StatusOr<AccessToken> TokenManager::Refresh(Grant grant, const RefreshLeas
     }
     Secret sasl = SaslXoauth2(grant.mailbox, issued->access_token);
     AccessToken token{std::move(issued->access_token), issued->token_type, issued->expire_time, grant.mailbox,
-                      issued->scopes.empty() ? grant.scopes : issued->scopes, std::move(sasl)};
+                      issued->scopes.empty() ? grant.scopes : issued->scopes, std::move(sasl), requested};
     return token;
   }
   switch (failure.kind) {

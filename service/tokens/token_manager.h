@@ -42,6 +42,8 @@ struct AccessToken {
   std::vector<std::string> scopes;
   // The SASL XOAUTH2 initial response for mailbox and token, computed once.
   Secret sasl_xoauth2;
+  // When it was requested from the provider (its lifetime starts here).
+  absl::Time issue_time = absl::InfinitePast();
 };
 
 // What happened, for metrics: "cache_hit", "refreshed", "stale" (the provider
@@ -78,8 +80,10 @@ struct ReplicaOptions {
 struct TokenManagerOptions {
   // A cached token is refreshed in the background at expiry - slack - jitter:
   // slack is the larger of min_slack and slack_fraction of the token's
-  // lifetime; jitter is uniform in [0, jitter_fraction * slack], fixed per
-  // token, so that many grants never refresh in the same second.
+  // lifetime; jitter is in [0, jitter_fraction * slack], spread evenly by a
+  // hash of the grant and the token's expiry, so that many grants never
+  // refresh in the same second and every replica computes the same time for
+  // the same token.
   absl::Duration min_slack = absl::Minutes(5);
   double slack_fraction = 0.1;
   double jitter_fraction = 0.5;
@@ -171,7 +175,7 @@ class TokenManager {
   std::shared_ptr<Entry> EntryFor(absl::string_view grant_id);
   // `force`: refresh even if the cached token would do (RefreshNow).
   absl::StatusOr<AccessToken> Fetch(absl::string_view grant_id, Need need, bool observed, bool force);
-  absl::Time RefreshAt(const AccessToken& token, absl::Time issued);
+  absl::Time RefreshAt(absl::string_view grant_id, const AccessToken& token);
   // A new token for the grant: refreshed here, or (several replicas) one
   // another replica refreshed. Sets `retry_after` for transient failures.
   absl::StatusOr<AccessToken> Obtain(absl::string_view grant_id, const Need& need, absl::Time* retry_after,

@@ -408,7 +408,7 @@ TEST_P(ConformanceTest, AHolderWhoseLeaseWasTakenOverCannotWrite) {
   absl::StatusOr<int64_t> refused = store_->UpdateGrantUnderLease(g, stalled);
   EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
   EXPECT_THAT(refused.status().message(), HasSubstr("taken over"));
-  SharedAccessToken token{"sealed-a", "Bearer", {"scope-1", "scope-2"}, kT0 + absl::Hours(1), "", 0};
+  SharedAccessToken token{"sealed-a", "Bearer", {"scope-1", "scope-2"}, kT0 + absl::Hours(1), "", 0, kT0};
   EXPECT_TRUE(absl::IsFailedPrecondition(store_->PutSharedAccessToken(token, stalled)));
   EXPECT_FALSE(store_->GetSharedAccessToken("g")->has_value());
 
@@ -425,6 +425,7 @@ TEST_P(ConformanceTest, AHolderWhoseLeaseWasTakenOverCannotWrite) {
   EXPECT_EQ(shared->expire_time, token.expire_time);
   EXPECT_EQ(shared->holder, "replica-b");
   EXPECT_EQ(shared->fence, successor.fence);
+  EXPECT_EQ(shared->issue_time, kT0);
 
   // Re-reading after a reopen (another replica) sees the same.
   store_ = factory_->Open();
