@@ -71,24 +71,31 @@ bool PostgresChangeListener::Wait(int fd, int timeout_ms) {
 
 void PostgresChangeListener::Run() {
   int backoff_ms = 1000;
+  bool connected = true;
+  std::string lost;  // why the connection went
   while (true) {
-    const int fd = PQsocket(conn_);
-    if (fd < 0 || PQstatus(conn_) != CONNECTION_OK) {
+    if (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK) {
+      if (connected) {
+        connected = false;
+        if (lost.empty()) lost = ErrorOf(conn_);
+        if (on_connection_) on_connection_(false, lost);
+      }
       // Reconnect with back-off; "*" once listening again.
       if (!Wait(-1, backoff_ms)) return;
       backoff_ms = std::min(backoff_ms * 2, 30000);
-      if (std::string error = Connect(); !error.empty()) continue;
+      if (!Connect().empty()) continue;
       backoff_ms = 1000;
+      connected = true;
+      lost.clear();
       if (on_connection_) on_connection_(true, "");
       on_change_("*");
       continue;
     }
-    if (!Wait(fd, -1)) return;
+    if (!Wait(PQsocket(conn_), -1)) return;
     if (PQconsumeInput(conn_) == 0) {
-      const std::string error = ErrorOf(conn_);
+      lost = ErrorOf(conn_);
       PQfinish(conn_);
       conn_ = nullptr;
-      if (on_connection_) on_connection_(false, error);
       continue;
     }
     while (PGnotify* n = PQnotifies(conn_)) {

@@ -288,6 +288,35 @@ TEST_F(ReplicasE2ETest, AGrantDisabledThroughOneReplicaIsRefusedByAllWithinASeco
   }
 }
 
+TEST_F(ReplicasE2ETest, AfterADatabaseRestartTheReplicasHearChangesAgain) {
+  StartReplicas();
+  ImportGrant(0, "gina");
+  for (int r = 0; r < kReplicas; ++r) {
+    v1::GetAccessTokenResponse response;
+    ASSERT_TRUE(Token(r, "gina", &response).ok());
+  }
+  // Every replica's change feed loses its connection; notifications sent
+  // while it is away are gone for good.
+  ASSERT_TRUE(testing::SharedPostgresServer().Restart().ok());
+  MustCtl(0, {"grant", "disable", "gina"});
+  // Each feed reconnects (1 s back-off), then drops every cached grant: the
+  // change is seen although its notification was missed.
+  for (int r = 1; r < kReplicas; ++r) {
+    grpc::Status status;
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    do {
+      v1::GetAccessTokenResponse response;
+      status = Token(r, "gina", &response);
+    } while (status.ok() && absl::Now() < deadline);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << "replica " << r;
+    const absl::Time feed_deadline = absl::Now() + absl::Seconds(20);
+    while (Metric(r, "tokenbroker_change_feed_connected") != 1 && absl::Now() < feed_deadline) {
+    }
+    EXPECT_EQ(Metric(r, "tokenbroker_change_feed_connected"), 1) << "replica " << r;
+    EXPECT_GE(Metric(r, "tokenbroker_change_feed_disconnects_total"), 1) << "replica " << r;
+  }
+}
+
 TEST_F(ReplicasE2ETest, AReplicaKilledWhileRefreshingLosesItsLeaseToTheOthers) {
   StartReplicas("3s");
   ImportGrant(0, "dave");
