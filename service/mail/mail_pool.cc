@@ -57,18 +57,16 @@ void MailPool::Observe(absl::string_view operation, const absl::Status& status, 
 }
 
 absl::StatusOr<MailPool::Pooled> MailPool::Connect(const std::string& grant_id, const ImapServer& server,
-                                                    bool force_refresh) {
+                                                    const Secret* refused, Secret* used) {
   const absl::Time start = clock_.Now();
-  if (force_refresh) {
-    tokens_.Invalidate(grant_id);
-    RETURN_IF_ERROR(tokens_.RefreshNow(grant_id));
-  }
+  if (refused != nullptr) RETURN_IF_ERROR(tokens_.RefreshRefused(grant_id, *refused));
   ASSIGN_OR_RETURN(AccessToken token, tokens_.GetAccessToken(grant_id, kTokenMargin * 5));
   absl::StatusOr<std::unique_ptr<ImapSession>> session = opener_(server);
   absl::Status status = session.status();
   if (session.ok()) status = (*session)->Authenticate(token.mailbox, token.token, options_.mechanism);
   Observe("login", status, start);
   if (!status.ok()) {
+    if (used != nullptr && absl::IsUnauthenticated(status)) *used = token.token.Clone();
     if (options_.on_auth_failure) {
       options_.on_auth_failure(absl::IsUnauthenticated(status)      ? "rejected"
                                : absl::IsPermissionDenied(status)   ? "permission"
@@ -80,7 +78,8 @@ absl::StatusOr<MailPool::Pooled> MailPool::Connect(const std::string& grant_id, 
 }
 
 absl::StatusOr<MailPool::Pooled> MailPool::Acquire(const std::string& grant_id, const ImapServer& server,
-                                                    bool force_refresh) {
+                                                    const Secret* refused, Secret* used) {
+  const bool force_refresh = refused != nullptr;
   std::vector<Pooled> discard;
   std::optional<Pooled> reused;
   uint64_t generation = 0;
@@ -125,7 +124,7 @@ absl::StatusOr<MailPool::Pooled> MailPool::Acquire(const std::string& grant_id, 
     reused->reused = true;
     return *std::move(reused);
   }
-  absl::StatusOr<Pooled> fresh = Connect(grant_id, server, force_refresh);
+  absl::StatusOr<Pooled> fresh = Connect(grant_id, server, refused, used);
   if (!fresh.ok()) {
     Release(grant_id, std::nullopt);
     return fresh;
@@ -163,15 +162,18 @@ absl::Status MailPool::Run(absl::string_view grant_id, absl::string_view operati
     return resolved.status();
   }
   const ImapServer server = *std::move(resolved);
-  bool force_refresh = false;
+  // The token the server refused, once it has: refreshed once (by this call
+  // or by another that met the same token) and tried again.
+  std::optional<Secret> refused;
   bool retried_dead = false;
   for (int attempt = 0; attempt < 3; ++attempt) {
-    absl::StatusOr<Pooled> pooled = Acquire(id, server, force_refresh);
+    Secret used;
+    absl::StatusOr<Pooled> pooled = Acquire(id, server, refused.has_value() ? &*refused : nullptr, &used);
     if (!pooled.ok()) {
       if (absl::IsUnauthenticated(pooled.status())) {
-        if (!force_refresh) {
+        if (!refused.has_value()) {
           logger_.Info("the mail server refused the grant's token; refreshing it once", {{"grant", id}});
-          force_refresh = true;
+          refused = std::move(used);
           continue;
         }
         absl::Status refused = absl::FailedPreconditionError(

@@ -117,8 +117,13 @@ class MailPool {
     absl::Time resolved = absl::InfinitePast();
   };
   absl::StatusOr<ImapServer> Resolve(const std::string& grant_id);
-  absl::StatusOr<Pooled> Acquire(const std::string& grant_id, const ImapServer& server, bool force_refresh);
-  absl::StatusOr<Pooled> Connect(const std::string& grant_id, const ImapServer& server, bool force_refresh);
+  // `refused`: the token the server just refused (then no pooled session is
+  // reused, and the token is refreshed unless another call already did);
+  // `used` gets the token of a login the server refuses.
+  absl::StatusOr<Pooled> Acquire(const std::string& grant_id, const ImapServer& server, const Secret* refused,
+                                 Secret* used);
+  absl::StatusOr<Pooled> Connect(const std::string& grant_id, const ImapServer& server, const Secret* refused,
+                                 Secret* used);
   void Release(const std::string& grant_id, std::optional<Pooled> session);
   void Observe(absl::string_view operation, const absl::Status& status, absl::Time start);
 

@@ -83,6 +83,20 @@ void TokenManager::Invalidate(absl::string_view grant_id) {
   entry->cached.reset();
 }
 
+absl::Status TokenManager::RefreshRefused(absl::string_view grant_id, const Secret& refused) {
+  {
+    std::shared_ptr<Entry> entry = EntryFor(grant_id);
+    absl::MutexLock lock(&entry->mu);
+    if (entry->cached.has_value()) {
+      if (!ConstantTimeEquals(entry->cached->token.Reveal(), refused.Reveal())) return absl::OkStatus();
+      entry->invalidated_expiry = std::max(entry->invalidated_expiry, entry->cached->expire_time);
+      entry->cached.reset();
+    }
+  }
+  // A refresh already running (started by another refused call) is shared.
+  return RefreshNow(grant_id);
+}
+
 std::map<std::string, absl::Time> TokenManager::CachedExpiries() {
   std::vector<std::pair<std::string, std::shared_ptr<Entry>>> entries;
   {

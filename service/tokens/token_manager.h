@@ -122,6 +122,11 @@ class TokenManager {
 
   // Drops the cached token of a grant (after an IMAP authentication failure).
   void Invalidate(absl::string_view grant_id);
+  // The mail server refused `refused`, a token of this grant: refreshes the
+  // grant unless its cached token is another one by now (a call refused with
+  // the same token refreshed it first), so that one refused token costs one
+  // refresh however many sessions met it.
+  absl::Status RefreshRefused(absl::string_view grant_id, const Secret& refused);
   // Forgets everything known about a grant: cached token, last error and
   // back-off (after new consent, so that the next call refreshes at once).
   // "*": every grant.

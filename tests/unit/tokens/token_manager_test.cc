@@ -98,6 +98,25 @@ class TokenManagerTest : public ::testing::Test {
   testing::TempDir dir_;
 };
 
+TEST_F(TokenManagerTest, OneRefusedTokenCostsOneRefreshHoweverManyCallsMetIt) {
+  CreateAppWithSecret();
+  AppOnlyGrant();
+  absl::StatusOr<AccessToken> first = tokens_.GetAccessToken("robot", absl::Minutes(5));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(idp_.requests(), 1);
+  // Three sessions were refused with the same token.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(tokens_.RefreshRefused("robot", first->token).ok());
+  EXPECT_EQ(idp_.requests(), 2);
+  absl::StatusOr<AccessToken> second = tokens_.GetAccessToken("robot", absl::Minutes(5));
+  ASSERT_TRUE(second.ok());
+  EXPECT_NE(second->token.Reveal(), first->token.Reveal());
+  EXPECT_EQ(idp_.requests(), 2);
+  // The new token refused too: refreshed again, once.
+  ASSERT_TRUE(tokens_.RefreshRefused("robot", second->token).ok());
+  ASSERT_TRUE(tokens_.RefreshRefused("robot", second->token).ok());
+  EXPECT_EQ(idp_.requests(), 3);
+}
+
 TEST_F(TokenManagerTest, AppOnlyWithAClientSecretThenServedFromTheCache) {
   CreateAppWithSecret();
   AppOnlyGrant();
