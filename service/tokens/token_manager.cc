@@ -77,21 +77,23 @@ std::shared_ptr<TokenManager::Entry> TokenManager::EntryFor(absl::string_view gr
 void TokenManager::Invalidate(absl::string_view grant_id) {
   std::shared_ptr<Entry> entry = EntryFor(grant_id);
   absl::MutexLock lock(&entry->mu);
-  if (entry->cached.has_value()) {
-    entry->invalidated_expiry = std::max(entry->invalidated_expiry, entry->cached->expire_time);
-  }
-  entry->cached.reset();
+  DropRefused(*entry);
+}
+
+void TokenManager::DropRefused(Entry& entry) {
+  if (!entry.cached.has_value()) return;
+  entry.invalidated_expiry = std::max(entry.invalidated_expiry, entry.cached->expire_time);
+  entry.cached.reset();
 }
 
 absl::Status TokenManager::RefreshRefused(absl::string_view grant_id, const Secret& refused) {
   {
     std::shared_ptr<Entry> entry = EntryFor(grant_id);
     absl::MutexLock lock(&entry->mu);
-    if (entry->cached.has_value()) {
-      if (!ConstantTimeEquals(entry->cached->token.Reveal(), refused.Reveal())) return absl::OkStatus();
-      entry->invalidated_expiry = std::max(entry->invalidated_expiry, entry->cached->expire_time);
-      entry->cached.reset();
+    if (entry->cached.has_value() && !ConstantTimeEquals(entry->cached->token.Reveal(), refused.Reveal())) {
+      return absl::OkStatus();
     }
+    DropRefused(*entry);
   }
   // A refresh already running (started by another refused call) is shared.
   return RefreshNow(grant_id);
@@ -175,11 +177,11 @@ std::vector<std::string> TokenManager::DueForRefresh(
   std::vector<std::string> due;
   for (const auto& [id, entry] : entries) {
     absl::MutexLock lock(&entry->mu);
-    const absl::Duration late = delay != nullptr ? delay(id) : absl::ZeroDuration();
-    if (entry->cached.has_value() && !entry->refreshing && entry->refresh_at + late <= now &&
-        now >= entry->retry_after) {
-      due.push_back(id);
+    if (!entry->cached.has_value() || entry->refreshing || entry->refresh_at > now || now < entry->retry_after) {
+      continue;
     }
+    // Only a grant that is due at all asks who goes first.
+    if (delay == nullptr || entry->refresh_at + delay(id) <= now) due.push_back(id);
   }
   std::sort(due.begin(), due.end());
   return due;

@@ -178,6 +178,8 @@ class TokenManager {
   };
 
   std::shared_ptr<Entry> EntryFor(absl::string_view grant_id);
+  // Drops the cached token the mail server refused, remembering its expiry.
+  static void DropRefused(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(entry.mu);
   // `force`: refresh even if the cached token would do (RefreshNow).
   absl::StatusOr<AccessToken> Fetch(absl::string_view grant_id, Need need, bool observed, bool force);
   absl::Time RefreshAt(absl::string_view grant_id, const AccessToken& token);
