@@ -2,13 +2,12 @@
 
 #include <algorithm>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "service/api/convert.h"
 #include "service/api/reactors.h"
 #include "service/common/status_macros.h"
 #include "service/imap/imap_text.h"
+#include "service/mail/mailbox.h"
 
 namespace tokenbroker {
 namespace {
@@ -20,108 +19,46 @@ absl::Status ValidateFolder(absl::string_view folder) {
   return ValidateImapString("folder", folder, kMaxFolderBytes);
 }
 
-// IMAP's date-time, "27-Nov-2026 10:00:00 +0100" (the day may be
-// space-padded). Hand-parsed: it is read for every fetched message.
-std::optional<absl::Time> ParseInternalDate(absl::string_view s) {
-  s = absl::StripLeadingAsciiWhitespace(s);
-  auto number = [&s](size_t digits, int* out) {
-    if (s.size() < digits) return false;
-    int v = 0;
-    for (size_t i = 0; i < digits; ++i) {
-      if (!absl::ascii_isdigit(static_cast<unsigned char>(s[i]))) return false;
-      v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    s.remove_prefix(digits);
-    return true;
-  };
-  auto literal = [&s](char c) {
-    if (s.empty() || s[0] != c) return false;
-    s.remove_prefix(1);
-    return true;
-  };
-  static constexpr absl::string_view kMonths[] = {"jan", "feb", "mar", "apr", "may", "jun",
-                                                  "jul", "aug", "sep", "oct", "nov", "dec"};
-  int day = 0, month = 0, year = 0, hour = 0, minute = 0, second = 0, offset = 0;
-  const size_t day_digits = s.size() > 1 && s[1] == '-' ? 1 : 2;
-  if (!number(day_digits, &day) || !literal('-') || s.size() < 3) return std::nullopt;
-  const std::string name = absl::AsciiStrToLower(s.substr(0, 3));
-  for (int m = 0; m < 12; ++m) {
-    if (kMonths[m] == name) month = m + 1;
-  }
-  s.remove_prefix(3);
-  if (month == 0 || !literal('-') || !number(4, &year) || !literal(' ') || !number(2, &hour) || !literal(':') ||
-      !number(2, &minute) || !literal(':') || !number(2, &second) || !literal(' ') || s.empty()) {
-    return std::nullopt;
-  }
-  const int sign = s[0] == '-' ? -1 : 1;
-  if (s[0] != '+' && s[0] != '-') return std::nullopt;
-  s.remove_prefix(1);
-  if (!number(4, &offset) || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return std::nullopt;
-  const absl::Time local =
-      absl::FromCivil(absl::CivilSecond(year, month, day, hour, minute, second), absl::UTCTimeZone());
-  return local - sign * (absl::Hours(offset / 100) + absl::Minutes(offset % 100));
-}
-
-std::optional<absl::Time> ParseHeaderDate(absl::string_view s) {
-  std::string text(absl::StripAsciiWhitespace(s));
-  if (const size_t comment = text.find(" ("); comment != std::string::npos) text.resize(comment);  // "(UTC)"
-  absl::Time t;
-  std::string err;
-  for (const char* format : {"%a, %d %b %Y %H:%M:%S %z", "%d %b %Y %H:%M:%S %z", "%a, %d %b %Y %H:%M %z"}) {
-    if (absl::ParseTime(format, text, &t, &err)) return t;
-  }
-  return std::nullopt;
-}
-
-void AddAddresses(const std::vector<ImapAddress>& in, google::protobuf::RepeatedPtrField<v1::Address>* out) {
-  for (const ImapAddress& a : in) {
+void AddAddresses(const std::vector<MailAddress>& in, google::protobuf::RepeatedPtrField<v1::Address>* out) {
+  for (const MailAddress& a : in) {
     v1::Address* address = out->Add();
     address->set_name(a.name);
-    address->set_email(a.address);
+    address->set_email(a.email);
   }
 }
 
-void SummaryToProto(const ImapMessageSummary& m, v1::MessageSummary* out) {
+void SummaryToProto(const MailSummary& m, v1::MessageSummary* out) {
   out->set_uid(m.uid);
   for (const std::string& f : m.flags) out->add_flags(f);
   out->set_size(m.size);
-  if (auto t = ParseInternalDate(m.internal_date)) *out->mutable_internal_date() = ToTimestamp(*t);
-  out->set_subject(m.envelope.subject);
-  AddAddresses(m.envelope.from, out->mutable_from());
-  AddAddresses(m.envelope.to, out->mutable_to());
-  AddAddresses(m.envelope.cc, out->mutable_cc());
-  if (auto t = ParseHeaderDate(m.envelope.date)) *out->mutable_date() = ToTimestamp(*t);
-  out->set_message_id(m.envelope.message_id);
-  out->set_in_reply_to(m.envelope.in_reply_to);
+  if (m.internal_date) *out->mutable_internal_date() = ToTimestamp(*m.internal_date);
+  out->set_subject(m.subject);
+  AddAddresses(m.from, out->mutable_from());
+  AddAddresses(m.to, out->mutable_to());
+  AddAddresses(m.cc, out->mutable_cc());
+  if (m.date) *out->mutable_date() = ToTimestamp(*m.date);
+  out->set_message_id(m.message_id);
+  out->set_in_reply_to(m.in_reply_to);
 }
 
-std::string SpecialUse(const std::vector<std::string>& attributes) {
-  for (const std::string& a : attributes) {
-    const std::string lower = absl::AsciiStrToLower(a);
-    for (const char* use : {"\\sent", "\\trash", "\\drafts", "\\junk", "\\archive", "\\all", "\\flagged"}) {
-      if (lower == use) return a;
-    }
+MailQuery QueryFromProto(const v1::SearchMessagesRequest& request) {
+  const v1::SearchCriteria& c = request.criteria();
+  MailQuery q;
+  if (c.has_since()) q.since = absl::FromUnixSeconds(c.since().seconds());
+  if (c.has_before()) q.before = absl::FromUnixSeconds(c.before().seconds());
+  q.from = c.from();
+  q.to = c.to();
+  q.subject = c.subject();
+  q.unseen_only = c.unseen_only();
+  q.uid_min = c.uid_min();
+  q.uid_max = c.uid_max();
+  if (c.has_header()) {
+    q.header_name = c.header().name();
+    q.header_value = c.header().value();
   }
-  return "";
-}
-
-absl::StatusOr<ImapSearchBuilder> BuildCriteria(const v1::SearchCriteria& c) {
-  ImapSearchBuilder b;
-  if (c.has_since()) b.Since(absl::FromUnixSeconds(c.since().seconds()));
-  if (c.has_before()) b.Before(absl::FromUnixSeconds(c.before().seconds()));
-  if (!c.from().empty()) RETURN_IF_ERROR(b.From(c.from()));
-  if (!c.to().empty()) RETURN_IF_ERROR(b.To(c.to()));
-  if (!c.subject().empty()) RETURN_IF_ERROR(b.Subject(c.subject()));
-  if (c.unseen_only()) b.Unseen();
-  if (c.uid_min() > 0 || c.uid_max() > 0) {
-    if (c.uid_max() > 0 && c.uid_max() < c.uid_min()) {
-      return absl::InvalidArgumentError("criteria.uid_max: smaller than uid_min");
-    }
-    b.UidRange(std::max<uint32_t>(1, c.uid_min()), c.uid_max());
-  }
-  if (c.has_header()) RETURN_IF_ERROR(b.Header(c.header().name(), c.header().value()));
-  return b;
+  q.limit = request.limit();
+  q.oldest_first = request.order() == v1::SearchMessagesRequest::ORDER_OLDEST_FIRST;
+  return q;
 }
 
 }  // namespace
@@ -164,13 +101,13 @@ grpc::ServerUnaryReactor* MailServiceImpl::ListFolders(grpc::CallbackServerConte
   return Later(context, *call, kMethod, request->grant(), ValidateId("grant", request->grant()),
                [this, request, response]() -> absl::Status {
                  return pool_->Run(request->grant(), "list", [&](ImapSession& session) -> absl::Status {
-                   ASSIGN_OR_RETURN(std::vector<ImapFolder> folders, session.ListFolders());
-                   for (const ImapFolder& f : folders) {
+                   ASSIGN_OR_RETURN(std::vector<MailFolder> folders, Mailbox(session).Folders());
+                   for (const MailFolder& f : folders) {
                      v1::Folder* out = response->add_folders();
                      out->set_name(f.name);
                      out->set_delimiter(f.delimiter);
                      for (const std::string& a : f.attributes) out->add_attributes(a);
-                     out->set_special_use(SpecialUse(f.attributes));
+                     out->set_special_use(f.special_use);
                    }
                    return absl::OkStatus();
                  });
@@ -187,16 +124,12 @@ grpc::ServerUnaryReactor* MailServiceImpl::GetFolderStatus(grpc::CallbackServerC
   if (invalid.ok()) invalid = ValidateFolder(request->folder());
   return Later(context, *call, kMethod, request->grant(), invalid, [this, request, response]() -> absl::Status {
     return pool_->Run(request->grant(), "status", [&](ImapSession& session) -> absl::Status {
-      absl::StatusOr<ImapFolderStatus> status = session.Status(request->folder());
-      if (absl::IsFailedPrecondition(status.status()) || absl::IsNotFound(status.status())) {
-        return absl::NotFoundError(absl::StrCat("folder \"", request->folder(), "\": ", status.status().message()));
-      }
-      if (!status.ok()) return status.status();
-      response->set_folder(request->folder());
-      response->set_messages(static_cast<uint32_t>(status->messages));
-      response->set_unseen(static_cast<uint32_t>(status->unseen));
-      response->set_uid_next(static_cast<uint32_t>(status->uid_next));
-      response->set_uid_validity(static_cast<uint32_t>(status->uid_validity));
+      ASSIGN_OR_RETURN(MailFolderStatus status, Mailbox(session).Status(request->folder()));
+      response->set_folder(status.folder);
+      response->set_messages(status.messages);
+      response->set_unseen(status.unseen);
+      response->set_uid_next(status.uid_next);
+      response->set_uid_validity(status.uid_validity);
       return absl::OkStatus();
     });
   });
@@ -208,26 +141,17 @@ grpc::ServerUnaryReactor* MailServiceImpl::SearchMessages(grpc::CallbackServerCo
   static constexpr absl::string_view kMethod = "MailService/SearchMessages";
   absl::StatusOr<CallContext> call = Admit(context, kMethod, request->grant());
   if (!call.ok()) return FinishUnary(context, ToGrpcStatus(call.status()));
+  MailQuery query = QueryFromProto(*request);
   absl::Status invalid = ValidateId("grant", request->grant());
   if (invalid.ok()) invalid = ValidateFolder(request->folder());
-  if (invalid.ok() && request->limit() > 1000) invalid = absl::InvalidArgumentError("limit: at most 1000");
-  absl::StatusOr<ImapSearchBuilder> criteria = BuildCriteria(request->criteria());
-  if (invalid.ok()) invalid = criteria.status();
-  if (!invalid.ok()) return Later(context, *call, kMethod, request->grant(), invalid, nullptr);
+  if (invalid.ok()) invalid = ValidateQuery(query);
   return Later(context, *call, kMethod, request->grant(), invalid,
-               [this, request, response, criteria = *std::move(criteria)]() -> absl::Status {
+               [this, request, response, query = std::move(query)]() -> absl::Status {
                  return pool_->Run(request->grant(), "search", [&](ImapSession& session) -> absl::Status {
-                   ASSIGN_OR_RETURN(ImapSelected selected, session.Select(request->folder()));
-                   ASSIGN_OR_RETURN(std::vector<uint32_t> uids, session.UidSearch(criteria));
-                   response->set_total_matches(static_cast<uint32_t>(uids.size()));
-                   response->set_uid_validity(static_cast<uint32_t>(selected.uid_validity));
-                   const size_t limit = request->limit() == 0 ? 100 : request->limit();
-                   const bool oldest_first = request->order() == v1::SearchMessagesRequest::ORDER_OLDEST_FIRST;
-                   if (!oldest_first) std::reverse(uids.begin(), uids.end());
-                   if (uids.size() > limit) uids.resize(limit);
-                   ASSIGN_OR_RETURN(std::vector<ImapMessageSummary> summaries, session.FetchSummaries(uids));
-                   if (!oldest_first) std::reverse(summaries.begin(), summaries.end());
-                   for (const ImapMessageSummary& m : summaries) SummaryToProto(m, response->add_messages());
+                   ASSIGN_OR_RETURN(MailSearchResult result, Mailbox(session).Search(request->folder(), query));
+                   response->set_total_matches(result.total_matches);
+                   response->set_uid_validity(result.uid_validity);
+                   for (const MailSummary& m : result.messages) SummaryToProto(m, response->add_messages());
                    return absl::OkStatus();
                  });
                });
@@ -289,16 +213,6 @@ class PipelinedWriteReactor : public grpc::ServerWriteReactor<Response> {
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// FAILED_PRECONDITION when the caller holds another UIDVALIDITY.
-absl::Status CheckUidValidity(const std::string& folder, uint32_t expected, const ImapSelected& selected) {
-  if (expected != 0 && expected != selected.uid_validity) {
-    return absl::FailedPreconditionError(absl::StrCat("folder \"", folder, "\" has UIDVALIDITY ", selected.uid_validity,
-                                                      ", not ", expected,
-                                                      ": the UIDs you hold name other messages now; search again"));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<size_t> ValidateChunkSize(uint32_t requested) {
   const size_t chunk_size = requested == 0 ? 256 * 1024 : requested;
   if (chunk_size < 4096 || chunk_size > 4 * 1024 * 1024) {
@@ -307,12 +221,12 @@ absl::StatusOr<size_t> ValidateChunkSize(uint32_t requested) {
   return chunk_size;
 }
 
-void SetMetadata(const ImapMessageSummary& message, const ImapSelected& selected, uint64_t size, v1::FetchMetadata* m) {
+void SetMetadata(const MailFetchStart& message, v1::FetchMetadata* m) {
   m->set_uid(message.uid);
-  m->set_uid_validity(static_cast<uint32_t>(selected.uid_validity));
-  m->set_size(size);
+  m->set_uid_validity(message.uid_validity);
+  m->set_size(message.size);
   for (const std::string& f : message.flags) m->add_flags(f);
-  if (auto t = ParseInternalDate(message.internal_date)) *m->mutable_internal_date() = ToTimestamp(*t);
+  if (message.internal_date) *m->mutable_internal_date() = ToTimestamp(*message.internal_date);
 }
 
 // What both fetch reactors do around their own streaming: admit the call,
@@ -395,12 +309,10 @@ class MailServiceImpl::FetchReactor final : public StreamingFetch<v1::FetchMessa
   }
 
   absl::Status Stream(ImapSession& session, const std::function<void(uint64_t)>& on_bytes) {
-    ASSIGN_OR_RETURN(ImapSelected selected, session.Select(request_->folder()));
-    RETURN_IF_ERROR(CheckUidValidity(request_->folder(), request_->uid_validity(), selected));
-    auto start = [&](const ImapMessageSummary& message, uint64_t size) -> absl::Status {
+    auto start = [&](const MailFetchStart& message) -> absl::Status {
       Current().Clear();
-      SetMetadata(message, selected, size, Current().mutable_metadata());
-      remaining_ = size;
+      SetMetadata(message, Current().mutable_metadata());
+      remaining_ = message.size;
       return Send();
     };
     auto sink = [&](absl::string_view chunk) -> absl::Status {
@@ -417,7 +329,8 @@ class MailServiceImpl::FetchReactor final : public StreamingFetch<v1::FetchMessa
       }
       return Send();
     };
-    absl::Status status = session.FetchSection(request_->uid(), section_, chunk_size_, sink, start).status();
+    absl::Status status = Mailbox(session).Fetch(request_->folder(), request_->uid_validity(), request_->uid(),
+                                                 section_, chunk_size_, start, sink);
     absl::Status idle = AwaitIdle();
     return status.ok() ? idle : status;
   }
@@ -448,8 +361,8 @@ class MailServiceImpl::FetchManyReactor final : public StreamingFetch<v1::FetchM
   absl::Status Validate() {
     RETURN_IF_ERROR(ValidateId("grant", request_->grant()));
     RETURN_IF_ERROR(ValidateFolder(request_->folder()));
-    if (request_->uids().empty() || static_cast<size_t>(request_->uids_size()) > ImapSession::kMaxUidsPerFetch) {
-      return absl::InvalidArgumentError(absl::StrCat("uids: between 1 and ", ImapSession::kMaxUidsPerFetch));
+    if (request_->uids().empty() || static_cast<size_t>(request_->uids_size()) > Mailbox::kMaxUidsPerFetch) {
+      return absl::InvalidArgumentError(absl::StrCat("uids: between 1 and ", Mailbox::kMaxUidsPerFetch));
     }
     for (uint32_t uid : request_->uids()) {
       if (uid == 0) return absl::InvalidArgumentError("uids: 0 is not a UID");
@@ -468,8 +381,6 @@ class MailServiceImpl::FetchManyReactor final : public StreamingFetch<v1::FetchM
   }
 
   absl::Status Stream(ImapSession& session, const std::function<void(uint64_t)>& on_bytes, uint64_t* messages) {
-    ASSIGN_OR_RETURN(ImapSelected selected, session.Select(request_->folder()));
-    RETURN_IF_ERROR(CheckUidValidity(request_->folder(), request_->uid_validity(), selected));
     size_t buffered = 0;  // data bytes in Current()
     auto flush_if_full = [&]() -> absl::Status {
       if (buffered < chunk_size_) return absl::OkStatus();
@@ -478,8 +389,8 @@ class MailServiceImpl::FetchManyReactor final : public StreamingFetch<v1::FetchM
     };
     // The piece that data goes to: the current message's, in this buffer.
     bool open_piece = false;
-    auto start = [&](const ImapMessageSummary& message, uint64_t size) -> absl::Status {
-      SetMetadata(message, selected, size, Current().add_pieces()->mutable_metadata());
+    auto start = [&](const MailFetchStart& message) -> absl::Status {
+      SetMetadata(message, Current().add_pieces()->mutable_metadata());
       open_piece = true;
       return absl::OkStatus();
     };
@@ -494,7 +405,8 @@ class MailServiceImpl::FetchManyReactor final : public StreamingFetch<v1::FetchM
       return flush_if_full();
     };
     absl::StatusOr<uint64_t> fetched =
-        session.FetchSections({request_->uids().begin(), request_->uids().end()}, section_, chunk_size_, sink, start);
+        Mailbox(session).FetchMany(request_->folder(), request_->uid_validity(),
+                                   {request_->uids().begin(), request_->uids().end()}, section_, chunk_size_, start, sink);
     absl::Status idle = AwaitIdle();
     if (!fetched.ok()) return fetched.status();
     *messages = *fetched;

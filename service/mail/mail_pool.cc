@@ -86,7 +86,7 @@ absl::StatusOr<MailPool::Pooled> MailPool::Acquire(const std::string& grant_id, 
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::UnavailableError("tokenbrokerd is shutting down");
-    Mailbox& box = mailboxes_[grant_id];
+    GrantSessions& box = mailboxes_[grant_id];
     auto ready = [&box, this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
       return stopping_ || !box.idle.empty() || box.in_use < options_.max_per_mailbox;
     };
@@ -137,7 +137,7 @@ void MailPool::Release(const std::string& grant_id, std::optional<Pooled> sessio
   std::optional<Pooled> logout;
   {
     absl::MutexLock lock(&mu_);
-    Mailbox& box = mailboxes_[grant_id];
+    GrantSessions& box = mailboxes_[grant_id];
     --box.in_use;
     if (session.has_value()) {
       if (session->session->usable() && !stopping_ && session->generation == box.generation) {
@@ -216,7 +216,7 @@ absl::StatusOr<ImapServer> MailPool::Resolve(const std::string& grant_id) {
   ASSIGN_OR_RETURN(App app, vault_.GetApp(grant.app));
   ASSIGN_OR_RETURN(ImapServer server, ImapServerFor(app, options_));
   absl::MutexLock lock(&mu_);
-  Mailbox& box = mailboxes_[grant_id];
+  GrantSessions& box = mailboxes_[grant_id];
   box.server = server;
   box.resolved = clock_.Now();
   return server;

@@ -101,10 +101,10 @@ class MailPool {
     absl::Time token_expiry;
     absl::Time last_used;
     bool reused = false;
-    // Mailbox::generation when it was acquired.
+    // GrantSessions::generation when it was acquired.
     uint64_t generation = 0;
   };
-  struct Mailbox {
+  struct GrantSessions {
     std::vector<Pooled> idle;
     size_t in_use = 0;
     // Bumped by Forget: a session of an older generation (in use while the
@@ -134,7 +134,7 @@ class MailPool {
   const MailPoolOptions options_;
   ImapOpener opener_;
   absl::Mutex mu_;
-  std::map<std::string, Mailbox> mailboxes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, GrantSessions> mailboxes_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Logs out idle connections every idle_timeout / 4 (at least 1 s).
   std::unique_ptr<PeriodicTask> sweeper_;
