@@ -310,22 +310,10 @@ absl::StatusOr<AccessToken> TokenManager::Fetch(absl::string_view grant_id, Need
   }
 }
 
-absl::Status TokenManager::UpdateTimestamps(const Grant& grant, const RefreshLease* lease) {
-  return (lease != nullptr ? vault_.store().UpdateGrantUnderLease(grant, *lease) : vault_.store().UpdateGrant(grant))
-      .status();
-}
-
-absl::Status TokenManager::RecordGrantFailure(Grant grant, GrantState state, const ProviderFailure& failure,
+absl::Status TokenManager::RecordGrantFailure(const Grant& grant, GrantEvent event, const ProviderFailure& failure,
                                               const RefreshLease* lease) {
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    grant.state = state;
-    grant.last_error = {failure.oauth_error, failure.provider_code, failure.message, clock_.Now()};
-    absl::StatusOr<int64_t> written =
-        lease != nullptr ? vault_.store().UpdateGrantUnderLease(grant, *lease) : vault_.store().UpdateGrant(grant);
-    if (written.ok() || !absl::IsAborted(written.status())) return written.status();
-    ASSIGN_OR_RETURN(grant, vault_.GetGrant(grant.id));
-  }
-  return absl::AbortedError("the grant kept changing");
+  const ProviderError error{failure.oauth_error, failure.provider_code, failure.message, clock_.Now()};
+  return vault_.ApplyGrantEvent(grant.id, event, error, {.read = &grant, .lease = lease}).status();
 }
 
 absl::StatusOr<AccessToken> TokenManager::Obtain(absl::string_view grant_id, const Need& need,
@@ -444,6 +432,8 @@ absl::StatusOr<AccessToken> TokenManager::Refresh(Grant grant, const RefreshLeas
                           TokenRequest request{&app, &grant, &credential, &secret,
                                                refresh_token ? &*refresh_token : nullptr};
                           const absl::Time start = clock_.Now();
+                          // One limit for background and callers' refreshes.
+                          ConcurrencyLimit::Slot slot = provider_requests_.Acquire();
                           TokenReply reply = provider->second->RequestToken(request);
                           if (options_.on_refresh) {
                             options_.on_refresh(app.provider, reply.ok() ? "ok" : FailureKindName(reply.failure.kind),
@@ -457,8 +447,6 @@ absl::StatusOr<AccessToken> TokenManager::Refresh(Grant grant, const RefreshLeas
   const absl::Time now = clock_.Now();
   if (issued.has_value()) {
     grant.last_refresh_time = now;
-    grant.state = GrantState::kActive;
-    grant.last_error = {};
     if (grant.kind == GrantKind::kDelegated) {
       grant.refresh_token_last_used_time = now;
       if (!issued->refresh_token.empty()) {
@@ -471,10 +459,10 @@ absl::StatusOr<AccessToken> TokenManager::Refresh(Grant grant, const RefreshLeas
                                                      "); the previous one stays; retry"));
         }
       } else {
-        (void)UpdateTimestamps(grant, lease);
+        (void)vault_.RecordRefresh(grant, lease);
       }
     } else {
-      (void)UpdateTimestamps(grant, lease);  // timestamps only: losing a race is harmless
+      (void)vault_.RecordRefresh(grant, lease);  // timestamps only: losing a race is harmless
     }
     Secret sasl = SaslXoauth2(grant.mailbox, issued->access_token);
     AccessToken token{std::move(issued->access_token), issued->token_type, issued->expire_time, grant.mailbox,
@@ -483,11 +471,11 @@ absl::StatusOr<AccessToken> TokenManager::Refresh(Grant grant, const RefreshLeas
   }
   switch (failure.kind) {
     case FailureKind::kNeedsReconsent:
-      RecordGrantFailure(grant, GrantState::kNeedsReconsent, failure, lease).IgnoreError();
+      RecordGrantFailure(grant, GrantEvent::kRefreshTokenRefused, failure, lease).IgnoreError();
       logger_.Warn("grant needs consent again", {{"grant", grant.id}, {"error", failure.message}});
       return NeedsConsentAgain(grant, failure.message);
     case FailureKind::kInvalidClient:
-      RecordGrantFailure(grant, GrantState::kAppCredentialInvalid, failure, lease).IgnoreError();
+      RecordGrantFailure(grant, GrantEvent::kCredentialsRefused, failure, lease).IgnoreError();
       *retry_after = now + Backoff(failures);
       return absl::FailedPreconditionError(absl::StrCat(
           "every credential of app \"", app.id, "\" was rejected (last: ", failure.message,

@@ -400,30 +400,68 @@ absl::StatusOr<Grant> Vault::MarkConsentPending(const Grant& spec) {
       return pending;
     }
     if (!existing.ok()) return existing.status();
-    if (existing->state != GrantState::kNeedsReconsent && existing->state != GrantState::kAppCredentialInvalid) {
-      return *existing;
-    }
-    existing->state = GrantState::kPendingConsent;
-    absl::StatusOr<int64_t> written = store_.UpdateGrant(*existing);
-    if (absl::IsAborted(written.status())) continue;
-    if (!written.ok()) return written.status();
-    existing->version = *written;
-    GrantChanged(existing->id);
-    return *existing;
+    return ApplyGrantEvent(spec.id, GrantEvent::kConsentStarted, std::nullopt, {.read = &*existing});
   }
   return absl::AbortedError(absl::StrCat("grant \"", spec.id, "\" kept changing; retry"));
 }
 
 absl::Status Vault::RecordConsentFailure(absl::string_view grant_id, const ProviderError& error) {
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    ASSIGN_OR_RETURN(Grant grant, store_.GetGrant(grant_id));
-    if (grant.state == GrantState::kPendingConsent) grant.state = GrantState::kNeedsReconsent;
-    grant.last_error = error;
-    absl::StatusOr<int64_t> written = store_.UpdateGrant(grant);
-    if (written.ok()) GrantChanged(grant_id);
+  return ApplyGrantEvent(grant_id, GrantEvent::kConsentFailed, error).status();
+}
+
+absl::StatusOr<Grant> Vault::UpdateGrant(absl::string_view id, const std::function<absl::StatusOr<bool>(Grant&)>& change,
+                                         GrantUpdate options) {
+  std::optional<Grant> read;
+  if (options.read != nullptr) read = *options.read;
+  for (int attempt = 0; attempt < options.attempts; ++attempt) {
+    if (!read.has_value()) {
+      ASSIGN_OR_RETURN(Grant fresh, store_.GetGrant(id));
+      read = std::move(fresh);
+    }
+    Grant grant = *std::move(read);
+    read.reset();
+    const GrantState before = grant.state;
+    ASSIGN_OR_RETURN(const bool write, change(grant));
+    if (!write) return grant;
+    absl::StatusOr<int64_t> written = options.lease != nullptr ? store_.UpdateGrantUnderLease(grant, *options.lease)
+                                                               : store_.UpdateGrant(grant);
+    if (written.ok()) {
+      grant.version = *written;
+      if (options.notify || grant.state != before) GrantChanged(grant.id);
+      return grant;
+    }
     if (!absl::IsAborted(written.status())) return written.status();
   }
-  return absl::AbortedError(absl::StrCat("grant \"", grant_id, "\" kept changing"));
+  return absl::AbortedError(absl::StrCat("grant \"", id, "\" kept changing; retry"));
+}
+
+absl::StatusOr<Grant> Vault::ApplyGrantEvent(absl::string_view id, GrantEvent event, std::optional<ProviderError> error,
+                                             GrantUpdate options) {
+  return UpdateGrant(
+      id,
+      [&](Grant& grant) -> absl::StatusOr<bool> {
+        ASSIGN_OR_RETURN(const GrantState next, NextGrantState(grant.state, event));
+        bool changed = next != grant.state;
+        grant.state = next;
+        if (error.has_value() && grant.last_error != *error) {
+          grant.last_error = *error;
+          changed = true;
+        }
+        return changed;
+      },
+      options);
+}
+
+absl::Status Vault::RecordRefresh(const Grant& grant, const RefreshLease* lease) {
+  return UpdateGrant(
+             grant.id,
+             [](Grant& g) -> absl::StatusOr<bool> {
+               ASSIGN_OR_RETURN(g.state, NextGrantState(g.state, GrantEvent::kRefreshed));
+               g.last_error = {};
+               return true;
+             },
+             {.read = &grant, .lease = lease, .attempts = 1})
+      .status();
 }
 
 absl::StatusOr<Grant> Vault::ImportGrant(Grant spec, const Secret& refresh_token, bool replace) {
@@ -438,23 +476,24 @@ absl::StatusOr<Grant> Vault::ImportGrant(Grant spec, const Secret& refresh_token
   const absl::Time now = clock_.Now();
   ASSIGN_OR_RETURN(std::string sealed, sealer_.Seal(refresh_token.Reveal(), RefreshTokenAad(spec.id)));
   if (replace) {
-    absl::StatusOr<Grant> existing = store_.GetGrant(spec.id);
-    if (existing.ok()) {
-      if (existing->kind != GrantKind::kDelegated || existing->app != spec.app) {
-        return absl::FailedPreconditionError(absl::StrCat("grant \"", spec.id,
-                                                          "\" exists with another app or kind; delete it first"));
-      }
-      existing->sealed_refresh_token = std::move(sealed);
-      existing->mailbox = spec.mailbox;
-      existing->scopes = spec.scopes;
-      existing->state = GrantState::kActive;
-      existing->last_error = {};
-      existing->consent_time = now;
-      ASSIGN_OR_RETURN(existing->version, store_.UpdateGrant(*existing));
-      GrantChanged(existing->id);
-      return *existing;
-    }
-    if (!absl::IsNotFound(existing.status())) return existing.status();
+    // Whatever changed (the mailbox perhaps), caches of the grant go.
+    absl::StatusOr<Grant> replaced = UpdateGrant(
+        spec.id,
+        [&](Grant& existing) -> absl::StatusOr<bool> {
+          if (existing.kind != GrantKind::kDelegated || existing.app != spec.app) {
+            return absl::FailedPreconditionError(
+                absl::StrCat("grant \"", spec.id, "\" exists with another app or kind; delete it first"));
+          }
+          ASSIGN_OR_RETURN(existing.state, NextGrantState(existing.state, GrantEvent::kConsented));
+          existing.sealed_refresh_token = sealed;
+          existing.mailbox = spec.mailbox;
+          existing.scopes = spec.scopes;
+          existing.last_error = {};
+          existing.consent_time = now;
+          return true;
+        },
+        {.notify = true});
+    if (!absl::IsNotFound(replaced.status())) return replaced;
   }
   spec.sealed_refresh_token = std::move(sealed);
   spec.state = GrantState::kActive;
@@ -468,13 +507,7 @@ absl::StatusOr<Grant> Vault::ImportGrant(Grant spec, const Secret& refresh_token
 }
 
 absl::StatusOr<Grant> Vault::SetGrantEnabled(absl::string_view id, bool enabled) {
-  ASSIGN_OR_RETURN(Grant grant, store_.GetGrant(id));
-  const bool disabled = grant.state == GrantState::kDisabled;
-  if (enabled != disabled) return grant;  // already as asked
-  grant.state = enabled ? GrantState::kActive : GrantState::kDisabled;
-  ASSIGN_OR_RETURN(grant.version, store_.UpdateGrant(grant));
-  GrantChanged(grant.id);
-  return grant;
+  return ApplyGrantEvent(id, enabled ? GrantEvent::kEnabled : GrantEvent::kDisabled);
 }
 
 absl::StatusOr<Secret> Vault::OpenRefreshToken(const Grant& grant) const {
@@ -485,13 +518,26 @@ absl::StatusOr<Secret> Vault::OpenRefreshToken(const Grant& grant) const {
 }
 
 absl::StatusOr<Grant> Vault::StoreRefreshToken(Grant grant, const Secret& refresh_token, const RefreshLease* lease) {
-  ASSIGN_OR_RETURN(grant.sealed_refresh_token, sealer_.Seal(refresh_token.Reveal(), RefreshTokenAad(grant.id)));
-  if (lease != nullptr) {
-    ASSIGN_OR_RETURN(grant.version, store_.UpdateGrantUnderLease(grant, *lease));
-  } else {
-    ASSIGN_OR_RETURN(grant.version, store_.UpdateGrant(grant));
-  }
-  return grant;
+  ASSIGN_OR_RETURN(std::string sealed, sealer_.Seal(refresh_token.Reveal(), RefreshTokenAad(grant.id)));
+  const std::string presented = grant.sealed_refresh_token;
+  return UpdateGrant(
+      grant.id,
+      [&](Grant& g) -> absl::StatusOr<bool> {
+        // Another change in between (an admin's, a consent error) must not
+        // lose the rotated token: re-applied to the fresh read, unless the
+        // refresh token itself was replaced (re-consent, perhaps for another
+        // mailbox), which wins.
+        if (g.sealed_refresh_token != presented) {
+          return absl::AbortedError(absl::StrCat("the refresh token of grant \"", g.id, "\" was replaced meanwhile"));
+        }
+        ASSIGN_OR_RETURN(g.state, NextGrantState(g.state, GrantEvent::kRefreshed));
+        g.last_error = {};
+        g.last_refresh_time = grant.last_refresh_time;
+        g.refresh_token_last_used_time = grant.refresh_token_last_used_time;
+        g.sealed_refresh_token = sealed;
+        return true;
+      },
+      {.read = &grant, .lease = lease});
 }
 
 namespace {

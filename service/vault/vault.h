@@ -7,6 +7,7 @@
 #define TOKENBROKER_SERVICE_VAULT_VAULT_H_
 
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "service/common/secret.h"
 #include "service/crypto/sealer.h"
 #include "service/store/credential_store.h"
+#include "service/vault/grant_events.h"
 
 namespace tokenbroker {
 
@@ -42,6 +44,14 @@ struct KeyRotationReport {
   std::string active_key_id;
   uint64_t resealed = 0;
   std::set<std::string> keys_still_in_use;
+};
+
+// How Vault::UpdateGrant writes a grant record.
+struct GrantUpdate {
+  const Grant* read = nullptr;          // start from this copy, not a fresh read
+  const RefreshLease* lease = nullptr;  // write only while holding this lease
+  int attempts = 3;
+  bool notify = false;  // tell the listeners even when the state stays
 };
 
 class Vault {
@@ -94,8 +104,32 @@ class Vault {
   absl::StatusOr<Grant> SetGrantEnabled(absl::string_view id, bool enabled);
   absl::Status DeleteGrant(absl::string_view id, RecordSource caller = RecordSource::kApi);
   absl::StatusOr<Secret> OpenRefreshToken(const Grant& grant) const;
-  // Seals `refresh_token` into `grant` and writes it (compare-and-swap on
-  // grant.version). Durable when OK; ABORTED when someone else wrote first.
+
+  // The one compare-and-swap loop over a grant record: reads grant `id` (or
+  // starts from `read`, a copy read earlier), lets `change` edit it, and
+  // writes it if grant.version is still the stored one; when another writer
+  // got in between, reads again and re-applies `change`, at most three times
+  // (then ABORTED "kept changing; retry"). An error from `change` stops it
+  // with nothing written. With `lease` (several replicas) the write is
+  // refused once another replica has taken the grant's refresh lease. Tells
+  // the grant's listeners when the state changed.
+  // `change` returns whether there is anything to write.
+  absl::StatusOr<Grant> UpdateGrant(absl::string_view id, const std::function<absl::StatusOr<bool>(Grant&)>& change,
+                                    GrantUpdate options);
+  // Moves grant `id` by `event` (the table in grant_events.h), recording
+  // `error` as its last error when given (cleared on kConsented, kRefreshed,
+  // kEnabled). Writes nothing when neither the state nor the error changes.
+  absl::StatusOr<Grant> ApplyGrantEvent(absl::string_view id, GrantEvent event,
+                                        std::optional<ProviderError> error = std::nullopt, GrantUpdate options = {});
+  // A refresh went through: the grant's timestamps (and state, by
+  // kRefreshed) are written once; losing a race to another writer is
+  // harmless (ABORTED, nothing retried).
+  absl::Status RecordRefresh(const Grant& grant, const RefreshLease* lease = nullptr);
+  // A refresh that rotated the refresh token: seals `refresh_token` into
+  // `grant` (with its timestamps, state by kRefreshed) and writes it
+  // (compare-and-swap on grant.version; a change in between is read and the
+  // token written over it). Durable when OK; ABORTED when the refresh token
+  // itself was replaced in between (re-consent), which wins.
   // With `lease` (several replicas), the write is refused when another
   // replica has taken the grant's refresh lease since.
   absl::StatusOr<Grant> StoreRefreshToken(Grant grant, const Secret& refresh_token,
@@ -114,7 +148,8 @@ class Vault {
   // open, naming its record.
   absl::StatusOr<KeyRotationReport> RotateKeys();
 
-  // The store, for writes of non-secret state (grant status, timestamps).
+  // The store, for what is not a grant record (leases, shared tokens,
+  // pending consents, audit). Grant records change only through the vault.
   CredentialStore& store() { return store_; }
 
   // The one way to hear that a grant changed: `listener` is called with the

@@ -295,12 +295,19 @@ TEST_F(VaultTest, EveryGrantChangeIsTold) {
   EXPECT_THAT(told, ::testing::ElementsAre("user"));
   user.mailbox = "shared@contoso.com";  // re-consent for another mailbox
   ASSERT_TRUE(vault_.ImportGrant(user, Secret::CopyFrom("0.second"), /*replace=*/true).ok());
-  ASSERT_TRUE(vault_.RecordConsentFailure("user", ProviderError{}).ok());
+  // A failed consent for an active grant records the error; the grant keeps
+  // its tokens, so caches stay.
+  ASSERT_TRUE(vault_.RecordConsentFailure("user", ProviderError{"access_denied", 0, "declined", {}}).ok());
+  EXPECT_THAT(told, ::testing::ElementsAre("user", "user"));
+  // The provider refusing the refresh token is a change every cache hears of.
+  ASSERT_TRUE(vault_.ApplyGrantEvent("user", GrantEvent::kRefreshTokenRefused, ProviderError{"invalid_grant"}).ok());
   EXPECT_THAT(told, ::testing::ElementsAre("user", "user", "user"));
 
   told.clear();
   ASSERT_TRUE(vault_.MarkConsentPending(GrantOfA("carol")).ok());
-  EXPECT_THAT(told, ::testing::ElementsAre("carol"));
+  ASSERT_TRUE(vault_.RecordConsentFailure("carol", ProviderError{"expired_token"}).ok());
+  EXPECT_EQ(store_.GetGrant("carol")->state, GrantState::kNeedsReconsent);
+  EXPECT_THAT(told, ::testing::ElementsAre("carol", "carol"));
   // Deleting the app with its grants tells of each.
   told.clear();
   ASSERT_TRUE(vault_.DeleteApp("a", /*force=*/true).ok());
@@ -309,6 +316,56 @@ TEST_F(VaultTest, EveryGrantChangeIsTold) {
   told.clear();
   EXPECT_FALSE(vault_.DeleteGrant("nobody").ok());
   EXPECT_THAT(told, ::testing::IsEmpty());
+}
+
+TEST(GrantEventsTest, OneTableSaysWhereEachEventLeads) {
+  EXPECT_EQ(*NextGrantState(GrantState::kActive, GrantEvent::kRefreshTokenRefused), GrantState::kNeedsReconsent);
+  EXPECT_EQ(*NextGrantState(GrantState::kActive, GrantEvent::kCredentialsRefused), GrantState::kAppCredentialInvalid);
+  EXPECT_EQ(*NextGrantState(GrantState::kNeedsReconsent, GrantEvent::kConsentStarted), GrantState::kPendingConsent);
+  EXPECT_EQ(*NextGrantState(GrantState::kActive, GrantEvent::kConsentStarted), GrantState::kActive);  // keeps working
+  EXPECT_EQ(*NextGrantState(GrantState::kPendingConsent, GrantEvent::kConsentFailed), GrantState::kNeedsReconsent);
+  EXPECT_EQ(*NextGrantState(GrantState::kPendingConsent, GrantEvent::kConsented), GrantState::kActive);
+  EXPECT_EQ(*NextGrantState(GrantState::kDisabled, GrantEvent::kEnabled), GrantState::kActive);
+  EXPECT_EQ(*NextGrantState(GrantState::kNeedsReconsent, GrantEvent::kEnabled), GrantState::kNeedsReconsent);
+  EXPECT_EQ(*NextGrantState(GrantState::kDisabled, GrantEvent::kRefreshed), GrantState::kDisabled);
+  for (GrantState s : {GrantState::kActive, GrantState::kPendingConsent, GrantState::kNeedsReconsent,
+                       GrantState::kAppCredentialInvalid, GrantState::kDisabled}) {
+    EXPECT_EQ(*NextGrantState(s, GrantEvent::kDisabled), GrantState::kDisabled);
+  }
+  absl::StatusOr<GrantState> refused = NextGrantState(GrantState::kDisabled, GrantEvent::kRefreshTokenRefused);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("disabled"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("refresh_token_refused"));
+}
+
+TEST_F(VaultTest, AFailureSeenBeforeAnAdminDisabledTheGrantDoesNotUndoIt) {
+  ASSERT_TRUE(vault_.CreateApp(Spec("a"), One(Secret_("s", "1"))).ok());
+  ASSERT_TRUE(vault_.ImportGrant(GrantOfA("user"), Secret::CopyFrom("0.first")).ok());
+  const Grant read_before = *store_.GetGrant("user");  // a refresh starts with this copy
+  ASSERT_TRUE(vault_.SetGrantEnabled("user", false).ok());
+  std::vector<std::string> told;
+  vault_.OnGrantChanged([&told](absl::string_view id) { told.emplace_back(id); });
+  // The refresh's invalid_grant arrives after the admin's change: the write
+  // of the stale copy is refused, the fresh read is disabled, and the table
+  // refuses the event there.
+  absl::StatusOr<Grant> moved =
+      vault_.ApplyGrantEvent("user", GrantEvent::kRefreshTokenRefused, ProviderError{"invalid_grant"},
+                             {.read = &read_before});
+  EXPECT_EQ(moved.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_.GetGrant("user")->state, GrantState::kDisabled);
+  EXPECT_TRUE(told.empty());
+  // The rotated refresh token of a refresh that raced the admin is kept (the
+  // provider may have consumed the previous one), and the grant stays disabled.
+  ASSERT_TRUE(vault_.StoreRefreshToken(read_before, Secret::CopyFrom("0.late")).ok());
+  Grant stored = *store_.GetGrant("user");
+  EXPECT_EQ(stored.state, GrantState::kDisabled);
+  EXPECT_EQ(vault_.OpenRefreshToken(stored)->Reveal(), "0.late");
+  // But a refresh token replaced by re-consent wins over one rotated from the
+  // old consent.
+  ASSERT_TRUE(vault_.ImportGrant(GrantOfA("user"), Secret::CopyFrom("0.reconsented"), /*replace=*/true).ok());
+  EXPECT_EQ(vault_.StoreRefreshToken(stored, Secret::CopyFrom("0.rotated-old")).status().code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(vault_.OpenRefreshToken(*store_.GetGrant("user"))->Reveal(), "0.reconsented");
 }
 
 TEST_F(VaultTest, KeyRotationResealsEverythingSoTheOldKeyCanGo) {
