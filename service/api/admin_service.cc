@@ -21,22 +21,35 @@ absl::Status RequireId(absl::string_view field, absl::string_view id) {
 
 }  // namespace
 
+grpc::ServerUnaryReactor* AdminServiceImpl::OnWorker(grpc::CallbackServerContext* context,
+                                                     std::function<absl::Status()> work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const bool queued = workers_.Submit([reactor, work = std::move(work)] { reactor->Finish(ToGrpcStatus(work())); });
+  if (!queued) {
+    reactor->Finish(ToGrpcStatus(absl::ResourceExhaustedError("too many admin calls are waiting; retry with backoff")));
+  }
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* AdminServiceImpl::Guarded(grpc::CallbackServerContext* context, absl::string_view method,
                                                     Action action, absl::string_view grant, absl::string_view app,
-                                                    const std::function<absl::Status(const CallContext&)>& body,
-                                                    bool waits_for_provider) {
-  absl::StatusOr<CallContext> call = deps_.guard->Admit(context, method, action, grant, app);
-  if (!call.ok()) return Respond(context, call.status());
-  // Calls that wait for an identity provider must say how long they wait.
-  if (action == Action::kConsent || waits_for_provider) {
-    absl::Status missing =
-        deps_.guard->RequireDeadline(context, *call, method, action, grant, "it waits for the identity provider", app);
-    if (!missing.ok()) return Respond(context, missing);
-  }
-  absl::Status status = body(*call);
-  // Changes and consents are audited; reads only when refused.
-  if (action != Action::kAdminRead) deps_.guard->Audit(*call, method, action, grant, status, app);
-  return Respond(context, status);
+                                                    std::function<absl::Status(const CallContext&)> body,
+                                                    bool waits_for_provider, std::function<std::string()> grant_of) {
+  return OnWorker(context, [this, context, method, action, grant = std::string(grant), app = std::string(app),
+                            body = std::move(body), waits_for_provider, grant_of = std::move(grant_of)]() mutable {
+    if (grant_of != nullptr) grant = grant_of();
+    absl::StatusOr<CallContext> call = deps_.guard->Admit(context, method, action, grant, app);
+    if (!call.ok()) return call.status();
+    // Calls that wait for an identity provider must say how long they wait.
+    if (action == Action::kConsent || waits_for_provider) {
+      RETURN_IF_ERROR(deps_.guard->RequireDeadline(context, *call, method, action, grant,
+                                                   "it waits for the identity provider", app));
+    }
+    absl::Status status = body(*call);
+    // Changes and consents are audited; reads only when refused.
+    if (action != Action::kAdminRead) deps_.guard->Audit(*call, method, action, grant, status, app);
+    return status;
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::GetServerInfo(grpc::CallbackServerContext* context,
@@ -59,7 +72,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateApp(grpc::CallbackServerContex
   // CredentialInputs.
   auto* mutable_request = const_cast<v1::CreateAppRequest*>(request);
   return Guarded(context, "AdminService/CreateApp", Action::kAdminWrite, "", request->app().id(),
-                 [&](const CallContext&) -> absl::Status {
+                 [=, this](const CallContext&) -> absl::Status {
                    ASSIGN_OR_RETURN(App spec, AppFromProto(request->app()));
                    std::vector<CredentialInput> inputs;
                    for (int i = 0; i < mutable_request->credentials_size(); ++i) {
@@ -77,7 +90,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateApp(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* AdminServiceImpl::GetApp(grpc::CallbackServerContext* context,
                                                    const v1::GetAppRequest* request, v1::App* response) {
   return Guarded(context, "AdminService/GetApp", Action::kAdminRead, "", request->id(),
-                 [&](const CallContext&) -> absl::Status {
+                 [=, this](const CallContext&) -> absl::Status {
                    RETURN_IF_ERROR(RequireId("id", request->id()));
                    ASSIGN_OR_RETURN(App app, deps_.vault->GetApp(request->id()));
                    AppToProto(app, response);
@@ -87,7 +100,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetApp(grpc::CallbackServerContext* 
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListApps(grpc::CallbackServerContext* context, const v1::ListAppsRequest*,
                                                      v1::ListAppsResponse* response) {
-  return Guarded(context, "AdminService/ListApps", Action::kAdminRead, "", "", [&](const CallContext&) -> absl::Status {
+  return Guarded(context, "AdminService/ListApps", Action::kAdminRead, "", "", [=, this](const CallContext&) -> absl::Status {
     ASSIGN_OR_RETURN(std::vector<App> apps, deps_.vault->ListApps());
     for (const App& app : apps) AppToProto(app, response->add_apps());
     return absl::OkStatus();
@@ -97,7 +110,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListApps(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AdminServiceImpl::DeleteApp(grpc::CallbackServerContext* context,
                                                       const v1::DeleteAppRequest* request, google::protobuf::Empty*) {
   return Guarded(context, "AdminService/DeleteApp", Action::kAdminWrite, "", request->id(),
-                 [&](const CallContext&) -> absl::Status {
+                 [=, this](const CallContext&) -> absl::Status {
                    RETURN_IF_ERROR(RequireId("id", request->id()));
                    return deps_.vault->DeleteApp(request->id(), request->force());
                  });
@@ -108,7 +121,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::AddAppCredential(grpc::CallbackServe
                                                              v1::App* response) {
   auto* mutable_request = const_cast<v1::AddAppCredentialRequest*>(request);
   return Guarded(context, "AdminService/AddAppCredential", Action::kAdminWrite, "", request->app(),
-                 [&](const CallContext&) -> absl::Status {
+                 [=, this](const CallContext&) -> absl::Status {
                    RETURN_IF_ERROR(RequireId("app", request->app()));
                    ASSIGN_OR_RETURN(CredentialInput input,
                                     CredentialInputFromProto(mutable_request->mutable_credential(), "credential"));
@@ -123,7 +136,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RemoveAppCredential(grpc::CallbackSe
                                                                 const v1::RemoveAppCredentialRequest* request,
                                                                 v1::App* response) {
   return Guarded(context, "AdminService/RemoveAppCredential", Action::kAdminWrite, "", request->app(),
-                 [&](const CallContext&) -> absl::Status {
+                 [=, this](const CallContext&) -> absl::Status {
                    RETURN_IF_ERROR(RequireId("app", request->app()));
                    RETURN_IF_ERROR(RequireId("credential", request->credential()));
                    ASSIGN_OR_RETURN(App app, deps_.vault->RemoveCredential(request->app(), request->credential()));
@@ -136,7 +149,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ReorderAppCredentials(grpc::Callback
                                                                   const v1::ReorderAppCredentialsRequest* request,
                                                                   v1::App* response) {
   return Guarded(context, "AdminService/ReorderAppCredentials", Action::kAdminWrite, "", request->app(),
-                 [&](const CallContext&) -> absl::Status {
+                 [=, this](const CallContext&) -> absl::Status {
                    RETURN_IF_ERROR(RequireId("app", request->app()));
                    std::vector<std::string> order(request->credentials().begin(), request->credentials().end());
                    ASSIGN_OR_RETURN(App app, deps_.vault->ReorderCredentials(request->app(), order));
@@ -148,7 +161,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ReorderAppCredentials(grpc::Callback
 grpc::ServerUnaryReactor* AdminServiceImpl::CreateGrant(grpc::CallbackServerContext* context,
                                                         const v1::CreateGrantRequest* request, v1::Grant* response) {
   return Guarded(context, "AdminService/CreateGrant", Action::kAdminWrite, request->grant().id(),
-                 request->grant().app(), [&](const CallContext&) -> absl::Status {
+                 request->grant().app(), [=, this](const CallContext&) -> absl::Status {
                    ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
                    ASSIGN_OR_RETURN(Grant grant, deps_.vault->CreateGrant(std::move(spec)));
                    GrantToProto(grant, response);
@@ -159,10 +172,11 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateGrant(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* AdminServiceImpl::ImportGrant(grpc::CallbackServerContext* context,
                                                         const v1::ImportGrantRequest* request, v1::Grant* response) {
   auto* mutable_request = const_cast<v1::ImportGrantRequest*>(request);
-  Secret refresh_token(std::move(*mutable_request->mutable_refresh_token()));
   return Guarded(
       context, "AdminService/ImportGrant", Action::kAdminWrite, request->grant().id(), request->grant().app(),
-      [&](const CallContext&) -> absl::Status {
+      [=, this](const CallContext&) -> absl::Status {
+        // The request owns the token; take it out so it is wiped with the Secret.
+        Secret refresh_token(std::move(*mutable_request->mutable_refresh_token()));
         ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
         if (request->replace()) {
           // An operator's replace changes a grant that exists; a typo must not
@@ -192,7 +206,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ImportGrant(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* AdminServiceImpl::GetGrant(grpc::CallbackServerContext* context,
                                                      const v1::GetGrantRequest* request, v1::Grant* response) {
   return Guarded(context, "AdminService/GetGrant", Action::kAdminRead, request->id(), "",
-                 [&](const CallContext&) -> absl::Status {
+                 [=, this](const CallContext&) -> absl::Status {
                    RETURN_IF_ERROR(RequireId("id", request->id()));
                    ASSIGN_OR_RETURN(Grant grant, deps_.vault->GetGrant(request->id()));
                    GrantToProto(grant, response);
@@ -207,29 +221,28 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListGrants(grpc::CallbackServerConte
   // may admin.read (all of them with a rule for "*"). Label rules are checked
   // against the labels the list already holds.
   static constexpr absl::string_view kMethod = "AdminService/ListGrants";
-  absl::StatusOr<CallContext> call = deps_.guard->Identify(context, kMethod, Action::kAdminRead);
-  if (!call.ok()) return Respond(context, call.status());
-  return Respond(context, [&]() -> absl::Status {
+  return OnWorker(context, [this, context, request, response]() -> absl::Status {
+    ASSIGN_OR_RETURN(CallContext call, deps_.guard->Identify(context, kMethod, Action::kAdminRead));
     GrantFilter filter;
     filter.app = request->app();
     if (request->state() != v1::GRANT_STATE_UNSPECIFIED) {
       ASSIGN_OR_RETURN(filter.state, GrantStateFromProto(request->state()));
     }
-    const bool everything = deps_.guard->Allows(*call, Action::kAdminRead, "");
+    const bool everything = deps_.guard->Allows(call, Action::kAdminRead, "");
     ASSIGN_OR_RETURN(std::vector<Grant> grants, deps_.vault->ListGrants(filter));
     for (const Grant& g : grants) {
-      if (everything || deps_.guard->Allows(*call, Action::kAdminRead, g.id, &g.labels)) {
+      if (everything || deps_.guard->Allows(call, Action::kAdminRead, g.id, &g.labels)) {
         GrantToProto(g, response->add_grants());
       }
     }
     return absl::OkStatus();
-  }());
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::DisableGrant(grpc::CallbackServerContext* context,
                                                          const v1::DisableGrantRequest* request, v1::Grant* response) {
   return Guarded(context, "AdminService/DisableGrant", Action::kAdminWrite, request->id(), "",
-                 [&](const CallContext&) -> absl::Status {
+                 [=, this](const CallContext&) -> absl::Status {
                    RETURN_IF_ERROR(RequireId("id", request->id()));
                    ASSIGN_OR_RETURN(Grant grant, deps_.vault->SetGrantEnabled(request->id(), false));
                    GrantToProto(grant, response);
@@ -240,7 +253,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DisableGrant(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* AdminServiceImpl::EnableGrant(grpc::CallbackServerContext* context,
                                                         const v1::EnableGrantRequest* request, v1::Grant* response) {
   return Guarded(context, "AdminService/EnableGrant", Action::kAdminWrite, request->id(), "",
-                 [&](const CallContext&) -> absl::Status {
+                 [=, this](const CallContext&) -> absl::Status {
                    RETURN_IF_ERROR(RequireId("id", request->id()));
                    ASSIGN_OR_RETURN(Grant grant, deps_.vault->SetGrantEnabled(request->id(), true));
                    GrantToProto(grant, response);
@@ -252,7 +265,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DeleteGrant(grpc::CallbackServerCont
                                                         const v1::DeleteGrantRequest* request,
                                                         google::protobuf::Empty*) {
   return Guarded(context, "AdminService/DeleteGrant", Action::kAdminWrite, request->id(), "",
-                 [&](const CallContext&) -> absl::Status {
+                 [=, this](const CallContext&) -> absl::Status {
                    RETURN_IF_ERROR(RequireId("id", request->id()));
                    RETURN_IF_ERROR(deps_.vault->DeleteGrant(request->id()));
                    return absl::OkStatus();
@@ -263,7 +276,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::BeginAuthorization(grpc::CallbackSer
                                                                const v1::BeginAuthorizationRequest* request,
                                                                v1::BeginAuthorizationResponse* response) {
   return Guarded(context, "AdminService/BeginAuthorization", Action::kConsent, request->grant().id(),
-                 request->grant().app(), [&](const CallContext& call) -> absl::Status {
+                 request->grant().app(), [=, this](const CallContext& call) -> absl::Status {
                    ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
                    ASSIGN_OR_RETURN(
                        AuthorizationStart started,
@@ -280,25 +293,29 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CompleteAuthorization(grpc::Callback
                                                                   const v1::CompleteAuthorizationRequest* request,
                                                                   v1::Grant* response) {
   auto* mutable_request = const_cast<v1::CompleteAuthorizationRequest*>(request);
-  Secret code(std::move(*mutable_request->mutable_code()));
-  // The policy is checked against the grant the state is for; an unknown
-  // state is only answered to a caller with consent on every grant.
-  absl::StatusOr<std::string> pending_grant = deps_.consent->PendingGrant(request->state());
-  const std::string grant = pending_grant.ok() ? *pending_grant : "";
-  return Guarded(context, "AdminService/CompleteAuthorization", Action::kConsent, grant, "",
-                 [&](const CallContext& call) -> absl::Status {
-                   ASSIGN_OR_RETURN(Grant grant, deps_.consent->CompleteAuthorization(request->state(), std::move(code),
-                                                                                      call.caller.name));
-                   GrantToProto(grant, response);
-                   return absl::OkStatus();
-                 });
+  return Guarded(
+      context, "AdminService/CompleteAuthorization", Action::kConsent, "", "",
+      [=, this](const CallContext& call) -> absl::Status {
+        Secret code(std::move(*mutable_request->mutable_code()));
+        ASSIGN_OR_RETURN(Grant grant,
+                         deps_.consent->CompleteAuthorization(request->state(), std::move(code), call.caller.name));
+        GrantToProto(grant, response);
+        return absl::OkStatus();
+      },
+      /*waits_for_provider=*/false,
+      // The policy is checked against the grant the state is for; an unknown
+      // state is only answered to a caller with consent on every grant.
+      [this, request] {
+        absl::StatusOr<std::string> pending_grant = deps_.consent->PendingGrant(request->state());
+        return pending_grant.ok() ? *pending_grant : std::string();
+      });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::StartDeviceAuthorization(grpc::CallbackServerContext* context,
                                                                      const v1::StartDeviceAuthorizationRequest* request,
                                                                      v1::StartDeviceAuthorizationResponse* response) {
   return Guarded(context, "AdminService/StartDeviceAuthorization", Action::kConsent, request->grant().id(),
-                 request->grant().app(), [&](const CallContext&) -> absl::Status {
+                 request->grant().app(), [=, this](const CallContext&) -> absl::Status {
                    ASSIGN_OR_RETURN(Grant spec, GrantFromProto(request->grant()));
                    ASSIGN_OR_RETURN(DeviceFlowStart started, deps_.consent->StartDeviceAuthorization(std::move(spec)));
                    response->set_user_code(started.user_code);
@@ -314,7 +331,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::StartDeviceAuthorization(grpc::Callb
 grpc::ServerUnaryReactor* AdminServiceImpl::RotateKeys(grpc::CallbackServerContext* context,
                                                        const v1::RotateKeysRequest*, v1::RotateKeysResponse* response) {
   return Guarded(context, "AdminService/RotateKeys", Action::kAdminWrite, "", "",
-                 [&](const CallContext&) -> absl::Status {
+                 [=, this](const CallContext&) -> absl::Status {
                    if (deps_.reload_keyring) RETURN_IF_ERROR(deps_.reload_keyring());
                    ASSIGN_OR_RETURN(KeyRotationReport report, deps_.vault->RotateKeys());
                    response->set_active_key_id(report.active_key_id);
@@ -328,7 +345,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListAuditEvents(grpc::CallbackServer
                                                             const v1::ListAuditEventsRequest* request,
                                                             v1::ListAuditEventsResponse* response) {
   return Guarded(context, "AdminService/ListAuditEvents", Action::kAdminRead, "", "",
-                 [&](const CallContext&) -> absl::Status {
+                 [=, this](const CallContext&) -> absl::Status {
                    if (request->page_size() > 1000) return absl::InvalidArgumentError("page_size: at most 1000");
                    // Events are written in the background: wait for those recorded so far
                    // (this call's own refusals included) so that the list is up to date.

@@ -9,6 +9,7 @@
 
 #include "absl/time/time.h"
 #include "service/api/call_guard.h"
+#include "service/common/executor.h"
 #include "service/consent/consent_manager.h"
 #include "service/crypto/sealer.h"
 #include "service/store/credential_store.h"
@@ -92,15 +93,23 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                             v1::ListAuditEventsResponse* response) override;
 
  private:
-  // Admits the call (deps_.guard), runs `body`, audits changes and consents,
-  // and finishes the call with body's status. Calls that wait for an
-  // identity provider (consent, `waits_for_provider`) need a deadline.
+  // Every call runs on a worker (admin calls read and write the store, and
+  // some wait for an identity provider, re-seal every secret or wait for the
+  // audit trail): never on gRPC's callback threads. RESOURCE_EXHAUSTED when
+  // too many wait.
+  grpc::ServerUnaryReactor* OnWorker(grpc::CallbackServerContext* context, std::function<absl::Status()> work);
+  // On a worker: admits the call (deps_.guard) for `grant` (or what
+  // `grant_of` finds), runs `body`, audits changes and consents, and
+  // finishes the call with body's status. Calls that wait for an identity
+  // provider (consent, `waits_for_provider`) need a deadline.
   grpc::ServerUnaryReactor* Guarded(grpc::CallbackServerContext* context, absl::string_view method, Action action,
                                     absl::string_view grant, absl::string_view app,
-                                    const std::function<absl::Status(const CallContext&)>& body,
-                                    bool waits_for_provider = false);
+                                    std::function<absl::Status(const CallContext&)> body,
+                                    bool waits_for_provider = false, std::function<std::string()> grant_of = nullptr);
 
   const AdminServiceDeps deps_;
+  // Declared last: stopped (every queued call finished) before the rest goes.
+  Executor workers_{4, 1000};
 };
 
 }  // namespace tokenbroker

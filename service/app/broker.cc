@@ -363,6 +363,10 @@ absl::Status Broker::StartGrpc() {
   if (tc.has_initial_backoff()) token_options.initial_backoff = FromProtoDuration(tc.initial_backoff());
   if (tc.has_max_backoff()) token_options.max_backoff = FromProtoDuration(tc.max_backoff());
   if (tc.has_min_slack()) token_options.min_slack = FromProtoDuration(tc.min_slack());
+  // One limit on provider requests, shared by the scheduler's and callers'
+  // refreshes; both have as many threads as it allows.
+  const int max_refreshes = tc.max_concurrent_refreshes() > 0 ? static_cast<int>(tc.max_concurrent_refreshes()) : 8;
+  token_options.max_concurrent_refreshes = max_refreshes;
   token_options.on_token = [this](absl::string_view result) { metrics_->TokenRequests(result).Increment(); };
   token_options.on_refresh = [this](Provider provider, absl::string_view outcome, absl::Duration latency) {
     metrics_->ObserveRefresh(ProviderName(provider), outcome, absl::ToDoubleSeconds(latency));
@@ -390,12 +394,10 @@ absl::Status Broker::StartGrpc() {
   // completes them.
   consent_options.shared = membership_ != nullptr;
   consent_ = std::make_unique<ConsentManager>(*vault_, providers, clock_, logger_, consent_options);
-  token_service_ = std::make_unique<TokenServiceImpl>(
-      tokens_.get(), guard_.get(),
-      tc.max_concurrent_refreshes() > 0 ? static_cast<int>(tc.max_concurrent_refreshes()) : 8);
+  token_service_ = std::make_unique<TokenServiceImpl>(tokens_.get(), guard_.get(), max_refreshes);
   SchedulerOptions scheduling;
   if (tc.has_refresh_interval()) scheduling.interval = FromProtoDuration(tc.refresh_interval());
-  if (tc.max_concurrent_refreshes() > 0) scheduling.max_concurrent = static_cast<int>(tc.max_concurrent_refreshes());
+  scheduling.max_concurrent = max_refreshes;
   if (tc.has_keepalive_after()) scheduling.keepalive_after = FromProtoDuration(tc.keepalive_after());
   if (membership_ != nullptr) {
     scheduling.owns = [this](absl::string_view grant) { return membership_->Owns(grant); };

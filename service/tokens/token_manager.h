@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "service/common/clock.h"
+#include "service/common/concurrency_limit.h"
 #include "service/idp/provider.h"
 #include "service/logging/logger.h"
 #include "service/vault/vault.h"
@@ -94,6 +95,9 @@ struct TokenManagerOptions {
   TokenOutcomeObserver on_token;
   RefreshObserver on_refresh;
   ReplicaOptions replicas;
+  // At most this many identity-provider requests at once, whoever asks: the
+  // background scheduler and callers' refreshes share the limit.
+  int max_concurrent_refreshes = 8;
 };
 
 // When a delegated grant's refresh token was last used (its consent time if
@@ -116,6 +120,13 @@ class TokenManager {
   // latency-critical threads try this first and do GetAccessToken elsewhere.
   bool UseCachedToken(absl::string_view grant_id, absl::Duration min_valid_for,
                       const std::function<void(const AccessToken&)>& use);
+
+  // The most identity-provider requests that were ever in flight at once,
+  // and a wait until `n` refreshes wait for the limit (tests).
+  int provider_requests_peak() { return provider_requests_.peak(); }
+  bool AwaitRefreshesWaitingForTheLimit(int n, absl::Duration timeout) {
+    return provider_requests_.AwaitWaiting(n, timeout);
+  }
 
   // The expiry of every cached token, by grant id (for metrics).
   std::map<std::string, absl::Time> CachedExpiries();
@@ -199,9 +210,10 @@ class TokenManager {
   // set). Returns the token, or the status callers get; `retry_after` is set
   // for transient failures.
   absl::StatusOr<AccessToken> Refresh(Grant grant, const RefreshLease* lease, absl::Time* retry_after, int failures);
-  // The grant's timestamps after a refresh (under `lease` when set).
-  absl::Status UpdateTimestamps(const Grant& grant, const RefreshLease* lease);
-  absl::Status RecordGrantFailure(Grant grant, GrantState state, const ProviderFailure& failure,
+  // The provider refused the grant's refresh token or its app's
+  // credentials: the grant moves by `event` (notified to every cache of it),
+  // unless it changed meanwhile so that the event no longer applies.
+  absl::Status RecordGrantFailure(const Grant& grant, GrantEvent event, const ProviderFailure& failure,
                                   const RefreshLease* lease);
   absl::Duration Backoff(int failures);
   static AccessToken Copy(const AccessToken& t);
@@ -211,6 +223,7 @@ class TokenManager {
   const Clock& clock_;
   Logger& logger_;
   TokenManagerOptions options_;
+  ConcurrencyLimit provider_requests_{options_.max_concurrent_refreshes};
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
   absl::Mutex shared_mu_;

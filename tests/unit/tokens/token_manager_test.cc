@@ -3,6 +3,7 @@
 #include "service/tokens/refresh_scheduler.h"
 #include "service/tokens/replica_membership.h"
 
+#include <atomic>
 #include <thread>
 
 #include "gmock/gmock.h"
@@ -115,6 +116,37 @@ TEST_F(TokenManagerTest, OneRefusedTokenCostsOneRefreshHoweverManyCallsMetIt) {
   ASSERT_TRUE(tokens_.RefreshRefused("robot", second->token).ok());
   ASSERT_TRUE(tokens_.RefreshRefused("robot", second->token).ok());
   EXPECT_EQ(idp_.requests(), 3);
+}
+
+TEST_F(TokenManagerTest, CallersAndTheSchedulerShareOneLimitOnProviderRequests) {
+  CreateAppWithSecret();
+  for (int i = 0; i < 6; ++i) AppOnlyGrant(absl::StrCat("robot-", i));
+  TokenManagerOptions options = Options();
+  options.max_concurrent_refreshes = 2;
+  TokenManager limited(vault_, {{Provider::kMicrosoft, &microsoft_}}, clock_, logger_, options);
+  idp_.Hold(true);
+  std::vector<std::thread> callers;
+  std::atomic<int> served{0};
+  for (int i = 0; i < 3; ++i) {
+    callers.emplace_back([&, i] {
+      if (limited.GetAccessToken(absl::StrCat("robot-", i), absl::Minutes(1)).ok()) ++served;
+    });
+  }
+  // The background path: the scheduler's refreshes go through RefreshNow.
+  for (int i = 3; i < 6; ++i) {
+    callers.emplace_back([&, i] {
+      if (limited.RefreshNow(absl::StrCat("robot-", i)).ok()) ++served;
+    });
+  }
+  ASSERT_TRUE(idp_.WaitForHeldRequests(2, absl::Seconds(30)));
+  // Four wait for the limit, and so exactly two requests reach the provider.
+  ASSERT_TRUE(limited.AwaitRefreshesWaitingForTheLimit(4, absl::Seconds(30)));
+  EXPECT_FALSE(idp_.WaitForHeldRequests(3, absl::ZeroDuration()));
+  idp_.Hold(false);
+  for (std::thread& t : callers) t.join();
+  EXPECT_EQ(served, 6);
+  EXPECT_EQ(limited.provider_requests_peak(), 2);
+  EXPECT_EQ(idp_.requests(), 6);
 }
 
 TEST_F(TokenManagerTest, AppOnlyWithAClientSecretThenServedFromTheCache) {
