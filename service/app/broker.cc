@@ -1,5 +1,7 @@
 #include "service/app/broker.h"
 
+#include "service/app/service_graph.h"
+
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
@@ -88,6 +90,8 @@ absl::Status Broker::Start() {
   }
   if (status.ok()) status = RunStep("start-metrics", [this] { return StartMetrics(); });
   if (status.ok()) status = RunStep("start-audit", [this] { return StartAudit(); });
+  if (status.ok()) status = RunStep("build-providers", [this] { return BuildProviders(); });
+  if (status.ok()) status = RunStep("build-services", [this] { return BuildServices(); });
   if (status.ok()) status = RunStep("start-grpc", [this] { return StartGrpc(); });
   if (status.ok() && membership_ != nullptr) status = RunStep("join-replicas", [this] { return JoinReplicas(); });
   if (status.ok() && !config_.server().health_address().empty()) {
@@ -297,6 +301,17 @@ absl::Status Broker::StartAudit() {
   if (ac.has_retention()) options.retention = FromProtoDuration(ac.retention());
   if (ac.max_pending() > 0) options.max_pending = ac.max_pending();
   options.coalesce_cache_hits = ac.cache_hits() != config::v1::AuditConfig::CACHE_HITS_EACH;
+  switch (ac.log_events()) {
+    case config::v1::AuditConfig::LOG_EVENTS_ALL:
+      options.log_events = AuditTrailOptions::LogEvents::kAll;
+      break;
+    case config::v1::AuditConfig::LOG_EVENTS_NONE:
+      options.log_events = AuditTrailOptions::LogEvents::kNone;
+      break;
+    default:
+      options.log_events = AuditTrailOptions::LogEvents::kFailures;
+      break;
+  }
   options.on_dropped = [this] { metrics_->CountAuditDropped(); };
   options.on_write = [this](bool ok) {
     if (!ok) metrics_->CountAuditWriteFailure();
@@ -340,7 +355,7 @@ absl::Status Broker::StartMetrics() {
   return absl::OkStatus();
 }
 
-absl::Status Broker::StartGrpc() {
+absl::Status Broker::BuildProviders() {
   CurlOptions http;
   const auto& hc = config_.http();
   http.ca_file = hc.ca_file();
@@ -356,76 +371,39 @@ absl::Status Broker::StartGrpc() {
   microsoft_ = std::make_unique<MicrosoftProvider>(*provider_http_[Provider::kMicrosoft], clock_);
   google_ = std::make_unique<GoogleProvider>(*provider_http_[Provider::kGoogle], clock_);
   oidc_ = std::make_unique<OidcProvider>(*provider_http_[Provider::kOidc], clock_);
-  const std::map<Provider, IdentityProvider*> providers = {
+  return absl::OkStatus();
+}
+
+absl::Status Broker::BuildServices() {
+  ServiceGraphParts parts;
+  parts.config = &config_;
+  parts.vault = vault_.get();
+  parts.store = store_.get();
+  parts.sealer = sealer_.get();
+  parts.providers = {
       {Provider::kMicrosoft, microsoft_.get()}, {Provider::kGoogle, google_.get()}, {Provider::kOidc, oidc_.get()}};
-  TokenManagerOptions token_options;
-  const auto& tc = config_.tokens();
-  if (tc.has_initial_backoff()) token_options.initial_backoff = FromProtoDuration(tc.initial_backoff());
-  if (tc.has_max_backoff()) token_options.max_backoff = FromProtoDuration(tc.max_backoff());
-  if (tc.has_min_slack()) token_options.min_slack = FromProtoDuration(tc.min_slack());
-  // One limit on provider requests, shared by the scheduler's and callers'
-  // refreshes; both have as many threads as it allows.
-  const int max_refreshes = tc.max_concurrent_refreshes() > 0 ? static_cast<int>(tc.max_concurrent_refreshes()) : 8;
-  token_options.max_concurrent_refreshes = max_refreshes;
-  token_options.on_token = [this](absl::string_view result) { metrics_->TokenRequests(result).Increment(); };
-  token_options.on_refresh = [this](Provider provider, absl::string_view outcome, absl::Duration latency) {
-    metrics_->ObserveRefresh(ProviderName(provider), outcome, absl::ToDoubleSeconds(latency));
-  };
-  if (membership_ != nullptr) {
-    ReplicaOptions& replicas = token_options.replicas;
-    replicas.enabled = true;
-    replicas.replica_id = membership_->id();
-    replicas.lease_ttl = lease_ttl_;
-    replicas.on_lease = [this](absl::string_view outcome) { metrics_->CountLease(outcome); };
-    replicas.on_adopted = [this] { metrics_->CountSharedTokenAdopted(); };
-    replicas.on_waiting = [this](int delta) { metrics_->AddWaitingCalls(delta); };
-  }
-  tokens_ = std::make_unique<TokenManager>(*vault_, providers, clock_, logger_, std::move(token_options));
+  parts.clock = &clock_;
+  parts.logger = &logger_;
+  parts.metrics = metrics_.get();
+  parts.authorizer = authorizer_.get();
+  parts.guard = guard_.get();
+  parts.membership = membership_.get();
+  parts.lease_ttl = lease_ttl_;
+  parts.identity = ServerIdentity{kVersion, kRevision, start_time_, std::string(store_->kind())};
+  parts.reload_keyring = [this] { return ReloadKeyring(); };
+  ServiceGraph graph = BuildServiceGraph(parts);
+  tokens_ = std::move(graph.tokens);
+  consent_ = std::move(graph.consent);
+  scheduler_ = std::move(graph.scheduler);
+  mail_pool_ = std::move(graph.mail_pool);
+  token_service_ = std::move(graph.token_service);
+  mail_service_ = std::move(graph.mail_service);
+  admin_service_ = std::move(graph.admin_service);
   if (exposer_ != nullptr && !config_.metrics().omit_per_grant()) {
     token_expiry_collector_ =
         std::make_shared<AccessTokenExpiryCollector>([this] { return tokens_->CachedExpiries(); });
     exposer_->RegisterCollectable(token_expiry_collector_);
   }
-  ConsentOptions consent_options;
-  consent_options.on_consent = [this](absl::string_view flow, absl::string_view result) {
-    metrics_->CountConsent(flow, result);
-  };
-  // Several replicas: pending consents in the store, so that any replica
-  // completes them.
-  consent_options.shared = membership_ != nullptr;
-  consent_ = std::make_unique<ConsentManager>(*vault_, providers, clock_, logger_, consent_options);
-  token_service_ = std::make_unique<TokenServiceImpl>(tokens_.get(), guard_.get(), max_refreshes);
-  SchedulerOptions scheduling;
-  if (tc.has_refresh_interval()) scheduling.interval = FromProtoDuration(tc.refresh_interval());
-  scheduling.max_concurrent = max_refreshes;
-  if (tc.has_keepalive_after()) scheduling.keepalive_after = FromProtoDuration(tc.keepalive_after());
-  if (membership_ != nullptr) {
-    scheduling.owns = [this](absl::string_view grant) { return membership_->Owns(grant); };
-    scheduling.takeover_after = lease_ttl_;
-  }
-  scheduler_ = std::make_unique<RefreshScheduler>(*tokens_, *vault_, clock_, logger_, scheduling);
-  MailPoolOptions mail;
-  const auto& mc = config_.mail();
-  mail.ca_file = mc.ca_file();
-  if (mc.max_connections_per_mailbox() > 0) mail.max_per_mailbox = mc.max_connections_per_mailbox();
-  if (mc.has_idle_timeout()) mail.idle_timeout = FromProtoDuration(mc.idle_timeout());
-  if (mc.has_connect_timeout()) mail.connect_timeout = FromProtoDuration(mc.connect_timeout());
-  if (mc.has_io_timeout()) mail.io_timeout = FromProtoDuration(mc.io_timeout());
-  if (mc.mechanism() == tokenbroker::config::v1::MailConfig::MECHANISM_OAUTHBEARER) {
-    mail.mechanism = SaslMechanism::kOauthbearer;
-  }
-  mail.on_operation = [this](absl::string_view operation, absl::string_view result, absl::Duration latency) {
-    metrics_->ObserveImap(operation, result, absl::ToDoubleSeconds(latency));
-  };
-  mail.on_auth_failure = [this](absl::string_view kind) { metrics_->CountImapAuthFailure(kind); };
-  mail_pool_ = std::make_unique<MailPool>(*tokens_, *vault_, clock_, logger_, std::move(mail));
-  // Whoever changes a grant (admin API, consent, the reconciler of declared
-  // records), the caches of it go at once.
-  vault_->OnGrantChanged([this](absl::string_view grant) {
-    tokens_->Forget(grant);
-    mail_pool_->Forget(grant);
-    authorizer_->ForgetGrant(grant);
-  });
   if (exposer_ != nullptr) {
     mail_collector_ = std::make_shared<MailConnectionsCollector>([this] {
       MailPool::Counts c = mail_pool_->counts();
@@ -433,19 +411,10 @@ absl::Status Broker::StartGrpc() {
     });
     exposer_->RegisterCollectable(mail_collector_);
   }
-  mail_service_ = std::make_unique<MailServiceImpl>(mail_pool_.get(), guard_.get(), 8,
-                                                    [this](uint64_t bytes) { metrics_->CountFetchedBytes(bytes); });
-  AdminServiceDeps admin;
-  admin.identity = ServerIdentity{kVersion, kRevision, start_time_, std::string(store_->kind())};
-  admin.vault = vault_.get();
-  admin.store = store_.get();
-  admin.sealer = sealer_.get();
-  admin.reload_keyring = [this] { return ReloadKeyring(); };
-  admin.tokens = tokens_.get();
-  admin.consent = consent_.get();
-  admin.guard = guard_.get();
-  admin_service_ = std::make_unique<AdminServiceImpl>(std::move(admin));
+  return absl::OkStatus();
+}
 
+absl::Status Broker::StartGrpc() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

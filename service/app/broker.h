@@ -97,6 +97,11 @@ class Broker {
   void ReloadAuthIfChanged(const absl::StatusOr<Config>& fresh);
   absl::Status StartAudit();
   absl::Status StartMetrics();
+  // The HTTP client and the identity providers over it.
+  absl::Status BuildProviders();
+  // The services and what they need (BuildServiceGraph), and their metrics.
+  absl::Status BuildServices();
+  // The gRPC server on its address, with the services.
   absl::Status StartGrpc();
   // Plaintext (loopback only, checked with the configuration) or TLS from
   // server.tls, reloaded when the files change.

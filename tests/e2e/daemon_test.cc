@@ -72,7 +72,7 @@ TEST(DaemonTest, ServesHealthVersionMetricsAndStopsCleanlyOnSigterm) {
   ASSERT_TRUE(code.ok()) << "still running after the grace period";
   EXPECT_EQ(*code, 0) << d.process->Stderr();
   const std::string log = d.process->Stderr();
-  for (const char* step : {"open-keyring", "open-store", "start-metrics", "start-grpc"}) {
+  for (const char* step : {"open-keyring", "open-store", "start-metrics", "build-providers", "build-services", "start-grpc"}) {
     EXPECT_THAT(log, HasSubstr(absl::StrCat("\"msg\":\"start-up step done\",\"step\":\"", step, "\"")));
   }
   EXPECT_THAT(log, HasSubstr("\"step\":\"drain-grpc\""));

@@ -1,5 +1,8 @@
 // An in-process gRPC server with the broker's services and metrics
-// interceptor on a free loopback port, for handler and client tests.
+// interceptor on a free loopback port, for handler and client tests. The
+// services are built by BuildServiceGraph, the daemon's own composition root,
+// over an in-memory store and the Microsoft-shaped fake; nothing background
+// (scheduler, consent poller, mail sweeper) is started.
 #ifndef TOKENBROKER_TESTS_SUPPORT_IN_PROCESS_SERVER_H_
 #define TOKENBROKER_TESTS_SUPPORT_IN_PROCESS_SERVER_H_
 
@@ -13,11 +16,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "service/api/admin_service.h"
 #include "service/api/call_guard.h"
-#include "service/api/mail_service.h"
 #include "service/api/metrics_interceptor.h"
-#include "service/api/token_service.h"
+#include "service/app/service_graph.h"
 #include "service/audit/audit_trail.h"
 #include "service/authz/authorizer.h"
 #include "service/idp/microsoft_provider.h"
@@ -66,7 +67,6 @@ class InProcessServer {
         vault_(store_, sealer_, SystemClock::Get()),
         idp_(SystemClock::Get()),
         microsoft_(idp_, SystemClock::Get()),
-        tokens_(vault_, {{Provider::kMicrosoft, &microsoft_}}, SystemClock::Get(), logger_),
         audit_(store_, logger_, SystemClock::Get()),
         built_auth_(BuildAuth(auth)),
         authorizer_(
@@ -79,23 +79,29 @@ class InProcessServer {
             SystemClock::Get()),
         guard_(
             authorizer_, audit_, /*plaintext_listener=*/true,
-            [this](Action action, absl::string_view reason) { metrics_.CountRefusedCall(ActionName(action), reason); }),
-        token_service_(&tokens_, &guard_, refresh_threads, max_pending),
-        mail_pool_(tokens_, vault_, SystemClock::Get(), logger_, MailPoolOptions{}),
-        mail_(&mail_pool_, &guard_),
-        admin_([this] {
-          AdminServiceDeps deps{ServerIdentity{"9.9.9", "test", absl::FromUnixSeconds(1'800'000'000), "sqlite"},
-                                &vault_, &store_, &sealer_, nullptr};
-          deps.guard = &guard_;
-          return deps;
-        }()) {
+            [this](Action action, absl::string_view reason) { metrics_.CountRefusedCall(ActionName(action), reason); }) {
+    config_.mutable_tokens()->set_max_concurrent_refreshes(static_cast<uint32_t>(refresh_threads));
+    ServiceGraphParts parts;
+    parts.config = &config_;
+    parts.vault = &vault_;
+    parts.store = &store_;
+    parts.sealer = &sealer_;
+    parts.providers = {{Provider::kMicrosoft, &microsoft_}};
+    parts.clock = &SystemClock::Get();
+    parts.logger = &logger_;
+    parts.metrics = &metrics_;
+    parts.authorizer = &authorizer_;
+    parts.guard = &guard_;
+    parts.identity = ServerIdentity{"9.9.9", "test", absl::FromUnixSeconds(1'800'000'000), "sqlite"};
+    parts.max_pending_calls = max_pending;
+    graph_ = BuildServiceGraph(parts);
     audit_.Start();
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(&token_service_);
-    builder.RegisterService(&mail_);
-    builder.RegisterService(&admin_);
+    builder.RegisterService(graph_.token_service.get());
+    builder.RegisterService(graph_.mail_service.get());
+    builder.RegisterService(graph_.admin_service.get());
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
     interceptors.push_back(std::make_unique<MetricsInterceptorFactory>(&metrics_));
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
@@ -119,16 +125,13 @@ class InProcessServer {
   FakeMicrosoft idp_;
   MicrosoftProvider microsoft_;
   Logger logger_{LogLevel::kError, [](absl::string_view) {}};
-  TokenManager tokens_;
   AuditTrail audit_;
   // Moved into authorizer_ (built once, before it).
   std::pair<std::unique_ptr<IdentityResolver>, Policy> built_auth_;
   Authorizer authorizer_;
   CallGuard guard_;
-  TokenServiceImpl token_service_;
-  MailPool mail_pool_;
-  MailServiceImpl mail_;
-  AdminServiceImpl admin_;
+  Config config_;
+  ServiceGraph graph_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
 };
