@@ -157,9 +157,10 @@ void AuditTrail::Run() {
       }
       if (store_failing) logger_.Info("audit events are being written to the store again");
       store_failing = false;
-      if (logger_.Enabled(LogLevel::kInfo)) {
+      if (logger_.Enabled(LogLevel::kInfo) && options_.log_events != AuditTrailOptions::LogEvents::kNone) {
         std::string lines;
         for (const AuditEvent& e : batch) {
+          if (options_.log_events == AuditTrailOptions::LogEvents::kFailures && e.result == "OK") continue;
           lines += logger_.Format(LogLevel::kInfo, "audit",
                                   {{"event_time", e.time},
                                    {"caller", e.caller},
@@ -171,7 +172,7 @@ void AuditTrail::Run() {
                                    {"detail", e.detail},
                                    {"request_id", e.request_id}});
         }
-        logger_.WriteLines(lines);
+        if (!lines.empty()) logger_.WriteLines(lines);
       }
       absl::MutexLock lock(&mu_);
       settled_ += batch.size();

@@ -32,6 +32,9 @@ struct AuditTrailOptions {
   // transactions under load; Flush does not wait).
   absl::Duration batch_delay = absl::Milliseconds(100);
   bool coalesce_cache_hits = true;
+  // Which events also go to the log (info level); the store gets them all.
+  enum class LogEvents { kFailures, kAll, kNone };
+  LogEvents log_events = LogEvents::kFailures;
   std::function<void()> on_dropped;
   std::function<void(bool ok)> on_write;
 };

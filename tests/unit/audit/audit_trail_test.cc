@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/store/in_memory_credential_store.h"
@@ -10,6 +11,7 @@ namespace tokenbroker {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // The in-memory store, with audit writes that fail while `down`.
 class FlakyStore final : public InMemoryCredentialStore {
@@ -61,6 +63,37 @@ TEST(AuditTrailTest, EventsReachTheStoreAndTheLogInOrder) {
   EXPECT_THAT(all, HasSubstr("\"msg\":\"audit\""));
   EXPECT_THAT(all, HasSubstr("\"caller\":\"b\""));
   EXPECT_THAT(all, HasSubstr("\"result\":\"PERMISSION_DENIED\""));
+  // By default only failures are logged: a line per successful call would
+  // flood the log (the store has them all).
+  EXPECT_THAT(all, Not(HasSubstr("\"caller\":\"a\"")));
+}
+
+TEST(AuditTrailTest, TheLogGetsEveryEventOrNoneWhenAsked) {
+  for (auto mode : {AuditTrailOptions::LogEvents::kAll, AuditTrailOptions::LogEvents::kNone}) {
+    FlakyStore store;
+    std::vector<std::string> lines;
+    absl::Mutex mu;
+    Logger logger(LogLevel::kInfo, [&](absl::string_view line) {
+      absl::MutexLock lock(&mu);
+      lines.emplace_back(line);
+    });
+    FakeClock clock;
+    AuditTrailOptions options;
+    options.log_events = mode;
+    AuditTrail trail(store, logger, clock, options);
+    trail.Start();
+    trail.Record(Event("a"));
+    trail.Record(Event("b", "PERMISSION_DENIED"));
+    ASSERT_TRUE(trail.Flush());
+    trail.Stop();
+    EXPECT_THAT(Callers(store), ::testing::ElementsAre("b", "a"));
+    absl::MutexLock lock(&mu);
+    std::string all;
+    for (const std::string& l : lines) all += l;
+    const bool every = mode == AuditTrailOptions::LogEvents::kAll;
+    EXPECT_EQ(absl::StrContains(all, "\"caller\":\"a\""), every);
+    EXPECT_EQ(absl::StrContains(all, "\"caller\":\"b\""), every);
+  }
 }
 
 TEST(AuditTrailTest, AStoreOutageDelaysEventsButLosesNone) {
