@@ -256,7 +256,7 @@ class MailServiceImpl::StreamingFetch : public PipelinedWriteReactor<Response> {
       return;
     }
     const bool queued =
-        service->workers_.Submit([this, service, method, &grant, call = *call, steps = std::move(steps)] {
+        service->stream_workers_.Submit([this, service, method, &grant, call = *call, steps = std::move(steps)] {
           absl::Status status = service->pool_->Run(grant, "fetch", steps.stream, [this] { return !this->sent_any_; });
           service->guard_->Audit(call, method, Action::kMailRead, grant, status, "",
                                  status.ok() ? steps.detail() : std::string(status.message()));

@@ -16,13 +16,27 @@
 
 namespace tokenbroker {
 
+struct MailServiceOptions {
+  // Workers for the short calls (folders, status, search) and, apart, for
+  // the fetches that stream message bodies, so that long streams can never
+  // take every worker from the short calls.
+  int workers = 8;
+  int stream_workers = 8;
+  // Calls queued for a worker, at most; then RESOURCE_EXHAUSTED.
+  size_t max_pending = 10000;
+};
+
 class MailServiceImpl final : public v1::MailService::CallbackService {
  public:
   // `pool` and `guard` must outlive the service. `on_fetched_bytes` counts
   // streamed bytes.
-  MailServiceImpl(MailPool* pool, CallGuard* guard, int threads = 8,
+  MailServiceImpl(MailPool* pool, CallGuard* guard, MailServiceOptions options = {},
                   std::function<void(uint64_t)> on_fetched_bytes = nullptr)
-      : pool_(pool), guard_(guard), on_fetched_bytes_(std::move(on_fetched_bytes)), workers_(threads, 10000) {}
+      : pool_(pool),
+        guard_(guard),
+        on_fetched_bytes_(std::move(on_fetched_bytes)),
+        workers_(options.workers, options.max_pending),
+        stream_workers_(options.stream_workers, options.max_pending) {}
 
   grpc::ServerUnaryReactor* ListFolders(grpc::CallbackServerContext* context, const v1::ListFoldersRequest* request,
                                         v1::ListFoldersResponse* response) override;
@@ -57,6 +71,7 @@ class MailServiceImpl final : public v1::MailService::CallbackService {
   std::function<void(uint64_t)> on_fetched_bytes_;
   // Declared last: stopped (every queued call finished) before the rest goes.
   Executor workers_;
+  Executor stream_workers_;
 };
 
 }  // namespace tokenbroker

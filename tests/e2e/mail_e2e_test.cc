@@ -68,7 +68,7 @@ class MailE2ETest : public ::testing::Test {
     config_ = new std::string(dir_->WriteFile(
         "broker.yaml", testing::DaemonConfig(*dir_) +
                            absl::StrCat("http:\n  ca_file: \"", tls_->certificate, "\"\nmail:\n  ca_file: \"",
-                                        dovecot_->ca_file(), "\"\n")));
+                                        dovecot_->ca_file(), "\"\n  workers: 2\n  stream_workers: 2\n")));
     // AddressSanitizer keeps freed memory in quarantine (256 MB by default),
     // which would show as memory growth in
     // ALargeMessageStreamsWithItsBytesIntactAndFlatMemory: this daemon's
@@ -296,6 +296,40 @@ TEST_F(MailE2ETest, AServerGoneMidStreamIsUnavailableAndThePoolRecovers) {
   const std::string out = dir_->File("after-kick.eml");
   MustCtl({"mail", "fetch", "alice", "Big", "1", "--output", out});
   EXPECT_EQ(Sha256(testing::ReadFile(out)), Sha256(*big_));
+}
+
+// Streams that a slow reader holds up keep their stream workers (2 here),
+// never the workers of the short calls.
+TEST_F(MailE2ETest, StreamsHeldUpByASlowReaderDoNotStarveShortCalls) {
+  ClientOptions options;
+  options.target = daemon_->grpc_address;
+  std::unique_ptr<BrokerClient> client = *BrokerClient::Create(options);
+  v1::FetchMessageRequest request;
+  request.set_grant("alice");
+  request.set_folder("Big");
+  request.set_uid(1);
+  request.set_chunk_size(64 * 1024);
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<v1::FetchMessageResponse>>> readers;
+  for (int i = 0; i < 2; ++i) {
+    contexts.push_back(client->NewContext(absl::Minutes(5)));
+    readers.push_back(client->mail().FetchMessage(contexts.back().get(), request));
+    v1::FetchMessageResponse response;
+    ASSERT_TRUE(readers.back()->Read(&response));  // the stream is running, and then not read
+  }
+  // Both stream workers wait for their reader; the short calls still run, as
+  // many as the workers and the pool allow.
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_THAT(MustCtl({"mail", "status", "bob", "INBOX"}).out, HasSubstr("1 messages"));
+    EXPECT_THAT(MustCtl({"mail", "folders", "alice"}).out, HasSubstr("Archive"));
+  }
+  for (auto& context : contexts) context->TryCancel();
+  for (auto& reader : readers) {
+    v1::FetchMessageResponse response;
+    while (reader->Read(&response)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::CANCELLED);
+  }
 }
 
 // Re-consent that moves a grant to another mailbox: the pooled sessions of the
