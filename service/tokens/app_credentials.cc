@@ -17,10 +17,27 @@ absl::StatusOr<std::optional<ProviderFailure>> TryAppCredentials(Vault& vault, c
   }
   std::optional<ProviderFailure> failure;
   bool app_changed = false;
+  bool attempted = false;
+  absl::Status unreadable;  // the first credential that did not open
   for (size_t i : order) {
     AppCredential& credential = app.credentials[i];
-    ASSIGN_OR_RETURN(Secret secret, vault.OpenCredentialSecret(app, credential));
-    failure = attempt(credential, secret);
+    absl::StatusOr<Secret> secret = vault.OpenCredentialSecret(app, credential);
+    if (!secret.ok()) {
+      // A damaged value or one sealed under a key that is gone: the next
+      // credential may well work. Marked failing, so `app show` says which.
+      logger.Error("an app credential does not open; trying the next one",
+                   {{"app", app.id}, {"credential", credential.id}, {"error", secret.status()}});
+      if (unreadable.ok()) unreadable = secret.status();
+      const ProviderError error{"sealed_value_unreadable", 0, std::string(secret.status().message()), clock.Now()};
+      if (!credential.failing || credential.last_error.oauth_error != error.oauth_error) {
+        credential.failing = true;
+        credential.last_error = error;
+        app_changed = true;
+      }
+      continue;
+    }
+    attempted = true;
+    failure = attempt(credential, *secret);
     if (!failure.has_value()) {
       if (credential.failing) {
         credential.failing = false;
@@ -40,10 +57,9 @@ absl::StatusOr<std::optional<ProviderFailure>> TryAppCredentials(Vault& vault, c
     failure = ProviderFailure{FailureKind::kInvalidClient, "no_credential", 0, "the app has no credential", 0,
                               absl::ZeroDuration()};
   }
-  if (app_changed) {
-    absl::StatusOr<int64_t> written = vault.store().UpdateApp(app);
-    if (!written.ok() && !absl::IsAborted(written.status())) return written.status();
-  }
+  if (app_changed) RETURN_IF_ERROR(vault.RecordCredentialHealth(app));
+  // Not one credential opened: that (DATA_LOSS, naming the record) is the error.
+  if (!attempted && !unreadable.ok()) return unreadable;
   return failure;
 }
 

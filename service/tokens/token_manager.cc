@@ -274,12 +274,20 @@ absl::StatusOr<AccessToken> TokenManager::Fetch(absl::string_view grant_id, Need
       }
       continue;
     }
-    if (now < entry->retry_after && !entry->last_error.ok()) return stale_or_error();
+    if (now < entry->retry_after && !entry->last_error.ok()) {
+      // Backing off. A caller with no valid token probes now and then
+      // instead of waiting out the whole back-off.
+      const bool starving = !entry->cached.has_value() || entry->cached->expire_time <= now;
+      const bool may_probe =
+          starving && now >= entry->probe_after && now - entry->last_attempt >= options_.probe_interval;
+      if (!may_probe) return stale_or_error();
+    }
     entry->refreshing = true;
+    entry->last_attempt = now;
     const int failures = entry->consecutive_failures;
     entry->mu.Unlock();
 
-    absl::Time retry_after = absl::InfinitePast();
+    RetryAfter retry_after;
     absl::StatusOr<AccessToken> result = Obtain(grant_id, need, &retry_after, failures);
     const absl::Time refresh_at = result.ok() ? RefreshAt(grant_id, *result) : absl::InfiniteFuture();
 
@@ -297,14 +305,16 @@ absl::StatusOr<AccessToken> TokenManager::Fetch(absl::string_view grant_id, Need
       return result;
     }
     entry->last_error = result.status();
-    if (retry_after != absl::InfinitePast()) {
-      // Transient: back off, keep the cached token until it expires.
+    if (retry_after.backoff != absl::InfinitePast()) {
+      // May pass: back off, keep the cached token until it expires.
       ++entry->consecutive_failures;
-      entry->retry_after = retry_after;
+      entry->retry_after = retry_after.backoff;
+      entry->probe_after = retry_after.probe_after;
     } else {
       // The grant cannot get tokens any more: drop what was cached.
       entry->cached.reset();
       entry->retry_after = absl::InfinitePast();
+      entry->probe_after = absl::InfiniteFuture();
     }
     return stale_or_error();
   }
@@ -317,7 +327,7 @@ absl::Status TokenManager::RecordGrantFailure(const Grant& grant, GrantEvent eve
 }
 
 absl::StatusOr<AccessToken> TokenManager::Obtain(absl::string_view grant_id, const Need& need,
-                                                 absl::Time* retry_after, int failures) {
+                                                 RetryAfter* retry_after, int failures) {
   if (options_.replicas.enabled) return ObtainShared(grant_id, need, retry_after, failures);
   ASSIGN_OR_RETURN(Grant grant, vault_.GetGrant(grant_id));
   RETURN_IF_ERROR(Usable(grant));
@@ -345,7 +355,7 @@ std::optional<AccessToken> TokenManager::AdoptShared(const Grant& grant, const N
 }
 
 absl::StatusOr<AccessToken> TokenManager::ObtainShared(absl::string_view grant_id, const Need& need,
-                                                       absl::Time* retry_after, int failures) {
+                                                       RetryAfter* retry_after, int failures) {
   const ReplicaOptions& replicas = options_.replicas;
   auto observe_lease = [&](absl::string_view outcome) {
     if (replicas.on_lease) replicas.on_lease(outcome);
@@ -411,7 +421,7 @@ absl::StatusOr<AccessToken> TokenManager::ObtainShared(absl::string_view grant_i
   }
 }
 
-absl::StatusOr<AccessToken> TokenManager::Refresh(Grant grant, const RefreshLease* lease, absl::Time* retry_after,
+absl::StatusOr<AccessToken> TokenManager::Refresh(Grant grant, const RefreshLease* lease, RetryAfter* retry_after,
                                                   int failures) {
   ASSIGN_OR_RETURN(App app, vault_.GetApp(grant.app));
   auto provider = providers_.find(app.provider);
@@ -476,17 +486,18 @@ absl::StatusOr<AccessToken> TokenManager::Refresh(Grant grant, const RefreshLeas
       return NeedsConsentAgain(grant, failure.message);
     case FailureKind::kInvalidClient:
       RecordGrantFailure(grant, GrantEvent::kCredentialsRefused, failure, lease).IgnoreError();
-      *retry_after = now + Backoff(failures);
+      retry_after->backoff = now + Backoff(failures);
       return absl::FailedPreconditionError(absl::StrCat(
           "every credential of app \"", app.id, "\" was rejected (last: ", failure.message,
           "); add a working one with `tokenbrokerctl app add-credential`"));
     case FailureKind::kAppConfiguration:
-      *retry_after = now + Backoff(failures);
+      retry_after->backoff = now + Backoff(failures);
       return absl::FailedPreconditionError(absl::StrCat("app \"", app.id, "\": ", failure.message));
     case FailureKind::kTransient:
     case FailureKind::kThrottled: {
       const absl::Duration wait = std::max(failure.retry_after, Backoff(failures));
-      *retry_after = now + wait;
+      retry_after->backoff = now + wait;
+      retry_after->probe_after = now + failure.retry_after;
       return absl::UnavailableError(
           absl::StrCat(failure.message, "; retry in ", absl::ToInt64Seconds(absl::Ceil(wait, absl::Seconds(1))), "s"));
     }

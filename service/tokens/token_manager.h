@@ -95,6 +95,12 @@ struct TokenManagerOptions {
   TokenOutcomeObserver on_token;
   RefreshObserver on_refresh;
   ReplicaOptions replicas;
+  // During a back-off, a caller that finds no valid token may probe the
+  // provider once this long after the last request (not sooner than the
+  // provider's own Retry-After), so that the first token after a long outage
+  // does not wait out the whole back-off. The background scheduler keeps to
+  // the back-off.
+  absl::Duration probe_interval = absl::Seconds(10);
   // At most this many identity-provider requests at once, whoever asks: the
   // background scheduler and callers' refreshes share the limit.
   int max_concurrent_refreshes = 8;
@@ -174,10 +180,23 @@ class TokenManager {
     absl::Time refresh_at ABSL_GUARDED_BY(mu) = absl::InfiniteFuture();
     absl::Status last_error ABSL_GUARDED_BY(mu);
     absl::Time retry_after ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+    // After a provider outage (transient failures), callers with no valid
+    // token may probe from this time on (the provider's own Retry-After);
+    // InfiniteFuture: no probing (the failure was not an outage).
+    absl::Time probe_after ABSL_GUARDED_BY(mu) = absl::InfiniteFuture();
+    // When the last provider request for this grant began.
+    absl::Time last_attempt ABSL_GUARDED_BY(mu) = absl::InfinitePast();
     int consecutive_failures ABSL_GUARDED_BY(mu) = 0;
     // The expiry of the last token dropped by Invalidate (refused by the mail
     // server): a shared token no newer than it is that same token.
     absl::Time invalidated_expiry ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+  };
+  // When to ask the provider again after a failure that may pass: the
+  // back-off, and for an outage (transient, throttled) when a caller may
+  // probe sooner (the provider's own Retry-After; InfiniteFuture: never).
+  struct RetryAfter {
+    absl::Time backoff = absl::InfinitePast();
+    absl::Time probe_after = absl::InfiniteFuture();
   };
   // What a token must be to do.
   struct Need {
@@ -196,10 +215,10 @@ class TokenManager {
   absl::Time RefreshAt(absl::string_view grant_id, const AccessToken& token);
   // A new token for the grant: refreshed here, or (several replicas) one
   // another replica refreshed. Sets `retry_after` for transient failures.
-  absl::StatusOr<AccessToken> Obtain(absl::string_view grant_id, const Need& need, absl::Time* retry_after,
+  absl::StatusOr<AccessToken> Obtain(absl::string_view grant_id, const Need& need, RetryAfter* retry_after,
                                      int failures);
   // Several replicas: Obtain under the grant's refresh lease.
-  absl::StatusOr<AccessToken> ObtainShared(absl::string_view grant_id, const Need& need, absl::Time* retry_after,
+  absl::StatusOr<AccessToken> ObtainShared(absl::string_view grant_id, const Need& need, RetryAfter* retry_after,
                                            int failures);
   // The grant's shared token when it is what `need` asks for.
   std::optional<AccessToken> AdoptShared(const Grant& grant, const Need& need);
@@ -209,7 +228,7 @@ class TokenManager {
   // One refresh: provider request(s) and the store writes (under `lease` when
   // set). Returns the token, or the status callers get; `retry_after` is set
   // for transient failures.
-  absl::StatusOr<AccessToken> Refresh(Grant grant, const RefreshLease* lease, absl::Time* retry_after, int failures);
+  absl::StatusOr<AccessToken> Refresh(Grant grant, const RefreshLease* lease, RetryAfter* retry_after, int failures);
   // The provider refused the grant's refresh token or its app's
   // credentials: the grant moves by `event` (notified to every cache of it),
   // unless it changed meanwhile so that the event no longer applies.

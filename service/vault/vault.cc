@@ -233,6 +233,12 @@ void Vault::TellListeners(absl::string_view grant_id) {
   for (const auto& listener : listeners) listener(grant_id);
 }
 
+absl::Status Vault::RecordCredentialHealth(const App& app) {
+  absl::StatusOr<int64_t> written = store_.UpdateApp(app);
+  if (!written.ok() && !absl::IsAborted(written.status())) return written.status();
+  return absl::OkStatus();
+}
+
 absl::Status Vault::DeleteApp(absl::string_view id, bool force, RecordSource caller) {
   ASSIGN_OR_RETURN(App app, store_.GetApp(id));
   RETURN_IF_ERROR(RefuseDeclared("app", id, app.source, caller));

@@ -78,6 +78,10 @@ class Vault {
   absl::StatusOr<App> ReplaceApp(const App& current, App spec, std::vector<CredentialInput> credentials);
   // The plaintext of a credential, for the token engine.
   absl::StatusOr<Secret> OpenCredentialSecret(const App& app, const AppCredential& credential) const;
+  // Writes which of `app`'s credentials are failing and why (after the
+  // provider refused one, or its sealed value did not open). Losing a race
+  // to another writer is harmless: the next refresh sees it again.
+  absl::Status RecordCredentialHealth(const App& app);
 
   // Grants. CreateGrant takes app-only and service-account grants;
   // ImportGrant a delegated grant with its refresh token.

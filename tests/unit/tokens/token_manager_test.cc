@@ -149,6 +149,39 @@ TEST_F(TokenManagerTest, CallersAndTheSchedulerShareOneLimitOnProviderRequests) 
   EXPECT_EQ(idp_.requests(), 6);
 }
 
+TEST_F(TokenManagerTest, ACredentialThatNoLongerOpensIsMarkedFailingAndTheNextOneServes) {
+  idp_.RegisterApp(kTenant, kClientId, "the-secret");
+  std::vector<CredentialInput> creds;
+  creds.push_back(SecretInput("damaged", "the-secret"));
+  creds.push_back(SecretInput("good", "the-secret"));
+  CreateApp(std::move(creds));
+  AppOnlyGrant();
+  App app = *store_.GetApp("contoso");
+  std::string& sealed = app.credentials[0].sealed_secret;
+  sealed[sealed.size() / 2] ^= 0x5A;  // one flipped byte: the value no longer opens
+  ASSERT_TRUE(store_.UpdateApp(app).ok());
+
+  absl::StatusOr<AccessToken> token = tokens_.GetAccessToken("robot", absl::Minutes(1));
+  ASSERT_TRUE(token.ok()) << token.status();
+  const App after = *store_.GetApp("contoso");
+  EXPECT_TRUE(after.credentials[0].failing);
+  EXPECT_EQ(after.credentials[0].last_error.oauth_error, "sealed_value_unreadable");
+  EXPECT_THAT(after.credentials[0].last_error.message, HasSubstr("app/contoso/credential/damaged"));
+  EXPECT_FALSE(after.credentials[1].failing);
+  EXPECT_THAT(log_, HasSubstr("an app credential does not open"));
+  EXPECT_THAT(log_, ::testing::Not(HasSubstr("the-secret")));
+
+  // With no credential that opens, the error says which record is damaged.
+  app = *store_.GetApp("contoso");
+  std::string& second = app.credentials[1].sealed_secret;
+  second[second.size() / 2] ^= 0x5A;
+  ASSERT_TRUE(store_.UpdateApp(app).ok());
+  TokenManager fresh(vault_, {{Provider::kMicrosoft, &microsoft_}}, clock_, logger_, Options());  // nothing cached
+  absl::Status refused = fresh.GetAccessToken("robot", absl::Minutes(1)).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kDataLoss) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("app/contoso/credential/good"));
+}
+
 TEST_F(TokenManagerTest, AppOnlyWithAClientSecretThenServedFromTheCache) {
   CreateAppWithSecret();
   AppOnlyGrant();
@@ -305,6 +338,28 @@ TEST_F(TokenManagerTest, AnOutageKeepsServingTheCachedTokenUntilItTrulyExpires) 
   idp_.SetDown(false);
   clock_.Advance(absl::Minutes(10));
   EXPECT_TRUE(tokens_.GetAccessToken("robot", absl::Minutes(5)).ok());
+}
+
+TEST_F(TokenManagerTest, AfterALongOutageAWaitingCallerProbesInsteadOfWaitingOutTheBackOff) {
+  CreateAppWithSecret();
+  AppOnlyGrant();
+  idp_.SetDown(true);
+  for (int i = 0; i < 10; ++i) {  // the back-off doubles up to its 5 minutes
+    ASSERT_FALSE(tokens_.GetAccessToken("robot", absl::Minutes(5)).ok());
+    clock_.Advance(absl::Minutes(6));
+  }
+  ASSERT_FALSE(tokens_.GetAccessToken("robot", absl::Minutes(5)).ok());  // a 4-6 minute back-off begins
+  idp_.SetDown(false);
+  const int requests = idp_.requests();
+  clock_.Advance(absl::Seconds(5));
+  // Too soon after the last request: callers get the error, the provider no request.
+  EXPECT_EQ(tokens_.GetAccessToken("robot", absl::Minutes(5)).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(idp_.requests(), requests);
+  clock_.Advance(absl::Seconds(6));
+  // A probe, minutes before the back-off ends, and the provider is back.
+  absl::StatusOr<AccessToken> token = tokens_.GetAccessToken("robot", absl::Minutes(5));
+  ASSERT_TRUE(token.ok()) << token.status();
+  EXPECT_EQ(idp_.requests(), requests + 1);
 }
 
 TEST_F(TokenManagerTest, RetryAfterIsHonoured) {
