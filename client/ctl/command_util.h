@@ -5,8 +5,10 @@
 #include <functional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "client/ctl/command.h"
 #include "service/common/secret.h"
 
@@ -40,6 +42,41 @@ int CallAdmin(Context& ctx, const Request& request,
   }
   return kExitOk;
 }
+
+// `text` in a column of `width` characters (UTF-8 code points, not bytes):
+// cut at a character boundary, padded with spaces; control characters as "?".
+std::string FitColumn(absl::string_view text, size_t width);
+// A folder (or other) name for text output: as it is, or quoted with
+// escapes when it has leading or trailing spaces, a quote first, or control
+// characters, so that what is printed can be told apart and typed back.
+std::string DisplayName(absl::string_view name);
+// Sorted UIDs as IMAP sequence ranges: 3,7:9,12.
+std::string UidRanges(const std::vector<uint32_t>& sorted_uids);
+
+// Progress of long CLI work, for a person at a terminal: "3.1 MB of 50.0 MB,
+// 8.2 MB/s, 6s left" (bytes), or "120 of 500 messages, 3.1 MB, 8.2 MB/s, 9s
+// left" when `messages_total` is set; the parts not known are left out.
+std::string ProgressText(uint64_t bytes, uint64_t bytes_total, uint64_t messages, uint64_t messages_total,
+                         absl::Duration elapsed);
+// A progress line on standard error, redrawn at most 5 times a second; only
+// when standard error is a terminal and --quiet was not given. Cleared when
+// done.
+class ProgressLine {
+ public:
+  ProgressLine(std::ostream& err, bool enabled) : err_(err), enabled_(enabled), start_(absl::Now()) {}
+  ~ProgressLine() { Clear(); }
+  void Update(uint64_t bytes, uint64_t bytes_total, uint64_t messages = 0, uint64_t messages_total = 0);
+  void Clear();
+
+ private:
+  std::ostream& err_;
+  const bool enabled_;
+  const absl::Time start_;
+  absl::Time drawn_ = absl::InfinitePast();
+  size_t width_ = 0;
+};
+// Whether progress lines are wanted: standard error is a terminal.
+bool StderrIsTerminal();
 
 // Prints a grant for people (vault_commands.cc).
 void PrintGrant(const v1::Grant& grant, std::ostream& out);

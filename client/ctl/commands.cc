@@ -1,8 +1,12 @@
 // The commands of tokenbrokerctl. One group per capability; a group's verbs
 // call the broker's RPCs and print what comes back.
+#include <algorithm>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "client/ctl/command.h"
 #include "client/ctl/command_util.h"
 #include "google/protobuf/util/time_util.h"
@@ -114,7 +118,7 @@ Command TokenCommand() {
 
 Command AuditCommand() {
   struct State {
-    std::string caller, action, grant, result;
+    std::string caller, action, grant, result, page_token;
     int limit = 100;
     absl::Duration since = absl::ZeroDuration();
   };
@@ -122,30 +126,70 @@ Command AuditCommand() {
   Command list;
   list.name = "list";
   list.summary = "list audit events, newest first";
-  list.usage = "[--caller ID] [--action ACTION] [--grant GRANT] [--result CODE] [--since DURATION] [--limit N]";
+  list.description =
+      "Lists audit events, newest first, as a table (or JSON with --output json). More than one page of\n"
+      "the broker's (at most 1000) is followed until --limit events; when more are left, the command says\n"
+      "how to go on with --page-token.";
+  list.usage =
+      "[--caller ID] [--action ACTION] [--grant GRANT] [--result CODE] [--since DURATION] [--limit N] "
+      "[--page-token TOKEN]";
   list.flags = [state](FlagSet& f) {
     f.String("caller", &state->caller, "ID", "only events of this caller");
     f.String("action", &state->action, "ACTION", "token.get, mail.read, admin.read, admin.write or consent");
     f.String("grant", &state->grant, "GRANT", "only events about this grant");
     f.String("result", &state->result, "CODE", "only events with this result (OK, PERMISSION_DENIED, ...)");
     f.Duration("since", &state->since, "only events of the last DURATION (for example 1h, 30m)");
-    f.Int("limit", &state->limit, "N", "at most N events (default 100)");
+    f.Int("limit", &state->limit, "N", "at most N events (default 100), over as many pages as it takes");
+    f.String("page-token", &state->page_token, "TOKEN", "go on from where a previous list stopped");
   };
   list.run = [state](Context& ctx, const std::vector<std::string>& args) {
     if (!args.empty()) return WrongArgs(ctx, "audit list", "takes no arguments");
-    if (state->limit < 1 || state->limit > 1000) return WrongArgs(ctx, "audit list", "--limit must be 1-1000");
+    if (state->limit < 1 || state->limit > 1000000) return WrongArgs(ctx, "audit list", "--limit must be 1-1000000");
+    if (state->since < absl::ZeroDuration()) return WrongArgs(ctx, "audit list", "--since must not be negative");
     v1::ListAuditEventsRequest request;
     request.set_caller(state->caller);
     request.set_action(state->action);
     request.set_grant(state->grant);
     request.set_result(state->result);
-    request.set_page_size(static_cast<uint32_t>(state->limit));
-    if (state->since < absl::ZeroDuration()) return WrongArgs(ctx, "audit list", "--since must not be negative");
+    request.set_page_token(state->page_token);
     if (state->since > absl::ZeroDuration()) {
       *request.mutable_since() =
           google::protobuf::util::TimeUtil::SecondsToTimestamp(absl::ToUnixSeconds(absl::Now() - state->since));
     }
-    return CallAdmin(ctx, request, &v1::AdminService::Stub::ListAuditEvents);
+    absl::StatusOr<BrokerClient*> client = ctx.Client();
+    if (!client.ok()) return ctx.Fail(client.status());
+    v1::ListAuditEventsResponse all;
+    while (true) {
+      request.set_page_size(static_cast<uint32_t>(std::min(1000, state->limit - all.events_size())));
+      v1::ListAuditEventsResponse page;
+      auto context = (*client)->NewContext();
+      grpc::Status status = (*client)->admin().ListAuditEvents(context.get(), request, &page);
+      if (!status.ok()) return ctx.Fail(FromGrpcStatus(status));
+      for (v1::AuditEvent& e : *page.mutable_events()) *all.add_events() = std::move(e);
+      all.set_next_page_token(page.next_page_token());
+      if (page.next_page_token().empty() || all.events_size() >= state->limit) break;
+      request.set_page_token(page.next_page_token());
+    }
+    if (ctx.format() == OutputFormat::kJson) {
+      ctx.PrintMessage(all);
+      return kExitOk;
+    }
+    std::ostream& out = ctx.out();
+    out << absl::StrFormat("%-20s %-20s %-12s %-40s %-20s %-20s %s\n", "TIME", "CALLER", "ACTION", "METHOD", "GRANT",
+                           "RESULT", "DETAIL");
+    for (const v1::AuditEvent& e : all.events()) {
+      const absl::Time t = absl::FromUnixSeconds(e.time().seconds());
+      absl::string_view method = e.method();
+      absl::ConsumePrefix(&method, "/tokenbroker.v1.");
+      out << FitColumn(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone()), 20) << " "
+          << FitColumn(e.caller(), 20) << " " << FitColumn(e.action(), 12) << " " << FitColumn(method, 40) << " "
+          << FitColumn(e.grant().empty() ? "-" : e.grant(), 20) << " " << FitColumn(e.result(), 20) << " "
+          << e.detail() << "\n";
+    }
+    if (!all.next_page_token().empty()) {
+      ctx.err() << "more events: add --page-token " << all.next_page_token() << "\n";
+    }
+    return kExitOk;
   };
   Command c;
   c.name = "audit";

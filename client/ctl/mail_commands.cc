@@ -5,6 +5,7 @@
 
 #include <iostream>
 #include <memory>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -12,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/ctl/command_util.h"
+#include "service/common/json.h"
 #include "service/common/time_util.h"
 
 namespace tokenbroker::ctl {
@@ -58,7 +60,7 @@ Command MailFolders() {
     return CallMail<v1::ListFoldersRequest, v1::ListFoldersResponse>(
         ctx, request, &v1::MailService::Stub::ListFolders, [](const v1::ListFoldersResponse& r, std::ostream& out) {
           for (const v1::Folder& f : r.folders()) {
-            out << f.name() << (f.special_use().empty() ? "" : "  " + f.special_use()) << "\n";
+            out << DisplayName(f.name()) << (f.special_use().empty() ? "" : "  " + f.special_use()) << "\n";
           }
         });
   };
@@ -77,7 +79,7 @@ Command MailStatus() {
     request.set_folder(args[1]);
     return CallMail<v1::GetFolderStatusRequest, v1::FolderStatus>(
         ctx, request, &v1::MailService::Stub::GetFolderStatus, [](const v1::FolderStatus& s, std::ostream& out) {
-          out << absl::StrFormat("%s: %d messages, %d unseen, UIDNEXT %d, UIDVALIDITY %d\n", s.folder(), s.messages(),
+          out << absl::StrFormat("%s: %d messages, %d unseen, UIDNEXT %d, UIDVALIDITY %d\n", DisplayName(s.folder()), s.messages(),
                                  s.unseen(), s.uid_next(), s.uid_validity());
         });
   };
@@ -148,8 +150,8 @@ Command MailSearch() {
         [](const v1::SearchMessagesResponse& r, std::ostream& out) {
           out << r.total_matches() << " matching (UIDVALIDITY " << r.uid_validity() << ")\n";
           for (const v1::MessageSummary& m : r.messages()) {
-            out << absl::StrFormat("%8d  %s  %-24.24s  %s\n", m.uid(), When(m.internal_date()), Who(m.from()),
-                                   m.subject());
+            out << absl::StrFormat("%8d  %s  %s  %s\n", m.uid(), When(m.internal_date()), FitColumn(Who(m.from()), 24),
+                                   FitColumn(m.subject(), 200));
           }
         });
   };
@@ -168,7 +170,7 @@ bool WriteAll(int fd, absl::string_view data) {
 
 Command MailFetch() {
   struct State {
-    bool headers = false;
+    bool headers = false, quiet = false;
     std::string section, output;
     int uid_validity = 0;
   };
@@ -179,12 +181,13 @@ Command MailFetch() {
   c.description =
       "Streams message UID of FOLDER, exactly as stored, to standard output or --output FILE. Fetching\n"
       "never marks the message as read. --uid-validity refuses the fetch if the folder's UIDs changed.";
-  c.usage = "GRANT FOLDER UID [--headers | --section PART] [--uid-validity N] [--output FILE]";
+  c.usage = "GRANT FOLDER UID [--headers | --section PART] [--uid-validity N] [--output FILE] [--quiet]";
   c.flags = [s](FlagSet& f) {
     f.Bool("headers", &s->headers, "only the header");
     f.String("section", &s->section, "PART", "one body part, numbered as in IMAP (1, 1.2, ...)");
     f.Int("uid-validity", &s->uid_validity, "N", "the folder's UIDVALIDITY the UID belongs to");
     f.String("output", &s->output, "FILE", "write to FILE instead of standard output");
+    f.Bool("quiet", &s->quiet, "no progress line (shown on a terminal with --output)");
   };
   c.run = [s](Context& ctx, const std::vector<std::string>& args) {
     int uid = 0;
@@ -215,9 +218,11 @@ Command MailFetch() {
     grpc::ClientContext& context = *call;
     auto reader = (*client)->mail().FetchMessage(&context, request);
     v1::FetchMessageResponse chunk;
-    uint64_t written = 0;
+    uint64_t written = 0, size = 0;
     bool write_failed = false;
+    ProgressLine progress(ctx.err(), fd >= 0 && !s->quiet && StderrIsTerminal());
     while (reader->Read(&chunk)) {
+      if (chunk.has_metadata()) size = chunk.metadata().size();
       if (!chunk.has_data()) continue;
       const std::string& data = chunk.data();
       if (fd < 0) {
@@ -232,7 +237,9 @@ Command MailFetch() {
         context.TryCancel();
       }
       written += data.size();
+      progress.Update(written, size);
     }
+    progress.Clear();
     grpc::Status status = reader->Finish();
     if (fd >= 0) close(fd);
     ctx.out().flush();
@@ -260,7 +267,7 @@ bool ParseUidList(absl::string_view text, size_t limit, std::vector<uint32_t>* u
 
 Command MailFetchMany() {
   struct State {
-    bool headers = false;
+    bool headers = false, quiet = false;
     std::string output_dir;
     int uid_validity = 0;
   };
@@ -270,12 +277,14 @@ Command MailFetchMany() {
   c.summary = "write many messages (up to 1000) to files, in one call";
   c.description =
       "Streams the messages UIDS of FOLDER (for example 1:500,731) with one call and writes each, exactly as\n"
-      "stored, to DIR/<uid>.eml. UIDs that do not exist are skipped. Fetching never marks mail as read.";
-  c.usage = "GRANT FOLDER UIDS --output-dir DIR [--headers] [--uid-validity N]";
+      "stored, to DIR/<uid>.eml. UIDs that do not exist are skipped and listed at the end (\"missing_uids\"\n"
+      "with --output json). Fetching never marks mail as read.";
+  c.usage = "GRANT FOLDER UIDS --output-dir DIR [--headers] [--uid-validity N] [--quiet]";
   c.flags = [s](FlagSet& f) {
     f.Bool("headers", &s->headers, "only the headers");
     f.Int("uid-validity", &s->uid_validity, "N", "the folder's UIDVALIDITY the UIDs belong to");
     f.String("output-dir", &s->output_dir, "DIR", "an existing directory to write <uid>.eml files to (required)");
+    f.Bool("quiet", &s->quiet, "no progress line (shown on a terminal)");
   };
   c.run = [s](Context& ctx, const std::vector<std::string>& args) {
     v1::FetchMessagesRequest request;
@@ -297,9 +306,12 @@ Command MailFetchMany() {
     int fd = -1;
     uint64_t messages = 0, bytes = 0;
     std::string failure;
+    std::set<uint32_t> received;
+    ProgressLine progress(ctx.err(), !s->quiet && StderrIsTerminal());
     while (failure.empty() && reader->Read(&response)) {
       for (const v1::FetchPiece& piece : response.pieces()) {
         if (piece.has_metadata()) {
+          received.insert(piece.metadata().uid());
           if (fd >= 0) close(fd);
           const std::string path = absl::StrCat(s->output_dir, "/", piece.metadata().uid(), ".eml");
           fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -315,14 +327,29 @@ Command MailFetchMany() {
         }
         bytes += piece.data().size();
       }
+      progress.Update(bytes, 0, messages, uids.size());
     }
+    progress.Clear();
     if (!failure.empty()) context->TryCancel();
     grpc::Status status = reader->Finish();
     if (fd >= 0) close(fd);
     if (!failure.empty()) return ctx.Fail(absl::InternalError(failure));
     if (!status.ok()) return ctx.Fail(FromGrpcStatus(status));
-    ctx.err() << messages << " of " << uids.size() << " messages (" << bytes << " bytes) written to " << s->output_dir
+    std::set<uint32_t> asked(uids.begin(), uids.end());
+    std::vector<uint32_t> missing;
+    for (uint32_t uid : asked) {
+      if (!received.count(uid)) missing.push_back(uid);
+    }
+    if (ctx.format() == OutputFormat::kJson) {
+      ctx.out() << "{\"written\": " << messages << ", \"requested\": " << asked.size() << ", \"bytes\": " << bytes
+                << ", \"output_dir\": " << JsonQuote(s->output_dir) << ", \"missing_uids\": ["
+                << absl::StrJoin(missing, ", ") << "]}\n";
+    }
+    ctx.err() << messages << " of " << asked.size() << " messages (" << bytes << " bytes) written to " << s->output_dir
               << "\n";
+    if (!missing.empty()) {
+      ctx.err() << missing.size() << " not in the folder (no such UID): " << UidRanges(missing) << "\n";
+    }
     return kExitOk;
   };
   return c;

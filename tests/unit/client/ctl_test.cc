@@ -1,6 +1,8 @@
+#include <algorithm>
 #include <sstream>
 
 #include "client/ctl/command.h"
+#include "client/ctl/command_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/in_process_server.h"
@@ -155,6 +157,61 @@ TEST_F(CtlTest, GrantVerbs) {
   r = RunCli({"--target", server_.address(), "grant", "show", "nobody"});
   EXPECT_EQ(r.code, kExitFailure);
   EXPECT_EQ(r.err, "tokenbrokerctl: NOT_FOUND: grant \"nobody\" does not exist\n");
+}
+
+TEST_F(CtlTest, AuditListIsATableAndFollowsPages) {
+  std::vector<AuditEvent> events;
+  for (int i = 0; i < 1500; ++i) {
+    AuditEvent e;
+    e.time = absl::FromUnixSeconds(1'800'000'000 + i);
+    e.caller = "svc-mail";
+    e.action = "token.get";
+    e.method = "/tokenbroker.v1.TokenService/GetAccessToken";
+    e.grant = absl::StrCat("grant-", i);
+    e.result = "OK";
+    e.detail = "Grüße";
+    events.push_back(e);
+  }
+  ASSERT_TRUE(server_.store().AppendAuditEvents(events).ok());
+  // More than one page of the broker's (1000): followed up to --limit.
+  Result r = RunCli({"--target", server_.address(), "--output", "json", "audit", "list", "--limit", "1200"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '{') - 1, 1200) << "events in the JSON";
+  EXPECT_THAT(r.out, HasSubstr("\"grant\": \"grant-1499\""));  // newest first
+  EXPECT_THAT(r.out, HasSubstr("\"grant\": \"grant-300\""));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("\"grant\": \"grant-299\"")));
+  EXPECT_THAT(r.out, HasSubstr("\"next_page_token\""));
+  // A table, and how to go on.
+  r = RunCli({"--target", server_.address(), "audit", "list", "--limit", "2"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, StartsWith("TIME                 CALLER               ACTION       METHOD"));
+  EXPECT_THAT(r.out, HasSubstr("2027-01-15T08:24:59Z svc-mail             token.get    TokenService/GetAccessToken"));
+  EXPECT_THAT(r.out, HasSubstr("grant-1499           OK                   Grüße\n"));
+  ASSERT_THAT(r.err, StartsWith("more events: add --page-token "));
+  std::string token = r.err.substr(std::string("more events: add --page-token ").size());
+  token.pop_back();  // the newline
+  r = RunCli({"--target", server_.address(), "audit", "list", "--limit", "1", "--page-token", token});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("grant-1497 "));
+}
+
+TEST(CtlTextTest, ColumnsCountCharactersAndNamesShowTheirSpaces) {
+  EXPECT_EQ(FitColumn("Jürgen Groß", 8), "Jürgen G");
+  EXPECT_EQ(FitColumn("Zoë", 5), "Zoë  ");
+  EXPECT_EQ(FitColumn("a\tb", 4), "a?b ");
+  EXPECT_EQ(DisplayName("INBOX"), "INBOX");
+  EXPECT_EQ(DisplayName("Quote \"me\""), "Quote \"me\"");
+  EXPECT_EQ(DisplayName(" Archive "), "\" Archive \"");
+  EXPECT_EQ(DisplayName("\"quoted\""), "\"\\\"quoted\\\"\"");
+  EXPECT_EQ(UidRanges({3, 7, 8, 9, 12}), "3,7:9,12");
+  EXPECT_EQ(UidRanges({}), "");
+}
+
+TEST(CtlTextTest, ProgressSaysHowFarHowFastAndHowLong) {
+  EXPECT_EQ(ProgressText(10'000'000, 50'000'000, 0, 0, absl::Seconds(2)), "10.0 MB of 50.0 MB, 5.0 MB/s, 8s left");
+  EXPECT_EQ(ProgressText(3'000'000, 0, 120, 480, absl::Seconds(3)),
+            "120 of 480 messages, 3.0 MB, 1.0 MB/s, 9s left");
+  EXPECT_EQ(ProgressText(0, 0, 0, 0, absl::ZeroDuration()), "0.0 MB");
 }
 
 TEST(CtlUsageTest, CredentialFlagsAreCheckedBeforeAnythingIsSent) {
