@@ -1,5 +1,7 @@
 #include "service/imap/imap_session.h"
 
+#include "service/common/sasl.h"
+
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
@@ -111,34 +113,6 @@ absl::Status ImapCommandFailure(const ImapResponse& r, absl::string_view command
               "is the mailbox's)"));
   }
   return absl::FailedPreconditionError(what);
-}
-
-std::string Xoauth2InitialResponse(absl::string_view user, absl::string_view token) {
-  std::string raw = absl::StrCat("user=", user, "\x01", "auth=Bearer ", token, "\x01\x01");
-  std::string out;
-  absl::Base64Escape(raw, &out);
-  WipeString(raw);
-  return out;
-}
-
-std::string OauthbearerInitialResponse(absl::string_view user, absl::string_view host, int port,
-                                       absl::string_view token) {
-  std::string authzid;
-  for (char c : user) {
-    if (c == ',') {
-      authzid += "=2C";
-    } else if (c == '=') {
-      authzid += "=3D";
-    } else {
-      authzid += c;
-    }
-  }
-  std::string raw = absl::StrCat("n,a=", authzid, ",\x01host=", host, "\x01port=", port, "\x01", "auth=Bearer ", token,
-                                 "\x01\x01");
-  std::string out;
-  absl::Base64Escape(raw, &out);
-  WipeString(raw);
-  return out;
 }
 
 absl::StatusOr<std::unique_ptr<ImapSession>> ImapSession::Open(const ImapServer& server) {
@@ -341,37 +315,31 @@ absl::Status ImapSession::Authenticate(absl::string_view user, const Secret& tok
   if (capabilities_.count("AUTH=" + name) == 0) {
     return absl::FailedPreconditionError(absl::StrCat("the IMAP server does not offer AUTH=", name));
   }
-  std::string initial = xoauth2 ? Xoauth2InitialResponse(user, token.Reveal())
-                                : OauthbearerInitialResponse(user, server_.host, server_.port, token.Reveal());
+  const Secret initial_response =
+      xoauth2 ? SaslXoauth2(user, token) : SaslOauthbearer(user, server_.host, server_.port, token);
   const std::string tag = absl::StrCat("t", next_tag_++);
   std::string command;
   if (capabilities_.count("SASL-IR")) {
-    command = absl::StrCat(tag, " AUTHENTICATE ", name, " ", initial, "\r\n");
+    command = absl::StrCat(tag, " AUTHENTICATE ", name, " ", initial_response.Reveal(), "\r\n");
   } else {
     command = absl::StrCat(tag, " AUTHENTICATE ", name, "\r\n");
   }
   absl::Status sent = Fail(transport_->Write(command));
   WipeString(command);
-  if (!sent.ok()) {
-    WipeString(initial);
-    return sent;
-  }
+  if (!sent.ok()) return sent;
   ImapResponse done;
   bool initial_sent = capabilities_.count("SASL-IR") > 0;
   while (true) {
     absl::StatusOr<ImapResponse> r = ReadResponse();
     if (!r.ok()) {
-      WipeString(initial);
       return r.status();
     }
     if (r->type == ImapResponse::Type::kContinuation) {
       if (!initial_sent) {
         initial_sent = true;
-        absl::Status s = Fail(transport_->Write(absl::StrCat(initial, "\r\n")));
-        if (!s.ok()) {
-          WipeString(initial);
-          return s;
-        }
+        // Held as a Secret: wiped however this returns.
+        const Secret line(absl::StrCat(initial_response.Reveal(), "\r\n"));
+        RETURN_IF_ERROR(Fail(transport_->Write(line.Reveal())));
         continue;
       }
       // A failure challenge (JSON error): answer as the mechanism says, then
@@ -384,7 +352,6 @@ absl::Status ImapSession::Authenticate(absl::string_view user, const Secret& tok
       break;
     }
   }
-  WipeString(initial);
   if (done.status != "OK") {
     absl::Status failure = ImapCommandFailure(done, "AUTHENTICATE");
     if (done.status == "NO" && done.code.empty()) {

@@ -86,10 +86,6 @@ absl::Status ImapCommandFailure(const ImapResponse& response, absl::string_view 
 // body part number (1, 1.2, optionally with .MIME, .HEADER or .TEXT).
 absl::Status ValidateImapSection(absl::string_view section);
 
-// The SASL initial responses (base64).
-std::string Xoauth2InitialResponse(absl::string_view user, absl::string_view token);
-std::string OauthbearerInitialResponse(absl::string_view user, absl::string_view host, int port,
-                                       absl::string_view token);
 
 class ImapSession {
  public:

@@ -44,14 +44,6 @@ absl::Time RefreshTokenUsedTime(const Grant& grant) {
                                                                      : grant.consent_time;
 }
 
-Secret SaslXoauth2(absl::string_view user, const Secret& token) {
-  std::string raw = absl::StrCat("user=", user, "\x01", "auth=Bearer ", token.Reveal(), "\x01\x01");
-  std::string encoded;
-  absl::Base64Escape(raw, &encoded);
-  WipeString(raw);
-  return Secret(std::move(encoded));
-}
-
 TokenManager::TokenManager(Vault& vault, std::map<Provider, IdentityProvider*> providers, const Clock& clock,
                            Logger& logger, TokenManagerOptions options)
     : vault_(vault), providers_(std::move(providers)), clock_(clock), logger_(logger), options_(std::move(options)) {}

@@ -29,6 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "service/common/clock.h"
 #include "service/common/concurrency_limit.h"
+#include "service/common/sasl.h"
 #include "service/idp/provider.h"
 #include "service/logging/logger.h"
 #include "service/vault/vault.h"
@@ -251,9 +252,6 @@ class TokenManager {
   absl::BitGen bitgen_ ABSL_GUARDED_BY(bitgen_mu_);
 };
 
-// The SASL XOAUTH2 initial response: base64("user=" + user + "\x01auth=Bearer "
-// + token + "\x01\x01"). A secret.
-Secret SaslXoauth2(absl::string_view user, const Secret& token);
 
 }  // namespace tokenbroker
 
