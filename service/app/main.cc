@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "service/app/broker.h"
+#include "service/app/grpc_log.h"
 #include "service/authz/authorizer.h"
 #include "service/config/config_loader.h"
 #include "service/logging/logger.h"
@@ -127,6 +128,8 @@ int main(int argc, char** argv) {
       break;
   }
 
+  // gRPC's own lines (a refused TLS handshake, say) are JSON like ours.
+  tokenbroker::SendGrpcLogsTo(logger);
   tokenbroker::Broker broker(*config, logger, tokenbroker::SystemClock::Get(), config_path);
   absl::Status started = broker.Start();
   if (!started.ok()) {

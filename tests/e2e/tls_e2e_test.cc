@@ -2,9 +2,12 @@
 // with OpenSSL, callers without a certificate or with one from another CA
 // refused at the handshake, and a rotated server certificate served without a
 // restart.
+#include <iostream>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/common/files.h"
@@ -72,6 +75,7 @@ TEST_F(TlsE2ETest, MutualTlsAdmitsCallersWithOurCertificatesOnly) {
   CommandResult foreign = Health({"--ca-file", ca_.certificate, "--cert-file", foreign_.certificate, "--key-file",
                                   foreign_.private_key});
   EXPECT_EQ(foreign.exit_code, 1);
+  std::cerr << "a refused client certificate, as the caller sees it: " << foreign.err;
   CommandResult plaintext = Health({});
   EXPECT_EQ(plaintext.exit_code, 1);
   // And the client refuses a broker it cannot verify.
@@ -79,6 +83,13 @@ TEST_F(TlsE2ETest, MutualTlsAdmitsCallersWithOurCertificatesOnly) {
                                    "--key-file", client_.private_key});
   EXPECT_EQ(wrong_ca.exit_code, 1);
   EXPECT_EQ(daemon_.Stop(), 0);
+  // The refused handshakes are in the broker's log, as JSON lines like every
+  // other line (gRPC's own lines included).
+  const std::string log = daemon_.process->Stderr();
+  EXPECT_THAT(log, HasSubstr("\"msg\":\"grpc\""));
+  for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+    EXPECT_TRUE(absl::StartsWith(line, "{") && absl::EndsWith(line, "}")) << "not a JSON line: " << line;
+  }
 }
 
 TEST_F(TlsE2ETest, ARotatedCertificateIsServedWithoutARestart) {
