@@ -10,43 +10,28 @@
 #include "service/tokens/replica_membership.h"
 
 namespace tokenbroker {
+
 namespace {
 
-// FAILED_PRECONDITION for a grant whose refresh token the provider refused,
-// with the commands that fix it.
-absl::Status NeedsConsentAgain(const Grant& grant, absl::string_view why) {
-  const std::string args = absl::StrCat(grant.id, " --app ", grant.app, " --mailbox ", grant.mailbox);
-  return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id, "\" needs consent again: ", why,
-                                                    "; have the user consent with `tokenbrokerctl consent begin ",
-                                                    args, "` (or `tokenbrokerctl consent device ", args, "`)"));
-}
-
-// OK when the grant may get tokens; otherwise what its callers are told.
-absl::Status Usable(const Grant& grant) {
-  switch (grant.state) {
-    case GrantState::kDisabled:
-      return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id,
-                                                        "\" is disabled; enable it with `tokenbrokerctl grant enable ",
-                                                        grant.id, "`"));
-    case GrantState::kNeedsReconsent:
-      return NeedsConsentAgain(grant, grant.last_error.message);
-    case GrantState::kPendingConsent:
-      return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id, "\" is waiting for consent"));
-    default:
-      return absl::OkStatus();
-  }
+TokenMinterOptions MinterOptions(const TokenManagerOptions& options) {
+  TokenMinterOptions minting;
+  minting.initial_backoff = options.initial_backoff;
+  minting.max_backoff = options.max_backoff;
+  minting.on_refresh = options.on_refresh;
+  minting.replicas = options.replicas;
+  minting.max_concurrent_refreshes = options.max_concurrent_refreshes;
+  return minting;
 }
 
 }  // namespace
 
-absl::Time RefreshTokenUsedTime(const Grant& grant) {
-  return grant.refresh_token_last_used_time != absl::InfinitePast() ? grant.refresh_token_last_used_time
-                                                                     : grant.consent_time;
-}
-
 TokenManager::TokenManager(Vault& vault, std::map<Provider, IdentityProvider*> providers, const Clock& clock,
                            Logger& logger, TokenManagerOptions options)
-    : vault_(vault), providers_(std::move(providers)), clock_(clock), logger_(logger), options_(std::move(options)) {}
+    : clock_(clock),
+      options_(std::move(options)),
+      minter_(vault, std::move(providers), clock, logger, MinterOptions(options_)) {}
+
+void TokenManager::SharedTokenStored(absl::string_view) { minter_.SharedTokenStored(); }
 
 AccessToken TokenManager::Copy(const AccessToken& t) {
   return AccessToken{t.token.Clone(), t.token_type, t.expire_time, t.mailbox,
@@ -122,33 +107,6 @@ void TokenManager::Forget(absl::string_view grant_id) {
     entry->consecutive_failures = 0;
     entry->invalidated_expiry = absl::InfinitePast();
   }
-}
-
-void TokenManager::SharedTokenStored(absl::string_view) {
-  absl::MutexLock lock(&shared_mu_);
-  ++shared_stored_;
-}
-
-uint64_t TokenManager::SharedTokensStored() {
-  absl::MutexLock lock(&shared_mu_);
-  return shared_stored_;
-}
-
-void TokenManager::WaitForSharedToken(uint64_t seen, absl::Duration timeout) {
-  absl::MutexLock lock(&shared_mu_);
-  std::pair<uint64_t*, uint64_t> w(&shared_stored_, seen);
-  shared_mu_.AwaitWithTimeout(
-      absl::Condition(
-          +[](std::pair<uint64_t*, uint64_t>* w) { return *w->first != w->second; }, &w),
-      timeout);
-}
-
-absl::Duration TokenManager::Backoff(int failures) {
-  absl::Duration d = options_.initial_backoff;
-  for (int i = 0; i < failures && d < options_.max_backoff; ++i) d *= 2;
-  d = std::min(d, options_.max_backoff);
-  absl::MutexLock lock(&bitgen_mu_);
-  return d * absl::Uniform(bitgen_, 0.8, 1.2);
 }
 
 absl::Time TokenManager::RefreshAt(absl::string_view grant_id, const AccessToken& token) {
@@ -280,7 +238,7 @@ absl::StatusOr<AccessToken> TokenManager::Fetch(absl::string_view grant_id, Need
     entry->mu.Unlock();
 
     RetryAfter retry_after;
-    absl::StatusOr<AccessToken> result = Obtain(grant_id, need, &retry_after, failures);
+    absl::StatusOr<AccessToken> result = minter_.Mint(grant_id, need, &retry_after, failures);
     const absl::Time refresh_at = result.ok() ? RefreshAt(grant_id, *result) : absl::InfiniteFuture();
 
     entry->mu.Lock();
@@ -310,191 +268,6 @@ absl::StatusOr<AccessToken> TokenManager::Fetch(absl::string_view grant_id, Need
     }
     return stale_or_error();
   }
-}
-
-absl::Status TokenManager::RecordGrantFailure(const Grant& grant, GrantEvent event, const ProviderFailure& failure,
-                                              const RefreshLease* lease) {
-  const ProviderError error{failure.oauth_error, failure.provider_code, failure.message, clock_.Now()};
-  return vault_.ApplyGrantEvent(grant.id, event, error, {.read = &grant, .lease = lease}).status();
-}
-
-absl::StatusOr<AccessToken> TokenManager::Obtain(absl::string_view grant_id, const Need& need,
-                                                 RetryAfter* retry_after, int failures) {
-  if (options_.replicas.enabled) return ObtainShared(grant_id, need, retry_after, failures);
-  ASSIGN_OR_RETURN(Grant grant, vault_.GetGrant(grant_id));
-  RETURN_IF_ERROR(Usable(grant));
-  return Refresh(std::move(grant), nullptr, retry_after, failures);
-}
-
-std::optional<AccessToken> TokenManager::AdoptShared(const Grant& grant, const Need& need) {
-  absl::StatusOr<std::optional<SharedAccessToken>> shared = vault_.store().GetSharedAccessToken(grant.id);
-  if (!shared.ok() || !shared->has_value()) return std::nullopt;
-  const SharedAccessToken& t = **shared;
-  if (t.expire_time - clock_.Now() < need.min_valid_for || t.expire_time <= need.newer_than) return std::nullopt;
-  if (grant.kind == GrantKind::kDelegated && RefreshTokenUsedTime(grant) < need.used_before) return std::nullopt;
-  absl::StatusOr<Secret> token = vault_.OpenAccessToken(grant, t);
-  if (!token.ok()) {
-    // Sealed for another mailbox (re-consent) or under a key this replica
-    // cannot read: not a token to serve.
-    logger_.Warn("a shared access token does not open; refreshing instead",
-                 {{"grant", grant.id}, {"error", token.status()}});
-    return std::nullopt;
-  }
-  if (options_.replicas.on_adopted) options_.replicas.on_adopted();
-  Secret sasl = SaslXoauth2(grant.mailbox, *token);
-  return AccessToken{*std::move(token), t.token_type, t.expire_time, grant.mailbox,
-                     t.scopes.empty() ? grant.scopes : t.scopes, std::move(sasl), t.issue_time};
-}
-
-absl::StatusOr<AccessToken> TokenManager::ObtainShared(absl::string_view grant_id, const Need& need,
-                                                       RetryAfter* retry_after, int failures) {
-  const ReplicaOptions& replicas = options_.replicas;
-  auto observe_lease = [&](absl::string_view outcome) {
-    if (replicas.on_lease) replicas.on_lease(outcome);
-  };
-  bool waiting = false;
-  absl::Time give_up = absl::InfiniteFuture();
-  std::string holder;
-  absl::Cleanup stop_waiting = [&] {
-    if (waiting && replicas.on_waiting) replicas.on_waiting(-1);
-  };
-  while (true) {
-    const uint64_t seen = SharedTokensStored();
-    ASSIGN_OR_RETURN(Grant grant, vault_.GetGrant(grant_id));
-    RETURN_IF_ERROR(Usable(grant));
-    if (std::optional<AccessToken> adopted = AdoptShared(grant, need)) return *std::move(adopted);
-    absl::StatusOr<RefreshLease> lease = vault_.store().AcquireRefreshLease(grant_id, replicas.replica_id,
-                                                                             replicas.lease_ttl);
-    if (!lease.ok()) {
-      return absl::Status(lease.status().code(), absl::StrCat("taking the refresh lease of grant \"", grant_id,
-                                                              "\": ", lease.status().message()));
-    }
-    if (lease->acquired) {
-      observe_lease(lease->took_over ? "took_over" : "acquired");
-      bool released = false;
-      absl::Cleanup release = [&] {
-        if (!released) (void)vault_.store().ReleaseRefreshLease(*lease);
-      };
-      // Re-read under the lease: another replica may have refreshed between
-      // the read above and taking the lease.
-      ASSIGN_OR_RETURN(grant, vault_.GetGrant(grant_id));
-      RETURN_IF_ERROR(Usable(grant));
-      if (std::optional<AccessToken> adopted = AdoptShared(grant, need)) return *std::move(adopted);
-      absl::StatusOr<AccessToken> token = Refresh(grant, &*lease, retry_after, failures);
-      if (!token.ok()) return token;
-      absl::StatusOr<std::string> sealed = vault_.SealAccessToken(grant, token->token);
-      absl::Status shared =
-          sealed.ok() ? vault_.store().PutSharedAccessToken(
-                            {*sealed, token->token_type, token->scopes, token->expire_time, "", 0,
-                             token->issue_time},
-                            *lease)
-                      : sealed.status();
-      released = shared.ok();  // storing it released the lease
-      if (!shared.ok()) {
-        // The token is good; the other replicas will refresh on their own.
-        logger_.Warn("a refreshed access token could not be shared with the other replicas",
-                     {{"grant", grant.id}, {"error", shared}});
-      }
-      return token;
-    }
-    observe_lease("contended");
-    const absl::Time now = clock_.Now();
-    if (!waiting) {
-      waiting = true;
-      if (replicas.on_waiting) replicas.on_waiting(+1);
-      give_up = now + lease->remaining + replicas.lease_ttl;
-    }
-    holder = lease->holder;
-    if (now >= give_up) {
-      return absl::UnavailableError(absl::StrCat("grant \"", grant_id, "\" is being refreshed by replica ", holder,
-                                                 ", which has not finished; retry"));
-    }
-    WaitForSharedToken(seen, std::min(lease->remaining, replicas.wait_poll));
-  }
-}
-
-absl::StatusOr<AccessToken> TokenManager::Refresh(Grant grant, const RefreshLease* lease, RetryAfter* retry_after,
-                                                  int failures) {
-  ASSIGN_OR_RETURN(App app, vault_.GetApp(grant.app));
-  auto provider = providers_.find(app.provider);
-  if (provider == providers_.end()) {
-    return absl::FailedPreconditionError(absl::StrCat("app \"", app.id, "\": tokens from ", ProviderName(app.provider),
-                                                      " are not available in this version of tokenbrokerd"));
-  }
-  std::optional<Secret> refresh_token;
-  if (grant.kind == GrantKind::kDelegated) {
-    ASSIGN_OR_RETURN(refresh_token, vault_.OpenRefreshToken(grant));
-  }
-  std::optional<IssuedToken> issued;
-  const absl::Time requested = clock_.Now();
-  ASSIGN_OR_RETURN(
-      std::optional<ProviderFailure> failed,
-      TryAppCredentials(vault_, clock_, logger_, app,
-                        [&](const AppCredential& credential, const Secret& secret) -> std::optional<ProviderFailure> {
-                          TokenRequest request{&app, &grant, &credential, &secret,
-                                               refresh_token ? &*refresh_token : nullptr};
-                          const absl::Time start = clock_.Now();
-                          // One limit for background and callers' refreshes.
-                          ConcurrencyLimit::Slot slot = provider_requests_.Acquire();
-                          TokenReply reply = provider->second->RequestToken(request);
-                          if (options_.on_refresh) {
-                            options_.on_refresh(app.provider, reply.ok() ? "ok" : FailureKindName(reply.failure.kind),
-                                                clock_.Now() - start);
-                          }
-                          if (!reply.ok()) return reply.failure;
-                          issued = std::move(reply.token);
-                          return std::nullopt;
-                        }));
-  const ProviderFailure failure = failed.value_or(ProviderFailure{});
-  const absl::Time now = clock_.Now();
-  if (issued.has_value()) {
-    grant.last_refresh_time = now;
-    if (grant.kind == GrantKind::kDelegated) {
-      grant.refresh_token_last_used_time = now;
-      if (!issued->refresh_token.empty()) {
-        // Stored before the access token is handed out: a crash can never lose
-        // the newest refresh token.
-        absl::StatusOr<Grant> stored = vault_.StoreRefreshToken(grant, issued->refresh_token, lease);
-        if (!stored.ok()) {
-          return absl::UnavailableError(absl::StrCat("the rotated refresh token of grant \"", grant.id,
-                                                     "\" could not be stored (", stored.status().message(),
-                                                     "); the previous one stays; retry"));
-        }
-      } else {
-        (void)vault_.RecordRefresh(grant, lease);
-      }
-    } else {
-      (void)vault_.RecordRefresh(grant, lease);  // timestamps only: losing a race is harmless
-    }
-    Secret sasl = SaslXoauth2(grant.mailbox, issued->access_token);
-    AccessToken token{std::move(issued->access_token), issued->token_type, issued->expire_time, grant.mailbox,
-                      issued->scopes.empty() ? grant.scopes : issued->scopes, std::move(sasl), requested};
-    return token;
-  }
-  switch (failure.kind) {
-    case FailureKind::kNeedsReconsent:
-      RecordGrantFailure(grant, GrantEvent::kRefreshTokenRefused, failure, lease).IgnoreError();
-      logger_.Warn("grant needs consent again", {{"grant", grant.id}, {"error", failure.message}});
-      return NeedsConsentAgain(grant, failure.message);
-    case FailureKind::kInvalidClient:
-      RecordGrantFailure(grant, GrantEvent::kCredentialsRefused, failure, lease).IgnoreError();
-      retry_after->backoff = now + Backoff(failures);
-      return absl::FailedPreconditionError(absl::StrCat(
-          "every credential of app \"", app.id, "\" was rejected (last: ", failure.message,
-          "); add a working one with `tokenbrokerctl app add-credential`"));
-    case FailureKind::kAppConfiguration:
-      retry_after->backoff = now + Backoff(failures);
-      return absl::FailedPreconditionError(absl::StrCat("app \"", app.id, "\": ", failure.message));
-    case FailureKind::kTransient:
-    case FailureKind::kThrottled: {
-      const absl::Duration wait = std::max(failure.retry_after, Backoff(failures));
-      retry_after->backoff = now + wait;
-      retry_after->probe_after = now + failure.retry_after;
-      return absl::UnavailableError(
-          absl::StrCat(failure.message, "; retry in ", absl::ToInt64Seconds(absl::Ceil(wait, absl::Seconds(1))), "s"));
-    }
-  }
-  return absl::InternalError("unreachable");
 }
 
 }  // namespace tokenbroker

@@ -1,5 +1,6 @@
 // TokenManager: access tokens for grants, from a cache that is refreshed at
-// most once at a time per grant.
+// most once at a time per grant. It is the cache (single flight, waiters,
+// back-off, refresh times); TokenMinter (token_minter.h) makes the tokens.
 //
 // GetAccessToken(grant, min_valid_for) returns a cached token that stays valid
 // that long at once; otherwise one refresh runs and every concurrent caller
@@ -24,60 +25,20 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "service/common/clock.h"
-#include "service/common/concurrency_limit.h"
-#include "service/common/sasl.h"
 #include "service/idp/provider.h"
 #include "service/logging/logger.h"
+#include "service/tokens/token_minter.h"
 #include "service/vault/vault.h"
 
 namespace tokenbroker {
 
-struct AccessToken {
-  Secret token;
-  std::string token_type;
-  absl::Time expire_time;
-  std::string mailbox;
-  std::vector<std::string> scopes;
-  // The SASL XOAUTH2 initial response for mailbox and token, computed once.
-  Secret sasl_xoauth2;
-  // When it was requested from the provider (its lifetime starts here).
-  absl::Time issue_time = absl::InfinitePast();
-};
-
 // What happened, for metrics: "cache_hit", "refreshed", "stale" (the provider
 // failed and a still-valid cached token was served) or "error".
 using TokenOutcomeObserver = std::function<void(absl::string_view outcome)>;
-// Each provider request's outcome: "ok" or a FailureKindName, with its latency.
-using RefreshObserver = std::function<void(Provider provider, absl::string_view outcome, absl::Duration latency)>;
 
-// Several replicas on one store (docs/high-availability.md). A replica
-// refreshes a grant only while it holds the grant's refresh lease in the
-// store, re-reads the grant after taking it (another replica may have just
-// refreshed), writes the rotated refresh token under the lease (refused when
-// the lease was taken over) and stores the new access token sealed, so that
-// the other replicas serve it without asking the provider. A replica that
-// needs a token while another holds the lease waits for that refresh (told by
-// SharedTokenStored, re-reading the store every wait_poll at most) instead of
-// starting its own, for at most the lease's remaining time plus one lease_ttl.
-struct ReplicaOptions {
-  // Off: this process is the only one using the store.
-  bool enabled = false;
-  std::string replica_id;
-  absl::Duration lease_ttl = absl::Seconds(30);
-  absl::Duration wait_poll = absl::Milliseconds(200);
-  // Each lease taken or not: "acquired", "took_over" (from a holder whose
-  // lease ran out unreleased) or "contended" (another replica holds it).
-  std::function<void(absl::string_view outcome)> on_lease;
-  // A token another replica refreshed, served without a provider request.
-  std::function<void()> on_adopted;
-  // +1 when a call starts waiting for another replica's refresh, -1 when it
-  // stops waiting.
-  std::function<void(int delta)> on_waiting;
-};
 
 struct TokenManagerOptions {
   // A cached token is refreshed in the background at expiry - slack - jitter:
@@ -107,10 +68,6 @@ struct TokenManagerOptions {
   int max_concurrent_refreshes = 8;
 };
 
-// When a delegated grant's refresh token was last used (its consent time if
-// never): what keep-alive refreshes go by.
-absl::Time RefreshTokenUsedTime(const Grant& grant);
-
 class TokenManager {
  public:
   TokenManager(Vault& vault, std::map<Provider, IdentityProvider*> providers, const Clock& clock, Logger& logger,
@@ -130,9 +87,9 @@ class TokenManager {
 
   // The most identity-provider requests that were ever in flight at once,
   // and a wait until `n` refreshes wait for the limit (tests).
-  int provider_requests_peak() { return provider_requests_.peak(); }
+  int provider_requests_peak() { return minter_.provider_requests_peak(); }
   bool AwaitRefreshesWaitingForTheLimit(int n, absl::Duration timeout) {
-    return provider_requests_.AwaitWaiting(n, timeout);
+    return minter_.AwaitRefreshesWaitingForTheLimit(n, timeout);
   }
 
   // The expiry of every cached token, by grant id (for metrics).
@@ -192,21 +149,7 @@ class TokenManager {
     // server): a shared token no newer than it is that same token.
     absl::Time invalidated_expiry ABSL_GUARDED_BY(mu) = absl::InfinitePast();
   };
-  // When to ask the provider again after a failure that may pass: the
-  // back-off, and for an outage (transient, throttled) when a caller may
-  // probe sooner (the provider's own Retry-After; InfiniteFuture: never).
-  struct RetryAfter {
-    absl::Time backoff = absl::InfinitePast();
-    absl::Time probe_after = absl::InfiniteFuture();
-  };
-  // What a token must be to do.
-  struct Need {
-    absl::Duration min_valid_for = absl::ZeroDuration();
-    // Expiring later than this (a token newer than one already held).
-    absl::Time newer_than = absl::InfinitePast();
-    // Delegated grants: the refresh token used at or after this.
-    absl::Time used_before = absl::InfinitePast();
-  };
+  using Need = TokenNeed;
 
   std::shared_ptr<Entry> EntryFor(absl::string_view grant_id);
   // Drops the cached token the mail server refused, remembering its expiry.
@@ -214,42 +157,14 @@ class TokenManager {
   // `force`: refresh even if the cached token would do (RefreshNow).
   absl::StatusOr<AccessToken> Fetch(absl::string_view grant_id, Need need, bool observed, bool force);
   absl::Time RefreshAt(absl::string_view grant_id, const AccessToken& token);
-  // A new token for the grant: refreshed here, or (several replicas) one
-  // another replica refreshed. Sets `retry_after` for transient failures.
-  absl::StatusOr<AccessToken> Obtain(absl::string_view grant_id, const Need& need, RetryAfter* retry_after,
-                                     int failures);
-  // Several replicas: Obtain under the grant's refresh lease.
-  absl::StatusOr<AccessToken> ObtainShared(absl::string_view grant_id, const Need& need, RetryAfter* retry_after,
-                                           int failures);
-  // The grant's shared token when it is what `need` asks for.
-  std::optional<AccessToken> AdoptShared(const Grant& grant, const Need& need);
-  // Waits until a shared token is stored after `seen` (or `timeout`).
-  void WaitForSharedToken(uint64_t seen, absl::Duration timeout);
-  uint64_t SharedTokensStored();
-  // One refresh: provider request(s) and the store writes (under `lease` when
-  // set). Returns the token, or the status callers get; `retry_after` is set
-  // for transient failures.
-  absl::StatusOr<AccessToken> Refresh(Grant grant, const RefreshLease* lease, RetryAfter* retry_after, int failures);
-  // The provider refused the grant's refresh token or its app's
-  // credentials: the grant moves by `event` (notified to every cache of it),
-  // unless it changed meanwhile so that the event no longer applies.
-  absl::Status RecordGrantFailure(const Grant& grant, GrantEvent event, const ProviderFailure& failure,
-                                  const RefreshLease* lease);
-  absl::Duration Backoff(int failures);
   static AccessToken Copy(const AccessToken& t);
 
-  Vault& vault_;
-  std::map<Provider, IdentityProvider*> providers_;
   const Clock& clock_;
-  Logger& logger_;
   TokenManagerOptions options_;
-  ConcurrencyLimit provider_requests_{options_.max_concurrent_refreshes};
+  // Makes the tokens this class caches.
+  TokenMinter minter_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
-  absl::Mutex shared_mu_;
-  uint64_t shared_stored_ ABSL_GUARDED_BY(shared_mu_) = 0;
-  absl::Mutex bitgen_mu_;
-  absl::BitGen bitgen_ ABSL_GUARDED_BY(bitgen_mu_);
 };
 
 
