@@ -345,8 +345,7 @@ absl::StatusOr<DeviceFlowStart> ConsentManager::StartDeviceAuthorization(Grant s
                                                            started->interval, started->expire_time)));
     RETURN_IF_ERROR(vault_.store().PutPendingConsent(
         {key, spec.id, "", std::move(sealed), started->expire_time, clock_.Now() + started->interval}));
-    absl::MutexLock lock(&mu_);
-    wake_ = true;
+    poller_.Wake();
   } else {
     absl::MutexLock lock(&mu_);
     DeviceFlow& flow = device_flows_[spec.id];  // a new flow replaces an older one for the same grant
@@ -357,7 +356,7 @@ absl::StatusOr<DeviceFlowStart> ConsentManager::StartDeviceAuthorization(Grant s
     flow.next_poll = clock_.Now() + started->interval;
     flow.polling = false;
     flow.serial = ++next_serial_;
-    wake_ = true;
+    poller_.Wake();
   }
   logger_.Info("device authorization started", {{"grant", spec.id}, {"app", app.id}});
   Observe(kDeviceFlow, "started");
@@ -524,35 +523,16 @@ absl::Time ConsentManager::NextPollLocked() {
 }
 
 void ConsentManager::Start() {
-  poller_ = std::thread([this] {
-    while (true) {
-      {
-        absl::MutexLock lock(&mu_);
-        // Shared flows live in the store: look every second.
-        const absl::Duration wait =
-            options_.shared ? absl::Seconds(1)
-                            : std::clamp(NextPollLocked() - clock_.Now(), absl::ZeroDuration(), absl::Hours(1));
-        mu_.AwaitWithTimeout(absl::Condition(
-                                 +[](ConsentManager* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                   return self->stopping_ || self->wake_;
-                                 },
-                                 this),
-                             wait);
-        if (stopping_) return;
-        wake_ = false;
-      }
-      PollDeviceFlows();
-    }
-  });
+  poller_.Start();
 }
 
-void ConsentManager::Stop() {
-  if (!poller_.joinable()) return;
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-  }
-  poller_.join();
+void ConsentManager::Stop() { poller_.Stop(); }
+
+absl::Duration ConsentManager::NextPollWait() {
+  // Shared flows live in the store: look every second.
+  if (options_.shared) return absl::Seconds(1);
+  absl::MutexLock lock(&mu_);
+  return std::clamp(NextPollLocked() - clock_.Now(), absl::ZeroDuration(), absl::Hours(1));
 }
 
 }  // namespace tokenbroker

@@ -34,6 +34,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "service/common/clock.h"
+#include "service/common/periodic_task.h"
 #include "service/idp/provider.h"
 #include "service/logging/logger.h"
 #include "service/vault/vault.h"
@@ -148,9 +149,10 @@ class ConsentManager {
   std::map<std::string, PendingAuthorization> authorizations_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, DeviceFlow> device_flows_ ABSL_GUARDED_BY(mu_);  // by grant id
   uint64_t next_serial_ ABSL_GUARDED_BY(mu_) = 0;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool wake_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread poller_;
+  // Polls due device flows; woken when one starts. Declared last: stopped
+  // first.
+  absl::Duration NextPollWait();
+  PeriodicTask poller_{[this] { return NextPollWait(); }, [this] { PollDeviceFlows(); }};
 };
 
 // INVALID_ARGUMENT naming `redirect_uri` unless it is an absolute https URL,
