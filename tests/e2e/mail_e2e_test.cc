@@ -125,6 +125,21 @@ class MailE2ETest : public ::testing::Test {
   }
 
   static CommandResult Ctl(const std::vector<std::string>& args) { return testing::Ctl(daemon_->grpc_address, args); }
+  static std::unique_ptr<BrokerClient> Client() {
+    ClientOptions options;
+    options.target = daemon_->grpc_address;
+    return *BrokerClient::Create(options);
+  }
+  // Starts streaming the 50 MB message in 64 KiB chunks.
+  static std::unique_ptr<grpc::ClientReader<v1::FetchMessageResponse>> FetchBig(BrokerClient& client,
+                                                                               grpc::ClientContext& context) {
+    v1::FetchMessageRequest request;
+    request.set_grant("alice");
+    request.set_folder("Big");
+    request.set_uid(1);
+    request.set_chunk_size(64 * 1024);
+    return client.mail().FetchMessage(&context, request);
+  }
   static CommandResult MustCtl(const std::vector<std::string>& args) {
     CommandResult r = Ctl(args);
     EXPECT_EQ(r.exit_code, 0) << absl::StrJoin(args, " ") << ": " << r.err;
@@ -270,16 +285,9 @@ TEST_F(MailE2ETest, APooledConnectionTheServerDroppedIsReplaced) {
 }
 
 TEST_F(MailE2ETest, AServerGoneMidStreamIsUnavailableAndThePoolRecovers) {
-  ClientOptions options;
-  options.target = daemon_->grpc_address;
-  std::unique_ptr<BrokerClient> client = *BrokerClient::Create(options);
-  v1::FetchMessageRequest request;
-  request.set_grant("alice");
-  request.set_folder("Big");
-  request.set_uid(1);
-  request.set_chunk_size(64 * 1024);
+  std::unique_ptr<BrokerClient> client = Client();
   std::unique_ptr<grpc::ClientContext> context = client->NewContext(absl::Minutes(5));
-  auto reader = client->mail().FetchMessage(context.get(), request);
+  auto reader = FetchBig(*client, *context);
   // Take the metadata and the first chunk, and stop reading: the broker
   // waits for us, so Dovecot is mid-message when its process is killed.
   v1::FetchMessageResponse response;
@@ -301,19 +309,12 @@ TEST_F(MailE2ETest, AServerGoneMidStreamIsUnavailableAndThePoolRecovers) {
 // Streams that a slow reader holds up keep their stream workers (2 here),
 // never the workers of the short calls.
 TEST_F(MailE2ETest, StreamsHeldUpByASlowReaderDoNotStarveShortCalls) {
-  ClientOptions options;
-  options.target = daemon_->grpc_address;
-  std::unique_ptr<BrokerClient> client = *BrokerClient::Create(options);
-  v1::FetchMessageRequest request;
-  request.set_grant("alice");
-  request.set_folder("Big");
-  request.set_uid(1);
-  request.set_chunk_size(64 * 1024);
+  std::unique_ptr<BrokerClient> client = Client();
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
   std::vector<std::unique_ptr<grpc::ClientReader<v1::FetchMessageResponse>>> readers;
   for (int i = 0; i < 2; ++i) {
     contexts.push_back(client->NewContext(absl::Minutes(5)));
-    readers.push_back(client->mail().FetchMessage(contexts.back().get(), request));
+    readers.push_back(FetchBig(*client, *contexts.back()));
     v1::FetchMessageResponse response;
     ASSERT_TRUE(readers.back()->Read(&response));  // the stream is running, and then not read
   }

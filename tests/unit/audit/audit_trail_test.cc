@@ -40,26 +40,33 @@ std::vector<std::string> Callers(CredentialStore& store) {
   return out;
 }
 
-TEST(AuditTrailTest, EventsReachTheStoreAndTheLogInOrder) {
-  FlakyStore store;
+// Records an OK event of caller "a" and a refused one of "b" through a trail
+// with `options`, writes them out, and returns what the trail logged.
+std::string RecordTwo(FlakyStore& store, const FakeClock& clock, AuditTrailOptions options = {}) {
   std::vector<std::string> lines;
   absl::Mutex mu;
   Logger logger(LogLevel::kInfo, [&](absl::string_view line) {
     absl::MutexLock lock(&mu);
     lines.emplace_back(line);
   });
-  FakeClock clock;
-  AuditTrail trail(store, logger, clock);
+  AuditTrail trail(store, logger, clock, std::move(options));
   trail.Start();
   trail.Record(Event("a"));
   trail.Record(Event("b", "PERMISSION_DENIED"));
-  ASSERT_TRUE(trail.Flush());
-  EXPECT_THAT(Callers(store), ::testing::ElementsAre("b", "a"));  // newest first
-  EXPECT_EQ(store.ListAuditEvents(AuditFilter{})->front().time, clock.Now());
+  EXPECT_TRUE(trail.Flush());
   trail.Stop();
   absl::MutexLock lock(&mu);
   std::string all;
   for (const std::string& l : lines) all += l;
+  return all;
+}
+
+TEST(AuditTrailTest, EventsReachTheStoreAndTheLogInOrder) {
+  FlakyStore store;
+  FakeClock clock;
+  const std::string all = RecordTwo(store, clock);
+  EXPECT_THAT(Callers(store), ::testing::ElementsAre("b", "a"));  // newest first
+  EXPECT_EQ(store.ListAuditEvents(AuditFilter{})->front().time, clock.Now());
   EXPECT_THAT(all, HasSubstr("\"msg\":\"audit\""));
   EXPECT_THAT(all, HasSubstr("\"caller\":\"b\""));
   EXPECT_THAT(all, HasSubstr("\"result\":\"PERMISSION_DENIED\""));
@@ -71,25 +78,11 @@ TEST(AuditTrailTest, EventsReachTheStoreAndTheLogInOrder) {
 TEST(AuditTrailTest, TheLogGetsEveryEventOrNoneWhenAsked) {
   for (auto mode : {AuditTrailOptions::LogEvents::kAll, AuditTrailOptions::LogEvents::kNone}) {
     FlakyStore store;
-    std::vector<std::string> lines;
-    absl::Mutex mu;
-    Logger logger(LogLevel::kInfo, [&](absl::string_view line) {
-      absl::MutexLock lock(&mu);
-      lines.emplace_back(line);
-    });
     FakeClock clock;
     AuditTrailOptions options;
     options.log_events = mode;
-    AuditTrail trail(store, logger, clock, options);
-    trail.Start();
-    trail.Record(Event("a"));
-    trail.Record(Event("b", "PERMISSION_DENIED"));
-    ASSERT_TRUE(trail.Flush());
-    trail.Stop();
+    const std::string all = RecordTwo(store, clock, options);
     EXPECT_THAT(Callers(store), ::testing::ElementsAre("b", "a"));
-    absl::MutexLock lock(&mu);
-    std::string all;
-    for (const std::string& l : lines) all += l;
     const bool every = mode == AuditTrailOptions::LogEvents::kAll;
     EXPECT_EQ(absl::StrContains(all, "\"caller\":\"a\""), every);
     EXPECT_EQ(absl::StrContains(all, "\"caller\":\"b\""), every);

@@ -14,6 +14,7 @@
 #include "service/store/in_memory_credential_store.h"
 #include "tests/support/credentials.h"
 #include "tests/support/fake_microsoft.h"
+#include "tests/support/in_memory_imap_transport.h"
 
 namespace tokenbroker {
 namespace {
@@ -29,18 +30,11 @@ struct ServerLog {
 };
 
 // An IMAP server in a transport: answers each command line at once.
-class ScriptedServer final : public ImapTransport {
+class ScriptedServer final : public testing::InMemoryImapTransport {
  public:
-  explicit ScriptedServer(ServerLog& log) : log_(log) {
-    pending_ = "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER] scripted\r\n";
-  }
-  absl::StatusOr<size_t> Read(char* buffer, size_t size) override {
-    if (pending_.empty()) return absl::UnavailableError("the scripted server has nothing to say");
-    const size_t n = std::min(size, pending_.size());
-    pending_.copy(buffer, n);
-    pending_.erase(0, n);
-    return n;
-  }
+  explicit ScriptedServer(ServerLog& log)
+      : InMemoryImapTransport("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER] scripted\r\n"),
+        log_(log) {}
   absl::Status Write(absl::string_view data) override {
     std::vector<std::string> parts = absl::StrSplit(std::string(data.substr(0, data.find("\r\n"))), ' ');
     const std::string tag = parts[0];
@@ -65,7 +59,6 @@ class ScriptedServer final : public ImapTransport {
 
  private:
   ServerLog& log_;
-  std::string pending_;
 };
 
 class MailPoolTest : public ::testing::Test {

@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/in_memory_imap_transport.h"
 
 namespace tokenbroker {
 namespace {
@@ -37,19 +38,12 @@ struct ModelFolder {
 // An IMAP server over a map of folders. UID SEARCH answers in a scrambled
 // order and FETCH in descending order (both allowed by RFC 3501), so the
 // tests see that Mailbox imposes its own order.
-class ModelServer final : public ImapTransport {
+class ModelServer final : public testing::InMemoryImapTransport {
  public:
   ModelServer(std::map<std::string, ModelFolder>& folders, std::vector<std::string>& commands)
-      : folders_(folders), commands_(commands) {
-    pending_ = "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 SPECIAL-USE] model\r\n";
-  }
-  absl::StatusOr<size_t> Read(char* buffer, size_t size) override {
-    if (pending_.empty()) return absl::UnavailableError("the model server has nothing to say");
-    const size_t n = std::min(size, pending_.size());
-    pending_.copy(buffer, n);
-    pending_.erase(0, n);
-    return n;
-  }
+      : InMemoryImapTransport("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 SPECIAL-USE] model\r\n"),
+        folders_(folders),
+        commands_(commands) {}
   absl::Status Write(absl::string_view data) override {
     const std::string line(data.substr(0, data.find("\r\n")));
     const size_t space = line.find(' ');
@@ -127,7 +121,6 @@ class ModelServer final : public ImapTransport {
   std::map<std::string, ModelFolder>& folders_;
   std::vector<std::string>& commands_;
   std::string selected_;
-  std::string pending_;
 };
 
 class MailboxTest : public ::testing::Test {
