@@ -553,15 +553,30 @@ Command GrantCommand() {
       }
       request.set_state(state);
     }
-    return CallAdmin<v1::ListGrantsRequest, v1::ListGrantsResponse>(
-        ctx, request, &v1::AdminService::Stub::ListGrants, [](const v1::ListGrantsResponse& r, std::ostream& out) {
-          out << absl::StrFormat("%-24s %-20s %-32s %-16s %s\n", "GRANT", "APP", "MAILBOX", "KIND", "STATE");
-          for (const v1::Grant& g : r.grants()) {
-            out << absl::StrFormat("%-24s %-20s %-32s %-16s %s\n", g.id(), g.app(), g.mailbox(),
-                                   Lower(v1::GrantKind_Name(g.kind()), "GRANT_KIND_"),
-                                   Lower(v1::GrantState_Name(g.state()), "GRANT_STATE_"));
-          }
-        });
+    // Every page of the broker's (1000 grants each), then one list.
+    absl::StatusOr<BrokerClient*> client = ctx.Client();
+    if (!client.ok()) return ctx.Fail(client.status());
+    v1::ListGrantsResponse all;
+    do {
+      v1::ListGrantsResponse page;
+      auto context = (*client)->NewContext();
+      grpc::Status status = (*client)->admin().ListGrants(context.get(), request, &page);
+      if (!status.ok()) return ctx.Fail(FromGrpcStatus(status));
+      for (v1::Grant& g : *page.mutable_grants()) *all.add_grants() = std::move(g);
+      request.set_page_token(page.next_page_token());
+    } while (!request.page_token().empty());
+    if (ctx.format() == OutputFormat::kJson) {
+      ctx.PrintMessage(all);
+      return kExitOk;
+    }
+    std::ostream& out = ctx.out();
+    out << absl::StrFormat("%-24s %-20s %-32s %-16s %s\n", "GRANT", "APP", "MAILBOX", "KIND", "STATE");
+    for (const v1::Grant& g : all.grants()) {
+      out << absl::StrFormat("%-24s %-20s %-32s %-16s %s\n", g.id(), g.app(), g.mailbox(),
+                             Lower(v1::GrantKind_Name(g.kind()), "GRANT_KIND_"),
+                             Lower(v1::GrantState_Name(g.state()), "GRANT_STATE_"));
+    }
+    return kExitOk;
   };
   Command c;
   c.name = "grant";

@@ -1,5 +1,6 @@
 #include "service/api/admin_service.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "service/api/convert.h"
@@ -9,6 +10,8 @@
 
 namespace tokenbroker {
 namespace {
+
+constexpr uint32_t kMaxGrantsPerPage = 1000;
 
 grpc::ServerUnaryReactor* Respond(grpc::CallbackServerContext* context, const absl::Status& status) {
   return FinishUnary(context, ToGrpcStatus(status));
@@ -228,6 +231,19 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListGrants(grpc::CallbackServerConte
     if (request->state() != v1::GRANT_STATE_UNSPECIFIED) {
       ASSIGN_OR_RETURN(filter.state, GrantStateFromProto(request->state()));
     }
+    if (request->page_size() > kMaxGrantsPerPage) {
+      return absl::InvalidArgumentError(absl::StrCat("page_size: at most ", kMaxGrantsPerPage));
+    }
+    filter.limit = request->page_size() == 0 ? kMaxGrantsPerPage : request->page_size();
+    if (!request->page_token().empty()) {
+      // The token is the last id of the previous page, base64url: opaque to
+      // callers, checked here.
+      std::string after;
+      if (!absl::WebSafeBase64Unescape(request->page_token(), &after) || !ValidateId("page_token", after).ok()) {
+        return absl::InvalidArgumentError("page_token: not a token from a previous response");
+      }
+      filter.after_id = std::move(after);
+    }
     const bool everything = deps_.guard->Allows(call, Action::kAdminRead, "");
     ASSIGN_OR_RETURN(std::vector<Grant> grants, deps_.vault->ListGrants(filter));
     for (const Grant& g : grants) {
@@ -235,6 +251,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListGrants(grpc::CallbackServerConte
         GrantToProto(g, response->add_grants());
       }
     }
+    if (grants.size() == filter.limit) response->set_next_page_token(absl::WebSafeBase64Escape(grants.back().id));
     return absl::OkStatus();
   });
 }

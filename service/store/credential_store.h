@@ -25,6 +25,10 @@ namespace tokenbroker {
 struct GrantFilter {
   std::string app;                  // empty: any
   std::optional<GrantState> state;  // nullopt: any
+  // Paging: only grants whose id sorts after this one; at most `limit` (0:
+  // all).
+  std::string after_id;
+  size_t limit = 0;
 };
 
 struct AuditFilter {
@@ -125,7 +129,7 @@ class CredentialStore {
   // its app does not exist.
   virtual absl::Status CreateGrant(const Grant& grant) = 0;
   virtual absl::StatusOr<Grant> GetGrant(absl::string_view id) = 0;
-  // Sorted by id.
+  // Sorted by id; a page of them with filter.after_id and filter.limit.
   virtual absl::StatusOr<std::vector<Grant>> ListGrants(const GrantFilter& filter) = 0;
   // Compare-and-swap as UpdateApp. The write is durable when this returns OK.
   virtual absl::StatusOr<int64_t> UpdateGrant(const Grant& grant) = 0;

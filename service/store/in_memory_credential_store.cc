@@ -84,10 +84,12 @@ absl::StatusOr<Grant> InMemoryCredentialStore::GetGrant(absl::string_view id) {
 absl::StatusOr<std::vector<Grant>> InMemoryCredentialStore::ListGrants(const GrantFilter& filter) {
   absl::MutexLock lock(&mu_);
   std::vector<Grant> out;
-  for (const auto& [id, grant] : grants_) {
+  for (auto it = grants_.upper_bound(filter.after_id); it != grants_.end(); ++it) {
+    const Grant& grant = it->second;
     if (!filter.app.empty() && grant.app != filter.app) continue;
     if (filter.state.has_value() && grant.state != *filter.state) continue;
     out.push_back(grant);
+    if (filter.limit > 0 && out.size() >= filter.limit) break;
   }
   return out;
 }

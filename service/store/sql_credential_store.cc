@@ -231,17 +231,24 @@ absl::StatusOr<std::vector<App>> ReadApps(SqlSession& s, const std::string& wher
   return apps;
 }
 
-// The grants that `where` (over alias `o`) selects, with their labels: two
-// queries however many grants.
+// The grants that `where` (over alias `o`) selects, the first `limit` by id
+// (0: all), with their labels: two queries however many grants.
 absl::StatusOr<std::vector<Grant>> ReadGrants(SqlSession& s, const std::string& where,
-                                              const std::vector<SqlValue>& params) {
+                                              const std::vector<SqlValue>& params, size_t limit = 0) {
   ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kGrantColumns, " FROM grants o WHERE ", where,
-                                                   " ORDER BY id"),
+                                                   " ORDER BY id", limit > 0 ? absl::StrCat(" LIMIT ", limit) : ""),
                                       params, {kGrantSealedColumn}));
   std::vector<Grant> grants;
   for (const SqlRow& r : rows) grants.push_back(GrantFromRow(r));
   if (grants.empty()) return grants;
-  ASSIGN_OR_RETURN(auto labels, ReadLabels(s, "grant_labels", "grant_id", "grants", where, params));
+  // A page: the labels of the grants up to its last one.
+  std::string label_where = where;
+  std::vector<SqlValue> label_params = params;
+  if (limit > 0) {
+    label_where += " AND o.id <= ?";
+    label_params.push_back(SqlValue::Text(grants.back().id));
+  }
+  ASSIGN_OR_RETURN(auto labels, ReadLabels(s, "grant_labels", "grant_id", "grants", label_where, label_params));
   for (Grant& g : grants) g.labels = std::move(labels[g.id]);
   return grants;
 }
@@ -362,9 +369,13 @@ absl::StatusOr<std::vector<Grant>> SqlCredentialStore::ListGrants(const GrantFil
     where += " AND o.state = ?";
     params.push_back(SqlValue::Int(static_cast<int64_t>(*filter.state)));
   }
+  if (!filter.after_id.empty()) {
+    where += " AND o.id > ?";
+    params.push_back(SqlValue::Text(filter.after_id));
+  }
   std::vector<Grant> grants;
   RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
-    ASSIGN_OR_RETURN(grants, ReadGrants(s, where, params));
+    ASSIGN_OR_RETURN(grants, ReadGrants(s, where, params, filter.limit));
     return absl::OkStatus();
   }));
   return grants;

@@ -1,5 +1,7 @@
 #include "client/broker_client.h"
 
+#include <algorithm>
+#include <set>
 #include <thread>
 
 #include "service/tokens/token_manager.h"
@@ -133,6 +135,47 @@ TEST(TokenServiceTest, CacheHitsAreServedWhileARefreshWaitsForASlowProvider) {
     again = client->GetAccessToken(other).status();
   }
   EXPECT_TRUE(again.ok()) << again;
+}
+
+TEST_F(ApiTest, ListGrantsComesInPagesAndTheClientFollowsThem) {
+  EnrolRobots(server_);
+  for (int i = 0; i < 2100; ++i) {
+    Grant g;
+    g.id = absl::StrCat("bulk-", 10000 + i);
+    g.app = "contoso";
+    g.mailbox = absl::StrCat(g.id, "@contoso.com");
+    g.kind = GrantKind::kAppOnly;
+    ASSERT_TRUE(server_.vault().CreateGrant(g).ok());
+  }
+  v1::ListGrantsRequest request;
+  std::vector<std::string> ids;
+  int pages = 0;
+  do {
+    v1::ListGrantsResponse page;
+    auto context = client_->NewContext();
+    grpc::Status status = client_->admin().ListGrants(context.get(), request, &page);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ++pages;
+    for (const v1::Grant& g : page.grants()) ids.push_back(g.id());
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty());
+  EXPECT_EQ(pages, 3);  // 2104 grants, 1000 a page
+  ASSERT_EQ(ids.size(), 2104u);
+  EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), ids.size()) << "a grant came twice";
+
+  v1::ListGrantsResponse unused;
+  request.set_page_token("not-a-token!");
+  auto context = client_->NewContext();
+  grpc::Status bad = client_->admin().ListGrants(context.get(), request, &unused);
+  EXPECT_EQ(bad.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_THAT(bad.error_message(), HasSubstr("page_token"));
+  request.set_page_token("");
+  request.set_page_size(1001);
+  context = client_->NewContext();
+  bad = client_->admin().ListGrants(context.get(), request, &unused);
+  EXPECT_EQ(bad.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_THAT(bad.error_message(), HasSubstr("page_size: at most 1000"));
 }
 
 TEST_F(ApiTest, MailCallsWithBadFieldsAreRefusedBeforeAnyWork) {

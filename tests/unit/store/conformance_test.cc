@@ -1,5 +1,6 @@
 // One suite, three stores: InMemoryCredentialStore, SQLite and a real
 // PostgreSQL. Every CredentialStore must pass all of it.
+#include <algorithm>
 #include <thread>
 
 #include "gmock/gmock.h"
@@ -252,6 +253,41 @@ TEST_P(ConformanceTest, ListsAreSortedAndFiltered) {
   EXPECT_THAT(names(*store_->ListGrants({"a-app", std::nullopt})), ElementsAre("g1", "g2"));
   EXPECT_THAT(names(*store_->ListGrants({"", GrantState::kActive})), ElementsAre("g1"));
   EXPECT_EQ(store_->ListGrants({"a-app", std::nullopt})->at(0).labels.at("owner"), "helpdesk");
+}
+
+TEST_P(ConformanceTest, GrantsComeInPagesByIdWithTheirLabels) {
+  ASSERT_TRUE(store_->CreateApp(SampleApp("a-app")).ok());
+  ASSERT_TRUE(store_->CreateApp(SampleApp("b-app")).ok());
+  for (int i = 0; i < 25; ++i) {
+    Grant g = SampleGrant(absl::StrCat("g", i < 10 ? "0" : "", i), i % 5 == 0 ? "b-app" : "a-app");
+    g.labels = {{"n", absl::StrCat(i)}};
+    ASSERT_TRUE(store_->CreateGrant(g).ok());
+  }
+  std::vector<std::string> seen;
+  GrantFilter page;
+  page.app = "a-app";
+  page.limit = 7;
+  int pages = 0;
+  while (true) {
+    absl::StatusOr<std::vector<Grant>> grants = store_->ListGrants(page);
+    ASSERT_TRUE(grants.ok()) << grants.status();
+    ++pages;
+    for (const Grant& g : *grants) {
+      seen.push_back(g.id);
+      EXPECT_EQ(g.labels.at("n"), std::to_string(std::stoi(g.id.substr(1)))) << "the labels of " << g.id;
+      EXPECT_EQ(g.labels.size(), 1u);
+    }
+    if (grants->size() < page.limit) break;
+    page.after_id = grants->back().id;
+  }
+  EXPECT_EQ(pages, 3);  // 20 grants of a-app: 7, 7, 6
+  ASSERT_EQ(seen.size(), 20u);
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+  EXPECT_EQ(seen.front(), "g01");
+  EXPECT_EQ(seen.back(), "g24");
+  // A page after the last grant is empty.
+  page.after_id = "g24";
+  EXPECT_TRUE(store_->ListGrants(page)->empty());
 }
 
 TEST_P(ConformanceTest, UpdateAppIsCompareAndSwap) {
