@@ -51,14 +51,17 @@ absl::StatusOr<ImapSearchBuilder> BuildCriteria(const MailQuery& q) {
   return b;
 }
 
-}  // namespace
-
-absl::Status ValidateQuery(const MailQuery& query) {
+// The query's criteria, or INVALID_ARGUMENT naming the field.
+absl::StatusOr<ImapSearchBuilder> BuildQuery(const MailQuery& query) {
   if (query.limit > Mailbox::kMaxSearchLimit) {
     return absl::InvalidArgumentError(absl::StrCat("limit: at most ", Mailbox::kMaxSearchLimit));
   }
-  return BuildCriteria(query).status();
+  return BuildCriteria(query);
 }
+
+}  // namespace
+
+absl::Status ValidateQuery(const MailQuery& query) { return BuildQuery(query).status(); }
 
 std::string SpecialUse(const std::vector<std::string>& attributes) {
   for (const std::string& a : attributes) {
@@ -146,8 +149,7 @@ absl::StatusOr<MailFolderStatus> Mailbox::Status(absl::string_view folder) {
 }
 
 absl::StatusOr<MailSearchResult> Mailbox::Search(absl::string_view folder, const MailQuery& query) {
-  RETURN_IF_ERROR(ValidateQuery(query));
-  ASSIGN_OR_RETURN(ImapSearchBuilder criteria, BuildCriteria(query));
+  ASSIGN_OR_RETURN(ImapSearchBuilder criteria, BuildQuery(query));
   ASSIGN_OR_RETURN(ImapSelected selected, session_.Select(folder));
   ASSIGN_OR_RETURN(std::vector<uint32_t> uids, session_.UidSearch(criteria));
   MailSearchResult result;
@@ -189,7 +191,7 @@ ImapSession::FetchStart StartAdapter(const ImapSelected& selected, const Mailbox
     start.uid = message.uid;
     start.uid_validity = static_cast<uint32_t>(selected.uid_validity);
     start.size = size;
-    start.flags = message.flags;
+    start.flags = message.flags;  // a view: no copy per message
     start.internal_date = ParseImapDateTime(message.internal_date);
     return on_start(start);
   };

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "absl/time/time.h"
 #include "service/imap/imap_session.h"
 
@@ -80,7 +81,8 @@ struct MailFetchStart {
   uint32_t uid = 0;
   uint32_t uid_validity = 0;
   uint64_t size = 0;  // of the section fetched
-  std::vector<std::string> flags;
+  // Valid during the OnStart call only.
+  absl::Span<const std::string> flags;
   std::optional<absl::Time> internal_date;
 };
 

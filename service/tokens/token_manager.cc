@@ -3,14 +3,12 @@
 #include <algorithm>
 
 #include "absl/cleanup/cleanup.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "service/common/status_macros.h"
 #include "service/tokens/app_credentials.h"
 #include "service/tokens/replica_membership.h"
 
 namespace tokenbroker {
-
 namespace {
 
 TokenMinterOptions MinterOptions(const TokenManagerOptions& options) {

@@ -110,6 +110,17 @@ class InProcessServer {
   ~InProcessServer() { server_->Shutdown(); }
 
   std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  // `count` app-only grants of `app`, "bulk-10000", "bulk-10001", ...
+  void AddBulkGrants(const std::string& app, int count) {
+    for (int i = 0; i < count; ++i) {
+      Grant g;
+      g.id = absl::StrCat("bulk-", 10000 + i);
+      g.app = app;
+      g.mailbox = absl::StrCat(g.id, "@contoso.com");
+      g.kind = GrantKind::kAppOnly;
+      if (!vault_.CreateGrant(g).ok()) std::abort();  // a test's mistake
+    }
+  }
   grpc::Server& server() { return *server_; }
   Metrics& metrics() { return metrics_; }
   Vault& vault() { return vault_; }

@@ -139,14 +139,7 @@ TEST(TokenServiceTest, CacheHitsAreServedWhileARefreshWaitsForASlowProvider) {
 
 TEST_F(ApiTest, ListGrantsComesInPagesAndTheClientFollowsThem) {
   EnrolRobots(server_);
-  for (int i = 0; i < 2100; ++i) {
-    Grant g;
-    g.id = absl::StrCat("bulk-", 10000 + i);
-    g.app = "contoso";
-    g.mailbox = absl::StrCat(g.id, "@contoso.com");
-    g.kind = GrantKind::kAppOnly;
-    ASSERT_TRUE(server_.vault().CreateGrant(g).ok());
-  }
+  server_.AddBulkGrants("contoso", 2100);
   v1::ListGrantsRequest request;
   std::vector<std::string> ids;
   int pages = 0;

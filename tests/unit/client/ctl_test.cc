@@ -155,14 +155,7 @@ TEST_F(CtlTest, GrantVerbs) {
   r = RunCli({"--target", server_.address(), "grant", "list", "--state", "disabled"});
   EXPECT_THAT(r.out, HasSubstr("alice                    a                    alice@contoso.com"));
   // More grants than one page of the broker's: the list has them all.
-  for (int i = 0; i < 1200; ++i) {
-    Grant g;
-    g.id = absl::StrCat("bulk-", 10000 + i);
-    g.app = "a";
-    g.mailbox = absl::StrCat(g.id, "@contoso.com");
-    g.kind = GrantKind::kAppOnly;
-    ASSERT_TRUE(server_.vault().CreateGrant(g).ok());
-  }
+  server_.AddBulkGrants("a", 1200);
   r = RunCli({"--target", server_.address(), "grant", "list"});
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1 + 1201) << "the header and every grant";
   EXPECT_THAT(r.out, HasSubstr("bulk-11199 "));
