@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/ctl/command_util.h"
+#include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "service/common/time_util.h"
 #include "service/common/files.h"
@@ -523,6 +524,69 @@ Command GrantIdVerb(const std::string& name, const std::string& summary,
   return c;
 }
 
+// `grant watch`: one line per grant state change until interrupted.
+Command GrantWatchVerb() {
+  struct WatchState {
+    std::string app;
+    bool current = false;
+  };
+  auto s = std::make_shared<WatchState>();
+  Command c;
+  c.name = "watch";
+  c.summary = "print grant state changes as they happen, until interrupted";
+  c.usage = "[--app APP] [--current]";
+  c.flags = [s](FlagSet& f) {
+    f.String("app", &s->app, "APP", "only the grants of this app");
+    f.Bool("current", &s->current, "first the grants that need someone now (needs_reconsent, app_credential_invalid)");
+  };
+  c.run = [s](Context& ctx, const std::vector<std::string>& args) {
+    if (!args.empty()) return WrongArgs(ctx, "grant watch", "takes no arguments");
+    v1::WatchGrantsRequest request;
+    request.set_app(s->app);
+    request.set_current(s->current);
+    absl::StatusOr<BrokerClient*> client = ctx.Client();
+    if (!client.ok()) return ctx.Fail(client.status());
+    std::unique_ptr<grpc::ClientContext> context = (*client)->NewContext();
+    context->set_deadline(std::chrono::system_clock::time_point::max());  // until interrupted
+    auto reader = (*client)->admin().WatchGrants(context.get(), request);
+    // The broker answers with its headers once the watch is live.
+    reader->WaitForInitialMetadata();
+    ctx.err() << "watching grant changes; Ctrl-C to stop" << std::endl;
+    google::protobuf::util::JsonPrintOptions json;
+    json.preserve_proto_field_names = true;
+    v1::GrantChange change;
+    while (reader->Read(&change)) {
+      std::ostream& out = ctx.out();
+      if (ctx.format() == OutputFormat::kJson) {
+        std::string line;
+        (void)google::protobuf::util::MessageToJsonString(change, &line, json);
+        out << line << "\n" << std::flush;
+        continue;
+      }
+      const std::string state =
+          change.deleted() ? "deleted" : Lower(v1::GrantState_Name(change.current_grant().state()), "GRANT_STATE_");
+      out << When(change.time(), true) << " " << change.grant() << " ";
+      if (change.current()) {
+        out << state;
+      } else if (change.previous_state() == v1::GRANT_STATE_UNSPECIFIED) {
+        out << (change.deleted() ? state : "created " + state);
+      } else {
+        out << Lower(v1::GrantState_Name(change.previous_state()), "GRANT_STATE_") << " -> " << state;
+      }
+      const std::string& why = change.current_grant().last_error().message();
+      if (!why.empty() && !change.deleted() && change.current_grant().state() != v1::GRANT_STATE_ACTIVE) {
+        out << ": " << why;
+      }
+      if (!change.action().empty()) out << "; " << change.action();
+      out << "\n" << std::flush;
+    }
+    grpc::Status status = reader->Finish();
+    return ctx.Fail(status.ok() ? absl::UnavailableError("the broker ended the watch; watch again")
+                                : FromGrpcStatus(status));
+  };
+  return c;
+}
+
 }  // namespace
 
 Command GrantCommand() {
@@ -585,6 +649,7 @@ Command GrantCommand() {
       GrantCreate(false),
       GrantCreate(true),
       list,
+      GrantWatchVerb(),
       GrantIdVerb<v1::GetGrantRequest, v1::Grant>("show", "show a grant", &v1::AdminService::Stub::GetGrant,
                                                   PrintGrant),
       GrantIdVerb<v1::DisableGrantRequest, v1::Grant>("disable", "stop issuing tokens for a grant",

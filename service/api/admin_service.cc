@@ -1,5 +1,10 @@
 #include "service/api/admin_service.h"
 
+#include <deque>
+#include <map>
+#include <optional>
+#include <vector>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -254,6 +259,212 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListGrants(grpc::CallbackServerConte
     if (grants.size() == filter.limit) response->set_next_page_token(absl::WebSafeBase64Escape(grants.back().id));
     return absl::OkStatus();
   });
+}
+
+// One WatchGrants stream. The grant watch's worker delivers changes (Deliver)
+// into a bounded queue; gRPC's write completions take the next one out. It
+// finishes only once Begin (on an admin worker) is over, so that nothing
+// runs on a deleted reactor.
+class AdminServiceImpl::GrantChangeWriter final : public grpc::ServerWriteReactor<v1::GrantChange> {
+ public:
+  // A watcher more than this many changes behind is ended.
+  static constexpr size_t kMaxQueued = 10000;
+
+  GrantChangeWriter(AdminServiceImpl* service, grpc::CallbackServerContext* context, v1::WatchGrantsRequest request)
+      : service_(service), context_(context), request_(std::move(request)) {}
+
+  // On an admin worker: admits the call, subscribes, and queues the grants
+  // that need someone now when asked for them.
+  void Begin() {
+    absl::Status status = Admit();
+    if (status.ok()) {
+      subscription_ = service_->deps_.grant_watch->Subscribe([this](const GrantStateChange& c) { Deliver(c); });
+      if (request_.current()) status = QueueCurrent();
+    }
+    Begun(ToGrpcStatus(status));
+  }
+
+  // Begin is over (or will never run: `status` says why).
+  void Begun(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    begun_ = true;
+    if (!status.ok()) {
+      FinishLocked(status);
+    } else if (end_.has_value()) {
+      FinishLocked(*end_);
+    } else if (!metadata_sent_) {
+      // The caller learns that the watch is live (subscribed) before any
+      // change comes.
+      metadata_sent_ = true;
+      StartSendInitialMetadata();
+    }
+  }
+
+  // Ends the stream with `status` (shutdown).
+  void End(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(status);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the watcher went away"));
+    } else if (end_.has_value()) {
+      FinishLocked(*end_);
+    } else if (overflowed_) {
+      FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                absl::StrCat("the watcher fell more than ", kMaxQueued,
+                                             " changes behind; watch again with current=true to catch up")));
+    } else {
+      WriteNextLocked();
+    }
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    if (subscription_ != 0) service_->deps_.grant_watch->Unsubscribe(subscription_);
+    {
+      absl::MutexLock lock(&service_->watches_mu_);
+      service_->watches_.erase(this);
+    }
+    delete this;
+  }
+
+ private:
+  absl::Status Admit() {
+    ASSIGN_OR_RETURN(call_, service_->deps_.guard->Identify(context_, "AdminService/WatchGrants", Action::kAdminRead));
+    if (!request_.app().empty()) RETURN_IF_ERROR(ValidateId("app", request_.app()));
+    everything_ = service_->deps_.guard->Allows(call_, Action::kAdminRead, "");
+    return absl::OkStatus();
+  }
+
+  bool Wants(const std::string& grant, const std::string& app, const std::map<std::string, std::string>& labels) {
+    if (!request_.app().empty() && app != request_.app()) return false;
+    return everything_ || service_->deps_.guard->Allows(call_, Action::kAdminRead, grant, &labels);
+  }
+
+  // The grants stuck in needs_reconsent or app_credential_invalid, in pages.
+  absl::Status QueueCurrent() {
+    for (GrantState state : {GrantState::kNeedsReconsent, GrantState::kAppCredentialInvalid}) {
+      GrantFilter filter;
+      filter.app = request_.app();
+      filter.state = state;
+      filter.limit = kMaxGrantsPerPage;
+      while (true) {
+        ASSIGN_OR_RETURN(std::vector<Grant> grants, service_->deps_.vault->ListGrants(filter));
+        for (Grant& g : grants) {
+          GrantStateChange c;
+          c.grant_id = g.id;
+          c.app = g.app;
+          c.labels = g.labels;
+          c.action = GrantRemedy(g);
+          c.time = absl::Now();
+          c.current = true;
+          c.grant = std::move(g);
+          Deliver(c);
+        }
+        if (grants.size() < filter.limit) break;
+        filter.after_id = grants.back().id;
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  void Deliver(const GrantStateChange& change) {
+    if (!Wants(change.grant_id, change.app, change.labels)) return;
+    v1::GrantChange out;
+    out.set_grant(change.grant_id);
+    if (change.grant.has_value()) {
+      GrantToProto(*change.grant, out.mutable_current_grant());
+    } else {
+      out.set_deleted(true);
+    }
+    if (change.previous.has_value()) out.set_previous_state(static_cast<v1::GrantState>(*change.previous));
+    out.set_action(change.action);
+    *out.mutable_time() = ToTimestamp(change.time);
+    out.set_current(change.current);
+    absl::MutexLock lock(&mu_);
+    if (finished_ || overflowed_) return;
+    if (queue_.size() >= kMaxQueued) {
+      overflowed_ = true;  // ended when the write in flight completes
+      return;
+    }
+    queue_.push_back(std::move(out));
+    if (!writing_) WriteNextLocked();
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || end_.has_value() || queue_.empty()) return;
+    in_flight_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    metadata_sent_ = true;  // with the first write
+    StartWrite(&in_flight_);
+  }
+
+  // Finishes once, with the first status given; before Begin is over or
+  // while a write is in flight, only remembers it (Begun and OnWriteDone
+  // finish then).
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    if (!end_.has_value()) end_ = status;
+    if (!begun_ || writing_) return;
+    finished_ = true;
+    queue_.clear();
+    Finish(*end_);
+  }
+
+  AdminServiceImpl* const service_;
+  grpc::CallbackServerContext* const context_;
+  const v1::WatchGrantsRequest request_;
+  // Set by Begin before any change is delivered.
+  CallContext call_;
+  bool everything_ = false;
+  uint64_t subscription_ = 0;
+
+  absl::Mutex mu_;
+  std::deque<v1::GrantChange> queue_ ABSL_GUARDED_BY(mu_);
+  v1::GrantChange in_flight_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
+  bool begun_ ABSL_GUARDED_BY(mu_) = false;
+  bool metadata_sent_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> end_ ABSL_GUARDED_BY(mu_);
+};
+
+grpc::ServerWriteReactor<v1::GrantChange>* AdminServiceImpl::WatchGrants(grpc::CallbackServerContext* context,
+                                                                          const v1::WatchGrantsRequest* request) {
+  auto* writer = new GrantChangeWriter(this, context, *request);
+  {
+    absl::MutexLock lock(&watches_mu_);
+    if (watches_ended_) {
+      delete writer;
+      return new FinishedWriteReactor<v1::GrantChange>(
+          grpc::Status(grpc::StatusCode::UNAVAILABLE, "the broker is shutting down; watch again"));
+    }
+    watches_.insert(writer);
+  }
+  // Admission and the first reads go to a worker, never a callback thread.
+  if (!workers_.Submit([writer] { writer->Begin(); })) {
+    writer->Begun(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                               "too many admin calls are waiting; retry with backoff"));
+  }
+  return writer;
+}
+
+void AdminServiceImpl::EndWatches() {
+  absl::MutexLock lock(&watches_mu_);
+  watches_ended_ = true;
+  for (GrantChangeWriter* writer : watches_) {
+    writer->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the broker is shutting down; watch again"));
+  }
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::DisableGrant(grpc::CallbackServerContext* context,

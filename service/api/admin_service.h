@@ -5,8 +5,11 @@
 #define TOKENBROKER_SERVICE_API_ADMIN_SERVICE_H_
 
 #include <functional>
+#include <set>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "service/api/call_guard.h"
 #include "service/common/executor.h"
@@ -14,6 +17,7 @@
 #include "service/crypto/sealer.h"
 #include "service/store/credential_store.h"
 #include "service/tokens/token_manager.h"
+#include "service/vault/grant_watch.h"
 #include "service/vault/vault.h"
 #include "tokenbroker/v1/admin_service.grpc.pb.h"
 
@@ -39,11 +43,17 @@ struct AdminServiceDeps {
   std::function<absl::Status()> reload_keyring;
   // Admits every call (identity, policy, rate limit) and audits it.
   CallGuard* guard = nullptr;
+  // WatchGrants' source of grant state changes.
+  GrantWatch* grant_watch = nullptr;
 };
 
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
  public:
   explicit AdminServiceImpl(AdminServiceDeps deps) : deps_(std::move(deps)) {}
+
+  // Ends every WatchGrants stream with UNAVAILABLE (the broker is shutting
+  // down; watch again). Called before the server drains.
+  void EndWatches();
 
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
                                           const v1::GetServerInfoRequest* request, v1::ServerInfo* response) override;
@@ -77,6 +87,8 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                         v1::Grant* response) override;
   grpc::ServerUnaryReactor* DeleteGrant(grpc::CallbackServerContext* context, const v1::DeleteGrantRequest* request,
                                         google::protobuf::Empty* response) override;
+  grpc::ServerWriteReactor<v1::GrantChange>* WatchGrants(grpc::CallbackServerContext* context,
+                                                         const v1::WatchGrantsRequest* request) override;
   grpc::ServerUnaryReactor* BeginAuthorization(grpc::CallbackServerContext* context,
                                                const v1::BeginAuthorizationRequest* request,
                                                v1::BeginAuthorizationResponse* response) override;
@@ -93,6 +105,8 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                             v1::ListAuditEventsResponse* response) override;
 
  private:
+  class GrantChangeWriter;
+
   // Every call runs on a worker (admin calls read and write the store, and
   // some wait for an identity provider, re-seal every secret or wait for the
   // audit trail): never on gRPC's callback threads. RESOURCE_EXHAUSTED when
@@ -108,6 +122,9 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                     bool waits_for_provider = false, std::function<std::string()> grant_of = nullptr);
 
   const AdminServiceDeps deps_;
+  absl::Mutex watches_mu_;
+  std::set<GrantChangeWriter*> watches_ ABSL_GUARDED_BY(watches_mu_);
+  bool watches_ended_ ABSL_GUARDED_BY(watches_mu_) = false;
   // Declared last: stopped (every queued call finished) before the rest goes.
   Executor workers_{4, 1000};
 };

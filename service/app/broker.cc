@@ -112,6 +112,7 @@ absl::Status Broker::Start() {
   scheduler_->Start();
   consent_->Start();
   mail_pool_->Start();
+  grant_watch_->Start();
   logger_.Info("serving", {{"grpc_address", grpc_address_},
                            {"metrics_address", metrics_address_.empty() ? "disabled" : metrics_address_},
                            {"health_address", health_address_.empty() ? "disabled" : health_address_}});
@@ -396,6 +397,7 @@ absl::Status Broker::BuildServices() {
   consent_ = std::move(graph.consent);
   scheduler_ = std::move(graph.scheduler);
   mail_pool_ = std::move(graph.mail_pool);
+  grant_watch_ = std::move(graph.grant_watch);
   token_service_ = std::move(graph.token_service);
   mail_service_ = std::move(graph.mail_service);
   admin_service_ = std::move(graph.admin_service);
@@ -516,10 +518,14 @@ void Broker::Shutdown() {
     const absl::Duration grace = ShutdownGracePeriod(config_);
     logger_.Info("shutdown step", {{"step", "drain-grpc"}, {"grace_period_seconds", grace}});
     SetServing(false);
+    // Watch streams never end by themselves: end them now (UNAVAILABLE,
+    // watch again) instead of holding the drain for the whole grace period.
+    admin_service_->EndWatches();
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();
     server_.reset();
   }
+  if (grant_watch_ != nullptr) grant_watch_->Stop();
   if (health_server_ != nullptr) {
     health_server_->Shutdown(absl::ToChronoTime(absl::Now()));
     health_server_->Wait();

@@ -93,11 +93,16 @@ ServiceGraph BuildServiceGraph(const ServiceGraphParts& parts) {
   TokenManager* tokens = graph.tokens.get();
   MailPool* mail_pool = graph.mail_pool.get();
   Authorizer* authorizer = parts.authorizer;
-  parts.vault->OnGrantChanged([tokens, mail_pool, authorizer](absl::string_view grant) {
+  parts.vault->OnGrantChanged([tokens, mail_pool, authorizer](absl::string_view grant, ChangeOrigin) {
     tokens->Forget(grant);
     mail_pool->Forget(grant);
     authorizer->ForgetGrant(grant);
   });
+  // WatchGrants and the log lines of grant state changes.
+  graph.grant_watch = std::make_unique<GrantWatch>(*parts.vault, *parts.clock, *parts.logger);
+  GrantWatch* grant_watch = graph.grant_watch.get();
+  parts.vault->OnGrantChanged(
+      [grant_watch](absl::string_view grant, ChangeOrigin origin) { grant_watch->Notice(grant, origin); });
 
   graph.token_service =
       std::make_unique<TokenServiceImpl>(graph.tokens.get(), parts.guard, max_refreshes, parts.max_pending_calls);
@@ -117,6 +122,7 @@ ServiceGraph BuildServiceGraph(const ServiceGraphParts& parts) {
   admin.tokens = graph.tokens.get();
   admin.consent = graph.consent.get();
   admin.guard = parts.guard;
+  admin.grant_watch = graph.grant_watch.get();
   graph.admin_service = std::make_unique<AdminServiceImpl>(std::move(admin));
   return graph;
 }

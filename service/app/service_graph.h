@@ -1,5 +1,6 @@
 // The composition root of the broker's services: BuildServiceGraph makes the
-// token manager, consent, the refresh scheduler, the mail pool and the three
+// token manager, consent, the refresh scheduler, the mail pool, the grant
+// watch and the three
 // gRPC services from the parts below them, wires their metrics, and
 // subscribes the caches to the vault's "grant changed" notification. The
 // daemon (Broker) and the tests' in-process server both call it, so tests run
@@ -27,6 +28,7 @@
 #include "service/tokens/refresh_scheduler.h"
 #include "service/tokens/replica_membership.h"
 #include "service/tokens/token_manager.h"
+#include "service/vault/grant_watch.h"
 #include "service/vault/vault.h"
 
 namespace tokenbroker {
@@ -59,6 +61,7 @@ struct ServiceGraph {
   std::unique_ptr<ConsentManager> consent;
   std::unique_ptr<RefreshScheduler> scheduler;
   std::unique_ptr<MailPool> mail_pool;
+  std::unique_ptr<GrantWatch> grant_watch;
   std::unique_ptr<TokenServiceImpl> token_service;
   std::unique_ptr<MailServiceImpl> mail_service;
   std::unique_ptr<AdminServiceImpl> admin_service;

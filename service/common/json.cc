@@ -1,6 +1,7 @@
 #include "service/common/json.h"
 
 #include <cmath>
+#include <limits>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -82,6 +83,15 @@ bool JsonSeconds(const google::protobuf::Struct& json, const char* name, double*
     return false;
   }
   return std::isfinite(*out);
+}
+
+int64_t JsonInteger(double number) {
+  if (std::isnan(number)) return 0;
+  // 2^63 is the first double past int64's range; every double below it converts.
+  constexpr double kLimit = 9223372036854775808.0;
+  if (number >= kLimit) return std::numeric_limits<int64_t>::max();
+  if (number < -kLimit) return std::numeric_limits<int64_t>::min();
+  return static_cast<int64_t>(number);
 }
 
 absl::StatusOr<google::protobuf::Struct> ParseJsonObject(absl::string_view text, absl::string_view what) {

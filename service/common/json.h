@@ -3,6 +3,7 @@
 #ifndef TOKENBROKER_SERVICE_COMMON_JSON_H_
 #define TOKENBROKER_SERVICE_COMMON_JSON_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -25,6 +26,11 @@ std::string JsonQuote(absl::string_view s);
 const google::protobuf::Value* JsonField(const google::protobuf::Struct& json, const char* name);
 std::string JsonString(const google::protobuf::Struct& json, const char* name);
 bool JsonSeconds(const google::protobuf::Struct& json, const char* name, double* out);
+
+// A JSON number as an integer: truncated toward zero and clamped to int64's
+// range, NaN as 0. A reply's `"expires_in": 1e30` is an outsider's number;
+// casting it straight to an integer would be undefined behaviour.
+int64_t JsonInteger(double number);
 
 // Parses `text` as one JSON object. INVALID_ARGUMENT naming `what` otherwise
 // (the text itself is never echoed: it may be a credential).

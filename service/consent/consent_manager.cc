@@ -102,7 +102,7 @@ absl::StatusOr<DecodedConsent> DecodeConsent(const Secret& payload) {
   d.redirect_uri = JsonString(json, "redirect_uri");
   double number = 0;
   if (JsonSeconds(json, "interval_ms", &number)) d.interval = absl::Milliseconds(number);
-  if (JsonSeconds(json, "expire_us", &number)) d.expire_time = absl::FromUnixMicros(static_cast<int64_t>(number));
+  if (JsonSeconds(json, "expire_us", &number)) d.expire_time = absl::FromUnixMicros(JsonInteger(number));
   for (auto& [name, value] : *json.mutable_fields()) {
     if (name != "verifier" && name != "device_code") continue;
     std::string* text = value.mutable_string_value();

@@ -152,7 +152,7 @@ TokenReply ParseTokenReply(const HttpResponse& response, absl::Time now) {
     }
     IssuedToken issued;
     issued.access_token = Secret::CopyFrom(token->string_value());
-    issued.expire_time = now + absl::Seconds(static_cast<int64_t>(expires_in));
+    issued.expire_time = now + absl::Seconds(JsonInteger(expires_in));
     if (const auto* type = JsonField(json, "token_type"); type != nullptr && type->has_string_value()) {
       issued.token_type = type->string_value();
     }
@@ -172,7 +172,7 @@ TokenReply ParseTokenReply(const HttpResponse& response, absl::Time now) {
     if (const auto* e = JsonField(json, "error"); e != nullptr && e->has_string_value()) error = e->string_value();
     if (const auto* codes = JsonField(json, "error_codes");
         codes != nullptr && codes->has_list_value() && codes->list_value().values_size() > 0) {
-      code = static_cast<int64_t>(codes->list_value().values(0).number_value());
+      code = JsonInteger(codes->list_value().values(0).number_value());
     }
   }
   reply.failure = ClassifyOAuthError(response.status, error, code);

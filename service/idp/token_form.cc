@@ -110,9 +110,9 @@ DeviceAuthorizationReply PostDeviceAuthorization(HttpClient& http, const std::st
   double interval = 0;
   if (!JsonSeconds(json, "expires_in", &expires_in)) expires_in = 0;
   if (!JsonSeconds(json, "interval", &interval)) interval = 0;
-  started.expire_time = now + absl::Seconds(static_cast<int64_t>(expires_in));
+  started.expire_time = now + absl::Seconds(JsonInteger(expires_in));
   // RFC 8628 section 3.2: 5 seconds when the provider does not say.
-  started.interval = absl::Seconds(interval > 0 ? static_cast<int64_t>(interval) : 5);
+  started.interval = absl::Seconds(interval > 0 ? JsonInteger(interval) : 5);
   if (auto it = json.mutable_fields()->find("device_code"); it != json.mutable_fields()->end()) {
     WipeString(*it->second.mutable_string_value());
   }

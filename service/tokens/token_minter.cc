@@ -13,10 +13,8 @@ namespace {
 // FAILED_PRECONDITION for a grant whose refresh token the provider refused,
 // with the commands that fix it.
 absl::Status NeedsConsentAgain(const Grant& grant, absl::string_view why) {
-  const std::string args = absl::StrCat(grant.id, " --app ", grant.app, " --mailbox ", grant.mailbox);
-  return absl::FailedPreconditionError(absl::StrCat("grant \"", grant.id, "\" needs consent again: ", why,
-                                                    "; have the user consent with `tokenbrokerctl consent begin ",
-                                                    args, "` (or `tokenbrokerctl consent device ", args, "`)"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("grant \"", grant.id, "\" needs consent again: ", why, "; ", ConsentAgainCommands(grant)));
 }
 
 // OK when the grant may get tokens; otherwise what its callers are told.

@@ -63,4 +63,28 @@ absl::StatusOr<GrantState> NextGrantState(GrantState from, GrantEvent event) {
   return static_cast<GrantState>(next);
 }
 
+std::string ConsentAgainCommands(const Grant& grant) {
+  const std::string args = absl::StrCat(grant.id, " --app ", grant.app, " --mailbox ", grant.mailbox);
+  return absl::StrCat("have the user consent with `tokenbrokerctl consent begin ", args,
+                      "` (or `tokenbrokerctl consent device ", args, "`)");
+}
+
+std::string GrantRemedy(const Grant& grant) {
+  switch (grant.state) {
+    case GrantState::kNeedsReconsent:
+      return ConsentAgainCommands(grant);
+    case GrantState::kAppCredentialInvalid:
+      return absl::StrCat("every credential of app \"", grant.app,
+                          "\" was refused; add a working one with `tokenbrokerctl app add-credential ", grant.app,
+                          "`");
+    case GrantState::kPendingConsent:
+      return "waiting for the user to finish consent";
+    case GrantState::kDisabled:
+      return absl::StrCat("enable it with `tokenbrokerctl grant enable ", grant.id, "`");
+    case GrantState::kActive:
+      break;
+  }
+  return "";
+}
+
 }  // namespace tokenbroker

@@ -5,6 +5,8 @@
 #ifndef TOKENBROKER_SERVICE_VAULT_GRANT_EVENTS_H_
 #define TOKENBROKER_SERVICE_VAULT_GRANT_EVENTS_H_
 
+#include <string>
+
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "service/store/model.h"
@@ -30,6 +32,16 @@ absl::string_view GrantEventName(GrantEvent event);
 // naming both when the event cannot happen in that state (a refresh refused
 // for a disabled grant must not bring it back as needs_reconsent).
 absl::StatusOr<GrantState> NextGrantState(GrantState from, GrantEvent event);
+
+// The commands that have the user consent again for `grant`:
+// "have the user consent with `tokenbrokerctl consent begin ID --app A
+// --mailbox M` (or `tokenbrokerctl consent device ...`)".
+std::string ConsentAgainCommands(const Grant& grant);
+
+// What someone must do for a grant in its state, for a person: consent
+// again, add a working credential, finish consent, enable it; empty for an
+// active grant.
+std::string GrantRemedy(const Grant& grant);
 
 }  // namespace tokenbroker
 

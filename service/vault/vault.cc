@@ -184,7 +184,7 @@ absl::Status Vault::RefuseDeclared(absl::string_view what, absl::string_view id,
   return absl::OkStatus();
 }
 
-void Vault::OnGrantChanged(std::function<void(absl::string_view grant_id)> listener) {
+void Vault::OnGrantChanged(GrantListener listener) {
   absl::MutexLock lock(&listeners_mu_);
   listeners_.push_back(std::move(listener));
 }
@@ -194,14 +194,14 @@ void Vault::GrantChanged(absl::string_view grant_id) {
   // are best effort: the writer's own caches are told below whatever happens.
   (void)store_.DeleteSharedAccessToken(grant_id);
   (void)store_.PublishChange(absl::StrCat("grant:", grant_id));
-  TellListeners(grant_id);
+  TellListeners(grant_id, ChangeOrigin::kThisReplica);
 }
 
 void Vault::ApplyRemoteChange(absl::string_view change) {
   if (change == "*") {
-    TellListeners("*");
+    TellListeners("*", ChangeOrigin::kOtherReplica);
   } else if (absl::ConsumePrefix(&change, "grant:")) {
-    TellListeners(change);
+    TellListeners(change, ChangeOrigin::kOtherReplica);
   }
 }
 
@@ -224,13 +224,13 @@ absl::StatusOr<Secret> Vault::Open(absl::string_view sealed, absl::string_view a
   return sealer_.Open(sealed, associated_data);
 }
 
-void Vault::TellListeners(absl::string_view grant_id) {
-  std::vector<std::function<void(absl::string_view)>> listeners;
+void Vault::TellListeners(absl::string_view grant_id, ChangeOrigin origin) {
+  std::vector<GrantListener> listeners;
   {
     absl::MutexLock lock(&listeners_mu_);
     listeners = listeners_;
   }
-  for (const auto& listener : listeners) listener(grant_id);
+  for (const auto& listener : listeners) listener(grant_id, origin);
 }
 
 absl::Status Vault::RecordCredentialHealth(const App& app) {

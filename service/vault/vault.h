@@ -46,6 +46,12 @@ struct KeyRotationReport {
   std::set<std::string> keys_still_in_use;
 };
 
+// Who made a grant change a listener hears of.
+enum class ChangeOrigin {
+  kThisReplica,   // this process wrote it
+  kOtherReplica,  // another replica published it on the store
+};
+
 // How Vault::UpdateGrant writes a grant record.
 struct GrantUpdate {
   const Grant* read = nullptr;          // start from this copy, not a fresh read
@@ -157,7 +163,7 @@ class Vault {
   CredentialStore& store() { return store_; }
 
   // The one way to hear that a grant changed: `listener` is called with the
-  // grant's id after every change made through the vault that a cache of the
+  // grant's id (and who made the change) after every change made through the vault that a cache of the
   // grant must not outlive (created, imported or re-consented, consent
   // pending or failed, enabled, disabled, deleted, also when its app is
   // deleted with it), whoever made it: the admin API, consent flows, or the
@@ -167,7 +173,8 @@ class Vault {
   // Such a change also drops the grant's shared access token and is published
   // to the other replicas on the store (CredentialStore::PublishChange), whose
   // own vaults tell their listeners through ApplyRemoteChange.
-  void OnGrantChanged(std::function<void(absl::string_view grant_id)> listener);
+  using GrantListener = std::function<void(absl::string_view grant_id, ChangeOrigin origin)>;
+  void OnGrantChanged(GrantListener listener);
   // A change another replica published: "grant:ID" tells the listeners about
   // that grant; "*" (the change feed reconnected, so changes may have been
   // missed) tells them "*", meaning every grant.
@@ -187,7 +194,7 @@ class Vault {
   absl::StatusOr<AppCredential> SealCredential(const App& app, CredentialInput input, absl::string_view field) const;
   absl::Status ValidateGrant(const App& app, Grant& grant) const;
   void GrantChanged(absl::string_view grant_id);
-  void TellListeners(absl::string_view grant_id);
+  void TellListeners(absl::string_view grant_id, ChangeOrigin origin);
   // Sealer::Open, re-reading the keyring once when the value's key is unknown.
   absl::StatusOr<Secret> Open(absl::string_view sealed, absl::string_view associated_data) const;
 
@@ -195,7 +202,7 @@ class Vault {
   Sealer& sealer_;
   const Clock& clock_;
   mutable absl::Mutex listeners_mu_;
-  std::vector<std::function<void(absl::string_view)>> listeners_ ABSL_GUARDED_BY(listeners_mu_);
+  std::vector<GrantListener> listeners_ ABSL_GUARDED_BY(listeners_mu_);
   std::function<absl::Status()> reload_keyring_ ABSL_GUARDED_BY(listeners_mu_);
 };
 

@@ -201,6 +201,84 @@ TEST_F(TokenE2ETest, AnExpiredRefreshTokenMovesTheGrantToNeedsReconsent) {
   KeepLog();
 }
 
+// An operator's `grant watch` hears a grant whose consent was revoked at the
+// provider (why, and the commands that send the user a fresh consent link)
+// and hears it active again after consent; the broker logs both as warnings.
+TEST_F(TokenE2ETest, GrantWatchHearsAGrantRevokedAtTheProviderAndActiveAgain) {
+  idp_.AddRefreshToken("0.rt-bob", "bob");
+  MustCtl({"grant", "import", "bob", "--app", "contoso", "--mailbox", "bob@contoso.com", "--refresh-token-file",
+           dir_.WriteFile("rt", "0.rt-bob")});
+  auto watch = testing::Subprocess::Start(
+      {testing::CtlPath(), "--target", daemon_.grpc_address, "--output", "json", "grant", "watch", "--current"});
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  auto heard = [&](const std::string& what) {
+    return (*watch)->WaitForStdout([&](const std::string& out) { return absl::StrContains(out, what); },
+                                   absl::Seconds(30));
+  };
+  // The watch is live (subscribed at the broker) once it says so.
+  ASSERT_TRUE((*watch)
+                  ->WaitForStderrLine([](const std::string& l) { return absl::StrContains(l, "watching"); },
+                                      absl::Seconds(30))
+                  .has_value())
+      << (*watch)->Stderr();
+  idp_.RevokeUser("bob");
+  EXPECT_EQ(Ctl({"token", "get", "bob"}).exit_code, 1);
+  std::string out = heard("GRANT_STATE_NEEDS_RECONSENT");
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  std::string stuck;
+  for (const std::string& line : lines) {
+    if (absl::StrContains(line, "GRANT_STATE_NEEDS_RECONSENT")) stuck = line;
+  }
+  EXPECT_THAT(stuck, HasSubstr("\"grant\":\"bob\""));
+  EXPECT_THAT(stuck, HasSubstr("\"previous_state\":\"GRANT_STATE_ACTIVE\""));
+  EXPECT_THAT(stuck, HasSubstr("\"provider_code\":\"50173\""));
+  EXPECT_THAT(stuck, HasSubstr("have the user consent with `tokenbrokerctl consent begin bob --app contoso "
+                               "--mailbox bob@contoso.com`"));
+  EXPECT_THAT(stuck, Not(HasSubstr("rt-bob")));
+
+  idp_.AddRefreshToken("0.rt-bob-2", "bob");
+  MustCtl({"grant", "import", "bob", "--app", "contoso", "--mailbox", "bob@contoso.com", "--refresh-token-file",
+           dir_.WriteFile("rt2", "0.rt-bob-2"), "--replace"});
+  out = heard("\"previous_state\":\"GRANT_STATE_NEEDS_RECONSENT\"");
+  EXPECT_THAT(out, HasSubstr("\"state\":\"GRANT_STATE_ACTIVE\""));
+  (*watch)->Signal(SIGINT);
+  EXPECT_TRUE((*watch)->Wait(absl::Seconds(10)).ok());
+
+  // The text form, and the grant that still needs someone is listed first
+  // with --current.
+  idp_.RevokeUser("bob");
+  EXPECT_EQ(Ctl({"token", "get", "bob"}).exit_code, 1);
+  auto text = testing::Subprocess::Start(
+      {testing::CtlPath(), "--target", daemon_.grpc_address, "grant", "watch", "--current"});
+  ASSERT_TRUE(text.ok());
+  const std::string first = (*text)->WaitForStdout(
+      [](const std::string& o) { return absl::StrContains(o, "\n"); }, absl::Seconds(30));
+  EXPECT_THAT(first, HasSubstr(" bob needs_reconsent: the grant was revoked"));
+  EXPECT_THAT(first, HasSubstr("; have the user consent with `tokenbrokerctl consent begin bob"));
+  (*text)->Signal(SIGINT);
+  EXPECT_TRUE((*text)->Wait(absl::Seconds(10)).ok());
+
+  // A watch still open when the broker stops ends at once (it does not hold
+  // the drain for the grace period) and tells the operator to watch again.
+  auto open = testing::Subprocess::Start({testing::CtlPath(), "--target", daemon_.grpc_address, "grant", "watch"});
+  ASSERT_TRUE(open.ok());
+  ASSERT_TRUE((*open)
+                  ->WaitForStderrLine([](const std::string& l) { return absl::StrContains(l, "watching"); },
+                                      absl::Seconds(30))
+                  .has_value());
+  const absl::Time stopping = absl::Now();
+  EXPECT_EQ(daemon_.Stop(), 0);
+  EXPECT_LT(absl::Now() - stopping, absl::Seconds(5)) << "the 5s grace period was waited out";
+  EXPECT_EQ(*(*open)->Wait(absl::Seconds(10)), 1);
+  EXPECT_THAT((*open)->Stderr(), HasSubstr("UNAVAILABLE: the broker is shutting down; watch again"));
+
+  // The replica that made each change logged it at warning level.
+  KeepLog();
+  daemon_.process.reset();
+  EXPECT_THAT(log_, HasSubstr("grant \\\"bob\\\" gets no tokens until someone acts: the grant was revoked"));
+  EXPECT_THAT(log_, HasSubstr("grant \\\"bob\\\" is active again"));
+}
+
 TEST_F(TokenE2ETest, RetryAfterIsHonouredWithoutHittingTheProviderAgain) {
   MustCtl({"grant", "create", "robot", "--app", "contoso", "--mailbox", "robot@contoso.com"});
   idp_.QueueFailure(429, "temporarily_unavailable", 0, 3);

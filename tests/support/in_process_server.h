@@ -95,6 +95,7 @@ class InProcessServer {
     parts.identity = ServerIdentity{"9.9.9", "test", absl::FromUnixSeconds(1'800'000'000), "sqlite"};
     parts.max_pending_calls = max_pending;
     graph_ = BuildServiceGraph(parts);
+    graph_.grant_watch->Start();
     audit_.Start();
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
@@ -107,7 +108,10 @@ class InProcessServer {
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
     server_ = builder.BuildAndStart();
   }
-  ~InProcessServer() { server_->Shutdown(); }
+  ~InProcessServer() {
+    graph_.admin_service->EndWatches();
+    server_->Shutdown();
+  }
 
   std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
   // `count` app-only grants of `app`, "bulk-10000", "bulk-10001", ...

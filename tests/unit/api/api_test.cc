@@ -332,6 +332,34 @@ TEST_F(ApiPolicyTest, ACallerGetsItsGrantIsRefusedAnotherAndTheProviderSeesNothi
   EXPECT_THAT(Scrape(), HasSubstr("tokenbroker_calls_refused_total{action=\"token.get\",reason=\"permission_denied\"} 2"));
 }
 
+// WatchGrants holds only the grants the caller may admin.read, in the order
+// the changes were made.
+TEST_F(ApiPolicyTest, AWatchHearsOnlyTheGrantsTheCallerMayRead) {
+  auto context = client_->NewContext();
+  context->set_deadline(std::chrono::system_clock::time_point::max());
+  auto reader = client_->admin().WatchGrants(context.get(), v1::WatchGrantsRequest());
+  reader->WaitForInitialMetadata();  // the watch is live
+  ASSERT_TRUE(server_.vault().SetGrantEnabled("robot", false).ok());
+  ASSERT_TRUE(server_.vault().SetGrantEnabled("robot-3", false).ok());
+  v1::GrantChange change;
+  ASSERT_TRUE(reader->Read(&change));
+  EXPECT_EQ(change.grant(), "robot-3") << "robot's change came first and is not the caller's to see";
+  EXPECT_EQ(change.previous_state(), v1::GRANT_STATE_ACTIVE);
+  EXPECT_EQ(change.current_grant().state(), v1::GRANT_STATE_DISABLED);
+  EXPECT_EQ(change.action(), "enable it with `tokenbrokerctl grant enable robot-3`");
+  context->TryCancel();
+  EXPECT_EQ(reader->Finish().error_code(), grpc::CANCELLED);
+
+  auto bad_context = client_->NewContext();
+  v1::WatchGrantsRequest bad;
+  bad.set_app("Not An Id");
+  auto refused = client_->admin().WatchGrants(bad_context.get(), bad);
+  EXPECT_FALSE(refused->Read(&change));
+  grpc::Status status = refused->Finish();
+  EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("app"));
+}
+
 TEST_F(ApiPolicyTest, OverTheRateLimitTheCallerIsToldWhenToComeBack) {
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(Token("robot").ok());
   grpc::ClientContext context;

@@ -35,7 +35,7 @@ class ConsentManagerTest : public ::testing::Test {
         tokens_(vault_, {{Provider::kMicrosoft, &microsoft_}}, clock_, logger_),
         consent_(vault_, {{Provider::kMicrosoft, &microsoft_}}, clock_, logger_, Options()) {
     // As the broker wires it: a grant the vault changes leaves the token cache.
-    vault_.OnGrantChanged([this](absl::string_view grant) { tokens_.Forget(grant); });
+    vault_.OnGrantChanged([this](absl::string_view grant, ChangeOrigin) { tokens_.Forget(grant); });
     idp_.RegisterApp(kTenant, kClientId, "the-secret");
     App app;
     app.id = "contoso";

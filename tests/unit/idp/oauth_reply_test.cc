@@ -1,7 +1,11 @@
 #include "service/idp/oauth_reply.h"
 
+#include <cmath>
+#include <limits>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "service/common/json.h"
 
 namespace tokenbroker {
 namespace {
@@ -65,6 +69,22 @@ TEST(ParseTokenReplyTest, MalformedAnswersAndRetryAfter) {
       absl::Now());
   EXPECT_EQ(grant.failure.kind, FailureKind::kNeedsReconsent);
   EXPECT_EQ(grant.failure.provider_code, 700082);
+}
+
+// Numbers past int64's range are an outsider's input, read without undefined
+// behaviour (UBSan fails this test otherwise): an expiry that far out is
+// the end of time, an error code that large matches no known code.
+TEST(ParseTokenReplyTest, NumbersPastTheIntegerRangeAreClamped) {
+  const absl::Time now = absl::FromUnixSeconds(1000);
+  TokenReply far = ParseTokenReply({200, {}, R"({"access_token":"at","expires_in":1e30})"}, now);
+  ASSERT_TRUE(far.ok());
+  EXPECT_GT(far.token->expire_time, now + absl::Hours(24 * 365 * 1000));
+  TokenReply code = ParseTokenReply({400, {}, R"({"error":"invalid_grant","error_codes":[-1e300]})"}, now);
+  EXPECT_EQ(code.failure.kind, FailureKind::kNeedsReconsent);
+  EXPECT_EQ(code.failure.provider_code, std::numeric_limits<int64_t>::min());
+  EXPECT_EQ(JsonInteger(std::nan("")), 0);
+  EXPECT_EQ(JsonInteger(9223372036854775808.0), std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(JsonInteger(-3.9), -3);
 }
 
 }  // namespace

@@ -279,7 +279,7 @@ Grant GrantOfA(const std::string& id, GrantKind kind = GrantKind::kDelegated) {
 
 TEST_F(VaultTest, EveryGrantChangeIsTold) {
   std::vector<std::string> told;
-  vault_.OnGrantChanged([&told](absl::string_view id) { told.emplace_back(id); });
+  vault_.OnGrantChanged([&told](absl::string_view id, ChangeOrigin) { told.emplace_back(id); });
   ASSERT_TRUE(vault_.CreateApp(Spec("a"), One(Secret_("s", "1"))).ok());
   ASSERT_TRUE(vault_.CreateGrant(GrantOfA("robot", GrantKind::kAppOnly), RecordSource::kConfig).ok());
   EXPECT_THAT(told, ::testing::ElementsAre("robot"));
@@ -344,7 +344,7 @@ TEST_F(VaultTest, AFailureSeenBeforeAnAdminDisabledTheGrantDoesNotUndoIt) {
   const Grant read_before = *store_.GetGrant("user");  // a refresh starts with this copy
   ASSERT_TRUE(vault_.SetGrantEnabled("user", false).ok());
   std::vector<std::string> told;
-  vault_.OnGrantChanged([&told](absl::string_view id) { told.emplace_back(id); });
+  vault_.OnGrantChanged([&told](absl::string_view id, ChangeOrigin) { told.emplace_back(id); });
   // The refresh's invalid_grant arrives after the admin's change: the write
   // of the stale copy is refused, the fresh read is disabled, and the table
   // refuses the event there.
