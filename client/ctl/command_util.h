@@ -86,6 +86,7 @@ absl::Status ParseLabels(const std::vector<std::string>& labels, google::protobu
 // Command groups defined in vault_commands.cc.
 Command AppCommand();
 Command GrantCommand();
+Command DiagnoseCommand();
 Command KeysCommand();
 // Defined in consent_commands.cc.
 Command ConsentCommand();

@@ -207,8 +207,8 @@ Command RootCommand() {
   root.description =
       "tokenbrokerctl talks to a tokenbroker daemon (tokenbrokerd) over gRPC.\n"
       "Errors print the gRPC code and the broker's message and exit 1; a wrong command line exits 2.";
-  root.children = {HealthCommand(), VersionCommand(), AppCommand(),   GrantCommand(), ConsentCommand(),
-                   TokenCommand(),  MailCommand(),    KeysCommand(), AuditCommand()};
+  root.children = {HealthCommand(), VersionCommand(), AppCommand(),  GrantCommand(),   ConsentCommand(),
+                   TokenCommand(),  MailCommand(),    KeysCommand(), AuditCommand(), DiagnoseCommand()};
   return root;
 }
 

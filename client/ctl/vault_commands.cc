@@ -589,6 +589,53 @@ Command GrantWatchVerb() {
 
 }  // namespace
 
+Command DiagnoseCommand() {
+  auto folder = std::make_shared<std::string>("INBOX");
+  Command c;
+  c.name = "diagnose";
+  c.summary = "check a grant's set-up step by step and say what is missing";
+  c.usage = "GRANT [--folder FOLDER]";
+  c.description =
+      "Runs the broker's checklist for GRANT: its state, the app's credential, a fresh token, the token's claims "
+      "(Microsoft: audience, IMAP.AccessAsApp or IMAP.AccessAsUser.All, tenant), the IMAP connection and certificate, "
+      "AUTHENTICATE, and FOLDER examined read-only. Each failed step names the set-up step that is missing. Exits 0 "
+      "only if every step passed.";
+  c.flags = [folder](FlagSet& f) { f.String("folder", folder.get(), "FOLDER", "the folder to examine (INBOX)"); };
+  c.run = [folder](Context& ctx, const std::vector<std::string>& args) {
+    if (args.size() != 1) return WrongArgs(ctx, "diagnose", "expected exactly one GRANT id");
+    v1::DiagnoseGrantRequest request;
+    request.set_id(args[0]);
+    request.set_folder(*folder);
+    absl::StatusOr<BrokerClient*> client = ctx.Client();
+    if (!client.ok()) return ctx.Fail(client.status());
+    auto context = (*client)->NewContext();
+    v1::DiagnoseGrantResponse response;
+    grpc::Status status = (*client)->admin().DiagnoseGrant(context.get(), request, &response);
+    if (!status.ok()) return ctx.Fail(FromGrpcStatus(status));
+    if (ctx.format() == OutputFormat::kJson) {
+      ctx.PrintMessage(response);
+    } else {
+      std::ostream& out = ctx.out();
+      out << "grant " << response.grant() << "\n";
+      int passed = 0, failed = 0;
+      for (const v1::DiagnosisStep& step : response.steps()) {
+        const char* mark = step.result() == v1::DiagnosisStep::RESULT_PASSED   ? "ok  "
+                           : step.result() == v1::DiagnosisStep::RESULT_FAILED ? "FAIL"
+                                                                                : "skip";
+        passed += step.result() == v1::DiagnosisStep::RESULT_PASSED;
+        failed += step.result() == v1::DiagnosisStep::RESULT_FAILED;
+        out << absl::StrFormat("  %s  %-13s %s\n", mark, step.name(), step.detail());
+        if (!step.fix().empty()) out << absl::StrFormat("        %-13s fix: %s\n", "", step.fix());
+      }
+      out << passed << " of " << response.steps_size() << " steps passed";
+      if (failed > 0) out << ", " << failed << " failed";
+      out << "\n";
+    }
+    return response.passed() ? kExitOk : kExitFailure;
+  };
+  return c;
+}
+
 Command GrantCommand() {
   struct ListState {
     std::string app, state;

@@ -459,6 +459,31 @@ grpc::ServerWriteReactor<v1::GrantChange>* AdminServiceImpl::WatchGrants(grpc::C
   return writer;
 }
 
+grpc::ServerUnaryReactor* AdminServiceImpl::DiagnoseGrant(grpc::CallbackServerContext* context,
+                                                          const v1::DiagnoseGrantRequest* request,
+                                                          v1::DiagnoseGrantResponse* response) {
+  return Guarded(
+      context, "AdminService/DiagnoseGrant", Action::kAdminRead, request->id(), "",
+      [=, this](const CallContext&) -> absl::Status {
+        RETURN_IF_ERROR(RequireId("id", request->id()));
+        const std::string folder = request->folder().empty() ? "INBOX" : request->folder();
+        ASSIGN_OR_RETURN(GrantDiagnosisReport report, deps_.diagnosis->Run(request->id(), folder));
+        response->set_grant(report.grant_id);
+        for (const DiagnosisStep& step : report.steps) {
+          v1::DiagnosisStep* out = response->add_steps();
+          out->set_name(step.name);
+          out->set_result(step.result == DiagnosisStep::Result::kPassed   ? v1::DiagnosisStep::RESULT_PASSED
+                          : step.result == DiagnosisStep::Result::kFailed ? v1::DiagnosisStep::RESULT_FAILED
+                                                                          : v1::DiagnosisStep::RESULT_SKIPPED);
+          out->set_detail(step.detail);
+          out->set_fix(step.fix);
+        }
+        response->set_passed(report.passed());
+        return absl::OkStatus();
+      },
+      /*waits_for_provider=*/true);
+}
+
 void AdminServiceImpl::EndWatches() {
   absl::MutexLock lock(&watches_mu_);
   watches_ended_ = true;

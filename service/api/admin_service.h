@@ -15,6 +15,7 @@
 #include "service/common/executor.h"
 #include "service/consent/consent_manager.h"
 #include "service/crypto/sealer.h"
+#include "service/mail/grant_diagnosis.h"
 #include "service/store/credential_store.h"
 #include "service/tokens/token_manager.h"
 #include "service/vault/grant_watch.h"
@@ -45,6 +46,8 @@ struct AdminServiceDeps {
   CallGuard* guard = nullptr;
   // WatchGrants' source of grant state changes.
   GrantWatch* grant_watch = nullptr;
+  // DiagnoseGrant's checklist.
+  GrantDiagnosis* diagnosis = nullptr;
 };
 
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
@@ -89,6 +92,9 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
                                         google::protobuf::Empty* response) override;
   grpc::ServerWriteReactor<v1::GrantChange>* WatchGrants(grpc::CallbackServerContext* context,
                                                          const v1::WatchGrantsRequest* request) override;
+  grpc::ServerUnaryReactor* DiagnoseGrant(grpc::CallbackServerContext* context,
+                                          const v1::DiagnoseGrantRequest* request,
+                                          v1::DiagnoseGrantResponse* response) override;
   grpc::ServerUnaryReactor* BeginAuthorization(grpc::CallbackServerContext* context,
                                                const v1::BeginAuthorizationRequest* request,
                                                v1::BeginAuthorizationResponse* response) override;

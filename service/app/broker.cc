@@ -398,6 +398,7 @@ absl::Status Broker::BuildServices() {
   scheduler_ = std::move(graph.scheduler);
   mail_pool_ = std::move(graph.mail_pool);
   grant_watch_ = std::move(graph.grant_watch);
+  diagnosis_ = std::move(graph.diagnosis);
   token_service_ = std::move(graph.token_service);
   mail_service_ = std::move(graph.mail_service);
   admin_service_ = std::move(graph.admin_service);

@@ -86,6 +86,7 @@ ServiceGraph BuildServiceGraph(const ServiceGraphParts& parts) {
                                                        SchedulingOptions(parts, max_refreshes));
   graph.mail_pool =
       std::make_unique<MailPool>(*graph.tokens, *parts.vault, *parts.clock, *parts.logger, PoolOptions(parts));
+  graph.diagnosis = std::make_unique<GrantDiagnosis>(*parts.vault, *graph.tokens, *parts.clock, PoolOptions(parts));
 
   // Whoever changes a grant (admin API, consent, a refresh the provider
   // refused, the reconciler of declared records, another replica), the
@@ -123,6 +124,7 @@ ServiceGraph BuildServiceGraph(const ServiceGraphParts& parts) {
   admin.consent = graph.consent.get();
   admin.guard = parts.guard;
   admin.grant_watch = graph.grant_watch.get();
+  admin.diagnosis = graph.diagnosis.get();
   graph.admin_service = std::make_unique<AdminServiceImpl>(std::move(admin));
   return graph;
 }

@@ -23,6 +23,7 @@
 #include "service/consent/consent_manager.h"
 #include "service/idp/provider.h"
 #include "service/logging/logger.h"
+#include "service/mail/grant_diagnosis.h"
 #include "service/mail/mail_pool.h"
 #include "service/metrics/metrics.h"
 #include "service/tokens/refresh_scheduler.h"
@@ -62,6 +63,7 @@ struct ServiceGraph {
   std::unique_ptr<RefreshScheduler> scheduler;
   std::unique_ptr<MailPool> mail_pool;
   std::unique_ptr<GrantWatch> grant_watch;
+  std::unique_ptr<GrantDiagnosis> diagnosis;
   std::unique_ptr<TokenServiceImpl> token_service;
   std::unique_ptr<MailServiceImpl> mail_service;
   std::unique_ptr<AdminServiceImpl> admin_service;

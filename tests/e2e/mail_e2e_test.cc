@@ -185,6 +185,39 @@ TEST_F(MailE2ETest, FoldersComeBackWithTheirNamesAndSpecialUse) {
   EXPECT_THAT(MustCtl({"mail", "status", "alice", "Archive"}).out, HasSubstr("3000 messages, 0 unseen"));
 }
 
+// `tokenbrokerctl diagnose` against the real Dovecot over real TLS: every
+// step of a delegated grant passes (exit 0). An app-only grant whose app was
+// never given IMAP.AccessAsApp fails at the token's claims, naming the Entra
+// ID permission to grant (exit 1, JSON for scripts); a folder that does not
+// exist fails the last step, naming the command that lists them.
+TEST_F(MailE2ETest, DiagnoseChecksEveryStepAgainstTheRealServer) {
+  CommandResult ok = MustCtl({"diagnose", "bob"});
+  EXPECT_THAT(ok.out, HasSubstr("7 of 7 steps passed"));
+  EXPECT_THAT(ok.out, HasSubstr("audience https://outlook.office.com, scope IMAP.AccessAsUser.All"));
+  EXPECT_THAT(ok.out, HasSubstr(absl::StrCat("127.0.0.1:", dovecot_->imaps_port(), " answered over TLS")));
+  EXPECT_THAT(ok.out, HasSubstr("INBOX examined read-only: 1 messages"));
+
+  idp_->RegisterApp(kTenant, "client-no-role", kSecret);
+  idp_->SetAppRoles(kTenant, "client-no-role", {});
+  MustCtl({"app", "create", "contoso-no-role", "--provider", "microsoft", "--tenant", kTenant, "--client-id",
+           "client-no-role", "--authority-host", *authority_, "--client-secret-file", dir_->File("secret"),
+           "--not-after", "2099-01-01", "--imap-host", "127.0.0.1", "--imap-port",
+           std::to_string(dovecot_->imaps_port())});
+  MustCtl({"grant", "create", "robot-no-role", "--app", "contoso-no-role", "--mailbox", "bob@contoso.com"});
+  CommandResult bad = Ctl({"--output", "json", "diagnose", "robot-no-role"});
+  EXPECT_EQ(bad.exit_code, 1) << bad.out << bad.err;
+  EXPECT_THAT(bad.out, HasSubstr("\"passed\": false"));
+  EXPECT_THAT(bad.out, HasSubstr("the token has no IMAP.AccessAsApp role (roles: none)"));
+  EXPECT_THAT(bad.out, HasSubstr("IMAP.AccessAsApp → Grant admin consent"));
+
+  CommandResult folder = Ctl({"diagnose", "bob", "--folder", "No Such Folder"});
+  EXPECT_EQ(folder.exit_code, 1);
+  EXPECT_THAT(folder.out, HasSubstr("FAIL  select"));
+  EXPECT_THAT(folder.out, HasSubstr("fix: the mailbox has no folder \"No Such Folder\": list them with "
+                                    "`tokenbrokerctl mail folders bob`"));
+  EXPECT_THAT(folder.out, HasSubstr("6 of 7 steps passed, 1 failed"));
+}
+
 TEST_F(MailE2ETest, SearchReturnsTheRightMessageOutOfThousands) {
   CommandResult r = MustCtl({"--output", "json", "mail", "search", "alice", "Archive", "--subject", "Archived 1234"});
   EXPECT_THAT(r.out, HasSubstr("\"total_matches\": 1"));

@@ -4,6 +4,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -39,6 +41,62 @@ void FakeMicrosoft::RegisterApp(const std::string& tenant, const std::string& cl
                                 const std::string& x5t) {
   absl::MutexLock lock(&mu_);
   apps_[tenant + "/" + client_id] = App{secret, certificate_pem, x5t_s256, x5t};
+}
+
+void FakeMicrosoft::SetAppRoles(const std::string& tenant, const std::string& client_id,
+                                std::vector<std::string> roles) {
+  absl::MutexLock lock(&mu_);
+  apps_[tenant + "/" + client_id].roles = std::move(roles);
+}
+
+void FakeMicrosoft::SetAudience(const std::string& tenant, const std::string& client_id, const std::string& audience) {
+  absl::MutexLock lock(&mu_);
+  apps_[tenant + "/" + client_id].audience = audience;
+}
+
+std::string FakeMicrosoft::TenantId(const std::string& tenant) {
+  const std::string hex = absl::BytesToHexString(Sha256(tenant));
+  return absl::StrCat(hex.substr(0, 8), "-", hex.substr(8, 4), "-", hex.substr(12, 4), "-", hex.substr(16, 4), "-",
+                      hex.substr(20, 12));
+}
+
+std::string FakeMicrosoft::AccessTokenJwt(const std::string& tenant, const App& app, const std::string& client_id,
+                                          const std::string& user, const std::string& scope, bool app_only,
+                                          const std::string& marker) const {
+  // The resource is the scheme and host of the first scope that names one.
+  std::string audience = app.audience;
+  std::vector<std::string> scp;
+  for (absl::string_view one : absl::StrSplit(scope, ' ', absl::SkipEmpty())) {
+    const size_t host_end = one.find('/', one.find("://") == absl::string_view::npos ? 0 : one.find("://") + 3);
+    if (!absl::StartsWith(one, "https://")) continue;
+    if (audience.empty()) audience = std::string(one.substr(0, host_end));
+    if (host_end != absl::string_view::npos && one.substr(host_end + 1) != ".default") {
+      scp.emplace_back(one.substr(host_end + 1));
+    }
+  }
+  const int64_t now = absl::ToUnixSeconds(clock_.Now());
+  google::protobuf::Struct claims;
+  auto& f = *claims.mutable_fields();
+  f["aud"].set_string_value(audience);
+  f["iss"].set_string_value(absl::StrCat("https://sts.windows.net/", TenantId(tenant), "/"));
+  f["tid"].set_string_value(TenantId(tenant));
+  f["appid"].set_string_value(client_id);
+  f["iat"].set_number_value(static_cast<double>(now));
+  f["nbf"].set_number_value(static_cast<double>(now));
+  f["exp"].set_number_value(static_cast<double>(now + expires_in_));
+  if (app_only) {
+    auto* roles = f["roles"].mutable_list_value();
+    for (const std::string& r : app.roles) roles->add_values()->set_string_value(r);
+  } else {
+    f["scp"].set_string_value(absl::StrJoin(scp, " "));
+    f["upn"].set_string_value(user);
+  }
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(claims, &json);
+  std::string header, payload;
+  absl::WebSafeBase64Escape(R"({"typ":"JWT","alg":"RS256","kid":"fake"})", &header);
+  absl::WebSafeBase64Escape(json, &payload);
+  return absl::StrCat(header, ".", payload, ".", marker);
 }
 
 void FakeMicrosoft::SetHost(const std::string& host) {
@@ -369,7 +427,10 @@ absl::StatusOr<HttpResponse> FakeMicrosoft::Send(const HttpRequest& request) {
     refresh_tokens_[new_refresh] = user;
     latest_refresh_[user] = new_refresh;
   }
-  const std::string access = absl::StrCat("eyJ0eXAi.fake-access-", user, "-", ++issued_);
+  // The signature part names the token for tests ('.' is not in it).
+  const std::string access =
+      AccessTokenJwt(tenant, app->second, form["client_id"], user, form["scope"], grant_type == "client_credentials",
+                     absl::StrCat("fake-access-", absl::StrReplaceAll(user, {{".", "_"}}), "-", ++issued_));
   access_tokens_[access] = user;
   HttpResponse r;
   r.status = 200;

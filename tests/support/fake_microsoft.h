@@ -63,6 +63,19 @@ class FakeMicrosoft final : public HttpClient {
   bool WaitForHeldRequests(int n, absl::Duration timeout);
   // Seconds of validity of issued access tokens.
   void SetExpiresIn(int seconds);
+  // Access tokens are JWTs shaped as Microsoft's for Exchange Online: `aud`
+  // the resource of the requested scope (https://outlook.office365.com for
+  // .default, https://outlook.office.com for IMAP.AccessAsUser.All), `tid`
+  // the tenant's id (TenantId), `appid`, `roles` for the client-credentials
+  // grant (the app's application permissions; IMAP.AccessAsApp unless set),
+  // `scp` for delegated tokens, `upn`. The app's roles, as an admin granted
+  // them (none: the permission was never admin-consented).
+  void SetAppRoles(const std::string& tenant, const std::string& client_id, std::vector<std::string> roles);
+  // Tokens for the app carry this audience whatever the scope (an app that
+  // asked for the wrong resource).
+  void SetAudience(const std::string& tenant, const std::string& client_id, const std::string& audience);
+  // The directory (tenant) id the fake gives `tenant` in `tid`: a GUID.
+  static std::string TenantId(const std::string& tenant);
   // Refresh-token reuse detection, as providers that rotate refresh tokens
   // strictly do (Google, oidc-provider with rotation): while on, a refresh
   // token is consumed by its use, and presenting a consumed one revokes every
@@ -98,7 +111,13 @@ class FakeMicrosoft final : public HttpClient {
  private:
   struct App {
     std::string secret, certificate_pem, x5t_s256, x5t;
+    std::vector<std::string> roles = {"IMAP.AccessAsApp"};
+    std::string audience;  // empty: from the scope
   };
+  // A JWT-shaped access token whose signature part is `marker`.
+  std::string AccessTokenJwt(const std::string& tenant, const App& app, const std::string& client_id,
+                             const std::string& user, const std::string& scope, bool app_only,
+                             const std::string& marker) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   struct Failure {
     int status;
     std::string error;
