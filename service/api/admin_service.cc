@@ -358,6 +358,8 @@ class AdminServiceImpl::GrantChangeWriter final : public grpc::ServerWriteReacto
       filter.limit = kMaxGrantsPerPage;
       while (true) {
         ASSIGN_OR_RETURN(std::vector<Grant> grants, service_->deps_.vault->ListGrants(filter));
+        const bool more = grants.size() == filter.limit;
+        if (more) filter.after_id = grants.back().id;  // before the grants move
         for (Grant& g : grants) {
           GrantStateChange c;
           c.grant_id = g.id;
@@ -369,8 +371,7 @@ class AdminServiceImpl::GrantChangeWriter final : public grpc::ServerWriteReacto
           c.grant = std::move(g);
           Deliver(c);
         }
-        if (grants.size() < filter.limit) break;
-        filter.after_id = grants.back().id;
+        if (!more) break;
       }
     }
     return absl::OkStatus();

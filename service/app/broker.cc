@@ -398,6 +398,10 @@ absl::Status Broker::BuildServices() {
   scheduler_ = std::move(graph.scheduler);
   mail_pool_ = std::move(graph.mail_pool);
   grant_watch_ = std::move(graph.grant_watch);
+  // /metrics counts grants by state from the watch's memory, not the store.
+  if (vault_collector_ != nullptr) {
+    vault_collector_->UseGrantCounts([watch = grant_watch_.get()] { return watch->GrantCounts(); });
+  }
   diagnosis_ = std::move(graph.diagnosis);
   token_service_ = std::move(graph.token_service);
   mail_service_ = std::move(graph.mail_service);

@@ -130,7 +130,7 @@ class Broker {
   std::unique_ptr<Vault> vault_;
   std::unique_ptr<Metrics> metrics_;
   std::shared_ptr<ProcessCollector> process_collector_;
-  std::shared_ptr<prometheus::Collectable> vault_collector_;
+  std::shared_ptr<VaultCollector> vault_collector_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::shared_ptr<AccessTokenExpiryCollector> token_expiry_collector_;
   std::unique_ptr<CurlHttpClient> http_;

@@ -24,11 +24,23 @@ double Seconds(absl::Time t) { return static_cast<double>(absl::ToUnixSeconds(t)
 
 }  // namespace
 
+void VaultCollector::UseGrantCounts(GrantCounts counts) {
+  absl::MutexLock lock(&mu_);
+  counts_ = std::move(counts);
+}
+
 std::vector<prometheus::MetricFamily> VaultCollector::Collect() const {
   std::vector<prometheus::MetricFamily> out;
   auto up = Gauge("tokenbroker_store_up", "1 when the store answered this scrape, 0 when it did not.");
   absl::StatusOr<std::vector<App>> apps = store_.ListApps();
-  absl::StatusOr<std::vector<Grant>> grants = store_.ListGrants({});
+  std::optional<std::map<GrantState, size_t>> known;
+  if (!per_grant_) {
+    absl::MutexLock lock(&mu_);
+    if (counts_ != nullptr) known = counts_();
+  }
+  // Every grant is read only when the series need them.
+  absl::StatusOr<std::vector<Grant>> grants =
+      known.has_value() ? absl::StatusOr<std::vector<Grant>>(std::vector<Grant>()) : store_.ListGrants({});
   Add(up, {}, apps.ok() && grants.ok() ? 1 : 0);
   out.push_back(std::move(up));
   if (!apps.ok() || !grants.ok()) return out;
@@ -55,7 +67,11 @@ std::vector<prometheus::MetricFamily> VaultCollector::Collect() const {
                                       {GrantState::kNeedsReconsent, 0},
                                       {GrantState::kAppCredentialInvalid, 0},
                                       {GrantState::kDisabled, 0}};
-  for (const Grant& g : *grants) ++counts[g.state];
+  if (known.has_value()) {
+    for (const auto& [state, n] : *known) counts[state] = static_cast<int>(n);
+  } else {
+    for (const Grant& g : *grants) ++counts[g.state];
+  }
   for (const auto& [state, n] : counts) Add(by_state, {{"state", std::string(GrantStateName(state))}}, n);
   out.push_back(std::move(by_state));
 

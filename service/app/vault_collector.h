@@ -1,5 +1,6 @@
-// Metrics read from the store at scrape time: when each app credential
-// expires and whether it is failing, how many grants are in each state, and
+// Metrics read at scrape time: when each app credential expires and whether
+// it is failing (from the store), how many grants are in each state (from the
+// grant watch's memory once it has read them, else from the store), and
 // (unless switched off for very large fleets) per-grant refresh times, so that
 // alerts fire weeks before a client secret expires or a refresh token dies of
 // inactivity. Label values are operator-chosen ids, never secrets.
@@ -9,10 +10,13 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "prometheus/collectable.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "prometheus/metric_family.h"
 #include "service/store/credential_store.h"
@@ -21,12 +25,21 @@ namespace tokenbroker {
 
 class VaultCollector final : public prometheus::Collectable {
  public:
+  // Grants by state from memory (GrantWatch::GrantCounts); nullopt while not
+  // known.
+  using GrantCounts = std::function<std::optional<std::map<GrantState, size_t>>()>;
+
   VaultCollector(CredentialStore& store, bool per_grant) : store_(store), per_grant_(per_grant) {}
+  // Without per-grant series, a scrape then reads no grant from the store:
+  // its cost does not grow with the number of grants.
+  void UseGrantCounts(GrantCounts counts);
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
   CredentialStore& store_;
   const bool per_grant_;
+  mutable absl::Mutex mu_;
+  GrantCounts counts_ ABSL_GUARDED_BY(mu_);
 };
 
 // tokenbroker_grant_access_token_expiry_timestamp_seconds{grant}: when the

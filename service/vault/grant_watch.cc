@@ -61,6 +61,12 @@ void GrantWatch::Unsubscribe(uint64_t id) {
   watchers_.erase(id);
 }
 
+std::optional<std::map<GrantState, size_t>> GrantWatch::GrantCounts() const {
+  absl::MutexLock lock(&known_mu_);
+  if (!counted_) return std::nullopt;
+  return counts_;
+}
+
 size_t GrantWatch::watchers() const {
   absl::MutexLock lock(&watchers_mu_);
   return watchers_.size();
@@ -69,21 +75,27 @@ size_t GrantWatch::watchers() const {
 void GrantWatch::Notice(absl::string_view grant_id, ChangeOrigin origin) {
   absl::MutexLock lock(&queue_mu_);
   if (!started_) return;
-  pending_[std::string(grant_id)] |= origin == ChangeOrigin::kThisReplica;
+  auto [it, added] = pending_.try_emplace(std::string(grant_id), false);
+  if (added) pending_order_.push_back(it->first);
+  it->second |= origin == ChangeOrigin::kThisReplica;
   if (drain_queued_) return;
   drain_queued_ = worker_.Submit([this] { Drain(); });
 }
 
 void GrantWatch::Drain() {
+  std::vector<std::string> order;
   std::map<std::string, bool> pending;
   {
     absl::MutexLock lock(&queue_mu_);
+    order.swap(pending_order_);
     pending.swap(pending_);
     drain_queued_ = false;
   }
   // Another replica's change feed reconnected: any grant may have changed.
-  if (pending.erase("*") > 0) ReadAll(true);
-  for (const auto& [id, local] : pending) {
+  if (pending.contains("*")) ReadAll(true);
+  for (const std::string& id : order) {
+    if (id == "*") continue;
+    const bool local = pending[id];
     absl::StatusOr<Grant> grant = vault_.GetGrant(id);
     if (!grant.ok() && !absl::IsNotFound(grant.status())) {
       logger_.Warn("could not read a changed grant; its watchers hear of it on its next change",
@@ -107,6 +119,7 @@ void GrantWatch::ReadAll(bool report) {
                    {{"error", grants.status()}});
       return;
     }
+    if (grants->size() == kPage) page.after_id = grants->back().id;  // before the grants move
     absl::MutexLock lock(&known_mu_);
     for (Grant& g : *grants) {
       seen.insert(g.id);
@@ -114,7 +127,6 @@ void GrantWatch::ReadAll(bool report) {
       Compare(id, std::move(g), false, report);
     }
     if (grants->size() < kPage) break;
-    page.after_id = grants->back().id;
   }
   // Grants known before and not listed now were deleted meanwhile.
   absl::MutexLock lock(&known_mu_);
@@ -123,6 +135,7 @@ void GrantWatch::ReadAll(bool report) {
     if (!seen.contains(id)) gone.push_back(id);
   }
   for (const std::string& id : gone) Compare(id, std::nullopt, false, report);
+  counted_ = true;
 }
 
 void GrantWatch::Compare(const std::string& id, const std::optional<Grant>& now, bool local, bool report) {
@@ -135,6 +148,7 @@ void GrantWatch::Compare(const std::string& id, const std::optional<Grant>& now,
       it->second.labels = now->labels;  // labels may change without the state
       return;
     }
+    --counts_[it->second.state];
     change.previous = it->second.state;
     change.app = it->second.app;
     change.labels = it->second.labels;
@@ -146,6 +160,7 @@ void GrantWatch::Compare(const std::string& id, const std::optional<Grant>& now,
     change.labels = now->labels;
     change.action = GrantRemedy(*now);
     known_[id] = Known{now->state, now->app, now->labels};
+    ++counts_[now->state];
   } else {
     if (it == known_.end()) return;  // deleted before it was ever read
     known_.erase(it);

@@ -19,6 +19,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -76,6 +77,11 @@ class GrantWatch {
   void Unsubscribe(uint64_t id);
   size_t watchers() const;
 
+  // How many grants are in each state, as this watch knows them (kept by the
+  // notices, so without a store read: what /metrics reports). nullopt until
+  // Start has read every grant.
+  std::optional<std::map<GrantState, size_t>> GrantCounts() const;
+
   // The vault's listener: queues `grant_id` ("*" for every grant).
   void Notice(absl::string_view grant_id, ChangeOrigin origin);
 
@@ -98,15 +104,18 @@ class GrantWatch {
   Logger& logger_;
 
   absl::Mutex queue_mu_;
-  // Grant ids heard and not yet read, and whether this replica made the
-  // change (true wins when both did).
+  // Grant ids heard and not yet read, in the order first heard, and whether
+  // this replica made the change (true wins when both did).
+  std::vector<std::string> pending_order_ ABSL_GUARDED_BY(queue_mu_);
   std::map<std::string, bool> pending_ ABSL_GUARDED_BY(queue_mu_);
   bool drain_queued_ ABSL_GUARDED_BY(queue_mu_) = false;
   bool started_ ABSL_GUARDED_BY(queue_mu_) = false;
 
-  // Only the worker reads and writes it; the lock is for the annotation.
-  absl::Mutex known_mu_;
+  // Only the worker writes them; GrantCounts reads.
+  mutable absl::Mutex known_mu_;
   std::map<std::string, Known> known_ ABSL_GUARDED_BY(known_mu_);
+  std::map<GrantState, size_t> counts_ ABSL_GUARDED_BY(known_mu_);
+  bool counted_ ABSL_GUARDED_BY(known_mu_) = false;
 
   // Held while a watcher runs, so that Unsubscribe waits for it.
   mutable absl::Mutex watchers_mu_;

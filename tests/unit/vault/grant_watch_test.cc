@@ -155,6 +155,30 @@ TEST_F(GrantWatchTest, AnotherReplicasChangesAreHeardButNotLoggedHere) {
   EXPECT_THAT(Warnings(), ::testing::IsEmpty()) << "the replica that made the change logs it";
 }
 
+// More grants than one page of the store: every state is read at Start and
+// counted (what /metrics reports), and a change to a grant on a later page is
+// told with its previous state.
+TEST_F(GrantWatchTest, ManyGrantsAreReadInPagesAndCounted) {
+  for (int i = 0; i < 2500; ++i) {
+    Grant g = Delegated(absl::StrCat("g", 10000 + i));
+    g.kind = GrantKind::kAppOnly;
+    ASSERT_TRUE(vault_.CreateGrant(g).ok());
+  }
+  ASSERT_TRUE(vault_.SetGrantEnabled("g12400", false).ok());
+  EXPECT_EQ(watch_.GrantCounts(), std::nullopt) << "not known before Start";
+  watch_.Start();
+  std::map<GrantState, size_t> counts = *watch_.GrantCounts();
+  EXPECT_EQ(counts[GrantState::kActive], 2499u);
+  EXPECT_EQ(counts[GrantState::kDisabled], 1u);
+  watch_.Subscribe([this](const GrantStateChange& c) { Listen(c); });
+  ASSERT_TRUE(vault_.SetGrantEnabled("g12499", false).ok());
+  ASSERT_TRUE(vault_.DeleteGrant("g12400").ok());
+  EXPECT_THAT(Heard(), ::testing::ElementsAre("g12499: active -> disabled", "g12400: deleted"));
+  counts = *watch_.GrantCounts();
+  EXPECT_EQ(counts[GrantState::kActive], 2498u);
+  EXPECT_EQ(counts[GrantState::kDisabled], 1u);
+}
+
 TEST_F(GrantWatchTest, AnUnsubscribedWatcherHearsNothingMore) {
   watch_.Start();
   const uint64_t id = watch_.Subscribe([this](const GrantStateChange& c) { Listen(c); });
