@@ -276,6 +276,13 @@ absl::StatusOr<GrantDiagnosisReport> GrantDiagnosis::Run(absl::string_view grant
   CheckCredential(*app, now, list);
 
   // 3. A token, fresh from the provider (a cached one may predate a fix).
+  // A grant the broker refuses tokens for (disabled, waiting for or needing
+  // consent) goes no further: the grant step said what to do.
+  if (grant->state == GrantState::kDisabled || grant->state == GrantState::kPendingConsent ||
+      grant->state == GrantState::kNeedsReconsent) {
+    skip_from(0, absl::StrCat("needs a grant that gets tokens (this one is ", state, ")"));
+    return std::move(list.report());
+  }
   absl::StatusOr<AccessToken> token = tokens_.GetAccessToken(grant->id, absl::Minutes(1));
   if (token.ok() && token->issue_time < now) {  // cached before this diagnosis
     absl::Status refreshed = tokens_.RefreshRefused(grant->id, token->token);
@@ -283,7 +290,10 @@ absl::StatusOr<GrantDiagnosisReport> GrantDiagnosis::Run(absl::string_view grant
   }
   if (!token.ok()) {
     list.Fail("token", absl::StrCat("no token: ", token.status().message()),
-              "the identity provider's answer (and its AADSTS code, see docs/tokens.md) names what to fix");
+              absl::IsUnavailable(token.status())
+                  ? "the identity provider could not be reached or is throttling: check the network path to it "
+                    "and try again"
+                  : "the identity provider's answer (and its AADSTS code, see docs/tokens.md) names what to fix");
     skip_from(1, "needs a token");
     return std::move(list.report());
   }

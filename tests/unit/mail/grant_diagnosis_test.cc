@@ -200,10 +200,11 @@ TEST_F(GrantDiagnosisTest, UnreachableServerAndExpiringSecretAndDisabledGrant) {
   clock_.Advance(absl::Hours(24 * 90));  // the secret has 10 days left
   ASSERT_TRUE(vault_.SetGrantEnabled("robot", false).ok());
   GrantDiagnosisReport report = Run();
-  EXPECT_THAT(Steps(report), ::testing::ElementsAre("grant failed", "credential failed", "token failed",
+  EXPECT_THAT(Steps(report), ::testing::ElementsAre("grant failed", "credential failed", "token skipped",
                                                     "claims skipped", "imap_connect skipped",
                                                     "authenticate skipped", "select skipped"));
   EXPECT_THAT(Step(report, "grant").fix, HasSubstr("tokenbrokerctl grant enable robot"));
+  EXPECT_EQ(Step(report, "token").detail, "needs a grant that gets tokens (this one is disabled)");
   EXPECT_THAT(Step(report, "credential").detail, HasSubstr("in 10 days"));
   EXPECT_THAT(Step(report, "credential").fix, HasSubstr("tokenbrokerctl app add-credential contoso"));
 
