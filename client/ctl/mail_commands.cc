@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/ctl/command_util.h"
+#include "google/protobuf/util/json_util.h"
 #include "service/common/json.h"
 #include "service/common/time_util.h"
 
@@ -355,13 +356,101 @@ Command MailFetchMany() {
   return c;
 }
 
+// `mail watch`: one line per change to a folder until interrupted.
+Command MailWatch() {
+  struct State {
+    std::string since_uid, uid_validity;
+  };
+  auto s = std::make_shared<State>();
+  Command c;
+  c.name = "watch";
+  c.summary = "print changes to a folder as they happen (new mail, expunged, flags), until interrupted";
+  c.description =
+      "Watches FOLDER through the broker's IMAP IDLE and prints one line per change: new messages (UID, date,\n"
+      "sender, subject), expunged UIDs, flag changes, and a resync when the folder's UIDVALIDITY changed.\n"
+      "--since-uid N first prints the messages after UID N (at most 10000), so that a watch started again\n"
+      "from the last UID printed misses nothing. --output json prints one JSON object per line.";
+  c.usage = "GRANT FOLDER [--since-uid N] [--uid-validity N]";
+  c.flags = [s](FlagSet& f) {
+    f.String("since-uid", &s->since_uid, "N", "first the messages after this UID");
+    f.String("uid-validity", &s->uid_validity, "N", "the folder's UIDVALIDITY N belongs to (a resync if stale)");
+  };
+  c.run = [s](Context& ctx, const std::vector<std::string>& args) {
+    if (args.size() != 2) return WrongArgs(ctx, "mail watch", "expected GRANT and FOLDER");
+    uint32_t since_uid = 0, uid_validity = 0;
+    if (!s->since_uid.empty() && !absl::SimpleAtoi(s->since_uid, &since_uid)) {
+      return WrongArgs(ctx, "mail watch", "--since-uid: expected a UID (0-4294967295)");
+    }
+    if (!s->uid_validity.empty() && !absl::SimpleAtoi(s->uid_validity, &uid_validity)) {
+      return WrongArgs(ctx, "mail watch", "--uid-validity: expected a number (0-4294967295)");
+    }
+    v1::WatchMailboxRequest request;
+    request.set_grant(args[0]);
+    request.set_folder(args[1]);
+    request.set_since_uid(since_uid);
+    request.set_uid_validity(uid_validity);
+    absl::StatusOr<BrokerClient*> client = ctx.Client();
+    if (!client.ok()) return ctx.Fail(client.status());
+    // MailService calls carry a deadline: a year stands for "until
+    // interrupted".
+    std::unique_ptr<grpc::ClientContext> context = (*client)->NewContext(absl::Hours(24 * 365));
+    auto reader = (*client)->mail().WatchMailbox(context.get(), request);
+    // The broker answers with its headers once the watch is live.
+    reader->WaitForInitialMetadata();
+    const auto& headers = context->GetServerInitialMetadata();
+    auto validity = headers.find("uid-validity");
+    if (validity != headers.end()) {
+      ctx.err() << "watching " << args[1] << " of " << args[0] << " (UIDVALIDITY "
+                << std::string(validity->second.data(), validity->second.size()) << "); Ctrl-C to stop" << std::endl;
+    }
+    google::protobuf::util::JsonPrintOptions json;
+    json.preserve_proto_field_names = true;
+    v1::MailboxEvent event;
+    while (reader->Read(&event)) {
+      std::ostream& out = ctx.out();
+      if (ctx.format() == OutputFormat::kJson) {
+        std::string line;
+        (void)google::protobuf::util::MessageToJsonString(event, &line, json);
+        out << line << "\n" << std::flush;
+        continue;
+      }
+      switch (event.event_case()) {
+        case v1::MailboxEvent::kNewMessage: {
+          const v1::MessageSummary& m = event.new_message();
+          out << absl::StrFormat("new       %8d  %s  %s  %s\n", m.uid(), When(m.internal_date()),
+                                 FitColumn(Who(m.from()), 24), FitColumn(m.subject(), 200));
+          break;
+        }
+        case v1::MailboxEvent::kExpungedUid:
+          out << absl::StrFormat("expunged  %8d\n", event.expunged_uid());
+          break;
+        case v1::MailboxEvent::kFlagsChanged:
+          out << absl::StrFormat("flags     %8d  %s\n", event.flags_changed().uid(),
+                                 absl::StrJoin(event.flags_changed().flags(), " "));
+          break;
+        case v1::MailboxEvent::kResync:
+          out << "resync    UIDVALIDITY " << event.uid_validity()
+              << ": every UID held before names nothing now; search the folder again\n";
+          break;
+        default:
+          break;
+      }
+      out << std::flush;
+    }
+    grpc::Status status = reader->Finish();
+    return ctx.Fail(status.ok() ? absl::UnavailableError("the broker ended the watch; watch again")
+                                : FromGrpcStatus(status));
+  };
+  return c;
+}
+
 }  // namespace
 
 Command MailCommand() {
   Command c;
   c.name = "mail";
   c.summary = "read mail through the broker (the caller never sees a token)";
-  c.children = {MailFolders(), MailStatus(), MailSearch(), MailFetch(), MailFetchMany()};
+  c.children = {MailFolders(), MailStatus(), MailSearch(), MailFetch(), MailFetchMany(), MailWatch()};
   return c;
 }
 

@@ -1,6 +1,8 @@
 #include "service/api/mail_service.h"
 
 #include <algorithm>
+#include <deque>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "service/api/convert.h"
@@ -418,6 +420,197 @@ class MailServiceImpl::FetchManyReactor final : public StreamingFetch<v1::FetchM
   size_t chunk_size_ = 0;
   uint64_t messages_ = 0;
 };
+
+// One caller's watch of a folder: the events MailboxWatches tells, queued
+// and written one at a time. At most max_queued_ wait: the watch sends no new
+// message to a watcher without Room() and resumes it once it drained half
+// its queue; a caller that lets expunges and flag changes pile up past it
+// is ended (watch again from the last UID received).
+class MailServiceImpl::WatchWriter final : public grpc::ServerWriteReactor<v1::MailboxEvent>,
+                                           public MailboxWatcher {
+ public:
+  static constexpr absl::string_view kMethod = "MailService/WatchMailbox";
+
+  WatchWriter(MailServiceImpl* service, grpc::CallbackServerContext* context, const v1::WatchMailboxRequest* request)
+      : service_(service), context_(context), request_(request), max_queued_(service->watch_queue_) {
+    absl::StatusOr<CallContext> call = service->Admit(context, kMethod, request->grant());
+    if (!call.ok()) {
+      Begun(call.status());
+      return;
+    }
+    call_ = *call;
+    audit_ = true;
+    absl::Status status = ValidateId("grant", request->grant());
+    if (status.ok()) status = ValidateFolder(request->folder());
+    if (status.ok() && service->watches_ == nullptr) status = absl::UnimplementedError("mailbox watches are off");
+    if (status.ok()) {
+      MailboxWatches::Request watch{request->grant(), request->folder(), request->since_uid(), request->uid_validity()};
+      absl::StatusOr<uint64_t> id = service->watches_->Subscribe(watch, this);
+      if (id.ok()) subscription_ = *id;
+      status = id.status();
+    }
+    Begun(status);
+  }
+
+  void OnLive(uint32_t uid_validity) override {
+    absl::MutexLock lock(&mu_);
+    uid_validity_ = uid_validity;
+    if (!metadata_sent_ && !finished_) {
+      // The caller learns that every change from now on will come, and the
+      // folder's UIDVALIDITY (to keep with the last UID it reads).
+      metadata_sent_ = true;
+      context_->AddInitialMetadata("uid-validity", std::to_string(uid_validity));
+      StartSendInitialMetadata();
+    }
+  }
+
+  void OnEvent(const MailboxEvent& event) override {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || end_.has_value() || overflowed_) return;
+    if (queue_.size() >= max_queued_) {
+      overflowed_ = true;
+      if (!writing_) FinishOverflowLocked();
+      return;
+    }
+    v1::MailboxEvent& out = queue_.emplace_back();
+    out.set_uid_validity(event.uid_validity);
+    switch (event.kind) {
+      case MailboxEvent::Kind::kNewMessage:
+        SummaryToProto(event.summary, out.mutable_new_message());
+        break;
+      case MailboxEvent::Kind::kExpunged:
+        out.set_expunged_uid(event.uid);
+        break;
+      case MailboxEvent::Kind::kFlagsChanged:
+        out.mutable_flags_changed()->set_uid(event.uid);
+        for (const std::string& f : event.flags) out.mutable_flags_changed()->add_flags(f);
+        break;
+      case MailboxEvent::Kind::kResync:
+        out.mutable_resync();
+        break;
+    }
+    if (!writing_) WriteNextLocked();
+  }
+
+  void OnEnd(const absl::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(status);
+  }
+
+  size_t Room() override {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || end_.has_value() || overflowed_) return 0;
+    const size_t room = max_queued_ - std::min(max_queued_, queue_.size());
+    if (room == 0) starved_ = true;
+    return room;
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool resume = false;
+    {
+      absl::MutexLock lock(&mu_);
+      WriteDoneLocked(ok);
+      // A watcher the watch found without room is sent more once half its
+      // queue went out.
+      resume = starved_ && !finished_ && queue_.size() <= max_queued_ / 2;
+      if (resume) starved_ = false;
+    }
+    if (resume) service_->watches_->Resume(subscription_);
+  }
+
+  void WriteDoneLocked(bool ok) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writing_ = false;
+    if (!ok) {
+      FinishLocked(absl::CancelledError("the watcher went away"));
+    } else if (end_.has_value()) {
+      FinishLocked(*end_);
+    } else if (overflowed_) {
+      FinishOverflowLocked();
+    } else {
+      WriteNextLocked();
+    }
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(absl::CancelledError("the watcher cancelled the watch"));
+  }
+
+  void OnDone() override {
+    // After it, the watch never calls this writer again.
+    if (subscription_ != 0) service_->watches_->Unsubscribe(subscription_);
+    if (audit_) {
+      service_->guard_->Audit(call_, kMethod, Action::kMailRead, request_->grant(), final_, "",
+                              absl::StrCat(request_->folder(), ": ", events_, " events"));
+    }
+    delete this;
+  }
+
+ private:
+  void Begun(const absl::Status& status) {
+    if (status.ok()) return;
+    absl::MutexLock lock(&mu_);
+    FinishLocked(status);
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || end_.has_value() || queue_.empty()) return;
+    in_flight_ = std::move(queue_.front());
+    queue_.pop_front();
+    if (in_flight_.has_new_message()) last_new_uid_ = in_flight_.new_message().uid();
+    writing_ = true;
+    metadata_sent_ = true;
+    ++events_;
+    StartWrite(&in_flight_);
+  }
+
+  void FinishOverflowLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    FinishLocked(absl::ResourceExhaustedError(
+        absl::StrCat("the watcher fell more than ", max_queued_, " events behind; watch again with since_uid ",
+                     last_new_uid_, " and uid_validity ", uid_validity_, " to get the rest")));
+  }
+
+  // Finishes once, with the first status given; while a write is in flight
+  // it only remembers it (OnWriteDone finishes then).
+  void FinishLocked(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    if (!end_.has_value()) end_ = status;
+    if (writing_) return;
+    finished_ = true;
+    final_ = *end_;
+    queue_.clear();
+    Finish(ToGrpcStatus(*end_));
+  }
+
+  MailServiceImpl* const service_;
+  grpc::CallbackServerContext* const context_;
+  const v1::WatchMailboxRequest* const request_;
+  const size_t max_queued_;
+  CallContext call_;
+  bool audit_ = false;
+  uint64_t subscription_ = 0;
+
+  absl::Mutex mu_;
+  std::deque<v1::MailboxEvent> queue_ ABSL_GUARDED_BY(mu_);
+  v1::MailboxEvent in_flight_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
+  // Room() said 0: Resume the watch once the queue has drained a little.
+  bool starved_ ABSL_GUARDED_BY(mu_) = false;
+  bool metadata_sent_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<absl::Status> end_ ABSL_GUARDED_BY(mu_);
+  uint32_t last_new_uid_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t uid_validity_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t events_ = 0;
+  // Set when finished; read in OnDone.
+  absl::Status final_;
+};
+
+grpc::ServerWriteReactor<v1::MailboxEvent>* MailServiceImpl::WatchMailbox(grpc::CallbackServerContext* context,
+                                                                         const v1::WatchMailboxRequest* request) {
+  return new WatchWriter(this, context, request);
+}
 
 grpc::ServerWriteReactor<v1::FetchMessageResponse>* MailServiceImpl::FetchMessage(
     grpc::CallbackServerContext* context, const v1::FetchMessageRequest* request) {

@@ -7,11 +7,13 @@
 #ifndef TOKENBROKER_SERVICE_API_MAIL_SERVICE_H_
 #define TOKENBROKER_SERVICE_API_MAIL_SERVICE_H_
 
+#include <algorithm>
 #include <functional>
 
 #include "service/api/call_guard.h"
 #include "service/common/executor.h"
 #include "service/mail/mail_pool.h"
+#include "service/mail/mailbox_watch.h"
 #include "tokenbroker/v1/mail_service.grpc.pb.h"
 
 namespace tokenbroker {
@@ -24,6 +26,8 @@ struct MailServiceOptions {
   int stream_workers = 8;
   // Calls queued for a worker, at most; then RESOURCE_EXHAUSTED.
   size_t max_pending = 10000;
+  // WatchMailbox: events queued for one caller, at most (see WatchWriter).
+  size_t watch_queue = 1000;
 };
 
 class MailServiceImpl final : public v1::MailService::CallbackService {
@@ -31,9 +35,11 @@ class MailServiceImpl final : public v1::MailService::CallbackService {
   // `pool` and `guard` must outlive the service. `on_fetched_bytes` counts
   // streamed bytes.
   MailServiceImpl(MailPool* pool, CallGuard* guard, MailServiceOptions options = {},
-                  std::function<void(uint64_t)> on_fetched_bytes = nullptr)
+                  std::function<void(uint64_t)> on_fetched_bytes = nullptr, MailboxWatches* watches = nullptr)
       : pool_(pool),
         guard_(guard),
+        watches_(watches),
+        watch_queue_(std::max<size_t>(2, options.watch_queue)),
         on_fetched_bytes_(std::move(on_fetched_bytes)),
         workers_(options.workers, options.max_pending),
         stream_workers_(options.stream_workers, options.max_pending) {}
@@ -50,12 +56,16 @@ class MailServiceImpl final : public v1::MailService::CallbackService {
                                                                    const v1::FetchMessageRequest* request) override;
   grpc::ServerWriteReactor<v1::FetchMessagesResponse>* FetchMessages(grpc::CallbackServerContext* context,
                                                                      const v1::FetchMessagesRequest* request) override;
+  // `watches` (nullptr: UNIMPLEMENTED) must outlive the service.
+  grpc::ServerWriteReactor<v1::MailboxEvent>* WatchMailbox(grpc::CallbackServerContext* context,
+                                                          const v1::WatchMailboxRequest* request) override;
 
  private:
   template <typename Response>
   class StreamingFetch;
   class FetchReactor;
   class FetchManyReactor;
+  class WatchWriter;
   // Admits the call (CallGuard) and checks that it carries a deadline (IMAP
   // work holds a connection: a call without one could hold it forever).
   absl::StatusOr<CallContext> Admit(grpc::CallbackServerContext* context, absl::string_view method,
@@ -68,6 +78,8 @@ class MailServiceImpl final : public v1::MailService::CallbackService {
 
   MailPool* pool_;
   CallGuard* guard_;
+  MailboxWatches* watches_;
+  const size_t watch_queue_;
   std::function<void(uint64_t)> on_fetched_bytes_;
   // Declared last: stopped (every queued call finished) before the rest goes.
   Executor workers_;

@@ -397,6 +397,7 @@ absl::Status Broker::BuildServices() {
   consent_ = std::move(graph.consent);
   scheduler_ = std::move(graph.scheduler);
   mail_pool_ = std::move(graph.mail_pool);
+  mailbox_watches_ = std::move(graph.mailbox_watches);
   grant_watch_ = std::move(graph.grant_watch);
   // /metrics counts grants by state from the watch's memory, not the store.
   if (vault_collector_ != nullptr) {
@@ -526,6 +527,7 @@ void Broker::Shutdown() {
     // Watch streams never end by themselves: end them now (UNAVAILABLE,
     // watch again) instead of holding the drain for the whole grace period.
     admin_service_->EndWatches();
+    mailbox_watches_->Shutdown();
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();
     server_.reset();

@@ -142,6 +142,7 @@ class Broker {
   std::unique_ptr<RefreshScheduler> scheduler_;
   std::unique_ptr<ConsentManager> consent_;
   std::unique_ptr<MailPool> mail_pool_;
+  std::unique_ptr<MailboxWatches> mailbox_watches_;
   std::unique_ptr<GrantWatch> grant_watch_;
   std::unique_ptr<GrantDiagnosis> diagnosis_;
   std::shared_ptr<MailConnectionsCollector> mail_collector_;

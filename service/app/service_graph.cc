@@ -63,6 +63,21 @@ MailPoolOptions PoolOptions(const ServiceGraphParts& parts) {
   return options;
 }
 
+MailboxWatchOptions WatchOptions(const ServiceGraphParts& parts) {
+  MailboxWatchOptions options;
+  const auto& mc = parts.config->mail();
+  Metrics* metrics = parts.metrics;
+  if (mc.has_idle_renew()) options.idle_renew = FromProtoDuration(mc.idle_renew());
+  if (mc.max_watchers() > 0) options.max_watchers = mc.max_watchers();
+  const size_t per_mailbox = mc.max_connections_per_mailbox() > 0 ? mc.max_connections_per_mailbox()
+                                                                   : MailPoolOptions().max_per_mailbox;
+  options.max_folders_per_grant = std::max<size_t>(1, per_mailbox - 1);
+  options.on_event = [metrics](absl::string_view kind) { metrics->CountMailboxWatchEvent(kind); };
+  options.on_reconnect = [metrics](absl::string_view reason) { metrics->CountMailboxWatchReconnect(reason); };
+  options.on_watchers = [metrics](int delta) { metrics->AddMailboxWatchers(delta); };
+  return options;
+}
+
 }  // namespace
 
 ServiceGraph BuildServiceGraph(const ServiceGraphParts& parts) {
@@ -86,6 +101,8 @@ ServiceGraph BuildServiceGraph(const ServiceGraphParts& parts) {
                                                        SchedulingOptions(parts, max_refreshes));
   graph.mail_pool =
       std::make_unique<MailPool>(*graph.tokens, *parts.vault, *parts.clock, *parts.logger, PoolOptions(parts));
+  graph.mailbox_watches = std::make_unique<MailboxWatches>(*graph.mail_pool, *parts.clock, *parts.logger,
+                                                           WatchOptions(parts));
   graph.diagnosis = std::make_unique<GrantDiagnosis>(*parts.vault, *graph.tokens, *parts.clock, PoolOptions(parts));
 
   // Whoever changes a grant (admin API, consent, a refresh the provider
@@ -93,10 +110,13 @@ ServiceGraph BuildServiceGraph(const ServiceGraphParts& parts) {
   // caches of it go at once.
   TokenManager* tokens = graph.tokens.get();
   MailPool* mail_pool = graph.mail_pool.get();
+  MailboxWatches* watches = graph.mailbox_watches.get();
   Authorizer* authorizer = parts.authorizer;
-  parts.vault->OnGrantChanged([tokens, mail_pool, authorizer](absl::string_view grant, ChangeOrigin) {
+  parts.vault->OnGrantChanged([tokens, mail_pool, watches, authorizer](absl::string_view grant, ChangeOrigin) {
     tokens->Forget(grant);
     mail_pool->Forget(grant);
+    // A watch logs in again, so that a disabled grant stops being read.
+    watches->Forget(grant);
     authorizer->ForgetGrant(grant);
   });
   // WatchGrants and the log lines of grant state changes.
@@ -112,8 +132,10 @@ ServiceGraph BuildServiceGraph(const ServiceGraphParts& parts) {
   if (mc.workers() > 0) mail_workers.workers = static_cast<int>(mc.workers());
   if (mc.stream_workers() > 0) mail_workers.stream_workers = static_cast<int>(mc.stream_workers());
   mail_workers.max_pending = parts.max_pending_calls;
+  if (mc.watch_queue() > 0) mail_workers.watch_queue = mc.watch_queue();
   graph.mail_service = std::make_unique<MailServiceImpl>(
-      graph.mail_pool.get(), parts.guard, mail_workers, [metrics](uint64_t bytes) { metrics->CountFetchedBytes(bytes); });
+      graph.mail_pool.get(), parts.guard, mail_workers, [metrics](uint64_t bytes) { metrics->CountFetchedBytes(bytes); },
+      graph.mailbox_watches.get());
   AdminServiceDeps admin;
   admin.identity = parts.identity;
   admin.vault = parts.vault;

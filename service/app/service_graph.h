@@ -1,6 +1,6 @@
 // The composition root of the broker's services: BuildServiceGraph makes the
-// token manager, consent, the refresh scheduler, the mail pool, the grant
-// watch and the three
+// token manager, consent, the refresh scheduler, the mail pool, the mailbox
+// watches, the grant watch and the three
 // gRPC services from the parts below them, wires their metrics, and
 // subscribes the caches to the vault's "grant changed" notification. The
 // daemon (Broker) and the tests' in-process server both call it, so tests run
@@ -25,6 +25,7 @@
 #include "service/logging/logger.h"
 #include "service/mail/grant_diagnosis.h"
 #include "service/mail/mail_pool.h"
+#include "service/mail/mailbox_watch.h"
 #include "service/metrics/metrics.h"
 #include "service/tokens/refresh_scheduler.h"
 #include "service/tokens/replica_membership.h"
@@ -62,6 +63,7 @@ struct ServiceGraph {
   std::unique_ptr<ConsentManager> consent;
   std::unique_ptr<RefreshScheduler> scheduler;
   std::unique_ptr<MailPool> mail_pool;
+  std::unique_ptr<MailboxWatches> mailbox_watches;
   std::unique_ptr<GrantWatch> grant_watch;
   std::unique_ptr<GrantDiagnosis> diagnosis;
   std::unique_ptr<TokenServiceImpl> token_service;

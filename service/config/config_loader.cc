@@ -103,6 +103,13 @@ absl::Status ValidateConfig(const Config& config, absl::string_view source) {
   if (config.keys().keyring_file().empty()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": keys.keyring_file: must not be empty"));
   }
+  if (config.mail().has_idle_renew()) {
+    const absl::Duration renew = FromProtoDuration(config.mail().idle_renew());
+    if (renew < absl::Seconds(1) || renew > absl::Minutes(29)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": mail.idle_renew: between 1s and 29m (RFC 2177: servers may drop a client idle for 30m)"));
+    }
+  }
   return absl::OkStatus();
 }
 

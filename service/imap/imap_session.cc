@@ -282,6 +282,7 @@ absl::StatusOr<ImapSession::Reply> ImapSession::Run(
         reply.tagged = std::move(r);
         return reply;  // refused before the literal
       }
+      Observe(r);
       reply.untagged.push_back(std::move(r));
     }
     RETURN_IF_ERROR(Fail(transport_->Write(parts[i])));
@@ -297,7 +298,66 @@ absl::StatusOr<ImapSession::Reply> ImapSession::Run(
     if (r.type == ImapResponse::Type::kContinuation) {
       return Fail(absl::DataLossError("the IMAP server asked for a continuation nobody announced"));
     }
+    Observe(r);
     reply.untagged.push_back(std::move(r));
+  }
+}
+
+void ImapSession::Observe(const ImapResponse& r) {
+  if (on_unsolicited_ && (r.name == "EXISTS" || r.name == "EXPUNGE" || r.name == "FETCH")) on_unsolicited_(r);
+}
+
+absl::Status ImapSession::Idle(absl::Duration max_wait, int wake_fd,
+                               const std::function<bool(const ImapResponse&)>& on_update) {
+  if (!usable_) return absl::UnavailableError("the IMAP connection is no longer usable");
+  if (capabilities_.count("IDLE") == 0) return absl::FailedPreconditionError("the IMAP server does not offer IDLE");
+  const std::string tag = absl::StrCat("t", next_tag_++);
+  RETURN_IF_ERROR(Fail(transport_->Write(absl::StrCat(tag, " IDLE\r\n"))));
+  bool done = false;
+  auto untagged = [&](const ImapResponse& r) -> absl::Status {
+    if (r.status == "BYE") return Fail(absl::UnavailableError(absl::StrCat("the IMAP server said BYE: ", r.text)));
+    if (on_update(r)) done = true;
+    return absl::OkStatus();
+  };
+  while (true) {
+    ASSIGN_OR_RETURN(ImapResponse r, ReadResponse());
+    if (r.type == ImapResponse::Type::kContinuation) break;
+    if (r.type == ImapResponse::Type::kTagged) return ImapCommandFailure(r, "IDLE");
+    RETURN_IF_ERROR(untagged(r));
+  }
+  const absl::Time deadline = absl::Now() + max_wait;
+  while (!done) {
+    // What is buffered already needs no wait (a whole response, or the
+    // start of one whose rest is on its way).
+    if (offset_ == buffer_.size()) {
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) break;
+      absl::StatusOr<ImapTransport::Wait> wait = transport_->WaitReadable(left, wake_fd);
+      if (!wait.ok()) return Fail(wait.status());
+      if (*wait != ImapTransport::Wait::kReadable) break;
+    }
+    ASSIGN_OR_RETURN(ImapResponse r, ReadResponse());
+    if (r.type == ImapResponse::Type::kTagged) {
+      // The server ended the IDLE itself.
+      if (r.tag == tag && r.status == "OK") return absl::OkStatus();
+      return Fail(ImapCommandFailure(r, "IDLE"));
+    }
+    if (r.type == ImapResponse::Type::kContinuation) {
+      return Fail(absl::DataLossError("the IMAP server asked for a continuation nobody announced"));
+    }
+    RETURN_IF_ERROR(untagged(r));
+  }
+  RETURN_IF_ERROR(Fail(transport_->Write("DONE\r\n")));
+  while (true) {
+    ASSIGN_OR_RETURN(ImapResponse r, ReadResponse());
+    if (r.type == ImapResponse::Type::kTagged && r.tag == tag) {
+      if (r.status != "OK") return ImapCommandFailure(r, "IDLE");
+      return absl::OkStatus();
+    }
+    if (r.type == ImapResponse::Type::kContinuation) {
+      return Fail(absl::DataLossError("the IMAP server asked for a continuation nobody announced"));
+    }
+    RETURN_IF_ERROR(untagged(r));
   }
 }
 

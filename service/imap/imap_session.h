@@ -133,6 +133,20 @@ class ImapSession {
   absl::StatusOr<ImapMessageSummary> FetchSummary(uint32_t uid);
   absl::Status Noop();
   absl::Status Logout();
+  // IDLE (RFC 2177) in the selected folder. `on_update` gets every untagged
+  // response the server sends meanwhile (EXISTS, EXPUNGE, FETCH, OK
+  // keep-alives) and returns true to end the IDLE early. The IDLE also ends
+  // after `max_wait` or when `wake_fd` (an eventfd, -1 for none) becomes
+  // readable; then DONE is sent and the reply read (its untagged responses
+  // go to `on_update` too). FAILED_PRECONDITION when the server does not
+  // offer IDLE; UNAVAILABLE when the connection fails or the server says BYE.
+  absl::Status Idle(absl::Duration max_wait, int wake_fd,
+                    const std::function<bool(const ImapResponse&)>& on_update);
+  // Gets the untagged EXISTS, EXPUNGE and FETCH responses that come with
+  // any other command's reply (a server reports changes to the selected
+  // folder whenever it may), so that a caller keeping sequence numbers in
+  // step misses none. Solicited FETCH responses are included.
+  void set_on_unsolicited(std::function<void(const ImapResponse&)> observer) { on_unsolicited_ = std::move(observer); }
 
   const std::set<std::string>& capabilities() const { return capabilities_; }
   const std::optional<ImapSelected>& selected() const { return selected_; }
@@ -165,6 +179,8 @@ class ImapSession {
   // A mailbox argument: the UTF-8 name in modified UTF-7, quoted.
   static absl::StatusOr<std::string> MailboxArg(absl::string_view folder_utf8);
   absl::Status ReadCapabilities(const ImapResponse& greeting);
+  // Hands EXISTS, EXPUNGE and FETCH responses to on_unsolicited_.
+  void Observe(const ImapResponse& response);
   absl::Status Fail(absl::Status status);
 
   std::unique_ptr<ImapTransport> transport_;
@@ -175,6 +191,7 @@ class ImapSession {
   std::set<std::string> capabilities_;
   std::optional<ImapSelected> selected_;
   bool usable_ = true;
+  std::function<void(const ImapResponse&)> on_unsolicited_;
 };
 
 // Builds UID SEARCH criteria from typed inputs; strings are validated and

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -137,6 +138,25 @@ absl::StatusOr<size_t> TcpTlsTransport::Read(char* buffer, size_t size) {
     if (errno == EINTR) continue;
     return absl::UnavailableError(absl::StrCat("reading from IMAP server ", peer_, " failed: ",
                                                errno == EAGAIN ? "timed out" : std::strerror(errno)));
+  }
+}
+
+absl::StatusOr<ImapTransport::Wait> TcpTlsTransport::WaitReadable(absl::Duration timeout, int wake_fd) {
+  // Bytes TLS already decrypted are not on the socket any more.
+  if (ssl_ != nullptr && SSL_pending(ssl_) > 0) return Wait::kReadable;
+  pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+  const int count = wake_fd >= 0 ? 2 : 1;
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    const int64_t ms = std::max<int64_t>(0, absl::ToInt64Milliseconds(absl::Ceil(deadline - absl::Now(), absl::Milliseconds(1))));
+    const int rc = poll(fds, count, static_cast<int>(std::min<int64_t>(ms, 1 << 30)));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0) {
+      return absl::UnavailableError(absl::StrCat("waiting for IMAP server ", peer_, " failed: ", std::strerror(errno)));
+    }
+    if (rc == 0) return Wait::kTimedOut;
+    if (count == 2 && (fds[1].revents & POLLIN) != 0) return Wait::kWoken;
+    return Wait::kReadable;  // data, or an error or hang-up Read will report
   }
 }
 

@@ -24,6 +24,16 @@ class ImapTransport {
   // timeouts.
   virtual absl::StatusOr<size_t> Read(char* buffer, size_t size) = 0;
   virtual absl::Status Write(absl::string_view data) = 0;
+  // Waits up to `timeout` until Read would return without blocking, or until
+  // `wake_fd` (an eventfd; -1 for none) becomes readable. kReadable,
+  // kTimedOut or kWoken; UNAVAILABLE on errors. The default (test
+  // transports, whose reads never block) is always readable.
+  enum class Wait { kReadable, kTimedOut, kWoken };
+  virtual absl::StatusOr<Wait> WaitReadable(absl::Duration timeout, int wake_fd) {
+    (void)timeout;
+    (void)wake_fd;
+    return Wait::kReadable;
+  }
 };
 
 class TcpTlsTransport final : public ImapTransport {
@@ -40,6 +50,7 @@ class TcpTlsTransport final : public ImapTransport {
 
   absl::StatusOr<size_t> Read(char* buffer, size_t size) override;
   absl::Status Write(absl::string_view data) override;
+  absl::StatusOr<Wait> WaitReadable(absl::Duration timeout, int wake_fd) override;
 
  private:
   explicit TcpTlsTransport(int fd, std::string peer) : fd_(fd), peer_(std::move(peer)) {}

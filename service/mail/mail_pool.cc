@@ -154,6 +154,11 @@ void MailPool::Release(const std::string& grant_id, std::optional<Pooled> sessio
 absl::Status MailPool::Run(absl::string_view grant_id, absl::string_view operation,
                            const std::function<absl::Status(ImapSession&)>& work,
                            const std::function<bool()>& can_retry) {
+  return Hold(grant_id, operation, [&work](ImapSession& session, absl::Time) { return work(session); }, can_retry);
+}
+
+absl::Status MailPool::Hold(absl::string_view grant_id, absl::string_view operation, const HeldWork& work,
+                            const std::function<bool()>& can_retry) {
   const absl::Time start = clock_.Now();
   const std::string id(grant_id);
   absl::StatusOr<ImapServer> resolved = Resolve(id);
@@ -186,7 +191,7 @@ absl::Status MailPool::Run(absl::string_view grant_id, absl::string_view operati
       Observe(operation, pooled.status(), start);
       return pooled.status();
     }
-    absl::Status status = work(*pooled->session);
+    absl::Status status = work(*pooled->session, pooled->token_expiry);
     const bool dead_pooled = pooled->reused && !pooled->session->usable() && absl::IsUnavailable(status);
     Release(id, *std::move(pooled));
     if (dead_pooled && !retried_dead && can_retry()) {

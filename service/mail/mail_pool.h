@@ -75,6 +75,12 @@ class MailPool {
   absl::Status Run(absl::string_view grant_id, absl::string_view operation,
                    const std::function<absl::Status(ImapSession&)>& work,
                    const std::function<bool()>& can_retry = [] { return true; });
+  // The same for work that keeps the session long (a mailbox watch): `work`
+  // also gets when the session's access token expires, so that it can give
+  // the session back in time for a new login.
+  using HeldWork = std::function<absl::Status(ImapSession&, absl::Time token_expiry)>;
+  absl::Status Hold(absl::string_view grant_id, absl::string_view operation, const HeldWork& work,
+                    const std::function<bool()>& can_retry);
 
   // Drops what the pool knows about a grant (its idle connections and where
   // its mail lives; connections in use are logged out when they come back):

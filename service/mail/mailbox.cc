@@ -173,6 +173,21 @@ absl::StatusOr<MailSearchResult> Mailbox::Search(absl::string_view folder, const
   return result;
 }
 
+absl::StatusOr<std::vector<MailSummary>> Mailbox::Summaries(const std::vector<uint32_t>& uids) {
+  std::vector<MailSummary> out;
+  if (uids.empty()) return out;
+  ASSIGN_OR_RETURN(std::vector<ImapMessageSummary> summaries, session_.FetchSummaries(uids));
+  out.reserve(summaries.size());
+  std::vector<uint32_t> asked = uids;
+  std::sort(asked.begin(), asked.end());
+  for (ImapMessageSummary& m : summaries) {
+    // A server may slip in a flag change of another message.
+    if (std::binary_search(asked.begin(), asked.end(), m.uid)) out.push_back(ToSummary(std::move(m)));
+  }
+  std::sort(out.begin(), out.end(), [](const MailSummary& a, const MailSummary& b) { return a.uid < b.uid; });
+  return out;
+}
+
 absl::StatusOr<ImapSelected> Mailbox::Open(absl::string_view folder, uint32_t uid_validity) {
   ASSIGN_OR_RETURN(ImapSelected selected, session_.Select(folder));
   if (uid_validity != 0 && uid_validity != selected.uid_validity) {

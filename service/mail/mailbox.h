@@ -101,6 +101,10 @@ class Mailbox {
   // (see ValidateQuery).
   absl::StatusOr<MailSearchResult> Search(absl::string_view folder, const MailQuery& query);
 
+  // The summaries of `uids` in the selected folder, lowest UID first
+  // (UIDs that do not exist are left out); at most kMaxUidsPerFetch.
+  absl::StatusOr<std::vector<MailSummary>> Summaries(const std::vector<uint32_t>& uids);
+
   using OnStart = std::function<absl::Status(const MailFetchStart&)>;
   using Sink = std::function<absl::Status(absl::string_view chunk)>;
   // Streams one message, or the `section` of it ("" for the whole message,

@@ -215,6 +215,37 @@ void Metrics::RegisterImapMetrics() {
                              .Help("Message bytes streamed to FetchMessage callers.")
                              .Register(*registry_)
                              .Add({});
+  mailbox_watchers_ = &prometheus::BuildGauge()
+                           .Name("tokenbroker_mailbox_watchers")
+                           .Help("WatchMailbox callers now (callers of one folder share one IMAP connection).")
+                           .Register(*registry_)
+                           .Add({});
+  auto& events = prometheus::BuildCounter()
+                     .Name("tokenbroker_mailbox_watch_events_total")
+                     .Help("Mailbox changes sent to WatchMailbox callers (one per caller told), by kind: new, "
+                           "expunged, flags, resync.")
+                     .Register(*registry_);
+  for (const char* kind : {"new", "expunged", "flags", "resync"}) watch_events_[kind] = &events.Add({{"kind", kind}});
+  auto& reconnects = prometheus::BuildCounter()
+                         .Name("tokenbroker_mailbox_watch_reconnects_total")
+                         .Help("Mailbox watches that logged in again, by reason: connection (lost; the gap is "
+                               "filled), token (before the access token expires), grant_changed.")
+                         .Register(*registry_);
+  for (const char* reason : {"connection", "token", "grant_changed"}) {
+    watch_reconnects_[reason] = &reconnects.Add({{"reason", reason}});
+  }
+}
+
+void Metrics::AddMailboxWatchers(int delta) { mailbox_watchers_->Increment(delta); }
+
+void Metrics::CountMailboxWatchEvent(absl::string_view kind) {
+  auto counter = watch_events_.find(kind);
+  if (counter != watch_events_.end()) counter->second->Increment();
+}
+
+void Metrics::CountMailboxWatchReconnect(absl::string_view reason) {
+  auto counter = watch_reconnects_.find(reason);
+  if (counter != watch_reconnects_.end()) counter->second->Increment();
 }
 
 void Metrics::ObserveImap(absl::string_view operation, absl::string_view result, double seconds) {

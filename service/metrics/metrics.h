@@ -75,6 +75,14 @@ class Metrics {
   void CountImapAuthFailure(absl::string_view kind);
   // tokenbroker_imap_fetched_bytes_total.
   void CountFetchedBytes(uint64_t bytes);
+  // tokenbroker_mailbox_watchers: WatchMailbox callers now.
+  void AddMailboxWatchers(int delta);
+  // tokenbroker_mailbox_watch_events_total{kind}: "new", "expunged",
+  // "flags", "resync" (one per watcher told).
+  void CountMailboxWatchEvent(absl::string_view kind);
+  // tokenbroker_mailbox_watch_reconnects_total{reason}: "connection" (lost),
+  // "token" (a fresh login before the token expires), "grant_changed".
+  void CountMailboxWatchReconnect(absl::string_view reason);
   // tokenbroker_calls_refused_total{action, reason}: actions as in the
   // policy ("token.get", ...); reasons "unauthenticated",
   // "permission_denied", "rate_limited".
@@ -116,6 +124,9 @@ class Metrics {
   absl::flat_hash_map<std::string, prometheus::Histogram*> imap_latency_;
   absl::flat_hash_map<std::string, prometheus::Counter*> imap_auth_failures_;
   prometheus::Counter* imap_fetched_bytes_ = nullptr;
+  prometheus::Gauge* mailbox_watchers_ = nullptr;
+  absl::flat_hash_map<std::string, prometheus::Counter*> watch_events_;
+  absl::flat_hash_map<std::string, prometheus::Counter*> watch_reconnects_;
   void RegisterSecurityMetrics();
   absl::flat_hash_map<std::string, prometheus::Counter*> refused_calls_;  // "action/reason"
   prometheus::Counter* audit_dropped_ = nullptr;

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
@@ -162,6 +163,46 @@ DovecotServer::~DovecotServer() {
 absl::Status DovecotServer::Kick(const std::string& user) {
   CommandResult r = RunCommand({"/usr/bin/doveadm", "-c", dir_ + "/dovecot.conf", "kick", user});
   if (r.exit_code != 0) return absl::InternalError("doveadm kick failed: " + r.err + r.out);
+  return absl::OkStatus();
+}
+
+absl::Status DovecotServer::Doveadm(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"/usr/bin/doveadm", "-c", dir_ + "/dovecot.conf"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CommandResult r = RunCommand(argv);
+  if (r.exit_code != 0) return absl::InternalError(absl::StrCat("doveadm ", args[0], " failed: ", r.err, r.out));
+  return absl::OkStatus();
+}
+
+absl::Status DovecotServer::Deliver(const std::string& user, const std::string& folder, const std::string& rfc822) {
+  const std::string file = absl::StrCat(dir_, "/deliver-", seeded_++, ".eml");
+  RETURN_IF_ERROR(WriteTextFile(file, rfc822));
+  // doveadm save reads the message from standard input.
+  CommandResult r = RunCommand({"/bin/sh", "-c",
+                                absl::StrCat("exec /usr/bin/doveadm -c '", dir_, "/dovecot.conf' save -u '", user,
+                                             "' -m '", folder, "' < '", file, "'")});
+  std::filesystem::remove(file);
+  if (r.exit_code != 0) return absl::InternalError(absl::StrCat("doveadm save failed: ", r.err, r.out));
+  return absl::OkStatus();
+}
+
+absl::Status DovecotServer::KillImapProcesses() {
+  int killed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
+    // /proc/PID/stat: "pid (comm) state ppid ...".
+    const std::string stat = ReadFile(entry.path().string() + "/stat");
+    const size_t close = stat.rfind(')');
+    const size_t open = stat.find('(');
+    if (close == std::string::npos || open == std::string::npos) continue;
+    const std::string comm = stat.substr(open + 1, close - open - 1);
+    std::vector<std::string> rest = absl::StrSplit(stat.substr(close + 2), ' ');
+    pid_t ppid = 0;
+    if (rest.size() < 2 || !absl::SimpleAtoi(rest[1], &ppid)) continue;
+    if (ppid == process_->pid() && comm == "imap" && kill(pid, SIGKILL) == 0) ++killed;
+  }
+  if (killed == 0) return absl::NotFoundError("no IMAP process of Dovecot was running");
   return absl::OkStatus();
 }
 

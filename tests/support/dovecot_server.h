@@ -41,6 +41,15 @@ class DovecotServer {
   // Disconnects every IMAP session of `user` (doveadm kick), as a server
   // restart or network failure would.
   absl::Status Kick(const std::string& user);
+  // Delivers a message into `user`'s `folder` the way mail arrives while
+  // the server runs (doveadm save): IMAP sessions idling there hear of it.
+  absl::Status Deliver(const std::string& user, const std::string& folder, const std::string& rfc822);
+  // doveadm with `args` after "-c CONFIG" (expunge, flags, mailbox update,
+  // ...): exit 0 or INTERNAL with its output.
+  absl::Status Doveadm(const std::vector<std::string>& args);
+  // Kills (SIGKILL) every IMAP process, mid-session: the clients' connections
+  // drop without a BYE; the server itself keeps running.
+  absl::Status KillImapProcesses();
   // Dovecot's log so far.
   std::string Log() const;
   // The master process; every other Dovecot process (imap-login, imap,

@@ -110,6 +110,7 @@ class InProcessServer {
   }
   ~InProcessServer() {
     graph_.admin_service->EndWatches();
+    graph_.mailbox_watches->Shutdown();
     server_->Shutdown();
   }
 
