@@ -209,6 +209,7 @@ class MailboxWatch {
     }
     if (status.ok()) {
       // Given back on purpose: a fresh login at once.
+      logger_.Debug("a mailbox watch logs in again", {{"grant", grant_}, {"folder", folder_}, {"reason", reason_}});
       if (options_.on_reconnect) options_.on_reconnect(reason_);
       backoff_ = options_.initial_backoff;
       next_wait_ = absl::ZeroDuration();

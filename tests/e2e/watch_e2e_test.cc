@@ -466,5 +466,31 @@ TEST_F(WatchE2ETest, TheCliPrintsOneLinePerEventUntilInterrupted) {
   EXPECT_TRUE((*json)->Wait(absl::Seconds(10)).ok());
 }
 
+// Last: it shortens the lifetime of the tokens the identity provider issues.
+TEST_F(WatchE2ETest, TheWatchLogsInAgainBeforeItsTokenExpiresAndMissesNothing) {
+  // Tokens for 125 s: the watch gives its connection back 2 minutes before
+  // expiry, that is about 5 s after each login.
+  idp_->SetExpiresIn(125);
+  idp_->AddRefreshToken("0.rt-renew", User(5));
+  MustCtl({"grant", "import", "renew", "--app", "contoso", "--mailbox", User(5), "--refresh-token-file",
+           dir_->WriteFile("rt-renew", "0.rt-renew")});
+  Watch w = Open("renew", "INBOX");
+  Deliver(User(5), "INBOX", "Before the new login");
+  EXPECT_EQ(w.Next().new_message().subject(), "Before the new login");
+  ASSERT_TRUE(daemon_->process
+                  ->WaitForStderrLine(
+                      [](const std::string& l) {
+                        return absl::StrContains(l, "a mailbox watch logs in again") &&
+                               absl::StrContains(l, "\"grant\":\"renew\"") && absl::StrContains(l, "token");
+                      },
+                      absl::Seconds(60))
+                  .has_value());
+  Deliver(User(5), "INBOX", "After the new login");
+  EXPECT_EQ(w.Next().new_message().subject(), "After the new login");
+  EXPECT_GE(MetricValue("tokenbroker_mailbox_watch_reconnects_total{reason=\"token\"}"), 1);
+  idp_->SetExpiresIn(3599);
+  w.context->TryCancel();
+}
+
 }  // namespace
 }  // namespace tokenbroker
