@@ -260,18 +260,10 @@ class MailboxWatch {
         resync.uid_validity = validity;
         Tell(resync);
       }
-    } else {
-      // What went while the watch was away.
-      std::vector<uint32_t> gone;
-      std::set_difference(uids_.begin(), uids_.end(), all.begin(), all.end(), std::back_inserter(gone));
-      for (uint32_t uid : gone) TellUid(MailboxEvent::Kind::kExpunged, uid);
     }
-    std::vector<uint32_t> fresh;
-    uids_.clear();
-    for (uint32_t uid : all) (uid > last_uid_ ? fresh : uids_).push_back(uid);
-    exists_ = static_cast<uint32_t>(all.size());
     session.set_on_unsolicited([this](const ImapResponse& r) { (void)OnUpdate(r, /*idling=*/false); });
-    RETURN_IF_ERROR(TellNew(mailbox, fresh));
+    // What came and went while the watch was away.
+    RETURN_IF_ERROR(Compare(mailbox, all));
     worked = true;
     live_once_ = true;
     while (true) {
@@ -307,16 +299,23 @@ class MailboxWatch {
         // Out of step (a response missed or misread): compare everything.
         ASSIGN_OR_RETURN(std::vector<uint32_t> now, session.UidSearch(ImapSearchBuilder()));
         std::sort(now.begin(), now.end());
-        std::vector<uint32_t> gone;
-        std::set_difference(uids_.begin(), uids_.end(), now.begin(), now.end(), std::back_inserter(gone));
-        for (uint32_t uid : gone) TellUid(MailboxEvent::Kind::kExpunged, uid);
-        std::vector<uint32_t> added;
-        uids_.clear();
-        for (uint32_t uid : now) (uid > last_uid_ ? added : uids_).push_back(uid);
-        exists_ = static_cast<uint32_t>(now.size());
-        RETURN_IF_ERROR(TellNew(mailbox, added));
+        RETURN_IF_ERROR(Compare(mailbox, now));
       }
     }
+  }
+
+  // Makes `all` (the folder's UIDs, ascending) what the watch knows: tells
+  // the UIDs it knew that are gone as expunged, and those above last_uid_ as
+  // new.
+  absl::Status Compare(Mailbox& mailbox, const std::vector<uint32_t>& all) {
+    std::vector<uint32_t> gone;
+    std::set_difference(uids_.begin(), uids_.end(), all.begin(), all.end(), std::back_inserter(gone));
+    for (uint32_t uid : gone) TellUid(MailboxEvent::Kind::kExpunged, uid);
+    std::vector<uint32_t> fresh;
+    uids_.clear();
+    for (uint32_t uid : all) (uid > last_uid_ ? fresh : uids_).push_back(uid);
+    exists_ = static_cast<uint32_t>(all.size());
+    return TellNew(mailbox, fresh);
   }
 
   // An untagged response about the selected folder; true to end the IDLE

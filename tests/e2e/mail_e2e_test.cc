@@ -17,7 +17,7 @@
 #include "tests/support/daemon.h"
 #include "tests/support/dovecot_server.h"
 #include "tests/support/fake_microsoft.h"
-#include "tests/support/https_server.h"
+#include "tests/support/mail_test_env.h"
 
 namespace tokenbroker {
 namespace {
@@ -26,7 +26,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::CommandResult;
 
-constexpr char kTenant[] = "contoso.onmicrosoft.com";
+constexpr const char* kTenant = testing::MailTestEnv::kTenant;
 constexpr char kSecret[] = "mail-e2e-Client-S3cret";
 
 std::string Message(const std::string& subject, const std::string& body) {
@@ -38,17 +38,12 @@ std::string Message(const std::string& subject, const std::string& body) {
 class MailE2ETest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new testing::TempDir();
-    idp_ = new testing::FakeMicrosoft(SystemClock::Get());
-    tls_ = new testing::CertificateFiles(testing::MakeSelfSignedCertificate(*dir_, "idp", 30, "rsa", "IP:127.0.0.1"));
-    https_ = new testing::HttpsServer(*idp_, "");
-    ASSERT_TRUE(https_->Start(tls_->certificate, tls_->private_key).ok());
-    authority_ = new std::string(absl::StrCat("127.0.0.1:", https_->port()));
-    idp_->SetHost(*authority_);
-    idp_->RegisterApp(kTenant, "client-1", kSecret);
-    auto dovecot = testing::DovecotServer::Start(absl::StrCat("https://", *authority_, "/introspect"), tls_->certificate);
-    ASSERT_TRUE(dovecot.ok()) << dovecot.status();
-    dovecot_ = dovecot->release();
+    env_ = new testing::MailTestEnv(kSecret);
+    ASSERT_TRUE(env_->StartServers());
+    dir_ = &env_->dir();
+    idp_ = &env_->idp();
+    dovecot_ = &env_->dovecot();
+    daemon_ = &env_->daemon();
 
     // The mailboxes: odd folder names, a few thousand messages, one of 50 MB.
     std::vector<testing::SeedMessage> seed = {
@@ -65,35 +60,8 @@ class MailE2ETest : public ::testing::Test {
     ASSERT_TRUE(dovecot_->Seed("alice@contoso.com", seed).ok());
     ASSERT_TRUE(dovecot_->Seed("bob@contoso.com", {{"INBOX", Message("For Bob", "b"), false}}).ok());
 
-    config_ = new std::string(dir_->WriteFile(
-        "broker.yaml", testing::DaemonConfig(*dir_) +
-                           absl::StrCat("http:\n  ca_file: \"", tls_->certificate, "\"\nmail:\n  ca_file: \"",
-                                        dovecot_->ca_file(), "\"\n  workers: 2\n  stream_workers: 2\n")));
-    // AddressSanitizer keeps freed memory in quarantine (256 MB by default),
-    // which would show as memory growth in
-    // ALargeMessageStreamsWithItsBytesIntactAndFlatMemory: this daemon's
-    // quarantine is kept small (it still catches use after free of recently
-    // freed memory).
-    const char* asan = std::getenv("ASAN_OPTIONS");
-    const std::string saved = asan != nullptr ? asan : "";
-    setenv("ASAN_OPTIONS", absl::StrCat(saved, saved.empty() ? "" : ":", "quarantine_size_mb=8").c_str(), 1);
-    daemon_ = new testing::RunningDaemon(testing::StartDaemon(*config_, dir_->path()));
-    if (asan != nullptr) {
-      setenv("ASAN_OPTIONS", saved.c_str(), 1);
-    } else {
-      unsetenv("ASAN_OPTIONS");
-    }
-    ASSERT_FALSE(daemon_->grpc_address.empty());
-    MustCtl({"app", "create", "contoso", "--provider", "microsoft", "--tenant", kTenant, "--client-id", "client-1",
-             "--authority-host", *authority_, "--client-secret-file", dir_->WriteFile("secret", kSecret),
-             "--not-after", "2099-01-01", "--imap-host", "127.0.0.1", "--imap-port",
-             std::to_string(dovecot_->imaps_port())});
-    for (const char* user : {"alice", "bob"}) {
-      const std::string mailbox = absl::StrCat(user, "@contoso.com");
-      idp_->AddRefreshToken(absl::StrCat("0.rt-", user), mailbox);
-      MustCtl({"grant", "import", user, "--app", "contoso", "--mailbox", mailbox, "--refresh-token-file",
-               dir_->WriteFile(absl::StrCat("rt-", user), absl::StrCat("0.rt-", user))});
-    }
+    ASSERT_TRUE(env_->StartDaemon("  workers: 2\n  stream_workers: 2\n"));
+    for (const char* user : {"alice", "bob"}) env_->ImportGrant(user, absl::StrCat(user, "@contoso.com"));
   }
   static void TearDownTestSuite() {
     if (daemon_ != nullptr && daemon_->process != nullptr) {
@@ -112,19 +80,11 @@ class MailE2ETest : public ::testing::Test {
         EXPECT_THAT(text, Not(HasSubstr("fake-access-")));
       }
     }
-    delete daemon_;
-    delete dovecot_;
-    https_->Stop();
-    delete https_;
-    delete idp_;
-    delete tls_;
-    delete authority_;
-    delete config_;
+    delete env_;
     delete big_;
-    delete dir_;
   }
 
-  static CommandResult Ctl(const std::vector<std::string>& args) { return testing::Ctl(daemon_->grpc_address, args); }
+  static CommandResult Ctl(const std::vector<std::string>& args) { return env_->Ctl(args); }
   static std::unique_ptr<BrokerClient> Client() {
     ClientOptions options;
     options.target = daemon_->grpc_address;
@@ -140,37 +100,21 @@ class MailE2ETest : public ::testing::Test {
     request.set_chunk_size(64 * 1024);
     return client.mail().FetchMessage(&context, request);
   }
-  static CommandResult MustCtl(const std::vector<std::string>& args) {
-    CommandResult r = Ctl(args);
-    EXPECT_EQ(r.exit_code, 0) << absl::StrJoin(args, " ") << ": " << r.err;
-    return r;
-  }
-  static std::string Metric(const std::string& prefix) {
-    std::string out;
-    for (absl::string_view line : absl::StrSplit(*testing::HttpGet(daemon_->metrics_address, "/metrics"), '\n')) {
-      if (absl::StartsWith(line, prefix)) absl::StrAppend(&out, line, "\n");
-    }
-    return out;
-  }
+  static CommandResult MustCtl(const std::vector<std::string>& args) { return env_->MustCtl(args); }
+  static std::string Metric(const std::string& prefix) { return env_->Metric(prefix); }
 
+  static testing::MailTestEnv* env_;
   static testing::TempDir* dir_;
   static testing::FakeMicrosoft* idp_;
-  static testing::CertificateFiles* tls_;
-  static testing::HttpsServer* https_;
-  static std::string* authority_;
   static testing::DovecotServer* dovecot_;
-  static std::string* config_;
   static testing::RunningDaemon* daemon_;
   static std::string* big_;
 };
 
+testing::MailTestEnv* MailE2ETest::env_;
 testing::TempDir* MailE2ETest::dir_;
 testing::FakeMicrosoft* MailE2ETest::idp_;
-testing::CertificateFiles* MailE2ETest::tls_;
-testing::HttpsServer* MailE2ETest::https_;
-std::string* MailE2ETest::authority_;
 testing::DovecotServer* MailE2ETest::dovecot_;
-std::string* MailE2ETest::config_;
 testing::RunningDaemon* MailE2ETest::daemon_;
 std::string* MailE2ETest::big_;
 
@@ -200,7 +144,7 @@ TEST_F(MailE2ETest, DiagnoseChecksEveryStepAgainstTheRealServer) {
   idp_->RegisterApp(kTenant, "client-no-role", kSecret);
   idp_->SetAppRoles(kTenant, "client-no-role", {});
   MustCtl({"app", "create", "contoso-no-role", "--provider", "microsoft", "--tenant", kTenant, "--client-id",
-           "client-no-role", "--authority-host", *authority_, "--client-secret-file", dir_->File("secret"),
+           "client-no-role", "--authority-host", env_->authority(), "--client-secret-file", dir_->File("secret"),
            "--not-after", "2099-01-01", "--imap-host", "127.0.0.1", "--imap-port",
            std::to_string(dovecot_->imaps_port())});
   MustCtl({"grant", "create", "robot-no-role", "--app", "contoso-no-role", "--mailbox", "bob@contoso.com"});
