@@ -363,11 +363,7 @@ class MailboxWatch {
       uids_.insert(uids_.end(), chunk.begin(), chunk.end());
       ASSIGN_OR_RETURN(std::vector<MailSummary> summaries, mailbox.Summaries(chunk));
       for (MailSummary& s : summaries) {
-        MailboxEvent e;
-        e.kind = MailboxEvent::Kind::kNewMessage;
-        e.uid_validity = uid_validity_;
-        e.uid = s.uid;
-        e.summary = std::move(s);
+        MailboxEvent e = NewMessage(std::move(s));
         last_uid_ = std::max(last_uid_, e.uid);
         Tell(e);
       }
@@ -412,14 +408,7 @@ class MailboxWatch {
         absl::MutexLock lock(&mu_);
         auto it = std::find_if(members_.begin(), members_.end(), [&page](const Member& m) { return m.id == page.id; });
         if (it == members_.end()) continue;  // gone meanwhile
-        for (MailSummary& s : summaries) {
-          MailboxEvent e;
-          e.kind = MailboxEvent::Kind::kNewMessage;
-          e.uid_validity = uid_validity_;
-          e.uid = s.uid;
-          e.summary = std::move(s);
-          TellOneLocked(*it, e);
-        }
+        for (MailSummary& s : summaries) TellOneLocked(*it, NewMessage(std::move(s)));
         it->sent_upto = std::max(it->sent_upto, page.uids.back());
       }
       absl::MutexLock lock(&mu_);
@@ -443,6 +432,15 @@ class MailboxWatch {
   void TellOneLocked(Member& m, const MailboxEvent& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     m.watcher->OnEvent(e);
     if (options_.on_event) options_.on_event(EventKindName(e.kind));
+  }
+
+  MailboxEvent NewMessage(MailSummary summary) const {
+    MailboxEvent e;
+    e.kind = MailboxEvent::Kind::kNewMessage;
+    e.uid_validity = uid_validity_;
+    e.uid = summary.uid;
+    e.summary = std::move(summary);
+    return e;
   }
 
   void TellUid(MailboxEvent::Kind kind, uint32_t uid) {
