@@ -4,8 +4,9 @@
 //    empty RPC (AdminService.GetServerInfo) on the same server in the same
 //    run, driven by h2load (nghttp2-client). h2load counts any HTTP 200, so
 //    the gRPC results are counted from the server's own
-//    tokenbroker_grpc_requests_total. Targets: >= 90% of the empty RPC's
-//    throughput, p99 within 1.2x.
+//    tokenbroker_grpc_requests_total. Five alternating rounds; targets on
+//    the median of the rounds' ratios: >= 90% of the empty RPC's throughput,
+//    p99 within 1.2x.
 // 2. 10,000 grants refreshed by the background scheduler against the
 //    Microsoft-shaped endpoint (in process, simulated time): provider requests
 //    per grant (target 1.0) and the peak refreshes per simulated second (the
@@ -21,6 +22,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -161,28 +163,36 @@ void CacheHitsVersusEmptyRpc(int requests) {
   // Warm up both, then alternate so that neither gets a cooler or warmer machine.
   H2load(dir, daemon.grpc_address, empty_method, empty_body, requests / 10);
   H2load(dir, daemon.grpc_address, token_method, token_body, requests / 10);
-  LoadResult empty, token;
+  // Five rounds, each the empty RPC then GetAccessToken; the verdict is the
+  // median of the rounds' ratios (one round can land on a noisy moment).
+  constexpr int kRounds = 5;
+  const int per_round = std::max(1000, requests / kRounds);
   double empty_ok = ok_count(empty_method), token_ok = ok_count(token_method);
-  for (int round = 0; round < 2; ++round) {
-    LoadResult e = H2load(dir, daemon.grpc_address, empty_method, empty_body, requests / 2);
-    LoadResult t = H2load(dir, daemon.grpc_address, token_method, token_body, requests / 2);
-    empty.rps += e.rps / 2;
-    token.rps += t.rps / 2;
-    empty.p50_ms += e.p50_ms / 2;
-    token.p50_ms += t.p50_ms / 2;
-    empty.p99_ms += e.p99_ms / 2;
-    token.p99_ms += t.p99_ms / 2;
+  std::vector<double> throughput_ratios, p99_ratios;
+  std::printf("GetAccessToken (cache hit) vs empty RPC, %d alternating rounds of %d calls each:\n", kRounds,
+              per_round);
+  for (int round = 1; round <= kRounds; ++round) {
+    LoadResult e = H2load(dir, daemon.grpc_address, empty_method, empty_body, per_round);
+    LoadResult t = H2load(dir, daemon.grpc_address, token_method, token_body, per_round);
+    throughput_ratios.push_back(t.rps / e.rps);
+    p99_ratios.push_back(t.p99_ms / e.p99_ms);
+    std::printf("  round %d  empty %8.0f calls/s p99 %6.3f ms | GetAccessToken %8.0f calls/s p99 %6.3f ms | "
+                "ratio %.2f, p99 ratio %.2f\n",
+                round, e.rps, e.p99_ms, t.rps, t.p99_ms, throughput_ratios.back(), p99_ratios.back());
   }
   empty_ok = ok_count(empty_method) - empty_ok;
   token_ok = ok_count(token_method) - token_ok;
-  Check(empty_ok == requests && token_ok == requests,
-        absl::StrCat("not every call was OK: ", empty_ok, " and ", token_ok, " of ", requests));
+  const double expected = static_cast<double>(per_round) * kRounds;
+  Check(empty_ok == expected && token_ok == expected,
+        absl::StrCat("not every call was OK: ", empty_ok, " and ", token_ok, " of ", expected));
   Check(idp.requests() == 1, absl::StrCat("the provider saw ", idp.requests(), " requests; expected 1"));
-  std::printf("GetAccessToken (cache hit) vs empty RPC, %d calls each, all OK by the server's counters:\n", requests);
-  std::printf("  empty RPC       %9.0f calls/s  p50 %6.3f ms  p99 %6.3f ms\n", empty.rps, empty.p50_ms, empty.p99_ms);
-  std::printf("  GetAccessToken  %9.0f calls/s  p50 %6.3f ms  p99 %6.3f ms\n", token.rps, token.p50_ms, token.p99_ms);
-  std::printf("  throughput ratio %.2f (target >= 0.90), p99 ratio %.2f (target <= 1.20)\n", token.rps / empty.rps,
-              token.p99_ms / empty.p99_ms);
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  std::printf("  all OK by the server's counters; median throughput ratio %.2f (target >= 0.90), median p99 ratio "
+              "%.2f (target <= 1.20)\n",
+              median(throughput_ratios), median(p99_ratios));
   daemon.Stop();
 }
 
