@@ -446,7 +446,10 @@ class MailServiceImpl::WatchWriter final : public grpc::ServerWriteReactor<v1::M
     if (status.ok()) {
       MailboxWatches::Request watch{request->grant(), request->folder(), request->since_uid(), request->uid_validity()};
       absl::StatusOr<uint64_t> id = service->watches_->Subscribe(watch, this);
-      if (id.ok()) subscription_ = *id;
+      if (id.ok()) {
+        absl::MutexLock lock(&mu_);
+        subscription_ = *id;
+      }
       status = id.status();
     }
     Begun(status);
@@ -506,16 +509,19 @@ class MailServiceImpl::WatchWriter final : public grpc::ServerWriteReactor<v1::M
   }
 
   void OnWriteDone(bool ok) override {
-    bool resume = false;
+    uint64_t resume = 0;
     {
       absl::MutexLock lock(&mu_);
       WriteDoneLocked(ok);
       // A watcher the watch found without room is sent more once half its
       // queue went out.
-      resume = starved_ && !finished_ && queue_.size() <= max_queued_ / 2;
-      if (resume) starved_ = false;
+      if (starved_ && !finished_ && queue_.size() <= max_queued_ / 2) {
+        starved_ = false;
+        resume = subscription_;
+      }
     }
-    if (resume) service_->watches_->Resume(subscription_);
+    // Not under mu_: the watch calls this writer under its own lock.
+    if (resume != 0) service_->watches_->Resume(resume);
   }
 
   void WriteDoneLocked(bool ok) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -537,8 +543,13 @@ class MailServiceImpl::WatchWriter final : public grpc::ServerWriteReactor<v1::M
   }
 
   void OnDone() override {
+    uint64_t subscription;
+    {
+      absl::MutexLock lock(&mu_);
+      subscription = subscription_;
+    }
     // After it, the watch never calls this writer again.
-    if (subscription_ != 0) service_->watches_->Unsubscribe(subscription_);
+    if (subscription != 0) service_->watches_->Unsubscribe(subscription);
     if (audit_) {
       service_->guard_->Audit(call_, kMethod, Action::kMailRead, request_->grant(), final_, "",
                               absl::StrCat(request_->folder(), ": ", events_, " events"));
@@ -588,9 +599,9 @@ class MailServiceImpl::WatchWriter final : public grpc::ServerWriteReactor<v1::M
   const size_t max_queued_;
   CallContext call_;
   bool audit_ = false;
-  uint64_t subscription_ = 0;
 
   absl::Mutex mu_;
+  uint64_t subscription_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<v1::MailboxEvent> queue_ ABSL_GUARDED_BY(mu_);
   v1::MailboxEvent in_flight_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;

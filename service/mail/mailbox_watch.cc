@@ -41,6 +41,21 @@ bool Transient(const absl::Status& s) {
 class MailboxWatch {
  public:
   enum class State { kConnecting, kCatchingUp, kIdling, kBackingOff, kEnded };
+  static absl::string_view StateName(State state) {
+    switch (state) {
+      case State::kConnecting:
+        return "connecting";
+      case State::kCatchingUp:
+        return "catching_up";
+      case State::kIdling:
+        return "idling";
+      case State::kBackingOff:
+        return "backing_off";
+      case State::kEnded:
+        return "ended";
+    }
+    return "unknown";
+  }
 
   MailboxWatch(MailPool& pool, const Clock& clock, Logger& logger, const MailboxWatchOptions& options,
                std::string grant, std::string folder)
@@ -217,7 +232,10 @@ class MailboxWatch {
     }
     if (Transient(status) && live_once_) {
       logger_.Warn("a mailbox watch lost its IMAP connection; reconnecting",
-                   {{"grant", grant_}, {"folder", folder_}, {"error", std::string(status.message())}});
+                   {{"grant", grant_},
+                    {"folder", folder_},
+                    {"while", StateName(state_)},
+                    {"error", std::string(status.message())}});
       if (options_.on_reconnect) options_.on_reconnect("connection");
       if (worked) backoff_ = options_.initial_backoff;
       next_wait_ = worked ? absl::ZeroDuration() : backoff_;
