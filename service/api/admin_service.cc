@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "service/api/convert.h"
+#include "service/api/queued_writer.h"
 #include "service/api/reactors.h"
 #include "service/common/status_macros.h"
 #include "service/common/time_util.h"
@@ -265,13 +266,16 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListGrants(grpc::CallbackServerConte
 // into a bounded queue; gRPC's write completions take the next one out. It
 // finishes only once Begin (on an admin worker) is over, so that nothing
 // runs on a deleted reactor.
-class AdminServiceImpl::GrantChangeWriter final : public grpc::ServerWriteReactor<v1::GrantChange> {
+class AdminServiceImpl::GrantChangeWriter final : public QueuedWriteReactor<v1::GrantChange> {
  public:
   // A watcher more than this many changes behind is ended.
   static constexpr size_t kMaxQueued = 10000;
 
   GrantChangeWriter(AdminServiceImpl* service, grpc::CallbackServerContext* context, v1::WatchGrantsRequest request)
-      : service_(service), context_(context), request_(std::move(request)) {}
+      : QueuedWriteReactor(kMaxQueued), service_(service), context_(context), request_(std::move(request)) {
+    absl::MutexLock lock(&mu_);
+    HoldFinishLocked();
+  }
 
   // On an admin worker: admits the call, subscribes, and queues the grants
   // that need someone now when asked for them.
@@ -281,50 +285,23 @@ class AdminServiceImpl::GrantChangeWriter final : public grpc::ServerWriteReacto
       subscription_ = service_->deps_.grant_watch->Subscribe([this](const GrantStateChange& c) { Deliver(c); });
       if (request_.current()) status = QueueCurrent();
     }
-    Begun(ToGrpcStatus(status));
+    Begun(status);
   }
 
   // Begin is over (or will never run: `status` says why).
-  void Begun(const grpc::Status& status) {
+  void Begun(const absl::Status& status) {
     absl::MutexLock lock(&mu_);
-    begun_ = true;
-    if (!status.ok()) {
-      FinishLocked(status);
-    } else if (end_.has_value()) {
-      FinishLocked(*end_);
-    } else if (!metadata_sent_) {
-      // The caller learns that the watch is live (subscribed) before any
-      // change comes.
-      metadata_sent_ = true;
-      StartSendInitialMetadata();
-    }
+    if (!status.ok()) FinishLocked(status);
+    ReleaseFinishLocked();
+    // The caller learns that the watch is live (subscribed) before any
+    // change comes.
+    if (!EndingLocked()) SendMetadataLocked();
   }
 
   // Ends the stream with `status` (shutdown).
-  void End(const grpc::Status& status) {
+  void End(const absl::Status& status) {
     absl::MutexLock lock(&mu_);
     FinishLocked(status);
-  }
-
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) {
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the watcher went away"));
-    } else if (end_.has_value()) {
-      FinishLocked(*end_);
-    } else if (overflowed_) {
-      FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                absl::StrCat("the watcher fell more than ", kMaxQueued,
-                                             " changes behind; watch again with current=true to catch up")));
-    } else {
-      WriteNextLocked();
-    }
-  }
-
-  void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    FinishLocked(grpc::Status::CANCELLED);
   }
 
   void OnDone() override {
@@ -337,6 +314,11 @@ class AdminServiceImpl::GrantChangeWriter final : public grpc::ServerWriteReacto
   }
 
  private:
+  absl::Status OverflowStatusLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return absl::ResourceExhaustedError(absl::StrCat("the watcher fell more than ", kMaxQueued,
+                                                     " changes behind; watch again with current=true to catch up"));
+  }
+
   absl::Status Admit() {
     ASSIGN_OR_RETURN(call_, service_->deps_.guard->Identify(context_, "AdminService/WatchGrants", Action::kAdminRead));
     if (!request_.app().empty()) RETURN_IF_ERROR(ValidateId("app", request_.app()));
@@ -391,34 +373,7 @@ class AdminServiceImpl::GrantChangeWriter final : public grpc::ServerWriteReacto
     *out.mutable_time() = ToTimestamp(change.time);
     out.set_current(change.current);
     absl::MutexLock lock(&mu_);
-    if (finished_ || overflowed_) return;
-    if (queue_.size() >= kMaxQueued) {
-      overflowed_ = true;  // ended when the write in flight completes
-      return;
-    }
-    queue_.push_back(std::move(out));
-    if (!writing_) WriteNextLocked();
-  }
-
-  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_ || end_.has_value() || queue_.empty()) return;
-    in_flight_ = std::move(queue_.front());
-    queue_.pop_front();
-    writing_ = true;
-    metadata_sent_ = true;  // with the first write
-    StartWrite(&in_flight_);
-  }
-
-  // Finishes once, with the first status given; before Begin is over or
-  // while a write is in flight, only remembers it (Begun and OnWriteDone
-  // finish then).
-  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
-    if (!end_.has_value()) end_ = status;
-    if (!begun_ || writing_) return;
-    finished_ = true;
-    queue_.clear();
-    Finish(*end_);
+    (void)PushLocked(std::move(out));
   }
 
   AdminServiceImpl* const service_;
@@ -428,16 +383,6 @@ class AdminServiceImpl::GrantChangeWriter final : public grpc::ServerWriteReacto
   CallContext call_;
   bool everything_ = false;
   uint64_t subscription_ = 0;
-
-  absl::Mutex mu_;
-  std::deque<v1::GrantChange> queue_ ABSL_GUARDED_BY(mu_);
-  v1::GrantChange in_flight_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
-  bool begun_ ABSL_GUARDED_BY(mu_) = false;
-  bool metadata_sent_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  std::optional<grpc::Status> end_ ABSL_GUARDED_BY(mu_);
 };
 
 grpc::ServerWriteReactor<v1::GrantChange>* AdminServiceImpl::WatchGrants(grpc::CallbackServerContext* context,
@@ -454,8 +399,7 @@ grpc::ServerWriteReactor<v1::GrantChange>* AdminServiceImpl::WatchGrants(grpc::C
   }
   // Admission and the first reads go to a worker, never a callback thread.
   if (!workers_.Submit([writer] { writer->Begin(); })) {
-    writer->Begun(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                               "too many admin calls are waiting; retry with backoff"));
+    writer->Begun(absl::ResourceExhaustedError("too many admin calls are waiting; retry with backoff"));
   }
   return writer;
 }
@@ -489,7 +433,7 @@ void AdminServiceImpl::EndWatches() {
   absl::MutexLock lock(&watches_mu_);
   watches_ended_ = true;
   for (GrantChangeWriter* writer : watches_) {
-    writer->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the broker is shutting down; watch again"));
+    writer->End(absl::UnavailableError("the broker is shutting down; watch again"));
   }
 }
 

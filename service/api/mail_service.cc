@@ -1,11 +1,10 @@
 #include "service/api/mail_service.h"
 
 #include <algorithm>
-#include <deque>
-#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "service/api/convert.h"
+#include "service/api/queued_writer.h"
 #include "service/api/reactors.h"
 #include "service/common/status_macros.h"
 #include "service/imap/imap_text.h"
@@ -426,13 +425,12 @@ class MailServiceImpl::FetchManyReactor final : public StreamingFetch<v1::FetchM
 // message to a watcher without Room() and resumes it once it drained half
 // its queue; a caller that lets expunges and flag changes pile up past it
 // is ended (watch again from the last UID received).
-class MailServiceImpl::WatchWriter final : public grpc::ServerWriteReactor<v1::MailboxEvent>,
-                                           public MailboxWatcher {
+class MailServiceImpl::WatchWriter final : public QueuedWriteReactor<v1::MailboxEvent>, public MailboxWatcher {
  public:
   static constexpr absl::string_view kMethod = "MailService/WatchMailbox";
 
   WatchWriter(MailServiceImpl* service, grpc::CallbackServerContext* context, const v1::WatchMailboxRequest* request)
-      : service_(service), context_(context), request_(request), max_queued_(service->watch_queue_) {
+      : QueuedWriteReactor(service->watch_queue_), service_(service), context_(context), request_(request) {
     absl::StatusOr<CallContext> call = service->Admit(context, kMethod, request->grant());
     if (!call.ok()) {
       Begun(call.status());
@@ -458,24 +456,16 @@ class MailServiceImpl::WatchWriter final : public grpc::ServerWriteReactor<v1::M
   void OnLive(uint32_t uid_validity) override {
     absl::MutexLock lock(&mu_);
     uid_validity_ = uid_validity;
-    if (!metadata_sent_ && !finished_) {
+    if (!MetadataSentLocked() && !FinishedLocked()) {
       // The caller learns that every change from now on will come, and the
       // folder's UIDVALIDITY (to keep with the last UID it reads).
-      metadata_sent_ = true;
       context_->AddInitialMetadata("uid-validity", std::to_string(uid_validity));
-      StartSendInitialMetadata();
+      SendMetadataLocked();
     }
   }
 
   void OnEvent(const MailboxEvent& event) override {
-    absl::MutexLock lock(&mu_);
-    if (finished_ || end_.has_value() || overflowed_) return;
-    if (queue_.size() >= max_queued_) {
-      overflowed_ = true;
-      if (!writing_) FinishOverflowLocked();
-      return;
-    }
-    v1::MailboxEvent& out = queue_.emplace_back();
+    v1::MailboxEvent out;
     out.set_uid_validity(event.uid_validity);
     switch (event.kind) {
       case MailboxEvent::Kind::kNewMessage:
@@ -492,7 +482,8 @@ class MailServiceImpl::WatchWriter final : public grpc::ServerWriteReactor<v1::M
         out.mutable_resync();
         break;
     }
-    if (!writing_) WriteNextLocked();
+    absl::MutexLock lock(&mu_);
+    (void)PushLocked(std::move(out));
   }
 
   void OnEnd(const absl::Status& status) override {
@@ -502,57 +493,25 @@ class MailServiceImpl::WatchWriter final : public grpc::ServerWriteReactor<v1::M
 
   size_t Room() override {
     absl::MutexLock lock(&mu_);
-    if (finished_ || end_.has_value() || overflowed_) return 0;
-    const size_t room = max_queued_ - std::min(max_queued_, queue_.size());
+    if (EndingLocked()) return 0;
+    const size_t room = max_queued_ - std::min(max_queued_, QueuedLocked());
     if (room == 0) starved_ = true;
     return room;
   }
 
-  void OnWriteDone(bool ok) override {
-    uint64_t resume = 0;
-    {
-      absl::MutexLock lock(&mu_);
-      WriteDoneLocked(ok);
-      // A watcher the watch found without room is sent more once half its
-      // queue went out.
-      if (starved_ && !finished_ && queue_.size() <= max_queued_ / 2) {
-        starved_ = false;
-        resume = subscription_;
-      }
-    }
-    // Not under mu_: the watch calls this writer under its own lock.
-    if (resume != 0) service_->watches_->Resume(resume);
-  }
-
-  void WriteDoneLocked(bool ok) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    writing_ = false;
-    if (!ok) {
-      FinishLocked(absl::CancelledError("the watcher went away"));
-    } else if (end_.has_value()) {
-      FinishLocked(*end_);
-    } else if (overflowed_) {
-      FinishOverflowLocked();
-    } else {
-      WriteNextLocked();
-    }
-  }
-
-  void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    FinishLocked(absl::CancelledError("the watcher cancelled the watch"));
-  }
-
   void OnDone() override {
     uint64_t subscription;
+    uint64_t events;
     {
       absl::MutexLock lock(&mu_);
       subscription = subscription_;
+      events = written_;
     }
     // After it, the watch never calls this writer again.
     if (subscription != 0) service_->watches_->Unsubscribe(subscription);
     if (audit_) {
       service_->guard_->Audit(call_, kMethod, Action::kMailRead, request_->grant(), final_, "",
-                              absl::StrCat(request_->folder(), ": ", events_, " events"));
+                              absl::StrCat(request_->folder(), ": ", events, " events"));
     }
     delete this;
   }
@@ -564,58 +523,47 @@ class MailServiceImpl::WatchWriter final : public grpc::ServerWriteReactor<v1::M
     FinishLocked(status);
   }
 
-  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_ || end_.has_value() || queue_.empty()) return;
-    in_flight_ = std::move(queue_.front());
-    queue_.pop_front();
-    if (in_flight_.has_new_message()) last_new_uid_ = in_flight_.new_message().uid();
-    writing_ = true;
-    metadata_sent_ = true;
-    ++events_;
-    StartWrite(&in_flight_);
-  }
-
-  void FinishOverflowLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    FinishLocked(absl::ResourceExhaustedError(
+  absl::Status OverflowStatusLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return absl::ResourceExhaustedError(
         absl::StrCat("the watcher fell more than ", max_queued_, " events behind; watch again with since_uid ",
-                     last_new_uid_, " and uid_validity ", uid_validity_, " to get the rest")));
+                     last_new_uid_, " and uid_validity ", uid_validity_, " to get the rest"));
   }
 
-  // Finishes once, with the first status given; while a write is in flight
-  // it only remembers it (OnWriteDone finishes then).
-  void FinishLocked(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
-    if (!end_.has_value()) end_ = status;
-    if (writing_) return;
-    finished_ = true;
-    final_ = *end_;
-    queue_.clear();
-    Finish(ToGrpcStatus(*end_));
+  void WritingLocked(const v1::MailboxEvent& event) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (event.has_new_message()) last_new_uid_ = event.new_message().uid();
+  }
+
+  // A watcher the watch found without room is sent more once half its
+  // queue went out.
+  void AfterWriteLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (starved_ && !FinishedLocked() && QueuedLocked() <= max_queued_ / 2) {
+      starved_ = false;
+      resume_ = subscription_;
+    }
+  }
+  // Not under mu_: the watch calls this writer under its own lock.
+  void AfterWrite() override {
+    uint64_t resume;
+    {
+      absl::MutexLock lock(&mu_);
+      resume = resume_;
+      resume_ = 0;
+    }
+    if (resume != 0) service_->watches_->Resume(resume);
   }
 
   MailServiceImpl* const service_;
   grpc::CallbackServerContext* const context_;
   const v1::WatchMailboxRequest* const request_;
-  const size_t max_queued_;
   CallContext call_;
   bool audit_ = false;
 
-  absl::Mutex mu_;
   uint64_t subscription_ ABSL_GUARDED_BY(mu_) = 0;
-  std::deque<v1::MailboxEvent> queue_ ABSL_GUARDED_BY(mu_);
-  v1::MailboxEvent in_flight_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
   // Room() said 0: Resume the watch once the queue has drained a little.
   bool starved_ ABSL_GUARDED_BY(mu_) = false;
-  bool metadata_sent_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  std::optional<absl::Status> end_ ABSL_GUARDED_BY(mu_);
+  uint64_t resume_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t last_new_uid_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t uid_validity_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t events_ = 0;
-  // Set when finished; read in OnDone.
-  absl::Status final_;
 };
 
 grpc::ServerWriteReactor<v1::MailboxEvent>* MailServiceImpl::WatchMailbox(grpc::CallbackServerContext* context,
