@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <utility>
+#include <vector>
 #include <fstream>
 
 #include "absl/strings/numbers.h"
@@ -60,6 +62,25 @@ bool WaitForGreeting(int port, absl::Time deadline) {
     }
   }
   return false;
+}
+
+// The processes whose parent is `parent`, with their names (/proc/PID/stat:
+// "pid (comm) state ppid ...").
+std::vector<std::pair<pid_t, std::string>> ChildrenOf(pid_t parent) {
+  std::vector<std::pair<pid_t, std::string>> children;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
+    const std::string stat = ReadFile(entry.path().string() + "/stat");
+    const size_t open = stat.find('(');
+    const size_t close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || close + 2 > stat.size()) continue;
+    std::vector<std::string> rest = absl::StrSplit(stat.substr(close + 2), ' ');
+    pid_t ppid = 0;
+    if (rest.size() < 2 || !absl::SimpleAtoi(rest[1], &ppid) || ppid != parent) continue;
+    children.emplace_back(pid, stat.substr(open + 1, close - open - 1));
+  }
+  return children;
 }
 
 }  // namespace
@@ -186,21 +207,41 @@ absl::Status DovecotServer::Deliver(const std::string& user, const std::string& 
   return absl::OkStatus();
 }
 
+absl::Status DovecotServer::Restart(const std::function<absl::Status()>& while_down) {
+  // The master and every process it started, at once; the new master can
+  // only listen once none of them holds the ports.
+  const std::vector<std::pair<pid_t, std::string>> children = ChildrenOf(process_->pid());
+  process_->Signal(SIGKILL);
+  for (const auto& [pid, comm] : children) kill(pid, SIGKILL);
+  RETURN_IF_ERROR(process_->Wait(absl::Seconds(30)).status());
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  auto alive = [](pid_t pid) {
+    // Gone, or a zombie (which holds no socket) that nobody reaped yet.
+    const std::string stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+    const size_t close = stat.rfind(')');
+    return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+  };
+  for (const auto& [pid, comm] : children) {
+    while (alive(pid) && absl::Now() < deadline) {
+      struct timespec ts{0, 10'000'000};
+      nanosleep(&ts, nullptr);
+    }
+  }
+  if (while_down) RETURN_IF_ERROR(while_down());
+  auto proc = Subprocess::Start({"/usr/sbin/dovecot", "-F", "-c", dir_ + "/dovecot.conf"}, dir_, uid_, gid_);
+  if (!proc.ok()) return proc.status();
+  process_ = std::move(*proc);
+  if (!WaitForGreeting(imap_port_, absl::Now() + absl::Seconds(30))) {
+    return absl::UnavailableError(absl::StrCat("dovecot did not greet again on port ", imap_port_, ": ",
+                                               process_->Stderr(), "\n", Log()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status DovecotServer::KillImapProcesses() {
   int killed = 0;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    pid_t pid = 0;
-    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
-    // /proc/PID/stat: "pid (comm) state ppid ...".
-    const std::string stat = ReadFile(entry.path().string() + "/stat");
-    const size_t close = stat.rfind(')');
-    const size_t open = stat.find('(');
-    if (close == std::string::npos || open == std::string::npos) continue;
-    const std::string comm = stat.substr(open + 1, close - open - 1);
-    std::vector<std::string> rest = absl::StrSplit(stat.substr(close + 2), ' ');
-    pid_t ppid = 0;
-    if (rest.size() < 2 || !absl::SimpleAtoi(rest[1], &ppid)) continue;
-    if (ppid == process_->pid() && comm == "imap" && kill(pid, SIGKILL) == 0) ++killed;
+  for (const auto& [pid, comm] : ChildrenOf(process_->pid())) {
+    if (comm == "imap" && kill(pid, SIGKILL) == 0) ++killed;
   }
   if (killed == 0) return absl::NotFoundError("no IMAP process of Dovecot was running");
   return absl::OkStatus();

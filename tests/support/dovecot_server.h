@@ -8,6 +8,7 @@
 #ifndef TOKENBROKER_TESTS_SUPPORT_DOVECOT_SERVER_H_
 #define TOKENBROKER_TESTS_SUPPORT_DOVECOT_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,6 +51,12 @@ class DovecotServer {
   // Kills (SIGKILL) every IMAP process, mid-session: the clients' connections
   // drop without a BYE; the server itself keeps running.
   absl::Status KillImapProcesses();
+  // Kills the whole server (SIGKILL to the master; its processes follow)
+  // and starts it again on the same ports and mail, as a crash and restart
+  // of the machine's IMAP service would. `while_down` runs in between (mail
+  // delivered while the server is down). The server greets again before it
+  // returns.
+  absl::Status Restart(const std::function<absl::Status()>& while_down = nullptr);
   // Dovecot's log so far.
   std::string Log() const;
   // The master process; every other Dovecot process (imap-login, imap,
