@@ -307,8 +307,8 @@ void ImapSession::Observe(const ImapResponse& r) {
   if (on_unsolicited_ && (r.name == "EXISTS" || r.name == "EXPUNGE" || r.name == "FETCH")) on_unsolicited_(r);
 }
 
-absl::Status ImapSession::Idle(absl::Duration max_wait, int wake_fd,
-                               const std::function<bool(const ImapResponse&)>& on_update) {
+absl::StatusOr<ImapSession::IdleEnd> ImapSession::Idle(absl::Duration max_wait, int wake_fd,
+                                                       const std::function<bool(const ImapResponse&)>& on_update) {
   if (!usable_) return absl::UnavailableError("the IMAP connection is no longer usable");
   if (capabilities_.count("IDLE") == 0) return absl::FailedPreconditionError("the IMAP server does not offer IDLE");
   const std::string tag = absl::StrCat("t", next_tag_++);
@@ -326,20 +326,27 @@ absl::Status ImapSession::Idle(absl::Duration max_wait, int wake_fd,
     RETURN_IF_ERROR(untagged(r));
   }
   const absl::Time deadline = absl::Now() + max_wait;
+  IdleEnd end = IdleEnd::kAsked;
   while (!done) {
     // What is buffered already needs no wait (a whole response, or the
     // start of one whose rest is on its way).
     if (offset_ == buffer_.size()) {
       const absl::Duration left = deadline - absl::Now();
-      if (left <= absl::ZeroDuration()) break;
+      if (left <= absl::ZeroDuration()) {
+        end = IdleEnd::kTimedOut;
+        break;
+      }
       absl::StatusOr<ImapTransport::Wait> wait = transport_->WaitReadable(left, wake_fd);
       if (!wait.ok()) return Fail(wait.status());
-      if (*wait != ImapTransport::Wait::kReadable) break;
+      if (*wait != ImapTransport::Wait::kReadable) {
+        end = *wait == ImapTransport::Wait::kWoken ? IdleEnd::kWoken : IdleEnd::kTimedOut;
+        break;
+      }
     }
     ASSIGN_OR_RETURN(ImapResponse r, ReadResponse());
     if (r.type == ImapResponse::Type::kTagged) {
       // The server ended the IDLE itself.
-      if (r.tag == tag && r.status == "OK") return absl::OkStatus();
+      if (r.tag == tag && r.status == "OK") return IdleEnd::kByServer;
       return Fail(ImapCommandFailure(r, "IDLE"));
     }
     if (r.type == ImapResponse::Type::kContinuation) {
@@ -352,7 +359,7 @@ absl::Status ImapSession::Idle(absl::Duration max_wait, int wake_fd,
     ASSIGN_OR_RETURN(ImapResponse r, ReadResponse());
     if (r.type == ImapResponse::Type::kTagged && r.tag == tag) {
       if (r.status != "OK") return ImapCommandFailure(r, "IDLE");
-      return absl::OkStatus();
+      return end;
     }
     if (r.type == ImapResponse::Type::kContinuation) {
       return Fail(absl::DataLossError("the IMAP server asked for a continuation nobody announced"));

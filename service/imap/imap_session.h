@@ -138,10 +138,12 @@ class ImapSession {
   // keep-alives) and returns true to end the IDLE early. The IDLE also ends
   // after `max_wait` or when `wake_fd` (an eventfd, -1 for none) becomes
   // readable; then DONE is sent and the reply read (its untagged responses
-  // go to `on_update` too). FAILED_PRECONDITION when the server does not
-  // offer IDLE; UNAVAILABLE when the connection fails or the server says BYE.
-  absl::Status Idle(absl::Duration max_wait, int wake_fd,
-                    const std::function<bool(const ImapResponse&)>& on_update);
+  // go to `on_update` too). Says why it ended. FAILED_PRECONDITION when the
+  // server does not offer IDLE; UNAVAILABLE when the connection fails or the
+  // server says BYE.
+  enum class IdleEnd { kAsked, kTimedOut, kWoken, kByServer };
+  absl::StatusOr<IdleEnd> Idle(absl::Duration max_wait, int wake_fd,
+                               const std::function<bool(const ImapResponse&)>& on_update);
   // Gets the untagged EXISTS, EXPUNGE and FETCH responses that come with
   // any other command's reply (a server reports changes to the selected
   // folder whenever it may), so that a caller keeping sequence numbers in

@@ -301,7 +301,11 @@ class MailboxWatch {
         }
         state_ = State::kIdling;
       }
-      RETURN_IF_ERROR(session.Idle(wait, wake_fd_, [this](const ImapResponse& r) { return OnUpdate(r, true); }));
+      ASSIGN_OR_RETURN(ImapSession::IdleEnd end,
+                       session.Idle(wait, wake_fd_, [this](const ImapResponse& r) { return OnUpdate(r, true); }));
+      if (end == ImapSession::IdleEnd::kTimedOut && wait == options_.idle_renew) {
+        logger_.Debug("a mailbox watch issues IDLE again", {{"grant", grant_}, {"folder", folder_}});
+      }
       DrainWake();
       if (exists_ > uids_.size()) {
         ImapSearchBuilder after;

@@ -72,8 +72,10 @@ class WatchE2ETest : public ::testing::Test {
     for (int i = 0; i < kMailboxes; ++i) {
       ASSERT_TRUE(dovecot_->Seed(User(i), {{"INBOX", Message("Welcome"), true}}).ok());
     }
-    // Debug logs: the tests wait for the watch's own account of a new login.
-    ASSERT_TRUE(env_->StartDaemon("  max_connections_per_mailbox: 4\n  watch_queue: 100\n", "log:\n  level: debug\n"));
+    // IDLE issued again every 2 s, so that every test also crosses renewals.
+    // Debug logs: the tests wait for the watch's own account of a renewal or
+    // a new login.
+    ASSERT_TRUE(env_->StartDaemon("  max_connections_per_mailbox: 4\n  watch_queue: 100\n  idle_renew: 2s\n", "log:\n  level: debug\n"));
     env_->ImportGrant("alice", "alice@contoso.com");
     for (int i = 0; i < kMailboxes; ++i) env_->ImportGrant(absl::StrCat("user", i), User(i));
   }
@@ -231,6 +233,21 @@ TEST_F(WatchE2ETest, ImapProcessKilledMidWatchMissesNoMessageAndRepeatsNone) {
   EXPECT_THAT(subjects, ::testing::ElementsAre("During the gap 1", "During the gap 2", "During the gap 3",
                                                "After the gap"));
   EXPECT_EQ(MetricValue("tokenbroker_mailbox_watch_reconnects_total{reason=\"connection\"}"), reconnects + 1);
+  w.context->TryCancel();
+}
+
+TEST_F(WatchE2ETest, MailArrivesAfterIdleWasIssuedAgain) {
+  Watch w = Open("user8", "INBOX");
+  ASSERT_TRUE(daemon_->process
+                  ->WaitForStderrLine(
+                      [](const std::string& l) {
+                        return absl::StrContains(l, "a mailbox watch issues IDLE again") &&
+                               absl::StrContains(l, "\"grant\":\"user8\"");
+                      },
+                      absl::Seconds(60))
+                  .has_value());
+  Deliver(User(8), "INBOX", "After the renewal");
+  EXPECT_EQ(w.Next().new_message().subject(), "After the renewal");
   w.context->TryCancel();
 }
 

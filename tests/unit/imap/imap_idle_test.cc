@@ -77,11 +77,12 @@ TEST(ImapIdleTest, UpdatesReachTheCallerWhoEndsTheIdle) {
                                {"DONE", "* 2 FETCH (FLAGS (\\Seen))\r\n$TAG OK IDLE terminated\r\n"}},
                       commands);
   std::vector<std::string> heard;
-  absl::Status status = session->Idle(absl::Minutes(25), -1, [&](const ImapResponse& r) {
+  absl::StatusOr<ImapSession::IdleEnd> end = session->Idle(absl::Minutes(25), -1, [&](const ImapResponse& r) {
     heard.push_back(Describe(r));
     return r.name == "EXISTS";  // new mail: stop idling to fetch it
   });
-  EXPECT_TRUE(status.ok()) << status;
+  ASSERT_TRUE(end.ok()) << end.status();
+  EXPECT_EQ(*end, ImapSession::IdleEnd::kAsked);
   EXPECT_THAT(heard, ElementsAre("4 EXPUNGE", "7 EXISTS", "2 FETCH"));
   EXPECT_THAT(commands, ElementsAre("IDLE", "DONE"));
   EXPECT_TRUE(session->usable());
@@ -91,11 +92,12 @@ TEST(ImapIdleTest, TheIdleEndsWhenTheWaitIsOver) {
   std::vector<std::string> commands;
   auto session = Open("IDLE", {{"IDLE", "+ idling\r\n* OK Still here\r\n"}, {"DONE", "$TAG OK done\r\n"}}, commands);
   int heard = 0;
-  absl::Status status = session->Idle(absl::Seconds(1), -1, [&](const ImapResponse&) {
+  absl::StatusOr<ImapSession::IdleEnd> end = session->Idle(absl::Seconds(1), -1, [&](const ImapResponse&) {
     ++heard;
     return false;
   });
-  EXPECT_TRUE(status.ok()) << status;
+  ASSERT_TRUE(end.ok()) << end.status();
+  EXPECT_EQ(*end, ImapSession::IdleEnd::kTimedOut);
   EXPECT_EQ(heard, 1);  // the keep-alive
   EXPECT_THAT(commands, ElementsAre("IDLE", "DONE"));
 }
@@ -103,7 +105,7 @@ TEST(ImapIdleTest, TheIdleEndsWhenTheWaitIsOver) {
 TEST(ImapIdleTest, AByeEndsTheSession) {
   std::vector<std::string> commands;
   auto session = Open("IDLE", {{"IDLE", "+ idling\r\n* BYE Server shutting down\r\n"}}, commands);
-  absl::Status status = session->Idle(absl::Minutes(1), -1, [](const ImapResponse&) { return false; });
+  absl::Status status = session->Idle(absl::Minutes(1), -1, [](const ImapResponse&) { return false; }).status();
   EXPECT_TRUE(absl::IsUnavailable(status)) << status;
   EXPECT_THAT(status.message(), ::testing::HasSubstr("BYE"));
   EXPECT_FALSE(session->usable());
@@ -112,7 +114,7 @@ TEST(ImapIdleTest, AByeEndsTheSession) {
 TEST(ImapIdleTest, AServerWithoutIdleIsRefusedBeforeAnythingIsSent) {
   std::vector<std::string> commands;
   auto session = Open("", {}, commands);
-  absl::Status status = session->Idle(absl::Minutes(1), -1, [](const ImapResponse&) { return false; });
+  absl::Status status = session->Idle(absl::Minutes(1), -1, [](const ImapResponse&) { return false; }).status();
   EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
   EXPECT_TRUE(commands.empty());
 }
