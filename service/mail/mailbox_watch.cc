@@ -27,6 +27,10 @@ absl::string_view EventKindName(MailboxEvent::Kind kind) {
 
 namespace {
 
+// A connection lost this soon after the last loss is retried after a
+// backoff even when its session worked.
+constexpr absl::Duration kQuickLossWindow = absl::Seconds(10);
+
 // Failures a later login may not meet: the watch retries them.
 bool Transient(const absl::Status& s) {
   return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsResourceExhausted(s) ||
@@ -237,9 +241,14 @@ class MailboxWatch {
                     {"while", StateName(state_)},
                     {"error", std::string(status.message())}});
       if (options_.on_reconnect) options_.on_reconnect("connection");
-      if (worked) backoff_ = options_.initial_backoff;
-      next_wait_ = worked ? absl::ZeroDuration() : backoff_;
-      if (!worked) backoff_ = std::min(backoff_ * 2, options_.max_backoff);
+      // At once after a session that worked, unless the last loss was a
+      // moment ago too (a server that drops every session is not hammered).
+      const absl::Time now = clock_.Now();
+      const bool at_once = worked && now - last_loss_ >= kQuickLossWindow;
+      last_loss_ = now;
+      if (at_once) backoff_ = options_.initial_backoff;
+      next_wait_ = at_once ? absl::ZeroDuration() : backoff_;
+      if (!at_once) backoff_ = std::min(backoff_ * 2, options_.max_backoff);
       state_ = State::kBackingOff;
       return;
     }
@@ -533,6 +542,7 @@ class MailboxWatch {
   State state_ ABSL_GUARDED_BY(mu_) = State::kConnecting;
   absl::Duration next_wait_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
   absl::Duration backoff_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_loss_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // Declared last: its thread stops before the rest goes.
   PeriodicTask task_;
 };
