@@ -368,8 +368,8 @@ Command MailWatch() {
   c.description =
       "Watches FOLDER through the broker's IMAP IDLE and prints one line per change: new messages (UID, date,\n"
       "sender, subject), expunged UIDs, flag changes, and a resync when the folder's UIDVALIDITY changed.\n"
-      "--since-uid N first prints the messages after UID N (at most 10000), so that a watch started again\n"
-      "from the last UID printed misses nothing. --output json prints one JSON object per line.";
+      "--since-uid N first prints the messages after UID N, so that a watch started again from the last\n"
+      "UID printed misses nothing. --output json prints one JSON object per line.";
   c.usage = "GRANT FOLDER [--since-uid N] [--uid-validity N]";
   c.flags = [s](FlagSet& f) {
     f.String("since-uid", &s->since_uid, "N", "first the messages after this UID");

@@ -6,10 +6,11 @@
 //
 // A watch goes through named states: connecting (login, EXAMINE, UID SEARCH
 // ALL), catching_up (the messages that came while it was away, and the
-// backlogs of the watchers), idling (IDLE, re-issued
-// every idle_renew and given up in time for a fresh login before the token
-// expires), backing_off (after a lost connection, doubling from
-// initial_backoff; the first retry after a working session is at once).
+// backlogs of the watchers), idling (IDLE, re-issued every idle_renew and
+// given up in time for a fresh login before the token expires), backing_off
+// (after a lost connection, doubling from initial_backoff; the first retry
+// after a working session is at once unless the last loss was under 10 s
+// before), ended.
 //
 // A watcher that has no room is not sent new messages until it makes some;
 // then it gets them in pages, in order, from where it was (its backlog from
