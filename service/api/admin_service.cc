@@ -291,11 +291,12 @@ class AdminServiceImpl::GrantChangeWriter final : public QueuedWriteReactor<v1::
   // Begin is over (or will never run: `status` says why).
   void Begun(const absl::Status& status) {
     absl::MutexLock lock(&mu_);
-    if (!status.ok()) FinishLocked(status);
-    ReleaseFinishLocked();
+    if (!status.ok()) FinishLocked(status);  // held: remembered
     // The caller learns that the watch is live (subscribed) before any
     // change comes.
     if (!EndingLocked()) SendMetadataLocked();
+    // Last: it may finish the stream, after which OnDone may delete this.
+    ReleaseFinishLocked();
   }
 
   // Ends the stream with `status` (shutdown).
