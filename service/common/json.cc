@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "google/protobuf/util/json_util.h"
+#include "service/common/secret.h"
 
 namespace tokenbroker {
 
@@ -100,6 +101,12 @@ absl::StatusOr<google::protobuf::Struct> ParseJsonObject(absl::string_view text,
     return absl::InvalidArgumentError(absl::StrCat(what, " is not a JSON object"));
   }
   return json;
+}
+
+void WipeJsonStrings(google::protobuf::Struct& json) {
+  for (auto& [name, value] : *json.mutable_fields()) {
+    if (value.has_string_value()) WipeString(*value.mutable_string_value());
+  }
 }
 
 }  // namespace tokenbroker

@@ -32,6 +32,10 @@ bool JsonSeconds(const google::protobuf::Struct& json, const char* name, double*
 // casting it straight to an integer would be undefined behaviour.
 int64_t JsonInteger(double number);
 
+// Zeroes every top-level string value of `json` (a token reply, a token's
+// claims) before it is freed.
+void WipeJsonStrings(google::protobuf::Struct& json);
+
 // Parses `text` as one JSON object. INVALID_ARGUMENT naming `what` otherwise
 // (the text itself is never echoed: it may be a credential).
 absl::StatusOr<google::protobuf::Struct> ParseJsonObject(absl::string_view text, absl::string_view what);

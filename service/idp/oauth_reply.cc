@@ -29,12 +29,6 @@ ProviderFailure Failure(FailureKind kind, int status, const std::string& error, 
   return f;
 }
 
-void WipeStrings(google::protobuf::Struct& s) {
-  for (auto& [name, value] : *s.mutable_fields()) {
-    if (value.has_string_value()) WipeString(*value.mutable_string_value());
-  }
-}
-
 }  // namespace
 
 ProviderFailure TransportFailure(const absl::Status& status) {
@@ -145,7 +139,7 @@ TokenReply ParseTokenReply(const HttpResponse& response, absl::Time now) {
     double expires_in = 0;
     if (token == nullptr || !token->has_string_value() || token->string_value().empty() ||
         !JsonSeconds(json, "expires_in", &expires_in) || expires_in <= 0) {
-      WipeStrings(json);
+      WipeJsonStrings(json);
       reply.failure = Failure(FailureKind::kTransient, 200, "malformed_response", 0,
                               "the identity provider's answer has no access_token or expires_in");
       return reply;
@@ -162,7 +156,7 @@ TokenReply ParseTokenReply(const HttpResponse& response, absl::Time now) {
     if (const auto* scope = JsonField(json, "scope"); scope != nullptr && scope->has_string_value()) {
       issued.scopes = absl::StrSplit(scope->string_value(), ' ', absl::SkipEmpty());
     }
-    WipeStrings(json);
+    WipeJsonStrings(json);
     reply.token = std::move(issued);
     return reply;
   }

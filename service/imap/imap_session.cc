@@ -304,7 +304,7 @@ absl::StatusOr<ImapSession::Reply> ImapSession::Run(
 }
 
 void ImapSession::Observe(const ImapResponse& r) {
-  if (on_unsolicited_ && (r.name == "EXISTS" || r.name == "EXPUNGE" || r.name == "FETCH")) on_unsolicited_(r);
+  if (on_unsolicited_ && (r.name == "EXISTS" || r.name == "EXPUNGE")) on_unsolicited_(r);
 }
 
 absl::StatusOr<ImapSession::IdleEnd> ImapSession::Idle(absl::Duration max_wait, int wake_fd,

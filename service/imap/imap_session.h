@@ -144,10 +144,10 @@ class ImapSession {
   enum class IdleEnd { kAsked, kTimedOut, kWoken, kByServer };
   absl::StatusOr<IdleEnd> Idle(absl::Duration max_wait, int wake_fd,
                                const std::function<bool(const ImapResponse&)>& on_update);
-  // Gets the untagged EXISTS, EXPUNGE and FETCH responses that come with
-  // any other command's reply (a server reports changes to the selected
-  // folder whenever it may), so that a caller keeping sequence numbers in
-  // step misses none. Solicited FETCH responses are included.
+  // Gets the untagged EXISTS and EXPUNGE responses that come with any other
+  // command's reply (a server reports changes to the selected folder
+  // whenever it may), so that a caller keeping sequence numbers in step
+  // misses none.
   void set_on_unsolicited(std::function<void(const ImapResponse&)> observer) { on_unsolicited_ = std::move(observer); }
 
   const std::set<std::string>& capabilities() const { return capabilities_; }
@@ -181,7 +181,7 @@ class ImapSession {
   // A mailbox argument: the UTF-8 name in modified UTF-7, quoted.
   static absl::StatusOr<std::string> MailboxArg(absl::string_view folder_utf8);
   absl::Status ReadCapabilities(const ImapResponse& greeting);
-  // Hands EXISTS, EXPUNGE and FETCH responses to on_unsolicited_.
+  // Hands EXISTS and EXPUNGE responses to on_unsolicited_.
   void Observe(const ImapResponse& response);
   absl::Status Fail(absl::Status status);
 

@@ -171,9 +171,7 @@ void CheckClaims(const App& app, const Grant& grant, const Secret& token, Checkl
     problems.push_back(absl::StrCat("the token is from tenant ", tenant, ", not the app's ", app.tenant));
     fixes.push_back("check the app's tenant");
   }
-  for (auto& [name, value] : *claims->mutable_fields()) {
-    if (value.has_string_value()) WipeString(*value.mutable_string_value());
-  }
+  WipeJsonStrings(*claims);
   if (!problems.empty()) {
     list.Fail("claims", absl::StrJoin(problems, "; "), absl::StrJoin(fixes, "; "));
     return;

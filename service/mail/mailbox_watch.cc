@@ -151,11 +151,6 @@ class MailboxWatch {
     absl::MutexLock lock(&mu_);
     return body_over_;
   }
-  size_t watchers() {
-    absl::MutexLock lock(&mu_);
-    return members_.size();
-  }
-  const std::string& grant() const { return grant_; }
 
  private:
   struct Member {
@@ -652,18 +647,6 @@ void MailboxWatches::Shutdown() {
   }
   for (auto& watch : all) watch->End(absl::UnavailableError("tokenbrokerd is shutting down; watch again"));
   for (auto& watch : all) watch->Stop();
-}
-
-size_t MailboxWatches::watchers() {
-  absl::MutexLock lock(&mu_);
-  size_t n = 0;
-  for (auto& [key, watch] : live_) n += watch->watchers();
-  return n;
-}
-
-size_t MailboxWatches::watches() {
-  absl::MutexLock lock(&mu_);
-  return live_.size();
 }
 
 }  // namespace tokenbroker

@@ -129,10 +129,6 @@ class MailboxWatches {
   // Ends every watcher with UNAVAILABLE and stops every watch.
   void Shutdown();
 
-  size_t watchers();
-  // Watched folders (IMAP connections held).
-  size_t watches();
-
  private:
   using Key = std::pair<std::string, std::string>;  // grant, folder
   void ReapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
