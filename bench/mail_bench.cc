@@ -32,6 +32,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/match.h"
 #include "client/broker_client.h"
 #include "service/crypto/random.h"
 #include "service/imap/imap_session.h"
@@ -60,7 +62,28 @@ double Seconds(std::chrono::steady_clock::time_point start) {
 // caller).
 struct CpuTimes {
   double dovecot = 0, broker = 0, client = 0;
+  // Context switches of the broker's threads (voluntary and not): each is a
+  // hand-off from one thread to another, or a wait for the network.
+  double broker_switches = 0;
 };
+
+// The context switches of every thread of process `pid` still running.
+double ContextSwitches(pid_t pid) {
+  double total = 0;
+  std::error_code error;
+  for (const auto& task : std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), error)) {
+    std::ifstream in(task.path() / "status");
+    std::string line;
+    while (std::getline(in, line)) {
+      uint64_t n = 0;
+      if ((absl::StartsWith(line, "voluntary_ctxt_switches:") || absl::StartsWith(line, "nonvoluntary_ctxt_switches:")) &&
+          absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(line.find(':') + 1)), &n)) {
+        total += static_cast<double>(n);
+      }
+    }
+  }
+  return total;
+}
 
 // The CPU time of the process whose /proc/<pid>/stat is at `stat_path`, and
 // its parent.
@@ -85,6 +108,7 @@ double ProcessCpu(const std::string& stat_path, pid_t* parent = nullptr) {
 CpuTimes ReadCpu(pid_t broker, pid_t dovecot) {
   CpuTimes t;
   t.broker = ProcessCpu(absl::StrCat("/proc/", broker, "/stat"));
+  t.broker_switches = ContextSwitches(broker);
   t.client = ProcessCpu("/proc/self/stat");
   t.dovecot = ProcessCpu(absl::StrCat("/proc/", dovecot, "/stat"));
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
@@ -119,10 +143,11 @@ struct Phase {
     cpu.dovecot += after.dovecot - before.dovecot;
     cpu.broker += after.broker - before.broker;
     cpu.client += after.client - before.client;
+    cpu.broker_switches += after.broker_switches - before.broker_switches;
   }
   CpuTimes PerItem() const {
     const double n = items > 0 ? static_cast<double>(items) : 1;
-    return {cpu.dovecot / n, cpu.broker / n, cpu.client / n};
+    return {cpu.dovecot / n, cpu.broker / n, cpu.client / n, cpu.broker_switches / n};
   }
   double CoresBusy() const { return wall > 0 ? (cpu.dovecot + cpu.broker + cpu.client) / wall : 0; }
 };
@@ -373,12 +398,15 @@ int Main(bool quick, const std::string& only, bool split_cores) {
   // Where the time goes: CPU time of each process per item, and how many of
   // this machine's cores were busy (near all of them: the part was bound by
   // this machine's CPU, not by the broker's design).
-  std::printf("  CPU time per item in us (Dovecot + broker + caller = total), cores busy of %u:\n",
-              std::thread::hardware_concurrency());
+  std::printf(
+      "  CPU time per item in us (Dovecot + broker + caller = total), cores busy of %u, the broker's context "
+      "switches per item:\n",
+      std::thread::hardware_concurrency());
   auto cpu = [](const char* what, const Phase& p) {
     const CpuTimes per = p.PerItem();
-    std::printf("    %-40s %7.1f + %6.1f + %6.1f = %7.1f   %.2f\n", what, per.dovecot * 1e6, per.broker * 1e6,
-                per.client * 1e6, (per.dovecot + per.broker + per.client) * 1e6, p.CoresBusy());
+    std::printf("    %-40s %7.1f + %6.1f + %6.1f = %7.1f   %.2f   %5.1f\n", what, per.dovecot * 1e6,
+                per.broker * 1e6, per.client * 1e6, (per.dovecot + per.broker + per.client) * 1e6, p.CoresBusy(),
+                per.broker_switches);
   };
   if (runs("small")) {
     cpu("small message, one call each: direct", small[0]);

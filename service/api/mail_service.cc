@@ -1,6 +1,7 @@
 #include "service/api/mail_service.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "service/api/convert.h"
@@ -166,9 +167,21 @@ template <typename Response>
 class PipelinedWriteReactor : public grpc::ServerWriteReactor<Response> {
  public:
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) cancelled_ = true;
+    Response* last = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) cancelled_ = true;
+      last = std::exchange(final_write_, nullptr);
+    }
+    // SendTwoAndFinish's second write goes from here, not from the worker.
+    if (last != nullptr) {
+      if (ok) {
+        this->StartWriteAndFinish(last, grpc::WriteOptions(), grpc::Status::OK);
+      } else {
+        this->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the caller went away"));
+      }
+    }
   }
   void OnCancel() override {
     absl::MutexLock lock(&mu_);
@@ -193,6 +206,18 @@ class PipelinedWriteReactor : public grpc::ServerWriteReactor<Response> {
     out_[next_].Clear();
     return absl::OkStatus();
   }
+  // Writes `first`, then `last` with an OK status, and so ends the call,
+  // without the worker waiting between them: the second write starts when
+  // gRPC says the first is done. Nothing may be in flight.
+  void SendTwoAndFinish(Response* first, Response* last) {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = true;
+      final_write_ = last;
+    }
+    sent_any_ = true;
+    this->StartWrite(first);
+  }
   // Waits until no write is in flight.
   absl::Status AwaitIdle() {
     absl::MutexLock lock(&mu_);
@@ -212,6 +237,8 @@ class PipelinedWriteReactor : public grpc::ServerWriteReactor<Response> {
   absl::Mutex mu_;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  // SendTwoAndFinish's second response, until the first is written.
+  Response* final_write_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 
 absl::StatusOr<size_t> ValidateChunkSize(uint32_t requested) {
@@ -241,6 +268,10 @@ class MailServiceImpl::StreamingFetch : public PipelinedWriteReactor<Response> {
     std::function<absl::Status(ImapSession&)> stream;
     std::function<std::string()> detail;  // for the audit event of a success
     std::function<bool()> final_pending;
+    // After a success: ends the call itself when it returns true (a whole
+    // small message went out in one go); otherwise the last filled response
+    // goes with the status (final_pending) or the status alone.
+    std::function<bool()> finish_ok = [] { return false; };
   };
 
   void Begin(MailServiceImpl* service, grpc::CallbackServerContext* context, absl::string_view method,
@@ -261,7 +292,9 @@ class MailServiceImpl::StreamingFetch : public PipelinedWriteReactor<Response> {
           absl::Status status = service->pool_->Run(grant, "fetch", steps.stream, [this] { return !this->sent_any_; });
           service->guard_->Audit(call, method, Action::kMailRead, grant, status, "",
                                  status.ok() ? steps.detail() : std::string(status.message()));
-          if (status.ok() && steps.final_pending()) {
+          if (status.ok() && steps.finish_ok()) {
+            // Ended by the reactor's own writes.
+          } else if (status.ok() && steps.final_pending()) {
             // The last response goes out with the status: one step less.
             this->StartWriteAndFinish(&this->Current(), grpc::WriteOptions(), grpc::Status::OK);
           } else {
@@ -285,7 +318,8 @@ class MailServiceImpl::FetchReactor final : public StreamingFetch<v1::FetchMessa
     Begin(service, context, "MailService/FetchMessage", request->grant(),
           {[this] { return Validate(); },
            [this, service](ImapSession& session) { return Stream(session, service->on_fetched_bytes_); },
-           [this] { return absl::StrCat("uid ", request_->uid()); }, [this] { return last_; }});
+           [this] { return absl::StrCat("uid ", request_->uid()); }, [this] { return last_; },
+           [this] { return FinishWhole(); }});
   }
 
  private:
@@ -309,14 +343,35 @@ class MailServiceImpl::FetchReactor final : public StreamingFetch<v1::FetchMessa
     return absl::OkStatus();
   }
 
+  // A message that fits in one response (most mail) is read whole, then
+  // sent as its metadata and its data back to back, ending the call: the
+  // worker hands both to gRPC and is done, instead of waiting for the first
+  // write before starting the second.
+  bool FinishWhole() {
+    if (!whole_ || remaining_ != 0) return false;
+    SendTwoAndFinish(&out_[next_], &out_[next_ ^ 1]);
+    return true;
+  }
+
   absl::Status Stream(ImapSession& session, const std::function<void(uint64_t)>& on_bytes) {
     auto start = [&](const MailFetchStart& message) -> absl::Status {
       Current().Clear();
       SetMetadata(message, Current().mutable_metadata());
       remaining_ = message.size;
+      whole_ = message.size > 0 && message.size <= chunk_size_;
+      if (whole_) {
+        out_[next_ ^ 1].Clear();  // its data goes here; nothing is in flight
+        return absl::OkStatus();
+      }
       return Send();
     };
     auto sink = [&](absl::string_view chunk) -> absl::Status {
+      if (whole_) {
+        out_[next_ ^ 1].mutable_data()->append(chunk.data(), chunk.size());
+        if (on_bytes) on_bytes(chunk.size());
+        remaining_ -= std::min<uint64_t>(remaining_, chunk.size());
+        return absl::OkStatus();
+      }
       // Current() is free: the write in flight, if any, uses the other one.
       Current().set_data(chunk.data(), chunk.size());
       if (on_bytes) on_bytes(chunk.size());
@@ -342,6 +397,9 @@ class MailServiceImpl::FetchReactor final : public StreamingFetch<v1::FetchMessa
   uint64_t remaining_ = 0;
   // Current() holds the last chunk, sent with the status.
   bool last_ = false;
+  // The whole message fits in one response: Current() holds its metadata,
+  // the other buffer its data (FinishWhole).
+  bool whole_ = false;
 };
 
 // Streams many messages: small ones packed into one response up to the

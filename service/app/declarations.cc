@@ -191,12 +191,22 @@ absl::StatusOr<ReconcileReport> DeclarationReconciler::Reconcile() {
     RETURN_IF_ERROR(ReconcileGrant(i, report));
   }
   // What the file no longer declares goes: grants first, then apps.
-  ASSIGN_OR_RETURN(std::vector<Grant> grants, vault_.ListGrants({}));
-  for (const Grant& g : grants) {
-    if (g.source == RecordSource::kConfig && !declared_grants.count(g.id)) {
-      RETURN_IF_ERROR(vault_.DeleteGrant(g.id, RecordSource::kConfig));
-      ++report.deleted;
+  // A page at a time: a fleet of 100,000 grants is not read into memory at
+  // once (the deletions come after the listing, whose pages go by id).
+  constexpr size_t kPage = 1000;
+  std::vector<std::string> undeclared;
+  GrantFilter page{"", std::nullopt, "", kPage};
+  while (true) {
+    ASSIGN_OR_RETURN(std::vector<Grant> grants, vault_.ListGrants(page));
+    for (const Grant& g : grants) {
+      if (g.source == RecordSource::kConfig && !declared_grants.count(g.id)) undeclared.push_back(g.id);
     }
+    if (grants.size() < kPage) break;
+    page.after_id = grants.back().id;
+  }
+  for (const std::string& id : undeclared) {
+    RETURN_IF_ERROR(vault_.DeleteGrant(id, RecordSource::kConfig));
+    ++report.deleted;
   }
   ASSIGN_OR_RETURN(std::vector<App> apps, vault_.ListApps());
   for (const App& a : apps) {

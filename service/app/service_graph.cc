@@ -16,6 +16,9 @@ TokenManagerOptions TokenOptions(const ServiceGraphParts& parts) {
   // refreshes; both have as many threads as it allows.
   options.max_concurrent_refreshes =
       tc.max_concurrent_refreshes() > 0 ? static_cast<int>(tc.max_concurrent_refreshes()) : 8;
+  if (tc.has_tenant_requests_per_second()) options.pacing.requests_per_second = tc.tenant_requests_per_second();
+  if (tc.has_tenant_max_wait()) options.pacing.max_wait = FromProtoDuration(tc.tenant_max_wait());
+  options.pacing.on_pacing = [metrics](absl::string_view what) { metrics->CountPacing(what); };
   options.on_token = [metrics](absl::string_view result) { metrics->TokenRequests(result).Increment(); };
   options.on_refresh = [metrics](Provider provider, absl::string_view outcome, absl::Duration latency) {
     metrics->ObserveRefresh(ProviderName(provider), outcome, absl::ToDoubleSeconds(latency));

@@ -12,6 +12,20 @@ absl::Time FakeClock::Now() const {
   return now_;
 }
 
+void FakeClock::SleepUntil(absl::Time t) const {
+  absl::MutexLock lock(&mu_);
+  ++sleeping_;
+  auto reached = [this, t]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return now_ >= t; };
+  mu_.Await(absl::Condition(&reached));
+  --sleeping_;
+}
+
+bool FakeClock::AwaitSleepers(int n, absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return sleeping_ >= n; };
+  return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+}
+
 void FakeClock::Advance(absl::Duration d) {
   absl::MutexLock lock(&mu_);
   now_ += d;

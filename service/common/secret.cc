@@ -39,6 +39,11 @@ void Secret::Clear() { WipeString(value_); }
 
 bool operator==(const Secret& a, const Secret& b) { return ConstantTimeEquals(a.value_, b.value_); }
 
+const Secret& SharedSecret::Empty() {
+  static const Secret* empty = new Secret();
+  return *empty;
+}
+
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
   if (a.size() != b.size()) return false;
   if (a.empty()) return true;

@@ -9,6 +9,7 @@
 #ifndef TOKENBROKER_SERVICE_COMMON_SECRET_H_
 #define TOKENBROKER_SERVICE_COMMON_SECRET_H_
 
+#include <memory>
 #include <ostream>
 #include <string>
 #include "absl/strings/string_view.h"
@@ -47,6 +48,31 @@ class Secret {
 
  private:
   std::string value_;
+};
+
+// An immutable Secret shared by several owners (one app token cached for the
+// many grants that use it): copying shares it, and it is wiped when the last
+// owner lets go. Thread-safe to share; never changed after construction.
+class SharedSecret {
+ public:
+  SharedSecret() = default;
+  explicit SharedSecret(Secret value) : value_(std::make_shared<const Secret>(std::move(value))) {}
+
+  absl::string_view Reveal() const { return value_ == nullptr ? absl::string_view() : value_->Reveal(); }
+  // Another owner of the same bytes (no copy).
+  SharedSecret Clone() const { return *this; }
+  // A Secret of its own with the same bytes.
+  Secret Copy() const { return Secret::CopyFrom(Reveal()); }
+  bool empty() const { return Reveal().empty(); }
+  size_t size() const { return Reveal().size(); }
+  // For APIs that take a Secret.
+  operator const Secret&() const { return value_ == nullptr ? Empty() : *value_; }
+
+  friend std::ostream& operator<<(std::ostream& os, const SharedSecret&) { return os << "[redacted]"; }
+
+ private:
+  static const Secret& Empty();
+  std::shared_ptr<const Secret> value_;
 };
 
 // Constant-time comparison of two byte strings (time depends only on lengths).

@@ -110,6 +110,16 @@ absl::Status ValidateConfig(const Config& config, absl::string_view source) {
           source, ": mail.idle_renew: between 1s and 29m (RFC 2177: servers may drop a client idle for 30m)"));
     }
   }
+  const auto& tokens = config.tokens();
+  if (tokens.has_tenant_requests_per_second() &&
+      !(tokens.tenant_requests_per_second() >= 0 && tokens.tenant_requests_per_second() <= 100000)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": tokens.tenant_requests_per_second: between 0 (no pacing) and 100000 requests a second"));
+  }
+  if (tokens.has_tenant_max_wait() && (FromProtoDuration(tokens.tenant_max_wait()) < absl::ZeroDuration() ||
+                                       FromProtoDuration(tokens.tenant_max_wait()) > absl::Minutes(5))) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": tokens.tenant_max_wait: between 0s and 5m"));
+  }
   return absl::OkStatus();
 }
 

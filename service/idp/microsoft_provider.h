@@ -21,6 +21,8 @@ class MicrosoftProvider final : public IdentityProvider {
   absl::StatusOr<std::string> AuthorizationUrl(const App& app, const Grant& grant,
                                                const AuthorizationUrlRequest& request) override;
   DeviceAuthorizationReply StartDeviceAuthorization(const TokenRequest& request) override;
+  // The client-credentials request names no mailbox.
+  bool AppOnlyTokenIsPerApp() const override { return true; }
 
   static std::string TokenUrl(const App& app);
   // https://{authority_host}/{tenant}/oauth2/v2.0/{endpoint}

@@ -26,6 +26,8 @@ class OidcProvider final : public IdentityProvider {
   absl::StatusOr<std::string> AuthorizationUrl(const App& app, const Grant& grant,
                                                const AuthorizationUrlRequest& request) override;
   DeviceAuthorizationReply StartDeviceAuthorization(const TokenRequest& request) override;
+  // The client-credentials request names no mailbox.
+  bool AppOnlyTokenIsPerApp() const override { return true; }
 
   // The app's token endpoint: explicit, or discovered (cached per issuer).
   absl::StatusOr<std::string> TokenEndpoint(const App& app);

@@ -122,6 +122,11 @@ class IdentityProvider {
   // Starts the device-code flow for `request.grant`'s scopes (request.credential
   // authenticates a confidential client where the provider wants it).
   virtual DeviceAuthorizationReply StartDeviceAuthorization(const TokenRequest& request);
+  // Whether an app-only (client-credentials) token is the app's own, good for
+  // every mailbox the app may open (Microsoft, OIDC), rather than minted for
+  // one mailbox (a Google service account impersonates it): then the grants
+  // of one app and scopes share one token.
+  virtual bool AppOnlyTokenIsPerApp() const { return false; }
 };
 
 }  // namespace tokenbroker

@@ -66,7 +66,7 @@ absl::StatusOr<MailPool::Pooled> MailPool::Connect(const std::string& grant_id, 
   if (session.ok()) status = (*session)->Authenticate(token.mailbox, token.token, options_.mechanism);
   Observe("login", status, start);
   if (!status.ok()) {
-    if (used != nullptr && absl::IsUnauthenticated(status)) *used = token.token.Clone();
+    if (used != nullptr && absl::IsUnauthenticated(status)) *used = token.token.Copy();
     if (options_.on_auth_failure) {
       options_.on_auth_failure(absl::IsUnauthenticated(status)      ? "rejected"
                                : absl::IsPermissionDenied(status)   ? "permission"

@@ -82,6 +82,13 @@ Metrics::Metrics(const BuildInfo& build, const std::vector<std::string>& grpc_me
   RegisterImapMetrics();
   RegisterSecurityMetrics();
   RegisterReplicaMetrics();
+  auto& pacing = prometheus::BuildCounter()
+                     .Name("tokenbroker_provider_requests_paced_total")
+                     .Help("Identity-provider requests held back per tenant: paced (waited for the tenant's turn, "
+                           "tokens.tenant_requests_per_second) or throttled (not made: the tenant answered 429 "
+                           "or its turn was further than tokens.tenant_max_wait).")
+                     .Register(*registry_);
+  for (const char* what : {"paced", "throttled"}) pacing_[what] = &pacing.Add({{"outcome", what}});
   auto& consents = prometheus::BuildCounter()
                        .Name("tokenbroker_consents_total")
                        .Help("Consent flows by flow (authorization_code, device_code) and result: started, "
@@ -139,6 +146,11 @@ void Metrics::RegisterReplicaMetrics() {
 void Metrics::CountLease(absl::string_view outcome) {
   auto it = leases_.find(outcome);
   if (it != leases_.end()) it->second->Increment();
+}
+
+void Metrics::CountPacing(absl::string_view what) {
+  auto it = pacing_.find(what);
+  if (it != pacing_.end()) it->second->Increment();
 }
 
 void Metrics::CountSharedTokenAdopted() { shared_adopted_->Increment(); }

@@ -92,6 +92,10 @@ class Metrics {
   void CountAuditDropped();
   void CountAuditWriteFailure();
 
+  // tokenbroker_provider_requests_paced_total{outcome}: "paced" (waited for
+  // its tenant's turn) or "throttled" (not made); anything else is ignored.
+  void CountPacing(absl::string_view what);
+
   // Several replicas on one store (docs/high-availability.md):
   // tokenbroker_refresh_leases_total{outcome}: "acquired", "took_over",
   // "contended"; anything else is ignored.
@@ -133,6 +137,7 @@ class Metrics {
   prometheus::Counter* audit_write_failures_ = nullptr;
   void RegisterReplicaMetrics();
   absl::flat_hash_map<std::string, prometheus::Counter*> leases_;
+  absl::flat_hash_map<std::string, prometheus::Counter*> pacing_;
   prometheus::Counter* shared_adopted_ = nullptr;
   prometheus::Gauge* waiting_calls_ = nullptr;
   prometheus::Gauge* replicas_alive_ = nullptr;

@@ -17,10 +17,26 @@ RefreshScheduler::Report RefreshScheduler::RunOnce() {
   std::vector<std::string> due = tokens_.DueForRefresh(now, delay);
   report.ahead_of_expiry = static_cast<int>(due.size());
   std::set<std::string> keepalive;
-  if (options_.keepalive_after > absl::ZeroDuration()) {
+  bool scan = false;
+  {
+    // Refresh tokens live for weeks: looking every keepalive_scan is plenty,
+    // and a page at a time keeps a large fleet's scan small in memory.
+    absl::MutexLock lock(&scan_mu_);
+    scan = options_.keepalive_after > absl::ZeroDuration() && now >= next_keepalive_scan_;
+    if (scan) next_keepalive_scan_ = now + options_.keepalive_scan;
+  }
+  if (scan) {
     std::set<std::string> already(due.begin(), due.end());
-    absl::StatusOr<std::vector<Grant>> grants = vault_.ListGrants({"", GrantState::kActive});
-    if (grants.ok()) {
+    GrantFilter page{"", GrantState::kActive, "", kKeepalivePage};
+    while (true) {
+      absl::StatusOr<std::vector<Grant>> grants = vault_.ListGrants(page);
+      if (!grants.ok()) {
+        logger_.Warn("could not list grants for keep-alive refreshes; trying again next pass",
+                     {{"error", grants.status()}});
+        absl::MutexLock lock(&scan_mu_);
+        next_keepalive_scan_ = now;
+        break;
+      }
       for (const Grant& g : *grants) {
         if (g.kind != GrantKind::kDelegated || already.count(g.id)) continue;
         const absl::Time used = RefreshTokenUsedTime(g);
@@ -30,6 +46,8 @@ RefreshScheduler::Report RefreshScheduler::RunOnce() {
           ++report.keepalive;
         }
       }
+      if (grants->size() < kKeepalivePage) break;
+      page.after_id = grants->back().id;
     }
   }
   if (due.empty()) return report;

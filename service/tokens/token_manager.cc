@@ -18,6 +18,7 @@ TokenMinterOptions MinterOptions(const TokenManagerOptions& options) {
   minting.on_refresh = options.on_refresh;
   minting.replicas = options.replicas;
   minting.max_concurrent_refreshes = options.max_concurrent_refreshes;
+  minting.pacing = options.pacing;
   return minting;
 }
 
@@ -32,8 +33,7 @@ TokenManager::TokenManager(Vault& vault, std::map<Provider, IdentityProvider*> p
 void TokenManager::SharedTokenStored(absl::string_view) { minter_.SharedTokenStored(); }
 
 AccessToken TokenManager::Copy(const AccessToken& t) {
-  return AccessToken{t.token.Clone(), t.token_type, t.expire_time, t.mailbox,
-                     t.scopes,        t.sasl_xoauth2.Clone(), t.issue_time};
+  return AccessToken{t.token.Clone(), t.token_type, t.expire_time, t.mailbox, t.scopes, t.issue_time};
 }
 
 std::shared_ptr<TokenManager::Entry> TokenManager::EntryFor(absl::string_view grant_id) {

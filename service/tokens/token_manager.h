@@ -66,6 +66,9 @@ struct TokenManagerOptions {
   // At most this many identity-provider requests at once, whoever asks: the
   // background scheduler and callers' refreshes share the limit.
   int max_concurrent_refreshes = 8;
+  // Provider requests per tenant: a rate, and a tenant the provider throttles
+  // left alone until its Retry-After (tenant_pacer.h).
+  TenantPacerOptions pacing;
 };
 
 class TokenManager {

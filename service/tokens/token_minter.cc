@@ -4,6 +4,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "service/common/status_macros.h"
 #include "service/tokens/app_credentials.h"
 
@@ -82,7 +83,7 @@ absl::StatusOr<AccessToken> TokenMinter::Mint(absl::string_view grant_id, const 
   if (options_.replicas.enabled) return MintShared(grant_id, need, retry_after, failures);
   ASSIGN_OR_RETURN(Grant grant, vault_.GetGrant(grant_id));
   RETURN_IF_ERROR(Usable(grant));
-  return Refresh(std::move(grant), nullptr, retry_after, failures);
+  return Refresh(std::move(grant), need, nullptr, retry_after, failures);
 }
 
 std::optional<AccessToken> TokenMinter::AdoptShared(const Grant& grant, const TokenNeed& need) {
@@ -100,9 +101,8 @@ std::optional<AccessToken> TokenMinter::AdoptShared(const Grant& grant, const To
     return std::nullopt;
   }
   if (options_.replicas.on_adopted) options_.replicas.on_adopted();
-  Secret sasl = SaslXoauth2(grant.mailbox, *token);
-  return AccessToken{*std::move(token), t.token_type, t.expire_time, grant.mailbox,
-                     t.scopes.empty() ? grant.scopes : t.scopes, std::move(sasl), t.issue_time};
+  return AccessToken{SharedSecret(*std::move(token)), t.token_type, t.expire_time, grant.mailbox,
+                     t.scopes.empty() ? grant.scopes : t.scopes, t.issue_time};
 }
 
 absl::StatusOr<AccessToken> TokenMinter::MintShared(absl::string_view grant_id, const TokenNeed& need,
@@ -139,7 +139,7 @@ absl::StatusOr<AccessToken> TokenMinter::MintShared(absl::string_view grant_id, 
       ASSIGN_OR_RETURN(grant, vault_.GetGrant(grant_id));
       RETURN_IF_ERROR(Usable(grant));
       if (std::optional<AccessToken> adopted = AdoptShared(grant, need)) return *std::move(adopted);
-      absl::StatusOr<AccessToken> token = Refresh(grant, &*lease, retry_after, failures);
+      absl::StatusOr<AccessToken> token = Refresh(grant, need, &*lease, retry_after, failures);
       if (!token.ok()) return token;
       absl::StatusOr<std::string> sealed = vault_.SealAccessToken(grant, token->token);
       absl::Status shared =
@@ -172,19 +172,48 @@ absl::StatusOr<AccessToken> TokenMinter::MintShared(absl::string_view grant_id, 
   }
 }
 
-absl::StatusOr<AccessToken> TokenMinter::Refresh(Grant grant, const RefreshLease* lease, RetryAfter* retry_after,
-                                                  int failures) {
+std::optional<AccessToken> TokenMinter::ReuseAppToken(const std::string& key, const Grant& grant,
+                                                       const TokenNeed& need) {
+  absl::MutexLock lock(&app_tokens_mu_);
+  auto it = app_tokens_.find(key);
+  if (it == app_tokens_.end()) return std::nullopt;
+  const AppToken& t = it->second;
+  if (t.expire_time - clock_.Now() < need.min_valid_for || t.expire_time <= need.newer_than) return std::nullopt;
+  return AccessToken{t.token.Clone(), t.token_type, t.expire_time, grant.mailbox, t.scopes, t.issue_time};
+}
+
+void TokenMinter::KeepAppToken(const std::string& key, const AccessToken& token) {
+  absl::MutexLock lock(&app_tokens_mu_);
+  auto it = app_tokens_.find(key);
+  if (it != app_tokens_.end() && it->second.expire_time >= token.expire_time) return;
+  app_tokens_.insert_or_assign(
+      key, AppToken{token.token.Clone(), token.token_type, token.expire_time, token.scopes, token.issue_time});
+}
+
+absl::StatusOr<AccessToken> TokenMinter::Refresh(Grant grant, const TokenNeed& need, const RefreshLease* lease,
+                                                  RetryAfter* retry_after, int failures) {
   ASSIGN_OR_RETURN(App app, vault_.GetApp(grant.app));
   auto provider = providers_.find(app.provider);
   if (provider == providers_.end()) {
     return absl::FailedPreconditionError(absl::StrCat("app \"", app.id, "\": tokens from ", ProviderName(app.provider),
                                                       " are not available in this version of tokenbrokerd"));
   }
+  // App-only grants of one app and scopes share the app's token where the
+  // provider's token is the app's.
+  std::string app_key;
+  if (grant.kind == GrantKind::kAppOnly && provider->second->AppOnlyTokenIsPerApp()) {
+    app_key = absl::StrCat(app.id, "\n", ProviderName(app.provider), "\n", app.tenant, "\n", app.client_id, "\n",
+                           absl::StrJoin(grant.scopes, " "));
+    // No store write: the grant cost no provider request (its
+    // last_refresh_time stays the time it last did).
+    if (std::optional<AccessToken> reused = ReuseAppToken(app_key, grant, need)) return *std::move(reused);
+  }
   std::optional<Secret> refresh_token;
   if (grant.kind == GrantKind::kDelegated) {
     ASSIGN_OR_RETURN(refresh_token, vault_.OpenRefreshToken(grant));
   }
   std::optional<IssuedToken> issued;
+  const std::string tenant = PacingKey(ProviderName(app.provider), app.tenant, app.id);
   const absl::Time requested = clock_.Now();
   ASSIGN_OR_RETURN(
       std::optional<ProviderFailure> failed,
@@ -192,10 +221,22 @@ absl::StatusOr<AccessToken> TokenMinter::Refresh(Grant grant, const RefreshLease
                         [&](const AppCredential& credential, const Secret& secret) -> std::optional<ProviderFailure> {
                           TokenRequest request{&app, &grant, &credential, &secret,
                                                refresh_token ? &*refresh_token : nullptr};
+                          absl::Time retry_at;
+                          if (absl::Status paced = pacer_.Wait(tenant, &retry_at); !paced.ok()) {
+                            ProviderFailure throttled;
+                            throttled.kind = FailureKind::kThrottled;
+                            throttled.oauth_error = "paced";
+                            throttled.message = std::string(paced.message());
+                            throttled.retry_after = std::max(absl::Seconds(1), retry_at - clock_.Now());
+                            return throttled;
+                          }
                           const absl::Time start = clock_.Now();
                           // One limit for background and callers' refreshes.
                           ConcurrencyLimit::Slot slot = provider_requests_.Acquire();
                           TokenReply reply = provider->second->RequestToken(request);
+                          if (!reply.ok() && reply.failure.kind == FailureKind::kThrottled) {
+                            pacer_.Throttled(tenant, reply.failure.retry_after);
+                          }
                           if (options_.on_refresh) {
                             options_.on_refresh(app.provider, reply.ok() ? "ok" : FailureKindName(reply.failure.kind),
                                                 clock_.Now() - start);
@@ -225,9 +266,9 @@ absl::StatusOr<AccessToken> TokenMinter::Refresh(Grant grant, const RefreshLease
     } else {
       (void)vault_.RecordRefresh(grant, lease);  // timestamps only: losing a race is harmless
     }
-    Secret sasl = SaslXoauth2(grant.mailbox, issued->access_token);
-    AccessToken token{std::move(issued->access_token), issued->token_type, issued->expire_time, grant.mailbox,
-                      issued->scopes.empty() ? grant.scopes : issued->scopes, std::move(sasl), requested};
+    AccessToken token{SharedSecret(std::move(issued->access_token)), issued->token_type, issued->expire_time,
+                      grant.mailbox, issued->scopes.empty() ? grant.scopes : issued->scopes, requested};
+    if (!app_key.empty()) KeepAppToken(app_key, token);
     return token;
   }
   switch (failure.kind) {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -29,18 +30,20 @@
 #include "service/common/sasl.h"
 #include "service/idp/provider.h"
 #include "service/logging/logger.h"
+#include "service/tokens/tenant_pacer.h"
 #include "service/vault/vault.h"
 
 namespace tokenbroker {
 
 struct AccessToken {
-  Secret token;
+  // Shared, not copied, by the grants that use one app token (and by the
+  // copies handed out), so that 100,000 cached grants do not hold 100,000
+  // copies of a few kilobytes each.
+  SharedSecret token;
   std::string token_type;
   absl::Time expire_time;
   std::string mailbox;
   std::vector<std::string> scopes;
-  // The SASL XOAUTH2 initial response for mailbox and token, computed once.
-  Secret sasl_xoauth2;
   // When it was requested from the provider (its lifetime starts here).
   absl::Time issue_time = absl::InfinitePast();
 };
@@ -99,6 +102,8 @@ struct TokenMinterOptions {
   ReplicaOptions replicas;
   // At most this many identity-provider requests at once.
   int max_concurrent_refreshes = 8;
+  // And at most this rate per provider and tenant.
+  TenantPacerOptions pacing;
 };
 
 // When a delegated grant's refresh token was last used (its consent time if
@@ -139,7 +144,11 @@ class TokenMinter {
   // One refresh: provider request(s) and the store writes (under `lease` when
   // set). Returns the token, or the status callers get; `retry_after` is set
   // for failures that may pass.
-  absl::StatusOr<AccessToken> Refresh(Grant grant, const RefreshLease* lease, RetryAfter* retry_after, int failures);
+  absl::StatusOr<AccessToken> Refresh(Grant grant, const TokenNeed& need, const RefreshLease* lease,
+                                      RetryAfter* retry_after, int failures);
+  // The app token kept for `key` when it does what `need` asks, as `grant`'s.
+  std::optional<AccessToken> ReuseAppToken(const std::string& key, const Grant& grant, const TokenNeed& need);
+  void KeepAppToken(const std::string& key, const AccessToken& token);
   // The provider refused the grant's refresh token or its app's
   // credentials: the grant moves by `event` (notified to every cache of it),
   // unless it changed meanwhile so that the event no longer applies.
@@ -153,6 +162,22 @@ class TokenMinter {
   Logger& logger_;
   const TokenMinterOptions options_;
   ConcurrencyLimit provider_requests_{options_.max_concurrent_refreshes};
+  // Paces requests per tenant before they take one of those slots, so that
+  // a throttled or busy tenant holds no slot another tenant could use.
+  TenantPacer pacer_{clock_, options_.pacing};
+  // The newest app-only token per app and scopes, for providers whose
+  // client-credentials token is the app's (IdentityProvider::
+  // AppOnlyTokenIsPerApp): the grants of one app cost one provider request
+  // per token lifetime, not one each.
+  struct AppToken {
+    SharedSecret token;
+    std::string token_type;
+    absl::Time expire_time;
+    std::vector<std::string> scopes;
+    absl::Time issue_time;
+  };
+  absl::Mutex app_tokens_mu_;
+  absl::flat_hash_map<std::string, AppToken> app_tokens_ ABSL_GUARDED_BY(app_tokens_mu_);
   absl::Mutex shared_mu_;
   uint64_t shared_stored_ ABSL_GUARDED_BY(shared_mu_) = 0;
   absl::Mutex bitgen_mu_;

@@ -143,6 +143,21 @@ void FakeMicrosoft::QueueFailure(int status, const std::string& error, int64_t c
   failures_.push_back({status, error, code, retry_after_seconds});
 }
 
+void FakeMicrosoft::ThrottleTenant(const std::string& tenant, int retry_after_seconds) {
+  absl::MutexLock lock(&mu_);
+  if (retry_after_seconds > 0) {
+    throttled_tenants_[tenant] = retry_after_seconds;
+  } else {
+    throttled_tenants_.erase(tenant);
+  }
+}
+
+std::vector<absl::Time> FakeMicrosoft::TokenRequestTimes(const std::string& tenant) const {
+  absl::MutexLock lock(&mu_);
+  auto it = token_request_times_.find(tenant);
+  return it == token_request_times_.end() ? std::vector<absl::Time>{} : it->second;
+}
+
 void FakeMicrosoft::SetDown(bool down) {
   absl::MutexLock lock(&mu_);
   down_ = down;
@@ -344,6 +359,14 @@ absl::StatusOr<HttpResponse> FakeMicrosoft::Send(const HttpRequest& request) {
     return DeviceAuthorization(form);
   }
   if (path != tenant + "/oauth2/v2.0/token") return Error(404, "not_found", 0, "no such URL");
+  token_request_times_[tenant].push_back(clock_.Now());
+  if (auto throttled = throttled_tenants_.find(tenant); throttled != throttled_tenants_.end()) {
+    HttpResponse r = Error(429, "temporarily_unavailable", 90055,
+                           "TenantThrottlingError - There are too many incoming requests. This exception is thrown "
+                           "for blocked tenants.");
+    r.headers["retry-after"] = absl::StrCat(throttled->second);
+    return r;
+  }
   auto app = apps_.find(tenant + "/" + form["client_id"]);
   if (app == apps_.end()) return Error(400, "unauthorized_client", 700016, "Application not found in the directory");
   // Client authentication.

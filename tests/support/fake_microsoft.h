@@ -54,6 +54,9 @@ class FakeMicrosoft final : public HttpClient {
   void RevokeAccessTokens(const std::string& user);
   // The next answers, before normal processing: HTTP status, body, Retry-After.
   void QueueFailure(int status, const std::string& error, int64_t code, int retry_after_seconds = 0);
+  // Token requests to `tenant` get HTTP 429 with Microsoft's tenant
+  // throttling error (AADSTS90055) and this Retry-After while set; 0 lifts it.
+  void ThrottleTenant(const std::string& tenant, int retry_after_seconds);
   // Fails at the transport level (as if the host were down) while set.
   void SetDown(bool down);
   // While held, requests wait (as if the provider were very slow) until
@@ -101,6 +104,8 @@ class FakeMicrosoft final : public HttpClient {
   absl::StatusOr<HttpResponse> Send(const HttpRequest& request) override;
 
   int requests() const;
+  // When each token request to `tenant` came (this fake's clock), in order.
+  std::vector<absl::Time> TokenRequestTimes(const std::string& tenant) const;
   // Requests whose client authenticated with HTTP Basic.
   int basic_auth_requests() const;
   // The newest refresh token issued for `user`.
@@ -158,6 +163,8 @@ class FakeMicrosoft final : public HttpClient {
   int holding_ ABSL_GUARDED_BY(mu_) = 0;
   int expires_in_ ABSL_GUARDED_BY(mu_) = 3599;
   int requests_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, int> throttled_tenants_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<absl::Time>> token_request_times_ ABSL_GUARDED_BY(mu_);
   int basic_auth_requests_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, DeviceCode> device_codes_ ABSL_GUARDED_BY(mu_);  // by device_code
   std::string latest_user_code_ ABSL_GUARDED_BY(mu_);

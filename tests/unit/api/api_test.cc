@@ -103,12 +103,15 @@ TEST(TokenServiceTest, CacheHitsAreServedWhileARefreshWaitsForASlowProvider) {
   ASSERT_TRUE(client->GetAccessToken(cached).ok());
 
   // The provider stalls with one refresh in it: another refresh is refused
-  // at once with a retry hint, and the cached grant is still served.
+  // at once with a retry hint, and the cached grant is still served. (The
+  // robots share their app's token: asking for an hour's validity, more than
+  // it has left, makes each call a provider request.)
   server.idp().Hold(true);
   absl::Status slow;
   std::thread waiting([&] {
     v1::GetAccessTokenRequest r;
     r.set_grant("robot-2");
+    r.mutable_min_valid_for()->set_seconds(3600);
     // The worker is free a moment after the first call's answer: until then
     // this call is refused at once, and tried again.
     const absl::Time deadline = absl::Now() + absl::Seconds(30);
@@ -119,6 +122,7 @@ TEST(TokenServiceTest, CacheHitsAreServedWhileARefreshWaitsForASlowProvider) {
   ASSERT_TRUE(server.idp().WaitForHeldRequests(1, absl::Seconds(30)));
   v1::GetAccessTokenRequest other;
   other.set_grant("robot-3");
+  other.mutable_min_valid_for()->set_seconds(3600);
   absl::Status refused = client->GetAccessToken(other).status();
   EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(refused.message()), HasSubstr("waiting for an identity provider; retry"));

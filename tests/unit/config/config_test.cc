@@ -88,6 +88,24 @@ TEST(ConfigTest, WrongTypes) {
               HasSubstr("server.max_request_bytes: expected an integer from 0 to 4294967295"));
 }
 
+TEST(ConfigTest, TenantPacingIsCheckedAndReadAsGiven) {
+  const std::string tokens = std::string(kValid) + "tokens:\n  tenant_requests_per_second: 12.5\n  tenant_max_wait: 3s\n";
+  absl::StatusOr<Config> config = ParseConfig(tokens, "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->tokens().has_tenant_requests_per_second());
+  EXPECT_EQ(config->tokens().tenant_requests_per_second(), 12.5);
+  EXPECT_EQ(config->tokens().tenant_max_wait().seconds(), 3);
+  // 0 is "no pacing", not "unset".
+  config = ParseConfig(std::string(kValid) + "tokens:\n  tenant_requests_per_second: 0\n", "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->tokens().has_tenant_requests_per_second());
+  EXPECT_FALSE(ParseConfig(kValid, "test.yaml")->tokens().has_tenant_requests_per_second());
+  EXPECT_THAT(ParseError(std::string(kValid) + "tokens:\n  tenant_requests_per_second: -1\n").message(),
+              HasSubstr("tokens.tenant_requests_per_second: between 0 (no pacing) and 100000"));
+  EXPECT_THAT(ParseError(std::string(kValid) + "tokens:\n  tenant_max_wait: 1h\n").message(),
+              HasSubstr("tokens.tenant_max_wait: between 0s and 5m"));
+}
+
 TEST(ConfigTest, MissingRequiredKeys) {
   EXPECT_THAT(ParseError(Replace(kValid, "  grpc_address: 127.0.0.1:0\n", "")).message(),
               HasSubstr("server.grpc_address: missing required key"));

@@ -35,6 +35,10 @@ class TokenManagerTest : public ::testing::Test {
 
   TokenManagerOptions Options() {
     TokenManagerOptions o;
+    // Tests that make many provider requests at one fake instant would wait
+    // for a clock that does not move: pacing is tested on its own
+    // (tenant_pacer_test) and a 429 still pauses its tenant.
+    o.pacing.requests_per_second = 0;
     o.on_token = [this](absl::string_view outcome) {
       absl::MutexLock lock(&mu_);
       ++outcomes_[std::string(outcome)];
@@ -377,6 +381,45 @@ TEST_F(TokenManagerTest, RetryAfterIsHonoured) {
   EXPECT_EQ(idp_.requests(), 2);
 }
 
+TEST_F(TokenManagerTest, A429FromOneTenantHoldsBackThatTenantOnly) {
+  // Two apps in two tenants, two grants in the first.
+  for (const std::string tenant : {"fabrikam.onmicrosoft.com", "contoso.onmicrosoft.com"}) {
+    idp_.RegisterApp(tenant, kClientId, "the-secret");
+    App app;
+    app.id = tenant.substr(0, tenant.find('.'));
+    app.tenant = tenant;
+    app.client_id = kClientId;
+    std::vector<CredentialInput> creds;
+    creds.push_back(SecretInput("s1", "the-secret"));
+    ASSERT_TRUE(vault_.CreateApp(app, std::move(creds)).ok());
+  }
+  for (const std::string id : {"f1", "f2", "c1"}) {
+    Grant g;
+    g.id = id;
+    g.app = id[0] == 'f' ? "fabrikam" : "contoso";
+    g.mailbox = id + "@example.com";
+    g.kind = GrantKind::kAppOnly;
+    ASSERT_TRUE(vault_.CreateGrant(g).ok());
+  }
+  idp_.ThrottleTenant("fabrikam.onmicrosoft.com", 30);
+  absl::Status first = tokens_.GetAccessToken("f1", absl::Minutes(5)).status();
+  EXPECT_EQ(first.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(idp_.TokenRequestTimes("fabrikam.onmicrosoft.com").size(), 1u);
+  // Another grant of the throttled tenant is not sent to the provider...
+  absl::Status second = tokens_.GetAccessToken("f2", absl::Minutes(5)).status();
+  EXPECT_EQ(second.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(second.message()), HasSubstr("throttling tenant \"microsoft/fabrikam.onmicrosoft.com\""));
+  EXPECT_THAT(std::string(second.message()), HasSubstr("retry in 30s"));
+  EXPECT_EQ(idp_.TokenRequestTimes("fabrikam.onmicrosoft.com").size(), 1u);
+  // ...while the other tenant's grants get tokens.
+  EXPECT_TRUE(tokens_.GetAccessToken("c1", absl::Minutes(5)).ok());
+  // After the Retry-After the tenant is asked again.
+  idp_.ThrottleTenant("fabrikam.onmicrosoft.com", 0);
+  clock_.Advance(absl::Seconds(30));
+  EXPECT_TRUE(tokens_.GetAccessToken("f2", absl::Minutes(5)).ok());
+  EXPECT_EQ(idp_.TokenRequestTimes("fabrikam.onmicrosoft.com").size(), 2u);
+}
+
 TEST_F(TokenManagerTest, DisabledAndUnknownGrants) {
   CreateAppWithSecret();
   AppOnlyGrant();
@@ -457,10 +500,63 @@ TEST_F(TokenManagerTest, TheSchedulerRefreshesEveryDueGrantUnderItsConcurrencyCa
   SchedulerOptions options;
   options.max_concurrent = 3;
   RefreshScheduler scheduler(tokens_, vault_, clock_, logger_, options);
+  // One app: its grants share its token.
+  EXPECT_EQ(idp_.requests(), 1);
   clock_.Advance(absl::Seconds(3599));
   EXPECT_EQ(scheduler.RunOnce().ahead_of_expiry, 20);
-  EXPECT_EQ(idp_.requests(), 40);
+  // The refreshes that ran at once before the first new token was kept each
+  // asked the provider (at most the cap); the rest shared it.
+  EXPECT_GE(idp_.requests(), 2);
+  EXPECT_LE(idp_.requests(), 1 + 3);
+  EXPECT_LE(tokens_.provider_requests_peak(), 3);
   EXPECT_TRUE(tokens_.DueForRefresh(clock_.Now()).empty());
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<AccessToken> t = tokens_.GetAccessToken(absl::StrCat("g", i), absl::Minutes(30));
+    ASSERT_TRUE(t.ok());
+    EXPECT_GT(t->expire_time, clock_.Now() + absl::Minutes(30));
+  }
+}
+
+TEST_F(TokenManagerTest, AppOnlyGrantsOfOneAppShareItsTokenEachUnderItsOwnMailbox) {
+  CreateAppWithSecret();
+  for (const std::string id : {"a", "b"}) {
+    Grant g;
+    g.id = id;
+    g.app = "contoso";
+    g.mailbox = id + "@contoso.com";
+    g.kind = GrantKind::kAppOnly;
+    ASSERT_TRUE(vault_.CreateGrant(g).ok());
+  }
+  Grant other_scope;
+  other_scope.id = "smtp";
+  other_scope.app = "contoso";
+  other_scope.mailbox = "c@contoso.com";
+  other_scope.kind = GrantKind::kAppOnly;
+  other_scope.scopes = {"https://outlook.office365.com/.default", "offline_access"};
+  ASSERT_TRUE(vault_.CreateGrant(other_scope).ok());
+  absl::StatusOr<AccessToken> a = tokens_.GetAccessToken("a", absl::Minutes(5));
+  absl::StatusOr<AccessToken> b = tokens_.GetAccessToken("b", absl::Minutes(5));
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(idp_.requests(), 1);
+  EXPECT_EQ(a->token.Reveal(), b->token.Reveal());
+  EXPECT_EQ(b->mailbox, "b@contoso.com");
+  // Other scopes: another token.
+  ASSERT_TRUE(tokens_.GetAccessToken("smtp", absl::Minutes(5)).ok());
+  EXPECT_EQ(idp_.requests(), 2);
+  // The mail server refused a's token: a gets a new one from the provider,
+  // not the shared one again; when b's (the same) is refused too, b gets that
+  // new one without another request.
+  clock_.Advance(absl::Minutes(1));
+  ASSERT_TRUE(tokens_.RefreshRefused("a", a->token).ok());
+  EXPECT_EQ(idp_.requests(), 3);
+  absl::StatusOr<AccessToken> a2 = tokens_.GetAccessToken("a", absl::Minutes(5));
+  ASSERT_TRUE(a2.ok());
+  EXPECT_NE(a2->token.Reveal(), a->token.Reveal());
+  ASSERT_TRUE(tokens_.RefreshRefused("b", b->token).ok());
+  absl::StatusOr<AccessToken> b2 = tokens_.GetAccessToken("b", absl::Minutes(5));
+  ASSERT_TRUE(b2.ok());
+  EXPECT_EQ(b2->token.Reveal(), a2->token.Reveal());
+  EXPECT_EQ(idp_.requests(), 3);
 }
 
 TEST(SaslTest, MicrosoftsDocumentedXoauth2Vector) {
@@ -507,7 +603,7 @@ TEST_F(SharedTokensTest, ATokenRefreshedByOneReplicaIsServedByTheOtherWithoutThe
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(second->token.Reveal(), first->token.Reveal());
   EXPECT_EQ(second->expire_time, first->expire_time);
-  EXPECT_EQ(second->sasl_xoauth2.Reveal(), first->sasl_xoauth2.Reveal());
+  EXPECT_EQ(second->mailbox, first->mailbox);
   EXPECT_EQ(idp_.requests(), 1);
   EXPECT_EQ(Outcome("replica-a/acquired"), 1);
   EXPECT_EQ(Outcome("replica-b/adopted"), 1);
