@@ -19,14 +19,20 @@
 // by this machine's CPU.
 //
 // Usage: mail_bench [--quick] [--split-cores] [--only=small|big|callers|batch]
-//        (needs dovecot-imapd and tokenbrokerd)
+//                   [--svg=DIR]   (needs dovecot-imapd and tokenbrokerd)
+// With --svg=DIR it writes DIR/mail-<layout>.svg (the ratio of each part, and
+// the best one call per message can reach) and DIR/mail-memory-<layout>.svg
+// (the broker's resident memory while it streams the large message), where
+// <layout> is shared-cores or split-cores.
 #include <sched.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -34,6 +40,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/match.h"
+#include "bench/svg_chart.h"
 #include "client/broker_client.h"
 #include "service/crypto/random.h"
 #include "service/imap/imap_session.h"
@@ -157,6 +164,31 @@ std::string SmallMessage(int i) {
                       "\r\nMessage-ID: <", i, "@bench>\r\n\r\n", std::string(4000, 'a' + i % 26), "\r\n");
 }
 
+// Samples a process's resident memory every 10 ms on its own thread while it
+// lives: (seconds since start, MB) points.
+class ResidentSampler {
+ public:
+  explicit ResidentSampler(pid_t pid)
+      : start_(std::chrono::steady_clock::now()), thread_([this, pid] {
+          while (!stop_) {
+            points_.emplace_back(Seconds(start_), static_cast<double>(testing::ResidentBytes(pid)) / (1 << 20));
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          }
+        }) {}
+  // Stops sampling; the points taken.
+  std::vector<std::pair<double, double>> Finish() {
+    stop_ = true;
+    thread_.join();
+    return std::move(points_);
+  }
+
+ private:
+  const std::chrono::steady_clock::time_point start_;
+  std::atomic<bool> stop_{false};
+  std::vector<std::pair<double, double>> points_;  // written by thread_ until Finish joins it
+  std::thread thread_;
+};
+
 // Pins the calling thread (and the threads and processes it starts from now
 // on) to one CPU.
 void PinTo(int cpu) {
@@ -166,7 +198,7 @@ void PinTo(int cpu) {
   Check(sched_setaffinity(0, sizeof set, &set) == 0, "sched_setaffinity");
 }
 
-int Main(bool quick, const std::string& only, bool split_cores) {
+int Main(bool quick, const std::string& only, bool split_cores, const std::string& svg_dir) {
   auto runs = [&only](absl::string_view part) { return only.empty() || only == part; };
   const int small_count = quick ? 100 : 1000;
   const size_t big_size = quick ? 10u << 20 : 100u << 20;
@@ -269,6 +301,10 @@ int Main(bool quick, const std::string& only, bool split_cores) {
   // CPU time is summed over the rounds.
   Phase small[2], callers[2], batch[2], large[2];  // [direct, broker]
   uint64_t peak_growth = 0;
+  // The broker's resident memory while it streamed the large message, in the
+  // last round, and before it began.
+  std::vector<std::pair<double, double>> streaming_memory;
+  double memory_before_mb = 0;
   for (int round = 0; round < 3 && (runs("small") || runs("big")); ++round) {
     for (int which = 0; which < 2; ++which) {
       auto fetch = which == 0 ? std::function<uint64_t(const std::string&, uint32_t)>(direct_fetch)
@@ -281,9 +317,15 @@ int Main(bool quick, const std::string& only, bool split_cores) {
       if (!runs("big")) continue;
       if (which == 1) testing::ResetPeakResident(broker_pid);
       const uint64_t rss_before = which == 1 ? testing::PeakResidentBytes(broker_pid) : 0;
+      std::optional<ResidentSampler> sampler;
+      if (which == 1 && round == 2) {
+        memory_before_mb = static_cast<double>(testing::ResidentBytes(broker_pid)) / (1 << 20);
+        sampler.emplace(broker_pid);
+      }
       large[which].Measure(pids, big_size >> 20, [&] {
         Check(fetch("Big", 1) == big_size, "the large message came back with another size");
       });
+      if (sampler.has_value()) streaming_memory = sampler->Finish();
       if (which == 1) peak_growth = std::max(peak_growth, testing::PeakResidentBytes(broker_pid) - rss_before);
     }
   }
@@ -430,6 +472,35 @@ int Main(bool quick, const std::string& only, bool split_cores) {
         1e6 / empty.best_rate, 1e6 / small[0].best_rate,
         (1 / small[0].best_rate) / (1 / small[0].best_rate + 1 / empty.best_rate));
   }
+  if (!svg_dir.empty()) {
+    const std::string layout = split_cores ? "split-cores" : "shared-cores";
+    const std::string where = split_cores ? "Dovecot on its own core" : "all processes share 2 cores";
+    auto ratio = [&](absl::string_view part, const Phase* p) {
+      return runs(part) && p[0].best_rate > 0 ? p[1].best_rate / p[0].best_rate : -1;
+    };
+    // The best one call per message can reach: an empty call plus a direct
+    // fetch per message.
+    const double floor =
+        runs("small") ? (1 / small[0].best_rate) / (1 / small[0].best_rate + 1 / empty.best_rate) : -1;
+    SvgBarChart chart(absl::StrCat("Mail through the broker against a direct IMAP client (", where, ")"),
+                      {"one message a call,\none caller", "one message a call,\n4 callers",
+                       "FetchMessages,\n1000 a call", absl::StrCat("one message\nof ", big_size >> 20, " MB")},
+                      "broker / direct throughput");
+    chart.AddSeries("broker / direct", {ratio("small", small), ratio("callers", callers), ratio("batch", batch),
+                                        ratio("big", large)});
+    chart.AddSeries("floor: empty call + direct fetch", {floor, -1, -1, -1});
+    chart.AddSeries("target: 1.25x the floor's time", {floor > 0 ? floor / 1.25 : -1, -1, -1, -1});
+    chart.AddLimit("target 0.90", 0.9);
+    Check(chart.WriteFile(absl::StrCat(svg_dir, "/mail-", layout, ".svg")).ok(), "writing the chart");
+    if (!streaming_memory.empty()) {
+      SvgChart memory(absl::StrCat("The broker's resident memory while it streams a ", big_size >> 20,
+                                   " MB message (", where, ")"),
+                      "seconds since the fetch began", "resident MB");
+      memory.AddSeries("tokenbrokerd", streaming_memory);
+      memory.AddLimit("before + 64 MB", memory_before_mb + 64);
+      Check(memory.WriteFile(absl::StrCat(svg_dir, "/mail-memory-", layout, ".svg")).ok(), "writing the chart");
+    }
+  }
   Check(daemon.Stop() == 0, "tokenbrokerd did not stop cleanly");
   https.Stop();
   return 0;
@@ -439,14 +510,11 @@ int Main(bool quick, const std::string& only, bool split_cores) {
 }  // namespace tokenbroker
 
 int main(int argc, char** argv) {
-  bool quick = false;
+  const tokenbroker::BenchFlags flags = tokenbroker::ParseBenchFlags(argc, argv);
   bool split_cores = false;
   std::string only;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--quick") {
-      quick = true;
-    } else if (arg == "--split-cores") {
+  for (const std::string& arg : flags.rest) {
+    if (arg == "--split-cores") {
       split_cores = true;
     } else if (absl::StartsWith(arg, "--only=")) {
       only = arg.substr(7);
@@ -455,9 +523,10 @@ int main(int argc, char** argv) {
         return 2;
       }
     } else {
-      std::fprintf(stderr, "usage: mail_bench [--quick] [--split-cores] [--only=small|big|callers|batch]\n");
+      std::fprintf(stderr,
+                   "usage: mail_bench [--quick] [--split-cores] [--only=small|big|callers|batch] [--svg=DIR]\n");
       return 2;
     }
   }
-  return tokenbroker::Main(quick, only, split_cores);
+  return tokenbroker::Main(flags.quick, only, split_cores, flags.svg_dir);
 }

@@ -23,13 +23,14 @@
 //    window, for one replica and for three (each grant owned by one of them,
 //    the others stepping in 2 minutes later if it has not been done).
 //
-// Usage: replica_bench [--quick]   (10,000 grants; --quick: 300)
+// Usage: replica_bench [--quick] [--svg=DIR]   (10,000 grants; --quick: 300;
+//        DIR/replicas.svg: provider requests per grant, parts 1-4)
 #include <atomic>
 #include <cstdio>
-#include <cstring>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "bench/svg_chart.h"
 #include "service/idp/microsoft_provider.h"
 #include "service/store/postgres_backend.h"
 #include "service/store/postgres_schema.h"
@@ -199,7 +200,12 @@ SchedulerResult BackgroundRefreshes(const std::string& dsn, Sealer& sealer, int 
 
 int main(int argc, char** argv) {
   using namespace tokenbroker;
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const BenchFlags flags = ParseBenchFlags(argc, argv);
+  if (!flags.rest.empty()) {
+    std::fprintf(stderr, "usage: replica_bench [--quick] [--svg=DIR]\n");
+    return 2;
+  }
+  const bool quick = flags.quick;
   const int grants = quick ? 300 : 10000;
   auto server = testing::PostgresServer::Start();
   Check(server.status(), "PostgreSQL: ");
@@ -232,9 +238,18 @@ int main(int argc, char** argv) {
               grants);
 
   int failures = 0;
+  // Parts 1-4 for the chart: provider requests, and refresh tokens presented
+  // twice, per grant.
+  std::vector<double> requests_per_grant, reused_per_grant;
   int before = idp.requests();
+  int reused = idp.reused_refresh_tokens();
+  auto record = [&] {
+    requests_per_grant.push_back(static_cast<double>(idp.requests() - before) / grants);
+    reused_per_grant.push_back(static_cast<double>(idp.reused_refresh_tokens() - reused) / grants);
+  };
   const absl::Duration base = RefreshAll({&single}, "base-", grants, &failures);
   const double base_us = absl::ToDoubleMicroseconds(base) / grants;
+  record();
   std::printf("  1 replica (baseline)       %6.2f provider requests per grant, %7.0f us per grant, %d failed\n",
               static_cast<double>(idp.requests() - before) / grants, base_us, failures);
 
@@ -243,15 +258,18 @@ int main(int argc, char** argv) {
   // The same work as the baseline, under leases and with the token shared:
   // what coordination costs per refresh.
   before = idp.requests();
+  reused = idp.reused_refresh_tokens();
   const absl::Duration leased = RefreshAll({&a}, "lease-", grants, &failures);
   const double lease_us = absl::ToDoubleMicroseconds(leased) / grants;
+  record();
   std::printf("  1 replica, coordinated     %6.2f provider requests per grant, %7.0f us per grant (%.2fx the "
               "baseline: lease, re-read, shared token, release), %d failed\n",
               static_cast<double>(idp.requests() - before) / grants, lease_us, lease_us / base_us, failures);
   before = idp.requests();
-  int reused = idp.reused_refresh_tokens();
+  reused = idp.reused_refresh_tokens();
   const absl::Duration coordinated = RefreshAll({&a, &b, &c}, "coord-", grants, &failures);
   const double coord_us = absl::ToDoubleMicroseconds(coordinated) / grants;
+  record();
   std::printf("  3 replicas, coordinated    %6.2f provider requests per grant, %7.0f us per grant (all three "
               "asking for every grant at once), %d refresh tokens presented twice, %d failed\n",
               static_cast<double>(idp.requests() - before) / grants, coord_us,
@@ -262,6 +280,7 @@ int main(int argc, char** argv) {
   before = idp.requests();
   reused = idp.reused_refresh_tokens();
   const absl::Duration free = RefreshAll({&x, &y, &z}, "free-", grants, &failures);
+  record();
   std::printf("  3 replicas, uncoordinated  %6.2f provider requests per grant, %7.0f us per grant, %d refresh tokens "
               "presented twice (each revokes its grant), %d failed\n",
               static_cast<double>(idp.requests() - before) / grants, absl::ToDoubleMicroseconds(free) / grants,
@@ -275,6 +294,17 @@ int main(int argc, char** argv) {
   absl::StatusOr<AccessToken> served = a.tokens->GetAccessToken("coord-0", absl::Hours(2));  // forces a refresh
   std::printf("  failover after a replica died holding a lease of 2 s: served after %.2f s (%s)\n",
               absl::ToDoubleSeconds(absl::Now() - asked), served.ok() ? "ok" : std::string(served.status().message()).c_str());
+
+  if (!flags.svg_dir.empty()) {
+    SvgBarChart chart(absl::StrCat(grants, " delegated grants refreshed at once on one PostgreSQL"),
+                      {"1 replica\n(baseline)", "1 replica,\ncoordinated", "3 replicas,\ncoordinated",
+                       "3 replicas,\nuncoordinated"},
+                      "per grant");
+    chart.AddSeries("provider requests", requests_per_grant);
+    chart.AddSeries("refresh tokens reused", reused_per_grant);
+    chart.AddLimit("one request a grant", 1.0);
+    Check(chart.WriteFile(flags.svg_dir + "/replicas.svg"));
+  }
 
   std::printf("background refreshes over one token lifetime (simulated), every token issued in the same second:\n");
   for (int replicas : {1, 3}) {

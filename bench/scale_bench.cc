@@ -21,7 +21,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <thread>
 
@@ -62,19 +61,6 @@ void Check(const absl::Status& s, const std::string& what) {
 double Since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
-
-// A line of /proc/<pid>/status in bytes ("VmRSS:", "RssAnon:", ...).
-uint64_t StatusBytes(pid_t pid, const std::string& name) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string field, unit;
-  while (in >> field) {
-    uint64_t kb = 0;
-    if (field == name && in >> kb >> unit) return kb * 1024;
-  }
-  return 0;
-}
-
-uint64_t ResidentBytes(pid_t pid) { return StatusBytes(pid, "VmRSS:"); }
 
 std::string Tenant(int t) { return absl::StrCat("tenant", t, ".onmicrosoft.com"); }
 std::string GrantId(int i) { return absl::StrCat("g", 1000000 + i); }
@@ -177,7 +163,7 @@ struct Bench {
       testing::RunningDaemon daemon = testing::StartDaemon(empty.config, dir.path());
       r.start_empty_s = Since(start);
       Check(daemon.grpc_address.empty() ? absl::InternalError("no address") : absl::OkStatus(), "empty broker");
-      r.rss_empty = ResidentBytes(daemon.process->pid());
+      r.rss_empty = testing::ResidentBytes(daemon.process->pid());
       absl::StatusOr<std::string> text = testing::HttpGet(daemon.metrics_address, "/metrics");
       Check(text.status(), "/metrics");
       r.metrics_empty_bytes = text->size();
@@ -194,8 +180,8 @@ struct Bench {
     r.start_s = Since(start);
     Check(daemon.grpc_address.empty() ? absl::InternalError("no address") : absl::OkStatus(), "broker");
     const pid_t pid = daemon.process->pid();
-    r.rss_start = ResidentBytes(pid);
-    r.anon_start = StatusBytes(pid, "RssAnon:");
+    r.rss_start = testing::ResidentBytes(pid);
+    r.anon_start = testing::ProcessStatusBytes(pid, "RssAnon");
 
     // Cold start: every grant asks at once.
     ClientOptions options;
@@ -242,7 +228,7 @@ struct Bench {
       }
       r.busiest_tenant_second = std::max(r.busiest_tenant_second, *std::max_element(seconds.begin(), seconds.end()));
     }
-    r.rss_tokens = ResidentBytes(pid);
+    r.rss_tokens = testing::ResidentBytes(pid);
 
     // A scrape (the median of five).
     std::vector<double> ms;
@@ -300,16 +286,13 @@ void Print(const char* store, const Result& r) {
 
 int main(int argc, char** argv) {
   using namespace tokenbroker;
-  bool quick = false;
-  std::string only, svg_dir;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--quick") {
-      quick = true;
-    } else if (absl::StartsWith(arg, "--store=")) {
+  const BenchFlags flags = ParseBenchFlags(argc, argv);
+  const bool quick = flags.quick;
+  const std::string& svg_dir = flags.svg_dir;
+  std::string only;
+  for (const std::string& arg : flags.rest) {
+    if (absl::StartsWith(arg, "--store=") && (arg.substr(8) == "sqlite" || arg.substr(8) == "postgres")) {
       only = arg.substr(8);
-    } else if (absl::StartsWith(arg, "--svg=")) {
-      svg_dir = arg.substr(6);
     } else {
       std::fprintf(stderr, "usage: scale_bench [--quick] [--store=sqlite|postgres] [--svg=DIR]\n");
       return 2;

@@ -5,13 +5,13 @@
 //   writes: seal a new refresh token + CAS write        vs  CAS write of the plain bytes
 //
 // Every write is a durable commit (SQLite synchronous=FULL, PostgreSQL fsync).
-// Usage: store_bench [--quick]
+// Usage: store_bench [--quick] [--svg=DIR]   (DIR/store.svg: the ratios)
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <functional>
 
 #include "absl/strings/str_cat.h"
+#include "bench/svg_chart.h"
 #include "service/crypto/sealer.h"
 #include "service/store/postgres_backend.h"
 #include "service/store/postgres_schema.h"
@@ -41,7 +41,11 @@ void Check(const absl::Status& s) {
   }
 }
 
-void Run(const char* name, CredentialStore& store, int reads, int writes) {
+struct Ratios {
+  double reads = 0, writes = 0;  // sealed / unsealed
+};
+
+Ratios Run(const char* name, CredentialStore& store, int reads, int writes) {
   auto ring = Keyring::Generate(absl::Now());
   Sealer sealer(std::make_shared<const Keyring>(std::move(*ring)));
   FakeClock clock(absl::Now());
@@ -86,6 +90,7 @@ void Run(const char* name, CredentialStore& store, int reads, int writes) {
               sealed_reads / plain_reads);
   std::printf("%-9s CAS writes/s sealed %6.0f  unsealed %9.0f  ratio %.2f\n", name, sealed_writes, plain_writes,
               sealed_writes / plain_writes);
+  return {sealed_reads / plain_reads, sealed_writes / plain_writes};
 }
 
 }  // namespace
@@ -93,7 +98,13 @@ void Run(const char* name, CredentialStore& store, int reads, int writes) {
 
 int main(int argc, char** argv) {
   using namespace tokenbroker;
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const BenchFlags flags = ParseBenchFlags(argc, argv);
+  if (!flags.rest.empty()) {
+    std::fprintf(stderr, "usage: store_bench [--quick] [--svg=DIR]\n");
+    return 2;
+  }
+  const bool quick = flags.quick;
+  Ratios sqlite, postgres;
   const int reads = quick ? 200 : 20000;
   const int writes = quick ? 20 : 1000;
   std::printf("store_bench: %d grants; %d reads and %d compare-and-swap writes per measurement; durable commits\n", kGrants,
@@ -103,7 +114,7 @@ int main(int argc, char** argv) {
     auto db = SqliteDatabase::Open(dir.File("bench.db"), SqliteMigrations());
     Check(db.status());
     SqlCredentialStore store(std::make_unique<SqliteBackend>(std::move(*db)));
-    Run("sqlite", store, reads, writes);
+    sqlite = Run("sqlite", store, reads, writes);
   }
   {
     auto server = testing::PostgresServer::Start();
@@ -111,7 +122,15 @@ int main(int argc, char** argv) {
     auto backend = PostgresBackend::Open(Secret::CopyFrom((*server)->Dsn()), 4, PostgresMigrations());
     Check(backend.status());
     SqlCredentialStore store(std::move(*backend));
-    Run("postgres", store, reads, writes);
+    postgres = Run("postgres", store, reads, writes);
+  }
+  if (!flags.svg_dir.empty()) {
+    SvgBarChart chart("Sealing refresh tokens: throughput sealed / unsealed, durable commits",
+                      {"SQLite\nreads", "SQLite\nwrites", "PostgreSQL\nreads", "PostgreSQL\nwrites"},
+                      "sealed / unsealed throughput");
+    chart.AddSeries("sealed / unsealed", {sqlite.reads, sqlite.writes, postgres.reads, postgres.writes});
+    chart.AddLimit("no cost", 1.0);
+    Check(chart.WriteFile(flags.svg_dir + "/store.svg"));
   }
   return 0;
 }

@@ -4,15 +4,18 @@
 #include <cmath>
 #include <fstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 
 namespace tokenbroker {
 namespace {
 
-constexpr double kWidth = 760, kHeight = 400;
-constexpr double kLeft = 70, kRight = 190, kTop = 40, kBottom = 50;
+constexpr double kWidth = 880, kHeight = 400;
+constexpr double kLeft = 70, kRight = 250, kTop = 40, kBottom = 50;
+constexpr double kPlotW = kWidth - kLeft - kRight, kPlotH = kHeight - kTop - kBottom;
 constexpr const char* kColours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                                     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 
@@ -30,82 +33,161 @@ double TickStep(double max) {
   return 10 * magnitude;
 }
 
+// Rounds `max` up to a whole tick; returns the tick step.
+double RoundUpToTick(double* max) {
+  const double step = TickStep(*max);
+  *max = std::ceil(*max / step) * step;
+  return step;
+}
+
+double PlotY(double y, double max_y) { return kTop + kPlotH - y / max_y * kPlotH; }
+
 }  // namespace
 
+const char* SvgFigure::Colour(size_t i) { return kColours[i % (sizeof kColours / sizeof kColours[0])]; }
+
+std::string SvgFigure::RenderFrame(double max_y, double* scale_y) const {
+  for (const auto& [name, y] : limits_) max_y = std::max(max_y, y);
+  max_y = std::max(max_y, 1e-9) * 1.1;
+  const double y_step = RoundUpToTick(&max_y);
+  *scale_y = max_y;
+  std::string svg = absl::StrFormat(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+      "<text x=\"%.0f\" y=\"22\" font-size=\"14\">%s</text>\n",
+      kWidth, kHeight, kWidth, kHeight, kLeft, Escape(title_));
+  for (double y = 0; y <= max_y + y_step / 2; y += y_step) {
+    absl::StrAppendFormat(&svg,
+                          "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
+                          "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n",
+                          kLeft, PlotY(y, max_y), kLeft + kPlotW, PlotY(y, max_y), kLeft - 6, PlotY(y, max_y) + 4, y);
+  }
+  absl::StrAppendFormat(&svg,
+                        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>"
+                        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n",
+                        kLeft, kTop, kLeft, kTop + kPlotH, kLeft, kTop + kPlotH, kLeft + kPlotW, kTop + kPlotH);
+  if (!x_label_.empty()) {
+    absl::StrAppendFormat(&svg, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", kLeft + kPlotW / 2,
+                          kHeight - 10, Escape(x_label_));
+  }
+  absl::StrAppendFormat(&svg,
+                        "<text transform=\"translate(16 %.1f) rotate(-90)\" text-anchor=\"middle\">%s</text>\n",
+                        kTop + kPlotH / 2, Escape(y_label_));
+  return svg;
+}
+
+std::string SvgFigure::RenderLimits(double scale_y, size_t first_row) const {
+  // Each limit its own dash pattern, named in the legend below the series.
+  static constexpr const char* kDashes[] = {"6 4", "2 3", "10 3 2 3"};
+  std::string svg;
+  for (size_t i = 0; i < limits_.size(); ++i) {
+    const auto& [name, y] = limits_[i];
+    const char* dash = kDashes[i % (sizeof kDashes / sizeof kDashes[0])];
+    absl::StrAppendFormat(&svg,
+                          "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\" "
+                          "stroke-dasharray=\"%s\"/>\n",
+                          kLeft, PlotY(y, scale_y), kLeft + kPlotW, PlotY(y, scale_y), dash);
+    svg += LegendEntry(first_row + i, name, "black", dash);
+  }
+  return svg;
+}
+
+std::string SvgFigure::LegendEntry(size_t row, const std::string& name, const char* colour, const char* dash) {
+  const double y = kTop + 10 + 16 * static_cast<double>(row);
+  return absl::StrFormat(
+      "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"%s\"%s/>"
+      "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
+      kLeft + kPlotW + 12, y - 4, kLeft + kPlotW + 30, y - 4, colour, dash == nullptr ? "3" : "1",
+      dash == nullptr ? "" : absl::StrCat(" stroke-dasharray=\"", dash, "\""), kLeft + kPlotW + 36, y, Escape(name));
+}
+
+absl::Status SvgFigure::WriteFile(const std::string& path) const {
+  std::ofstream out(path, std::ios::trunc);
+  out << Render();
+  out.close();
+  if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
 std::string SvgChart::Render() const {
-  double max_x = 1, max_y = 1;
+  double max_x = 0, max_y = 0;
   for (const Series& s : series_) {
     for (const auto& [x, y] : s.points) {
       max_x = std::max(max_x, x);
       max_y = std::max(max_y, y);
     }
   }
-  for (const auto& [name, y] : limits_) max_y = std::max(max_y, y);
-  const double x_step = TickStep(max_x), y_step = TickStep(max_y * 1.1);
-  max_x = std::ceil(max_x / x_step) * x_step;
-  max_y = std::ceil(max_y * 1.1 / y_step) * y_step;
-  const double plot_w = kWidth - kLeft - kRight, plot_h = kHeight - kTop - kBottom;
-  auto px = [&](double x) { return kLeft + x / max_x * plot_w; };
-  auto py = [&](double y) { return kTop + plot_h - y / max_y * plot_h; };
-
-  std::string svg = absl::StrFormat(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
-      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-      "<text x=\"%.0f\" y=\"22\" font-size=\"14\">%s</text>\n",
-      kWidth, kHeight, kWidth, kHeight, kLeft, Escape(title_));
-  // Axes, grid and ticks.
-  for (double y = 0; y <= max_y + y_step / 2; y += y_step) {
-    absl::StrAppendFormat(&svg,
-                          "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
-                          "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n",
-                          kLeft, py(y), kLeft + plot_w, py(y), kLeft - 6, py(y) + 4, y);
-  }
+  double scale_y = 1;
+  std::string svg = RenderFrame(max_y, &scale_y);
+  max_x = std::max(max_x, 1e-9);
+  const double x_step = RoundUpToTick(&max_x);
+  auto px = [&](double x) { return kLeft + x / max_x * kPlotW; };
   for (double x = 0; x <= max_x + x_step / 2; x += x_step) {
     absl::StrAppendFormat(&svg,
                           "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999\"/>"
                           "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n",
-                          px(x), kTop + plot_h, px(x), kTop + plot_h + 5, px(x), kTop + plot_h + 18, x);
+                          px(x), kTop + kPlotH, px(x), kTop + kPlotH + 5, px(x), kTop + kPlotH + 18, x);
   }
-  absl::StrAppendFormat(&svg,
-                        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>"
-                        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n",
-                        kLeft, kTop, kLeft, kTop + plot_h, kLeft, kTop + plot_h, kLeft + plot_w, kTop + plot_h);
-  absl::StrAppendFormat(&svg, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", kLeft + plot_w / 2,
-                        kHeight - 10, Escape(x_label_));
-  absl::StrAppendFormat(&svg,
-                        "<text transform=\"translate(16 %.1f) rotate(-90)\" text-anchor=\"middle\">%s</text>\n",
-                        kTop + plot_h / 2, Escape(y_label_));
-  // Series and legend.
-  double legend_y = kTop + 10;
   for (size_t i = 0; i < series_.size(); ++i) {
-    const char* colour = kColours[i % (sizeof kColours / sizeof kColours[0])];
     std::string points;
-    for (const auto& [x, y] : series_[i].points) absl::StrAppendFormat(&points, "%.1f,%.1f ", px(x), py(y));
-    absl::StrAppendFormat(&svg, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"%s\"/>\n", colour,
-                          points);
-    absl::StrAppendFormat(&svg,
-                          "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"3\"/>"
-                          "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
-                          kLeft + plot_w + 12, legend_y - 4, kLeft + plot_w + 30, legend_y - 4, colour,
-                          kLeft + plot_w + 36, legend_y, Escape(series_[i].name));
-    legend_y += 16;
+    for (const auto& [x, y] : series_[i].points) absl::StrAppendFormat(&points, "%.1f,%.1f ", px(x), PlotY(y, scale_y));
+    absl::StrAppendFormat(&svg, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"%s\"/>\n",
+                          Colour(i), points);
+    svg += LegendEntry(i, series_[i].name, Colour(i));
   }
-  for (const auto& [name, y] : limits_) {
-    absl::StrAppendFormat(&svg,
-                          "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\" "
-                          "stroke-dasharray=\"6 4\"/><text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
-                          kLeft, py(y), kLeft + plot_w, py(y), kLeft + plot_w + 12, py(y) + 4, Escape(name));
-  }
+  svg += RenderLimits(scale_y, series_.size());
   svg += "</svg>\n";
   return svg;
 }
 
-absl::Status SvgChart::WriteFile(const std::string& path) const {
-  std::ofstream out(path, std::ios::trunc);
-  out << Render();
-  out.close();
-  if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", path));
-  return absl::OkStatus();
+std::string SvgBarChart::Render() const {
+  double max_y = 0;
+  for (const Series& s : series_) {
+    for (double v : s.values) max_y = std::max(max_y, v);
+  }
+  double scale_y = 1;
+  std::string svg = RenderFrame(max_y, &scale_y);
+  const double group_w = kPlotW / static_cast<double>(std::max<size_t>(groups_.size(), 1));
+  const double bar_w = group_w * 0.8 / static_cast<double>(std::max<size_t>(series_.size(), 1));
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const double centre = kLeft + group_w * (static_cast<double>(g) + 0.5);
+    // A group's name, one line per "\n".
+    double line_y = kTop + kPlotH + 16;
+    for (absl::string_view line : absl::StrSplit(groups_[g], '\n')) {
+      absl::StrAppendFormat(&svg, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"11\">%s</text>\n",
+                            centre, line_y, Escape(std::string(line)));
+      line_y += 13;
+    }
+    for (size_t s = 0; s < series_.size(); ++s) {
+      if (g >= series_[s].values.size() || series_[s].values[g] < 0) continue;
+      const double v = series_[s].values[g];
+      const double x = centre - group_w * 0.4 + bar_w * static_cast<double>(s);
+      absl::StrAppendFormat(&svg,
+                            "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>"
+                            "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"10\">%.3g</text>\n",
+                            x, PlotY(v, scale_y), bar_w * 0.95, kTop + kPlotH - PlotY(v, scale_y), Colour(s),
+                            x + bar_w * 0.475, PlotY(v, scale_y) - 3, v);
+    }
+  }
+  for (size_t s = 0; s < series_.size(); ++s) svg += LegendEntry(s, series_[s].name, Colour(s));
+  svg += RenderLimits(scale_y, series_.size());
+  svg += "</svg>\n";
+  return svg;
+}
+
+BenchFlags ParseBenchFlags(int argc, char** argv) {
+  BenchFlags flags;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--quick") {
+      flags.quick = true;
+    } else if (absl::StartsWith(arg, "--svg=")) {
+      flags.svg_dir = arg.substr(6);
+    } else {
+      flags.rest.push_back(arg);
+    }
+  }
+  return flags;
 }
 
 }  // namespace tokenbroker

@@ -1,6 +1,8 @@
-// SvgChart: a small line chart written as SVG, so that a benchmark can draw
-// what it measured (docs/benchmarks.md shows the charts). Series of (x, y)
-// points, optional horizontal limit lines, linear axes from zero.
+// Charts a benchmark writes as SVG, so that it can draw what it measured
+// (docs/benchmarks.md shows them): SvgChart, lines of (x, y) points on linear
+// axes from zero; SvgBarChart, groups of bars (one bar per series in each
+// group) with their values written on them. Both take optional horizontal
+// limit lines (a target or a configured limit).
 #ifndef TOKENBROKER_BENCH_SVG_CHART_H_
 #define TOKENBROKER_BENCH_SVG_CHART_H_
 
@@ -12,29 +14,81 @@
 
 namespace tokenbroker {
 
-class SvgChart {
+class SvgFigure {
  public:
-  SvgChart(std::string title, std::string x_label, std::string y_label)
+  SvgFigure(std::string title, std::string x_label, std::string y_label)
       : title_(std::move(title)), x_label_(std::move(x_label)), y_label_(std::move(y_label)) {}
+  virtual ~SvgFigure() = default;
 
+  // A dashed horizontal line at `y`.
+  void AddLimit(std::string name, double y) { limits_.push_back({std::move(name), y}); }
+
+  virtual std::string Render() const = 0;
+  absl::Status WriteFile(const std::string& path) const;
+
+ protected:
+  // The frame, axes and y grid for values up to `max_y` (and the limits);
+  // x-axis drawing is the caller's. Returns the SVG so far and sets *scale_y
+  // to the y axis's top value.
+  std::string RenderFrame(double max_y, double* scale_y) const;
+  // The limit lines, drawn over the data, and their legend entries from
+  // legend row `first_row` on.
+  std::string RenderLimits(double scale_y, size_t first_row) const;
+  // The legend entry in row `row`: a sample line (dashed when `dash` is
+  // given) and the name.
+  static std::string LegendEntry(size_t row, const std::string& name, const char* colour,
+                                 const char* dash = nullptr);
+  static const char* Colour(size_t i);
+
+ private:
+  std::string title_, x_label_, y_label_;
+  std::vector<std::pair<std::string, double>> limits_;
+};
+
+class SvgChart : public SvgFigure {
+ public:
+  using SvgFigure::SvgFigure;
   void AddSeries(std::string name, std::vector<std::pair<double, double>> points) {
     series_.push_back({std::move(name), std::move(points)});
   }
-  // A dashed horizontal line at `y` (a target or a configured limit).
-  void AddLimit(std::string name, double y) { limits_.push_back({std::move(name), y}); }
-
-  std::string Render() const;
-  absl::Status WriteFile(const std::string& path) const;
+  std::string Render() const override;
 
  private:
   struct Series {
     std::string name;
     std::vector<std::pair<double, double>> points;
   };
-  std::string title_, x_label_, y_label_;
   std::vector<Series> series_;
-  std::vector<std::pair<std::string, double>> limits_;
 };
+
+class SvgBarChart : public SvgFigure {
+ public:
+  // `groups` name the bar groups along the x axis, left to right.
+  SvgBarChart(std::string title, std::vector<std::string> groups, std::string y_label)
+      : SvgFigure(std::move(title), "", std::move(y_label)), groups_(std::move(groups)) {}
+  // One value per group (a negative value draws no bar there).
+  void AddSeries(std::string name, std::vector<double> values) {
+    series_.push_back({std::move(name), std::move(values)});
+  }
+  std::string Render() const override;
+
+ private:
+  struct Series {
+    std::string name;
+    std::vector<double> values;
+  };
+  std::vector<std::string> groups_;
+  std::vector<Series> series_;
+};
+
+// The flags every benchmark takes: --quick (a short run) and --svg=DIR (write
+// its charts into DIR); anything else is left in `rest` for the benchmark.
+struct BenchFlags {
+  bool quick = false;
+  std::string svg_dir;
+  std::vector<std::string> rest;
+};
+BenchFlags ParseBenchFlags(int argc, char** argv);
 
 }  // namespace tokenbroker
 

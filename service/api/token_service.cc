@@ -12,14 +12,15 @@ namespace tokenbroker {
 namespace {
 
 void FillResponse(const AccessToken& token, v1::GetAccessTokenResponse* response) {
-  response->set_access_token(std::string(token.token.Reveal()));
+  const absl::string_view access_token = token.token.Reveal();
+  response->set_access_token(access_token.data(), access_token.size());
   *response->mutable_expire_time() = ToTimestamp(token.expire_time);
   response->set_token_type(token.token_type);
   response->set_mailbox(token.mailbox);
   for (const std::string& scope : token.scopes) response->add_scopes(scope);
   // Built per call rather than cached per grant: a few microseconds, against
   // kilobytes per cached grant.
-  response->set_sasl_xoauth2(std::string(SaslXoauth2(token.mailbox, token.token).Reveal()));
+  SaslXoauth2Into(token.mailbox, token.token, response->mutable_sasl_xoauth2());
 }
 
 }  // namespace

@@ -17,8 +17,16 @@ Secret Encode(std::string raw) {
 
 }  // namespace
 
+void SaslXoauth2Into(absl::string_view user, const Secret& token, std::string* out) {
+  std::string raw = absl::StrCat("user=", user, "\x01", "auth=Bearer ", token.Reveal(), "\x01\x01");
+  absl::Base64Escape(raw, out);
+  WipeString(raw);
+}
+
 Secret SaslXoauth2(absl::string_view user, const Secret& token) {
-  return Encode(absl::StrCat("user=", user, "\x01", "auth=Bearer ", token.Reveal(), "\x01\x01"));
+  std::string encoded;
+  SaslXoauth2Into(user, token, &encoded);
+  return Secret(std::move(encoded));
 }
 
 Secret SaslOauthbearer(absl::string_view user, absl::string_view host, int port, const Secret& token) {

@@ -5,6 +5,8 @@
 #ifndef TOKENBROKER_SERVICE_COMMON_SASL_H_
 #define TOKENBROKER_SERVICE_COMMON_SASL_H_
 
+#include <string>
+
 #include "absl/strings/string_view.h"
 #include "service/common/secret.h"
 
@@ -12,6 +14,9 @@ namespace tokenbroker {
 
 // base64("user=" USER "\x01auth=Bearer " TOKEN "\x01\x01")
 Secret SaslXoauth2(absl::string_view user, const Secret& token);
+// The same written into `out` (replacing what it held), for a message field
+// that takes it as is: no intermediate copy of the encoded form.
+void SaslXoauth2Into(absl::string_view user, const Secret& token, std::string* out);
 // base64("n,a=" USER ",\x01host=" HOST "\x01port=" PORT "\x01auth=Bearer " TOKEN
 // "\x01\x01"), with ',' and '=' in USER escaped as RFC 5801 says.
 Secret SaslOauthbearer(absl::string_view user, absl::string_view host, int port, const Secret& token);

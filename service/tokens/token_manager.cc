@@ -1,6 +1,7 @@
 #include "service/tokens/token_manager.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
@@ -161,11 +162,13 @@ bool TokenManager::UseCachedToken(absl::string_view grant_id, absl::Duration min
     if (it == entries_.end()) return false;
     entry = it->second.get();
   }
+  std::optional<AccessToken> cached;
   {
     absl::MutexLock lock(&entry->mu);
     if (!entry->cached.has_value() || entry->cached->expire_time - clock_.Now() < min_valid_for) return false;
-    use(*entry->cached);
+    cached = *entry->cached;  // shares the token's bytes (SharedSecret), copies the rest
   }
+  use(*cached);
   if (options_.on_token) options_.on_token("cache_hit");
   return true;
 }

@@ -80,10 +80,11 @@ class TokenManager {
   // credentials failing: the message says what to do), UNAVAILABLE (provider
   // outage or throttling, and no cached token is still valid).
   absl::StatusOr<AccessToken> GetAccessToken(absl::string_view grant_id, absl::Duration min_valid_for);
-  // When the cached token stays valid that long: calls `use` with it (under
-  // the grant's lock, without copying: `use` must be quick and must not call
-  // back into this class), counts a cache hit and returns true. Otherwise
-  // false. Never blocks on a refresh or the provider: callers on
+  // When the cached token stays valid that long: calls `use` with it (a copy
+  // taken under the grant's lock that shares the token's bytes; `use` runs
+  // outside the lock, so that callers building responses for one grant on
+  // many threads do not queue behind each other), counts a cache hit and
+  // returns true. Otherwise false. Never blocks on a refresh or the provider: callers on
   // latency-critical threads try this first and do GetAccessToken elsewhere.
   bool UseCachedToken(absl::string_view grant_id, absl::Duration min_valid_for,
                       const std::function<void(const AccessToken&)>& use);

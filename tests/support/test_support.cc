@@ -300,17 +300,21 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-uint64_t PeakResidentBytes(pid_t pid) {
+uint64_t ProcessStatusBytes(pid_t pid, absl::string_view field) {
   std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
   std::string line;
   while (std::getline(status, line)) {
-    if (!absl::StartsWith(line, "VmHWM:")) continue;
+    if (!absl::StartsWith(line, field) || line.size() <= field.size() || line[field.size()] != ':') continue;
     std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
     uint64_t kb = 0;
     if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &kb)) return kb * 1024;
   }
   return 0;
 }
+
+uint64_t PeakResidentBytes(pid_t pid) { return ProcessStatusBytes(pid, "VmHWM"); }
+
+uint64_t ResidentBytes(pid_t pid) { return ProcessStatusBytes(pid, "VmRSS"); }
 
 void ResetPeakResident(pid_t pid) {
   std::ofstream clear(absl::StrCat("/proc/", pid, "/clear_refs"));

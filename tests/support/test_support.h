@@ -17,6 +17,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
@@ -117,6 +118,11 @@ CertificateFiles MakeSignedCertificate(const TempDir& dir, const std::string& na
 // The contents of a file ("" when unreadable).
 std::string ReadFile(const std::string& path);
 
+// A size line of /proc/<pid>/status ("VmRSS", "RssAnon", ...), in bytes; 0
+// when unknown.
+uint64_t ProcessStatusBytes(pid_t pid, absl::string_view field);
+// The resident memory of process `pid` (VmRSS), in bytes; 0 when unknown.
+uint64_t ResidentBytes(pid_t pid);
 // The peak resident memory of process `pid` (VmHWM), in bytes; 0 when unknown.
 uint64_t PeakResidentBytes(pid_t pid);
 // Resets the peak to the current resident memory (Linux: clear_refs 5).

@@ -202,6 +202,31 @@ TEST_F(TokenManagerTest, AppOnlyWithAClientSecretThenServedFromTheCache) {
   EXPECT_NE(vault_.GetGrant("robot")->last_refresh_time, absl::InfinitePast());
 }
 
+TEST_F(TokenManagerTest, UseCachedTokenHandsOverTheTokenOutsideTheGrantsLock) {
+  CreateAppWithSecret();
+  AppOnlyGrant();
+  absl::StatusOr<AccessToken> t = tokens_.GetAccessToken("robot", absl::Minutes(5));
+  ASSERT_TRUE(t.ok()) << t.status();
+  // Nothing cached yet for another grant, and not valid long enough here.
+  EXPECT_FALSE(tokens_.UseCachedToken("nobody", absl::Minutes(5), [](const AccessToken&) { FAIL(); }));
+  EXPECT_FALSE(tokens_.UseCachedToken("robot", absl::Hours(2), [](const AccessToken&) { FAIL(); }));
+  // While one caller builds its response from the token, another caller of
+  // the same grant is served (the grant's lock is not held meanwhile).
+  bool inner_served = false;
+  std::string outer_token;
+  ASSERT_TRUE(tokens_.UseCachedToken("robot", absl::Minutes(5), [&](const AccessToken& outer) {
+    outer_token = std::string(outer.token.Reveal());
+    inner_served = tokens_.UseCachedToken("robot", absl::Minutes(5), [&](const AccessToken& inner) {
+      EXPECT_EQ(inner.token.Reveal(), outer.token.Reveal());
+      EXPECT_EQ(inner.mailbox, "robot@contoso.com");
+    });
+  }));
+  EXPECT_TRUE(inner_served);
+  EXPECT_EQ(outer_token, t->token.Reveal());
+  EXPECT_EQ(Outcome("cache_hit"), 2);
+  EXPECT_EQ(idp_.requests(), 1);
+}
+
 TEST_F(TokenManagerTest, MinValidForTriggersARefreshAheadOfExpiry) {
   CreateAppWithSecret();
   AppOnlyGrant();
@@ -562,6 +587,12 @@ TEST_F(TokenManagerTest, AppOnlyGrantsOfOneAppShareItsTokenEachUnderItsOwnMailbo
 TEST(SaslTest, MicrosoftsDocumentedXoauth2Vector) {
   EXPECT_EQ(SaslXoauth2("test@contoso.onmicrosoft.com", Secret::CopyFrom("EwBAAl3BAAUFFpUAo7J3Ve0bjLBWZWCclRC3EoAA"))
                 .Reveal(),
+            "dXNlcj10ZXN0QGNvbnRvc28ub25taWNyb3NvZnQuY29tAWF1dGg9QmVhcmVyIEV3QkFBbDNCQUFVRkZwVUFvN0ozVmUwYmpMQldaV0Nj"
+            "bFJDM0VvQUEBAQ==");
+  // Written into a message's field as is, replacing what it held.
+  std::string field = "left over";
+  SaslXoauth2Into("test@contoso.onmicrosoft.com", Secret::CopyFrom("EwBAAl3BAAUFFpUAo7J3Ve0bjLBWZWCclRC3EoAA"), &field);
+  EXPECT_EQ(field,
             "dXNlcj10ZXN0QGNvbnRvc28ub25taWNyb3NvZnQuY29tAWF1dGg9QmVhcmVyIEV3QkFBbDNCQUFVRkZwVUFvN0ozVmUwYmpMQldaV0Nj"
             "bFJDM0VvQUEBAQ==");
 }
