@@ -20,15 +20,16 @@ class SvgFigure {
       : title_(std::move(title)), x_label_(std::move(x_label)), y_label_(std::move(y_label)) {}
   virtual ~SvgFigure() = default;
 
-  // A dashed horizontal line at `y`.
+  // A horizontal line at `y`, dashed (each limit its own pattern) and named
+  // in the legend.
   void AddLimit(std::string name, double y) { limits_.push_back({std::move(name), y}); }
 
   virtual std::string Render() const = 0;
   absl::Status WriteFile(const std::string& path) const;
 
  protected:
-  // The frame, axes and y grid for values up to `max_y` (and the limits);
-  // x-axis drawing is the caller's. Returns the SVG so far and sets *scale_y
+  // The frame, the title, the axes' labels and the y grid, scaled to hold
+  // `max_y` and every limit; the x axis's ticks are the caller's. Returns the SVG so far and sets *scale_y
   // to the y axis's top value.
   std::string RenderFrame(double max_y, double* scale_y) const;
   // The limit lines, drawn over the data, and their legend entries from
