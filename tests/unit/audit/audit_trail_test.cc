@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/store/in_memory_credential_store.h"
@@ -102,7 +103,7 @@ TEST(AuditTrailTest, AStoreOutageDelaysEventsButLosesNone) {
   AuditTrail trail(store, logger, clock, options);
   trail.Start();
   store.down = true;
-  for (int i = 0; i < 100; ++i) trail.Record(Event("c" + std::to_string(i)));
+  for (int i = 0; i < 100; ++i) trail.Record(Event(absl::StrCat("c", i)));
   EXPECT_FALSE(trail.Flush(absl::Milliseconds(100)));
   EXPECT_GT(failures.load(), 0);
   EXPECT_TRUE(Callers(store).empty());
