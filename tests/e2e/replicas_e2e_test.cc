@@ -112,7 +112,6 @@ class ReplicasE2ETest : public ::testing::Test {
     return stub->GetAccessToken(&context, request, response);
   }
 
-  // A metric's value on `replica` (0 when absent).
   // Every replica's log lines about membership and heartbeats, to show why
   // a membership check failed.
   std::string MembershipLog() {
@@ -127,6 +126,7 @@ class ReplicasE2ETest : public ::testing::Test {
     return out;
   }
 
+  // A metric's value on `replica` (0 when absent).
   double Metric(int replica, const std::string& name) {
     std::string text = testing::HttpGet(replicas_[replica].metrics_address, "/metrics").value_or("");
     for (absl::string_view line : absl::StrSplit(text, '\n')) {
