@@ -1,6 +1,7 @@
 #include "service/app/service_graph.h"
 
 #include "service/common/time_util.h"
+#include "service/tokens/tenant_pacer.h"
 
 namespace tokenbroker {
 namespace {
@@ -18,6 +19,9 @@ TokenManagerOptions TokenOptions(const ServiceGraphParts& parts) {
       tc.max_concurrent_refreshes() > 0 ? static_cast<int>(tc.max_concurrent_refreshes()) : 8;
   if (tc.has_tenant_requests_per_second()) options.pacing.requests_per_second = tc.tenant_requests_per_second();
   if (tc.has_tenant_max_wait()) options.pacing.max_wait = FromProtoDuration(tc.tenant_max_wait());
+  for (const auto& rate : tc.tenant_rates()) {
+    options.pacing.tenant_rates[PacingKey(rate.provider(), rate.tenant(), "")] = rate.requests_per_second();
+  }
   options.pacing.on_pacing = [metrics](absl::string_view what) { metrics->CountPacing(what); };
   options.on_token = [metrics](absl::string_view result) { metrics->TokenRequests(result).Increment(); };
   options.on_refresh = [metrics](Provider provider, absl::string_view outcome, absl::Duration latency) {

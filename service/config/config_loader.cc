@@ -4,7 +4,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <set>
+#include <string>
+#include <utility>
+
 #include "absl/strings/match.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "service/common/files.h"
@@ -119,6 +124,28 @@ absl::Status ValidateConfig(const Config& config, absl::string_view source) {
   if (tokens.has_tenant_max_wait() && (FromProtoDuration(tokens.tenant_max_wait()) < absl::ZeroDuration() ||
                                        FromProtoDuration(tokens.tenant_max_wait()) > absl::Minutes(5))) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": tokens.tenant_max_wait: between 0s and 5m"));
+  }
+  std::set<std::pair<std::string, std::string>> paced_tenants;
+  for (int i = 0; i < tokens.tenant_rates_size(); ++i) {
+    const auto& rate = tokens.tenant_rates(i);
+    const std::string field = absl::StrCat("tokens.tenant_rates[", i, "]");
+    if (rate.provider() != "microsoft" && rate.provider() != "google" && rate.provider() != "oidc") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": ", field, ".provider: microsoft, google or oidc, not \"",
+                       absl::CHexEscape(rate.provider().substr(0, 64)), "\""));
+    }
+    if (rate.tenant().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": ", field, ".tenant: must not be empty"));
+    }
+    if (!(rate.requests_per_second() >= 0 && rate.requests_per_second() <= 100000)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": ", field, ".requests_per_second: between 0 (no pacing) and 100000 requests a second"));
+    }
+    if (!paced_tenants.emplace(rate.provider(), rate.tenant()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": ", field, ": tenant \"",
+                                                     absl::CHexEscape(rate.tenant().substr(0, 128)),
+                                                     "\" of ", rate.provider(), " is already listed"));
+    }
   }
   return absl::OkStatus();
 }

@@ -7,10 +7,14 @@
 namespace tokenbroker {
 
 absl::Status TenantPacer::Wait(const std::string& tenant, absl::Time* retry_at) {
-  const bool paced = options_.requests_per_second > 0;
-  const absl::Duration interval = paced ? absl::Seconds(1) / options_.requests_per_second : absl::ZeroDuration();
-  // One second's worth may go at once.
-  const absl::Duration tolerance = paced ? absl::Seconds(1) - interval : absl::ZeroDuration();
+  auto own = options_.tenant_rates.find(tenant);
+  const double rate = own != options_.tenant_rates.end() ? own->second : options_.requests_per_second;
+  const bool paced = rate > 0;
+  const absl::Duration interval = paced ? absl::Seconds(1) / rate : absl::ZeroDuration();
+  // One second's worth may go at once (for a tenant slower than one a
+  // second, one request).
+  const absl::Duration tolerance = paced ? std::max(absl::ZeroDuration(), absl::Seconds(1) - interval)
+                                         : absl::ZeroDuration();
   absl::Time send_at;
   absl::Status refused;
   {

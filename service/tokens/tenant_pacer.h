@@ -5,7 +5,8 @@
 // AADSTS90055) is left alone until its Retry-After while every other tenant
 // goes on at its own pace.
 //
-// Each tenant gets `requests_per_second`, with a burst of one second's worth
+// Each tenant gets `requests_per_second` (or its own rate from
+// `tenant_rates`), with a burst of one second's worth
 // (generic cell rate: a request may go at its tenant's theoretical arrival
 // time less the burst tolerance). A request whose slot is further than
 // `max_wait` away (its tenant is throttled, or its queue is that deep) is not
@@ -30,6 +31,8 @@ struct TenantPacerOptions {
   // Provider requests per second per tenant; 0 turns pacing off (a 429 still
   // pauses its tenant).
   double requests_per_second = 50;
+  // Tenants with a rate of their own, by pacing key (PacingKey below).
+  absl::flat_hash_map<std::string, double> tenant_rates;
   // A request waits at most this long for its tenant's slot.
   absl::Duration max_wait = absl::Seconds(10);
   // How long a tenant is left alone after a 429 that gave no Retry-After.

@@ -2,6 +2,8 @@
 // a Microsoft-shaped token endpoint the broker has never seen, with real TLS.
 #include <signal.h>
 
+#include <tuple>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -140,6 +142,47 @@ TEST_F(TokenE2ETest, AppOnlyTokensSurviveAProviderOutageAndRecover) {
   EXPECT_NE(second, first);
   EXPECT_EQ(idp_.UserOfAccessToken(second), "app:client-1");
   EXPECT_FALSE(Token("other").empty());
+  KeepLog();
+}
+
+TEST_F(TokenE2ETest, ATenantWithARateOfItsOwnIsPacedAtItWhileOthersGoOn) {
+  // fabrikam is to be spared: one provider request every 100 s. contoso
+  // keeps the default (50 a second). Nothing waits for a turn (max wait 0).
+  constexpr char kSpared[] = "fabrikam.onmicrosoft.com";
+  daemon_.Stop();
+  KeepLog();
+  config_ = dir_.WriteFile(
+      "broker.yaml",
+      testing::DaemonConfig(dir_) +
+          absl::StrCat("http:\n  ca_file: \"", tls_.certificate,
+                       "\"\ntokens:\n  initial_backoff: 0s\n  tenant_max_wait: 0s\n  tenant_rates:\n"
+                       "  - provider: microsoft\n    tenant: ",
+                       kSpared, "\n    requests_per_second: 0.01\n"));
+  Start();
+  const std::string secret = dir_.WriteFile("client-secret", kClientSecret);
+  // Two apps in each tenant: app-only grants of one app would share a token.
+  for (const auto& [app, tenant, client] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"contoso-2", kTenant, "client-2"}, {"fabrikam", kSpared, "client-3"}, {"fabrikam-2", kSpared, "client-4"}}) {
+    idp_.RegisterApp(tenant, client, kClientSecret);
+    MustCtl({"app", "create", app, "--provider", "microsoft", "--tenant", tenant, "--client-id", client,
+             "--authority-host", authority_, "--client-secret-file", secret, "--not-after", "2099-01-01"});
+    MustCtl({"grant", "create", app + "-robot", "--app", app, "--mailbox", "robot@" + tenant});
+  }
+  MustCtl({"grant", "create", "contoso-robot", "--app", "contoso", "--mailbox", "robot@contoso.com"});
+
+  EXPECT_FALSE(Token("fabrikam-robot").empty());
+  CommandResult spared = Ctl({"token", "get", "fabrikam-2-robot"});
+  EXPECT_EQ(spared.exit_code, 1);
+  EXPECT_THAT(spared.err, HasSubstr(absl::StrCat("UNAVAILABLE: too many token requests are waiting for tenant "
+                                                 "\"microsoft/",
+                                                 kSpared, "\" (no request was made)")));
+  // The default tenant's two apps each get their token at once.
+  EXPECT_FALSE(Token("contoso-robot").empty());
+  EXPECT_FALSE(Token("contoso-2-robot").empty());
+  EXPECT_EQ(idp_.requests(), 3) << "one for each token; none for the spared tenant's second app";
+  const std::string throttled = Metrics("tokenbroker_provider_requests_paced_total{outcome=\"throttled\"}");
+  ASSERT_THAT(throttled, HasSubstr("} "));
+  EXPECT_GE(std::stod(throttled.substr(throttled.find("} ") + 2)), 1) << throttled;
   KeepLog();
 }
 

@@ -106,6 +106,31 @@ TEST(ConfigTest, TenantPacingIsCheckedAndReadAsGiven) {
               HasSubstr("tokens.tenant_max_wait: between 0s and 5m"));
 }
 
+TEST(ConfigTest, TenantsWithARateOfTheirOwnAreCheckedAndReadAsGiven) {
+  const std::string rates = std::string(kValid) +
+                            "tokens:\n  tenant_rates:\n"
+                            "  - provider: microsoft\n    tenant: contoso.onmicrosoft.com\n"
+                            "    requests_per_second: 200\n"
+                            "  - provider: google\n    tenant: example.com\n    requests_per_second: 0.5\n";
+  absl::StatusOr<Config> config = ParseConfig(rates, "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_EQ(config->tokens().tenant_rates_size(), 2);
+  EXPECT_EQ(config->tokens().tenant_rates(0).tenant(), "contoso.onmicrosoft.com");
+  EXPECT_EQ(config->tokens().tenant_rates(0).requests_per_second(), 200);
+  EXPECT_EQ(config->tokens().tenant_rates(1).provider(), "google");
+  EXPECT_EQ(config->tokens().tenant_rates(1).requests_per_second(), 0.5);
+  auto with = [](const std::string& entries) {
+    return std::string(ParseError(std::string(kValid) + "tokens:\n  tenant_rates:\n" + entries).message());
+  };
+  EXPECT_THAT(with("  - provider: azure\n    tenant: a\n"),
+              HasSubstr("tokens.tenant_rates[0].provider: microsoft, google or oidc, not \"azure\""));
+  EXPECT_THAT(with("  - provider: microsoft\n"), HasSubstr("tokens.tenant_rates[0].tenant: missing required key"));
+  EXPECT_THAT(with("  - provider: microsoft\n    tenant: a\n    requests_per_second: -2\n"),
+              HasSubstr("tokens.tenant_rates[0].requests_per_second: between 0 (no pacing) and 100000"));
+  EXPECT_THAT(with("  - provider: microsoft\n    tenant: a\n  - provider: microsoft\n    tenant: a\n"),
+              HasSubstr("tokens.tenant_rates[1]: tenant \"a\" of microsoft is already listed"));
+}
+
 TEST(ConfigTest, MissingRequiredKeys) {
   EXPECT_THAT(ParseError(Replace(kValid, "  grpc_address: 127.0.0.1:0\n", "")).message(),
               HasSubstr("server.grpc_address: missing required key"));

@@ -60,6 +60,32 @@ TEST(TenantPacerTest, EachTenantHasItsOwnPace) {
   EXPECT_TRUE(pacer.Wait("microsoft/a", &retry_at).ok());
 }
 
+TEST(TenantPacerTest, ATenantWithARateOfItsOwnIsPacedAtItAndTheOthersAtTheDefault) {
+  FakeClock clock;
+  TenantPacerOptions options = Rate(2, absl::ZeroDuration());
+  options.tenant_rates["microsoft/big"] = 5;
+  options.tenant_rates["microsoft/spared"] = 0.5;
+  TenantPacer pacer(clock, options);
+  absl::Time retry_at;
+  // One second's worth at once: five for "big", two for the rest...
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(pacer.Wait("microsoft/big", &retry_at).ok()) << i;
+  EXPECT_FALSE(pacer.Wait("microsoft/big", &retry_at).ok());
+  EXPECT_EQ(retry_at, clock.Now() + absl::Milliseconds(200));
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(pacer.Wait("microsoft/other", &retry_at).ok()) << i;
+  EXPECT_FALSE(pacer.Wait("microsoft/other", &retry_at).ok());
+  EXPECT_EQ(retry_at, clock.Now() + absl::Milliseconds(500));
+  // ...and for a tenant slower than one a second, one request, then the
+  // next after its interval (two seconds), not later.
+  ASSERT_TRUE(pacer.Wait("microsoft/spared", &retry_at).ok());
+  EXPECT_FALSE(pacer.Wait("microsoft/spared", &retry_at).ok());
+  EXPECT_EQ(retry_at, clock.Now() + absl::Seconds(2));
+  // The same tenant name under another provider is another tenant.
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(pacer.Wait("google/big", &retry_at).ok()) << i;
+  EXPECT_FALSE(pacer.Wait("google/big", &retry_at).ok());
+  clock.Advance(absl::Seconds(2));
+  EXPECT_TRUE(pacer.Wait("microsoft/spared", &retry_at).ok());
+}
+
 TEST(TenantPacerTest, AThrottledTenantGetsNoRequestUntilItsRetryAfterAndOthersGoOn) {
   FakeClock clock;
   TenantPacer pacer(clock, Rate(100));
