@@ -122,12 +122,17 @@ TEST(ConfigTest, TenantsWithARateOfTheirOwnAreCheckedAndReadAsGiven) {
   auto with = [](const std::string& entries) {
     return std::string(ParseError(std::string(kValid) + "tokens:\n  tenant_rates:\n" + entries).message());
   };
-  EXPECT_THAT(with("  - provider: azure\n    tenant: a\n"),
+  EXPECT_THAT(with("  - provider: azure\n    tenant: a\n    requests_per_second: 1\n"),
               HasSubstr("tokens.tenant_rates[0].provider: microsoft, google or oidc, not \"azure\""));
-  EXPECT_THAT(with("  - provider: microsoft\n"), HasSubstr("tokens.tenant_rates[0].tenant: missing required key"));
+  EXPECT_THAT(with("  - provider: microsoft\n    requests_per_second: 1\n"),
+              HasSubstr("tokens.tenant_rates[0].tenant: missing required key"));
+  // No rate is not "no pacing": it must be said.
+  EXPECT_THAT(with("  - provider: microsoft\n    tenant: a\n"),
+              HasSubstr("tokens.tenant_rates[0].requests_per_second: missing required key"));
   EXPECT_THAT(with("  - provider: microsoft\n    tenant: a\n    requests_per_second: -2\n"),
               HasSubstr("tokens.tenant_rates[0].requests_per_second: between 0 (no pacing) and 100000"));
-  EXPECT_THAT(with("  - provider: microsoft\n    tenant: a\n  - provider: microsoft\n    tenant: a\n"),
+  EXPECT_THAT(with("  - provider: microsoft\n    tenant: a\n    requests_per_second: 1\n"
+                   "  - provider: microsoft\n    tenant: a\n    requests_per_second: 2\n"),
               HasSubstr("tokens.tenant_rates[1]: tenant \"a\" of microsoft is already listed"));
 }
 
