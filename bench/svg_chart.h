@@ -29,8 +29,8 @@ class SvgFigure {
 
  protected:
   // The frame, the title, the axes' labels and the y grid, scaled to hold
-  // `max_y` and every limit; the x axis's ticks are the caller's. Returns the SVG so far and sets *scale_y
-  // to the y axis's top value.
+  // `max_y` and every limit; the x axis's ticks are the caller's. Returns
+  // the SVG so far and sets *scale_y to the y axis's top value.
   std::string RenderFrame(double max_y, double* scale_y) const;
   // The limit lines, drawn over the data, and their legend entries from
   // legend row `first_row` on.

@@ -20,7 +20,8 @@ TokenManagerOptions TokenOptions(const ServiceGraphParts& parts) {
   if (tc.has_tenant_requests_per_second()) options.pacing.requests_per_second = tc.tenant_requests_per_second();
   if (tc.has_tenant_max_wait()) options.pacing.max_wait = FromProtoDuration(tc.tenant_max_wait());
   for (const auto& rate : tc.tenant_rates()) {
-    options.pacing.tenant_rates[PacingKey(rate.provider(), rate.tenant(), "")] = rate.requests_per_second();
+    const absl::string_view provider = ProviderName(static_cast<Provider>(rate.provider()));
+    options.pacing.tenant_rates[PacingKey(provider, rate.tenant(), "")] = rate.requests_per_second();
   }
   options.pacing.on_pacing = [metrics](absl::string_view what) { metrics->CountPacing(what); };
   options.on_token = [metrics](absl::string_view result) { metrics->TokenRequests(result).Increment(); };

@@ -85,8 +85,9 @@ Metrics::Metrics(const BuildInfo& build, const std::vector<std::string>& grpc_me
   auto& pacing = prometheus::BuildCounter()
                      .Name("tokenbroker_provider_requests_paced_total")
                      .Help("Identity-provider requests held back per tenant: paced (waited for the tenant's turn, "
-                           "tokens.tenant_requests_per_second or the tenant's own in tokens.tenant_rates) or throttled (not made: the tenant answered 429 "
-                           "or its turn was further than tokens.tenant_max_wait).")
+                           "tokens.tenant_requests_per_second or the tenant's own in tokens.tenant_rates) or "
+                           "throttled (not made: the tenant answered 429 or its turn was further than "
+                           "tokens.tenant_max_wait).")
                      .Register(*registry_);
   for (const char* what : {"paced", "throttled"}) pacing_[what] = &pacing.Add({{"outcome", what}});
   auto& consents = prometheus::BuildCounter()

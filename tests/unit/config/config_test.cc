@@ -117,13 +117,13 @@ TEST(ConfigTest, TenantsWithARateOfTheirOwnAreCheckedAndReadAsGiven) {
   ASSERT_EQ(config->tokens().tenant_rates_size(), 2);
   EXPECT_EQ(config->tokens().tenant_rates(0).tenant(), "contoso.onmicrosoft.com");
   EXPECT_EQ(config->tokens().tenant_rates(0).requests_per_second(), 200);
-  EXPECT_EQ(config->tokens().tenant_rates(1).provider(), "google");
+  EXPECT_EQ(config->tokens().tenant_rates(1).provider(), config::v1::DeclaredApp::PROVIDER_GOOGLE);
   EXPECT_EQ(config->tokens().tenant_rates(1).requests_per_second(), 0.5);
   auto with = [](const std::string& entries) {
     return std::string(ParseError(std::string(kValid) + "tokens:\n  tenant_rates:\n" + entries).message());
   };
   EXPECT_THAT(with("  - provider: azure\n    tenant: a\n    requests_per_second: 1\n"),
-              HasSubstr("tokens.tenant_rates[0].provider: microsoft, google or oidc, not \"azure\""));
+              HasSubstr("tokens.tenant_rates[0].provider: expected one of: microsoft, google, oidc"));
   EXPECT_THAT(with("  - provider: microsoft\n    requests_per_second: 1\n"),
               HasSubstr("tokens.tenant_rates[0].tenant: missing required key"));
   // No rate is not "no pacing": it must be said.
@@ -133,7 +133,7 @@ TEST(ConfigTest, TenantsWithARateOfTheirOwnAreCheckedAndReadAsGiven) {
               HasSubstr("tokens.tenant_rates[0].requests_per_second: between 0 (no pacing) and 100000"));
   EXPECT_THAT(with("  - provider: microsoft\n    tenant: a\n    requests_per_second: 1\n"
                    "  - provider: microsoft\n    tenant: a\n    requests_per_second: 2\n"),
-              HasSubstr("tokens.tenant_rates[1]: tenant \"a\" of microsoft is already listed"));
+              HasSubstr("tokens.tenant_rates[1]: tenant \"a\" of this provider is already listed"));
 }
 
 TEST(ConfigTest, MissingRequiredKeys) {
