@@ -15,6 +15,12 @@ namespace tokenbroker {
 namespace {
 
 constexpr size_t kMaxFolderBytes = 1000;
+// GetMessage: the largest message it returns by default and at most (its
+// response stays under gRPC's default 4 MiB limit on a received message),
+// and the chunks it reads the message in.
+constexpr uint64_t kDefaultMaxMessageSize = 1 << 20;
+constexpr uint64_t kMaxMessageSize = 4000000;
+constexpr size_t kWholeChunk = 256 * 1024;
 
 absl::Status ValidateFolder(absl::string_view folder) {
   if (folder.empty()) return absl::InvalidArgumentError("folder: required");
@@ -76,12 +82,19 @@ absl::StatusOr<CallContext> MailServiceImpl::Admit(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* MailServiceImpl::Later(grpc::CallbackServerContext* context, const CallContext& call,
                                                  absl::string_view method, const std::string& grant,
                                                  const absl::Status& invalid, std::function<absl::Status()> work) {
+  return LaterOn(workers_, context, call, method, grant, invalid, std::move(work));
+}
+
+grpc::ServerUnaryReactor* MailServiceImpl::LaterOn(Executor& executor, grpc::CallbackServerContext* context,
+                                                   const CallContext& call, absl::string_view method,
+                                                   const std::string& grant, const absl::Status& invalid,
+                                                   std::function<absl::Status()> work) {
   if (!invalid.ok()) {
     guard_->Audit(call, method, Action::kMailRead, grant, invalid);
     return FinishUnary(context, ToGrpcStatus(invalid));
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const bool queued = workers_.Submit([this, reactor, call, method, grant, work = std::move(work)] {
+  const bool queued = executor.Submit([this, reactor, call, method, grant, work = std::move(work)] {
     absl::Status status = work();
     guard_->Audit(call, method, Action::kMailRead, grant, status);
     reactor->Finish(ToGrpcStatus(status));
@@ -249,12 +262,64 @@ absl::StatusOr<size_t> ValidateChunkSize(uint32_t requested) {
   return chunk_size;
 }
 
+// Checks what names one message (FetchMessage, GetMessage) and returns the
+// IMAP section to fetch: "" (the whole message), "HEADER" or a body part.
+template <typename Request>
+absl::StatusOr<std::string> ValidateOneMessage(const Request& request) {
+  RETURN_IF_ERROR(ValidateId("grant", request.grant()));
+  RETURN_IF_ERROR(ValidateFolder(request.folder()));
+  if (request.uid() == 0) return absl::InvalidArgumentError("uid: required");
+  switch (request.part()) {
+    case v1::FetchMessageRequest::PART_HEADERS:
+      return std::string("HEADER");
+    case v1::FetchMessageRequest::PART_SECTION:
+      if (request.section().empty()) return absl::InvalidArgumentError("section: required with PART_SECTION");
+      RETURN_IF_ERROR(ValidateImapSection(request.section()));
+      return request.section();
+    default:
+      return std::string();
+  }
+}
+
 void SetMetadata(const MailFetchStart& message, v1::FetchMetadata* m) {
   m->set_uid(message.uid);
   m->set_uid_validity(message.uid_validity);
   m->set_size(message.size);
   for (const std::string& f : message.flags) m->add_flags(f);
   if (message.internal_date) *m->mutable_internal_date() = ToTimestamp(*message.internal_date);
+}
+
+absl::StatusOr<uint64_t> ValidateMaxSize(uint32_t requested) {
+  if (requested == 0) return kDefaultMaxMessageSize;
+  if (requested > kMaxMessageSize) {
+    return absl::InvalidArgumentError(absl::StrCat("max_size: at most ", kMaxMessageSize, " bytes"));
+  }
+  return requested;
+}
+
+// GetMessage's work: the message whole into `response`, or
+// FAILED_PRECONDITION before its first byte when it is larger than
+// `max_size` (the session, with the rest of it unread, is then dropped).
+absl::Status FetchWhole(ImapSession& session, const v1::GetMessageRequest& request, absl::string_view section,
+                        uint64_t max_size, v1::GetMessageResponse* response) {
+  response->Clear();  // a retry on a fresh connection starts over
+  auto start = [&](const MailFetchStart& message) -> absl::Status {
+    if (message.size > max_size) {
+      return absl::FailedPreconditionError(absl::StrCat("uid ", message.uid, " is ", message.size,
+                                                        " bytes, more than max_size (", max_size,
+                                                        "): raise max_size (at most ", kMaxMessageSize,
+                                                        ") or read it with FetchMessage"));
+    }
+    SetMetadata(message, response->mutable_metadata());
+    response->mutable_data()->reserve(message.size);
+    return absl::OkStatus();
+  };
+  auto sink = [&](absl::string_view chunk) -> absl::Status {
+    response->mutable_data()->append(chunk.data(), chunk.size());
+    return absl::OkStatus();
+  };
+  return Mailbox(session).Fetch(request.folder(), request.uid_validity(), request.uid(), section, kWholeChunk, start,
+                                sink);
 }
 
 // What both fetch reactors do around their own streaming: admit the call,
@@ -324,21 +389,7 @@ class MailServiceImpl::FetchReactor final : public StreamingFetch<v1::FetchMessa
 
  private:
   absl::Status Validate() {
-    RETURN_IF_ERROR(ValidateId("grant", request_->grant()));
-    RETURN_IF_ERROR(ValidateFolder(request_->folder()));
-    if (request_->uid() == 0) return absl::InvalidArgumentError("uid: required");
-    switch (request_->part()) {
-      case v1::FetchMessageRequest::PART_HEADERS:
-        section_ = "HEADER";
-        break;
-      case v1::FetchMessageRequest::PART_SECTION:
-        if (request_->section().empty()) return absl::InvalidArgumentError("section: required with PART_SECTION");
-        RETURN_IF_ERROR(ValidateImapSection(request_->section()));
-        section_ = request_->section();
-        break;
-      default:
-        break;
-    }
+    ASSIGN_OR_RETURN(section_, ValidateOneMessage(*request_));
     ASSIGN_OR_RETURN(chunk_size_, ValidateChunkSize(request_->chunk_size()));
     return absl::OkStatus();
   }
@@ -632,6 +683,26 @@ grpc::ServerWriteReactor<v1::MailboxEvent>* MailServiceImpl::WatchMailbox(grpc::
 grpc::ServerWriteReactor<v1::FetchMessageResponse>* MailServiceImpl::FetchMessage(
     grpc::CallbackServerContext* context, const v1::FetchMessageRequest* request) {
   return new FetchReactor(this, context, request);
+}
+
+grpc::ServerUnaryReactor* MailServiceImpl::GetMessage(grpc::CallbackServerContext* context,
+                                                      const v1::GetMessageRequest* request,
+                                                      v1::GetMessageResponse* response) {
+  static constexpr absl::string_view kMethod = "MailService/GetMessage";
+  absl::StatusOr<CallContext> call = Admit(context, kMethod, request->grant());
+  if (!call.ok()) return FinishUnary(context, ToGrpcStatus(call.status()));
+  absl::StatusOr<std::string> section = ValidateOneMessage(*request);
+  absl::StatusOr<uint64_t> max_size = ValidateMaxSize(request->max_size());
+  const absl::Status invalid = !section.ok() ? section.status() : max_size.status();
+  // On the stream executor: it reads a message body, as the fetches do.
+  return LaterOn(stream_workers_, context, *call, kMethod, request->grant(), invalid,
+                 [this, request, response, section = section.value_or(""), max_size = max_size.value_or(0)] {
+                   absl::Status status = pool_->Run(request->grant(), "fetch", [&](ImapSession& session) {
+                     return FetchWhole(session, *request, section, max_size, response);
+                   });
+                   if (status.ok() && on_fetched_bytes_) on_fetched_bytes_(response->data().size());
+                   return status;
+                 });
 }
 
 grpc::ServerWriteReactor<v1::FetchMessagesResponse>* MailServiceImpl::FetchMessages(

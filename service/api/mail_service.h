@@ -2,7 +2,8 @@
 // pool of worker threads (it blocks on the network), never on gRPC's
 // callback threads; FetchMessage streams each chunk as the mail server sends
 // it and waits for the client to take it before reading more, so memory stays
-// flat whatever the message size. Caller strings are checked before any work
+// flat whatever the message size; GetMessage returns a message of up to
+// 4 MB whole, in one response. Caller strings are checked before any work
 // is queued.
 #ifndef TOKENBROKER_SERVICE_API_MAIL_SERVICE_H_
 #define TOKENBROKER_SERVICE_API_MAIL_SERVICE_H_
@@ -54,6 +55,8 @@ class MailServiceImpl final : public v1::MailService::CallbackService {
                                            v1::SearchMessagesResponse* response) override;
   grpc::ServerWriteReactor<v1::FetchMessageResponse>* FetchMessage(grpc::CallbackServerContext* context,
                                                                    const v1::FetchMessageRequest* request) override;
+  grpc::ServerUnaryReactor* GetMessage(grpc::CallbackServerContext* context, const v1::GetMessageRequest* request,
+                                       v1::GetMessageResponse* response) override;
   grpc::ServerWriteReactor<v1::FetchMessagesResponse>* FetchMessages(grpc::CallbackServerContext* context,
                                                                      const v1::FetchMessagesRequest* request) override;
   // `watches` (nullptr: UNIMPLEMENTED) must outlive the service.
@@ -75,6 +78,10 @@ class MailServiceImpl final : public v1::MailService::CallbackService {
   grpc::ServerUnaryReactor* Later(grpc::CallbackServerContext* context, const CallContext& call,
                                   absl::string_view method, const std::string& grant, const absl::Status& invalid,
                                   std::function<absl::Status()> work);
+  // The same on `executor` (Later: the short calls' workers).
+  grpc::ServerUnaryReactor* LaterOn(Executor& executor, grpc::CallbackServerContext* context, const CallContext& call,
+                                    absl::string_view method, const std::string& grant, const absl::Status& invalid,
+                                    std::function<absl::Status()> work);
 
   MailPool* pool_;
   CallGuard* guard_;

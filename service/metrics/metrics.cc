@@ -225,7 +225,7 @@ void Metrics::RegisterImapMetrics() {
   for (const char* kind : {"rejected", "permission", "unavailable"}) imap_auth_failures_[kind] = &auth.Add({{"kind", kind}});
   imap_fetched_bytes_ = &prometheus::BuildCounter()
                              .Name("tokenbroker_imap_fetched_bytes_total")
-                             .Help("Message bytes streamed to FetchMessage callers.")
+                             .Help("Message bytes sent to FetchMessage and GetMessage callers.")
                              .Register(*registry_)
                              .Add({});
   mailbox_watchers_ = &prometheus::BuildGauge()

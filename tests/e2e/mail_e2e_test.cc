@@ -69,6 +69,7 @@ class MailE2ETest : public ::testing::Test {
       CommandResult audit = Ctl({"--output", "json", "audit", "list", "--limit", "1000"});
       // Every mail operation is in the audit trail.
       EXPECT_THAT(audit.out, HasSubstr("\"method\": \"MailService/FetchMessage\""));
+      EXPECT_THAT(audit.out, HasSubstr("\"method\": \"MailService/GetMessage\""));
       EXPECT_THAT(audit.out, HasSubstr("\"action\": \"mail.read\""));
       EXPECT_EQ(daemon_->Stop(), 0);
       const std::string log = daemon_->process->Stderr();
@@ -335,6 +336,78 @@ TEST_F(MailE2ETest, ReconsentToAnotherMailboxReadsTheNewMailbox) {
   CommandResult search = MustCtl({"--output", "json", "mail", "search", "desk", "INBOX", "--subject", "For Bob"});
   EXPECT_THAT(search.out, HasSubstr("\"total_matches\": 1"));
   MustCtl({"grant", "delete", "desk"});
+}
+
+TEST_F(MailE2ETest, OneMessageComesWholeInOneResponseAsFetchMessageSendsIt) {
+  std::unique_ptr<BrokerClient> client = Client();
+  auto get = [&](const std::string& folder, uint32_t uid, uint32_t max_size = 0,
+                 v1::FetchMessageRequest::Part part = v1::FetchMessageRequest::PART_UNSPECIFIED,
+                 v1::GetMessageResponse* response = nullptr) {
+    v1::GetMessageRequest request;
+    request.set_grant("alice");
+    request.set_folder(folder);
+    request.set_uid(uid);
+    request.set_max_size(max_size);
+    request.set_part(part);
+    v1::GetMessageResponse ignored;
+    std::unique_ptr<grpc::ClientContext> context = client->NewContext(absl::Seconds(60));
+    return client->mail().GetMessage(context.get(), request, response != nullptr ? response : &ignored);
+  };
+  // The bytes FetchMessage streams, with the metadata its first response
+  // carries.
+  v1::GetMessageResponse archived;
+  ASSERT_TRUE(get("Archive", 1234, 0, v1::FetchMessageRequest::PART_UNSPECIFIED, &archived).ok());
+  EXPECT_EQ(archived.data(), MustCtl({"mail", "fetch", "alice", "Archive", "1234"}).out);
+  EXPECT_THAT(archived.data(), HasSubstr("Subject: Archived 1233\r\n"));
+  EXPECT_EQ(archived.metadata().uid(), 1234u);
+  EXPECT_EQ(archived.metadata().size(), archived.data().size());
+  EXPECT_NE(archived.metadata().uid_validity(), 0u);
+  EXPECT_THAT(archived.metadata().flags(), ::testing::Contains("\\Seen"));
+  EXPECT_TRUE(archived.metadata().has_internal_date());
+  v1::GetMessageResponse headers;
+  ASSERT_TRUE(get("Archive", 1234, 0, v1::FetchMessageRequest::PART_HEADERS, &headers).ok());
+  EXPECT_TRUE(absl::StartsWith(archived.data(), headers.data()));
+  EXPECT_TRUE(absl::EndsWith(headers.data(), "\r\n\r\n"));
+  // Reading never marks mail read (INBOX holds one unseen message, UID 2).
+  ASSERT_TRUE(get("INBOX", 2).ok());
+  EXPECT_THAT(MustCtl({"mail", "status", "alice", "INBOX"}).out, HasSubstr("1 unseen"));
+
+  // max_size is a limit to the byte: larger messages are refused before a
+  // byte is read, naming the size and the way out, and the next call works.
+  const uint32_t size = static_cast<uint32_t>(archived.data().size());
+  EXPECT_TRUE(get("Archive", 1234, size).ok());
+  grpc::Status over = get("Archive", 1234, size - 1);
+  EXPECT_EQ(over.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(over.error_message(), HasSubstr(absl::StrCat("uid 1234 is ", size, " bytes, more than max_size")));
+  grpc::Status big = get("Big", 1);
+  EXPECT_EQ(big.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(big.error_message(), HasSubstr(absl::StrCat(big_->size(), " bytes, more than max_size (1048576)")));
+  EXPECT_THAT(big.error_message(), HasSubstr("FetchMessage"));
+  EXPECT_TRUE(get("Archive", 1234).ok());
+
+  // Bad requests name the field.
+  grpc::Status too_large = get("Archive", 1234, 4000001);
+  EXPECT_EQ(too_large.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(too_large.error_message(), "max_size: at most 4000000 bytes");
+  EXPECT_EQ(get("Archive", 0).error_message(), "uid: required");
+  EXPECT_EQ(get("Archive", 1, 0, v1::FetchMessageRequest::PART_SECTION).error_message(),
+            "section: required with PART_SECTION");
+  EXPECT_EQ(get("Archive", 99999).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::GetMessageRequest stale;
+  stale.set_grant("alice");
+  stale.set_folder("Archive");
+  stale.set_uid(1);
+  stale.set_uid_validity(archived.metadata().uid_validity() + 1);
+  v1::GetMessageResponse unused;
+  std::unique_ptr<grpc::ClientContext> context = client->NewContext(absl::Seconds(60));
+  grpc::Status status = client->mail().GetMessage(context.get(), stale, &unused);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("UIDVALIDITY"));
+  // Like every mail call, it needs a deadline.
+  grpc::ClientContext no_deadline;
+  status = client->mail().GetMessage(&no_deadline, stale, &unused);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("deadline"));
 }
 
 TEST_F(MailE2ETest, BadRequestsGetTheRightCodes) {

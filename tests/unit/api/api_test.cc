@@ -223,6 +223,17 @@ TEST_F(ApiTest, MailCallsWithBadFieldsAreRefusedBeforeAnyWork) {
   grpc::Status crlf = client_->mail().GetFolderStatus(context2.get(), status_request, &folder);
   EXPECT_EQ(crlf.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(crlf.error_message(), "folder: must not contain CR, LF or NUL");
+  auto context3 = client_->NewContext();
+  v1::GetMessageRequest get;
+  get.set_grant("robot");
+  get.set_folder("INBOX");
+  get.set_uid(1);
+  get.set_part(v1::FetchMessageRequest::PART_SECTION);
+  get.set_section("1 BODY[]");
+  v1::GetMessageResponse message;
+  grpc::Status section = client_->mail().GetMessage(context3.get(), get, &message);
+  EXPECT_EQ(section.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(section.error_message(), HasSubstr("\"1 BODY[]\" is not a body part"));
 }
 
 TEST_F(ApiTest, EveryCallIsCountedByMethodAndCode) {
