@@ -88,15 +88,16 @@ grpc::ServerUnaryReactor* MailServiceImpl::Later(grpc::CallbackServerContext* co
 grpc::ServerUnaryReactor* MailServiceImpl::LaterOn(Executor& executor, grpc::CallbackServerContext* context,
                                                    const CallContext& call, absl::string_view method,
                                                    const std::string& grant, const absl::Status& invalid,
-                                                   std::function<absl::Status()> work) {
+                                                   std::function<absl::Status()> work, std::string detail) {
   if (!invalid.ok()) {
     guard_->Audit(call, method, Action::kMailRead, grant, invalid);
     return FinishUnary(context, ToGrpcStatus(invalid));
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const bool queued = executor.Submit([this, reactor, call, method, grant, work = std::move(work)] {
+  const bool queued = executor.Submit([this, reactor, call, method, grant, work = std::move(work),
+                                       detail = std::move(detail)] {
     absl::Status status = work();
-    guard_->Audit(call, method, Action::kMailRead, grant, status);
+    guard_->Audit(call, method, Action::kMailRead, grant, status, "", status.ok() ? detail : "");
     reactor->Finish(ToGrpcStatus(status));
   });
   if (!queued) {
@@ -702,7 +703,8 @@ grpc::ServerUnaryReactor* MailServiceImpl::GetMessage(grpc::CallbackServerContex
                    });
                    if (status.ok() && on_fetched_bytes_) on_fetched_bytes_(response->data().size());
                    return status;
-                 });
+                 },
+                 absl::StrCat("uid ", request->uid()));
 }
 
 grpc::ServerWriteReactor<v1::FetchMessagesResponse>* MailServiceImpl::FetchMessages(

@@ -78,10 +78,11 @@ class MailServiceImpl final : public v1::MailService::CallbackService {
   grpc::ServerUnaryReactor* Later(grpc::CallbackServerContext* context, const CallContext& call,
                                   absl::string_view method, const std::string& grant, const absl::Status& invalid,
                                   std::function<absl::Status()> work);
-  // The same on `executor` (Later: the short calls' workers).
+  // The same on `executor` (Later: the short calls' workers); a success is
+  // audited with `detail` when one is given.
   grpc::ServerUnaryReactor* LaterOn(Executor& executor, grpc::CallbackServerContext* context, const CallContext& call,
                                     absl::string_view method, const std::string& grant, const absl::Status& invalid,
-                                    std::function<absl::Status()> work);
+                                    std::function<absl::Status()> work, std::string detail = "");
 
   MailPool* pool_;
   CallGuard* guard_;

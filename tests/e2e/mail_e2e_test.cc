@@ -371,6 +371,13 @@ TEST_F(MailE2ETest, OneMessageComesWholeInOneResponseAsFetchMessageSendsIt) {
   // Reading never marks mail read (INBOX holds one unseen message, UID 2).
   ASSERT_TRUE(get("INBOX", 2).ok());
   EXPECT_THAT(MustCtl({"mail", "status", "alice", "INBOX"}).out, HasSubstr("1 unseen"));
+  // The audit trail says which message was read.
+  ASSERT_TRUE(get("Archive", 2999).ok());
+  bool audited = false;
+  for (absl::string_view line : absl::StrSplit(MustCtl({"audit", "list", "--limit", "20"}).out, '\n')) {
+    audited = audited || (absl::StrContains(line, "MailService/GetMessage") && absl::StrContains(line, "uid 2999"));
+  }
+  EXPECT_TRUE(audited) << "no audit event of GetMessage for uid 2999";
 
   // max_size is a limit to the byte: larger messages are refused before a
   // byte is read, naming the size and the way out, and the next call works.
