@@ -6,7 +6,8 @@
 //    the gRPC results are counted from the server's own
 //    tokenbroker_grpc_requests_total. Five rounds, each alternating the two
 //    calls in four slices; targets on the median of the rounds' ratios:
-//    >= 90% of the empty RPC's throughput, p99 within 1.2x.
+//    >= 90% of the empty RPC's throughput, p99 within 1.2x. Also the CPU
+//    time per call of the broker and of h2load, for each call.
 // 2. 10,000 delegated grants refreshed by the background scheduler against
 //    the Microsoft-shaped endpoint (in process, simulated time): provider
 //    requests per grant (target 1.0) and the busiest simulated second against
@@ -19,6 +20,8 @@
 // tokenbrokerd in TOKENBROKER_BIN_DIR or the build tree, and h2load on PATH
 // for part 1)
 #include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -30,6 +33,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bench/process_stats.h"
 #include "bench/svg_chart.h"
 #include "client/broker_client.h"
 #include "service/idp/microsoft_provider.h"
@@ -75,6 +79,9 @@ double Counter(const std::string& metrics, const std::string& series) {
 
 struct LoadResult {
   double rps = 0;
+  // CPU seconds of the broker and of h2load over the run.
+  double broker_cpu = 0;
+  double client_cpu = 0;
   double p50_ms = 0;
   double p99_ms = 0;
   // Every call's latency, sorted.
@@ -90,6 +97,8 @@ LoadResult Merge(const std::vector<LoadResult>& runs) {
     const double n = static_cast<double>(run.latencies_ms.size());
     calls += n;
     seconds += n / run.rps;
+    merged.broker_cpu += run.broker_cpu;
+    merged.client_cpu += run.client_cpu;
     merged.latencies_ms.insert(merged.latencies_ms.end(), run.latencies_ms.begin(), run.latencies_ms.end());
   }
   std::sort(merged.latencies_ms.begin(), merged.latencies_ms.end());
@@ -99,10 +108,19 @@ LoadResult Merge(const std::vector<LoadResult>& runs) {
   return merged;
 }
 
-LoadResult H2load(const testing::TempDir& dir, const std::string& address, const std::string& method,
+// The CPU seconds of this process's waited-for children.
+double ChildrenCpu() {
+  struct rusage usage {};
+  getrusage(RUSAGE_CHILDREN, &usage);
+  return absl::ToDoubleSeconds(absl::DurationFromTimeval(usage.ru_utime) +
+                               absl::DurationFromTimeval(usage.ru_stime));
+}
+
+LoadResult H2load(const testing::TempDir& dir, pid_t broker, const std::string& address, const std::string& method,
                   const std::string& body_file, int requests) {
   const std::string log = dir.File("h2load.log");
   std::remove(log.c_str());
+  const double broker_before = ProcessCpu(absl::StrCat("/proc/", broker, "/stat")), client_before = ChildrenCpu();
   testing::CommandResult r = testing::RunCommand(
       {"/usr/bin/h2load", "-n", std::to_string(requests), "-c", "4", "-m", "16", "-t", "1", "-d", body_file, "-H",
        "content-type: application/grpc", "-H", "te: trailers", "--log-file", log,
@@ -110,6 +128,8 @@ LoadResult H2load(const testing::TempDir& dir, const std::string& address, const
       absl::Minutes(5));
   Check(r.exit_code == 0, "h2load failed: " + r.err + r.out);
   LoadResult result;
+  result.broker_cpu = ProcessCpu(absl::StrCat("/proc/", broker, "/stat")) - broker_before;
+  result.client_cpu = ChildrenCpu() - client_before;
   for (absl::string_view line : absl::StrSplit(r.out, '\n')) {
     // "finished in 1.23s, 16260.16 req/s, 1.2MB/s"
     if (absl::StartsWith(line, "finished in ")) {
@@ -186,8 +206,8 @@ void CacheHitsVersusEmptyRpc(int requests, const std::string& svg_dir) {
                    absl::StrCat("tokenbroker_grpc_requests_total{code=\"OK\",method=\"", method.substr(1), "\"}"));
   };
   // Warm up both, then alternate so that neither gets a cooler or warmer machine.
-  H2load(dir, daemon.grpc_address, empty_method, empty_body, requests / 10);
-  H2load(dir, daemon.grpc_address, token_method, token_body, requests / 10);
+  H2load(dir, daemon.process->pid(), daemon.grpc_address, empty_method, empty_body, requests / 10);
+  H2load(dir, daemon.process->pid(), daemon.grpc_address, token_method, token_body, requests / 10);
   // Five rounds; the verdict is the median of the rounds' ratios (one round
   // can land on a noisy moment). Within a round the two calls take turns in
   // slices, so that a second in which this VM runs slow falls on both rather
@@ -198,16 +218,19 @@ void CacheHitsVersusEmptyRpc(int requests, const std::string& svg_dir) {
   const int per_slice = per_round / kSlices;
   double empty_ok = ok_count(empty_method), token_ok = ok_count(token_method);
   std::vector<double> throughput_ratios, p99_ratios;
+  std::vector<LoadResult> all_empties, all_hits;
   std::printf("GetAccessToken (cache hit) vs empty RPC, %d rounds of %d calls each, in %d alternating slices:\n",
               kRounds, per_round, kSlices);
   for (int round = 1; round <= kRounds; ++round) {
     std::vector<LoadResult> empties, hits;
     for (int slice = 0; slice < kSlices; ++slice) {
-      empties.push_back(H2load(dir, daemon.grpc_address, empty_method, empty_body, per_slice));
-      hits.push_back(H2load(dir, daemon.grpc_address, token_method, token_body, per_slice));
+      empties.push_back(H2load(dir, daemon.process->pid(), daemon.grpc_address, empty_method, empty_body, per_slice));
+      hits.push_back(H2load(dir, daemon.process->pid(), daemon.grpc_address, token_method, token_body, per_slice));
     }
     const LoadResult e = Merge(empties);
     const LoadResult t = Merge(hits);
+    all_empties.push_back(e);
+    all_hits.push_back(t);
     throughput_ratios.push_back(t.rps / e.rps);
     p99_ratios.push_back(t.p99_ms / e.p99_ms);
     std::printf("  round %d  empty %8.0f calls/s p99 %6.3f ms | GetAccessToken %8.0f calls/s p99 %6.3f ms | "
@@ -224,6 +247,14 @@ void CacheHitsVersusEmptyRpc(int requests, const std::string& svg_dir) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
   };
+  {
+    const LoadResult e = Merge(all_empties), t = Merge(all_hits);
+    const double calls = static_cast<double>(t.latencies_ms.size()), empty_calls = static_cast<double>(e.latencies_ms.size());
+    std::printf("  CPU per call over all rounds: broker %.1f us (empty call %.1f us), h2load %.1f us (empty call %.1f "
+                "us)\n",
+                t.broker_cpu / calls * 1e6, e.broker_cpu / empty_calls * 1e6, t.client_cpu / calls * 1e6,
+                e.client_cpu / empty_calls * 1e6);
+  }
   std::printf("  all OK by the server's counters; median throughput ratio %.2f (target >= 0.90), median p99 ratio "
               "%.2f (target <= 1.20)\n",
               median(throughput_ratios), median(p99_ratios));

@@ -71,20 +71,31 @@ void AuditTrail::RecordCacheHit(absl::string_view caller, absl::string_view acti
   thread_local std::string key;
   key.clear();
   absl::StrAppend(&key, caller, "\n", grant, "\n", method);
+  {
+    absl::ReaderMutexLock lock(&hits_mu_);
+    auto it = cache_hits_.find(key);
+    if (it != cache_hits_.end()) {
+      it->second->count.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+  // The first hit of this key since the last write: one more event.
   bool dropped = false;
   {
     absl::MutexLock lock(&mu_);
+    absl::MutexLock hits_lock(&hits_mu_);
     auto it = cache_hits_.find(key);
     if (it == cache_hits_.end()) {
       ++recorded_;
-      if (pending_.size() + cache_hits_.size() >= options_.max_pending) {
+      if (pending_.size() + coalesced_ >= options_.max_pending) {
         ++settled_;
         dropped = true;
       } else {
-        it = cache_hits_.emplace(key, CoalescedHits{event(), 0}).first;
+        it = cache_hits_.emplace(key, std::make_unique<CoalescedHits>(event())).first;
+        ++coalesced_;
       }
     }
-    if (!dropped) ++it->second.count;
+    if (!dropped) it->second->count.fetch_add(1, std::memory_order_relaxed);
   }
   if (dropped && options_.on_dropped) options_.on_dropped();
 }
@@ -117,7 +128,7 @@ void AuditTrail::Run() {
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !pending_.empty() || !cache_hits_.empty();
+        return stopping_ || !pending_.empty() || coalesced_ > 0;
       };
       // After a store failure, wait before trying again rather than spin.
       const absl::Duration wait = store_failing ? options_.retry_interval : absl::Seconds(60);
@@ -132,12 +143,17 @@ void AuditTrail::Run() {
         };
         mu_.AwaitWithTimeout(absl::Condition(&full), options_.batch_delay);
       }
-      // Coalesced cache hits join the queue as events now.
-      for (auto& [key, hits] : cache_hits_) {
-        hits.event.detail = absl::StrCat("cache hits: ", hits.count);
-        pending_.push_back(std::move(hits.event));
+      {
+        // Coalesced cache hits join the queue as events now (held exclusive:
+        // no hit is being counted).
+        absl::MutexLock hits_lock(&hits_mu_);
+        for (auto& [key, hits] : cache_hits_) {
+          hits->event.detail = absl::StrCat("cache hits: ", hits->count.load(std::memory_order_relaxed));
+          pending_.push_back(std::move(hits->event));
+        }
+        cache_hits_.clear();
+        coalesced_ = 0;
       }
-      cache_hits_.clear();
       if (stopping_ && (pending_.empty() || store_failing)) return;
       const size_t n = std::min(pending_.size(), options_.max_batch);
       batch.assign(std::make_move_iterator(pending_.begin()), std::make_move_iterator(pending_.begin() + n));

@@ -8,8 +8,10 @@
 #ifndef TOKENBROKER_SERVICE_AUDIT_AUDIT_TRAIL_H_
 #define TOKENBROKER_SERVICE_AUDIT_AUDIT_TRAIL_H_
 
+#include <atomic>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
@@ -75,12 +77,19 @@ class AuditTrail {
   absl::Mutex mu_;
   std::deque<AuditEvent> pending_ ABSL_GUARDED_BY(mu_);
   // Coalesced cache hits by caller, grant and method: the event (count in
-  // `count`) waiting for the next write.
+  // `count`) waiting for the next write. A hit on a key already there only
+  // takes hits_mu_ shared and counts, so that cache hits on many threads
+  // neither queue for mu_ nor wake the writer, which waits on mu_; the first
+  // hit of a key takes both (mu_ first) and is one more recorded event.
   struct CoalescedHits {
+    explicit CoalescedHits(AuditEvent e) : event(std::move(e)) {}
     AuditEvent event;
-    uint64_t count = 0;
+    std::atomic<uint64_t> count{0};
   };
-  absl::flat_hash_map<std::string, CoalescedHits> cache_hits_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex hits_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<CoalescedHits>> cache_hits_ ABSL_GUARDED_BY(hits_mu_);
+  // How many keys cache_hits_ holds (changed only under both locks).
+  size_t coalesced_ ABSL_GUARDED_BY(mu_) = 0;
   // Events ever recorded / ever written (or dropped): Flush waits for its
   // mark to be passed.
   uint64_t recorded_ ABSL_GUARDED_BY(mu_) = 0;

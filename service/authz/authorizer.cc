@@ -36,7 +36,8 @@ void Authorizer::Replace(std::unique_ptr<IdentityResolver> resolver, Policy poli
 }
 
 std::shared_ptr<const Authorizer::Snapshot> Authorizer::Current() {
-  absl::MutexLock lock(&mu_);
+  // Shared: every call reads it, on many gRPC threads at once.
+  absl::ReaderMutexLock lock(&mu_);
   return snapshot_;
 }
 
@@ -47,7 +48,7 @@ absl::StatusOr<CallerIdentity> Authorizer::Authenticate(const CallerCredentials&
 std::optional<std::map<std::string, std::string>> Authorizer::Labels(absl::string_view grant) {
   const absl::Time now = clock_.Now();
   {
-    absl::MutexLock lock(&labels_mu_);
+    absl::ReaderMutexLock lock(&labels_mu_);
     auto it = labels_.find(grant);
     if (it != labels_.end() && now - it->second.fetched < kLabelCacheLifetime) return it->second.labels;
   }

@@ -162,13 +162,13 @@ bool TokenManager::UseCachedToken(absl::string_view grant_id, absl::Duration min
     if (it == entries_.end()) return false;
     entry = it->second.get();
   }
-  std::optional<AccessToken> cached;
   {
-    absl::MutexLock lock(&entry->mu);
+    // Shared: cache hits on one grant from many gRPC threads read it side by
+    // side (`use` only copies it into a response), nothing copied under it.
+    absl::ReaderMutexLock lock(&entry->mu);
     if (!entry->cached.has_value() || entry->cached->expire_time - clock_.Now() < min_valid_for) return false;
-    cached = *entry->cached;  // shares the token's bytes (SharedSecret), copies the rest
+    use(*entry->cached);
   }
-  use(*cached);
   if (options_.on_token) options_.on_token("cache_hit");
   return true;
 }

@@ -80,12 +80,13 @@ class TokenManager {
   // credentials failing: the message says what to do), UNAVAILABLE (provider
   // outage or throttling, and no cached token is still valid).
   absl::StatusOr<AccessToken> GetAccessToken(absl::string_view grant_id, absl::Duration min_valid_for);
-  // When the cached token stays valid that long: calls `use` with it (a copy
-  // taken under the grant's lock that shares the token's bytes; `use` runs
-  // outside the lock, so that callers building responses for one grant on
-  // many threads do not queue behind each other), counts a cache hit and
-  // returns true. Otherwise false. Never blocks on a refresh or the provider: callers on
-  // latency-critical threads try this first and do GetAccessToken elsewhere.
+  // When the cached token stays valid that long: calls `use` with it, counts
+  // a cache hit and returns true; otherwise false. `use` runs under the
+  // grant's lock held shared (callers building responses for one grant on
+  // many threads do not queue behind each other): it copies what it needs
+  // and must not call back into the TokenManager. Never blocks on a refresh
+  // or the provider: callers on latency-critical threads try this first and
+  // do GetAccessToken elsewhere.
   bool UseCachedToken(absl::string_view grant_id, absl::Duration min_valid_for,
                       const std::function<void(const AccessToken&)>& use);
 

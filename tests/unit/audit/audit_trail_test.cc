@@ -1,9 +1,14 @@
 #include "service/audit/audit_trail.h"
 
 #include <atomic>
+#include <map>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/store/in_memory_credential_store.h"
@@ -183,6 +188,42 @@ TEST(AuditTrailCacheHitsTest, CoalescedIntoOneEventPerCallerAndGrantOrOneEach) {
       EXPECT_EQ(events->back().detail, "cached");
     }
   }
+}
+
+// Hits counted on many threads while the writer keeps taking batches: each
+// is in exactly one written event's count.
+TEST(AuditTrailCacheHitsTest, HitsFromManyThreadsAreEachCountedOnceAcrossBatches) {
+  InMemoryCredentialStore store;
+  Logger logger(LogLevel::kError, [](absl::string_view) {});
+  FakeClock clock;
+  AuditTrailOptions options;
+  options.batch_delay = absl::ZeroDuration();  // a batch whenever there is something
+  AuditTrail trail(store, logger, clock, options);
+  trail.Start();
+  constexpr int kThreads = 4, kHitsEach = 5000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&trail, t] {
+      for (int i = 0; i < kHitsEach; ++i) {
+        trail.RecordCacheHit(t % 2 == 0 ? "svc-a" : "svc-b", "token.get", "TokenService/GetAccessToken", "g1",
+                             "req");
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  ASSERT_TRUE(trail.Flush());
+  absl::StatusOr<std::vector<AuditEvent>> events = store.ListAuditEvents(AuditFilter{.limit = 100000});
+  ASSERT_TRUE(events.ok());
+  std::map<std::string, int64_t> hits;
+  for (const AuditEvent& e : *events) {
+    int64_t n = 0;
+    ASSERT_TRUE(absl::StartsWith(e.detail, "cache hits: ")) << e.detail;
+    ASSERT_TRUE(absl::SimpleAtoi(absl::StripPrefix(e.detail, "cache hits: "), &n)) << e.detail;
+    EXPECT_GE(n, 1);
+    hits[e.caller] += n;
+  }
+  EXPECT_EQ(hits["svc-a"], kThreads / 2 * kHitsEach);
+  EXPECT_EQ(hits["svc-b"], kThreads / 2 * kHitsEach);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/idp/microsoft_provider.h"
@@ -202,7 +203,7 @@ TEST_F(TokenManagerTest, AppOnlyWithAClientSecretThenServedFromTheCache) {
   EXPECT_NE(vault_.GetGrant("robot")->last_refresh_time, absl::InfinitePast());
 }
 
-TEST_F(TokenManagerTest, UseCachedTokenHandsOverTheTokenOutsideTheGrantsLock) {
+TEST_F(TokenManagerTest, UseCachedTokenServesCallersOfOneGrantSideBySide) {
   CreateAppWithSecret();
   AppOnlyGrant();
   absl::StatusOr<AccessToken> t = tokens_.GetAccessToken("robot", absl::Minutes(5));
@@ -211,16 +212,24 @@ TEST_F(TokenManagerTest, UseCachedTokenHandsOverTheTokenOutsideTheGrantsLock) {
   EXPECT_FALSE(tokens_.UseCachedToken("nobody", absl::Minutes(5), [](const AccessToken&) { FAIL(); }));
   EXPECT_FALSE(tokens_.UseCachedToken("robot", absl::Hours(2), [](const AccessToken&) { FAIL(); }));
   // While one caller builds its response from the token, another caller of
-  // the same grant is served (the grant's lock is not held meanwhile).
-  bool inner_served = false;
+  // the same grant, on another thread, is served (it does not queue).
+  std::atomic<bool> inner_served{false};
+  absl::Notification inner_done;
+  std::thread inner;
   std::string outer_token;
   ASSERT_TRUE(tokens_.UseCachedToken("robot", absl::Minutes(5), [&](const AccessToken& outer) {
     outer_token = std::string(outer.token.Reveal());
-    inner_served = tokens_.UseCachedToken("robot", absl::Minutes(5), [&](const AccessToken& inner) {
-      EXPECT_EQ(inner.token.Reveal(), outer.token.Reveal());
-      EXPECT_EQ(inner.mailbox, "robot@contoso.com");
+    inner = std::thread([&] {
+      inner_served = tokens_.UseCachedToken("robot", absl::Minutes(5), [&](const AccessToken& token) {
+        EXPECT_EQ(token.token.Reveal(), outer_token);
+        EXPECT_EQ(token.mailbox, "robot@contoso.com");
+      });
+      inner_done.Notify();
     });
+    EXPECT_TRUE(inner_done.WaitForNotificationWithTimeout(absl::Seconds(30)))
+        << "the second caller waited for the first";
   }));
+  inner.join();
   EXPECT_TRUE(inner_served);
   EXPECT_EQ(outer_token, t->token.Reveal());
   EXPECT_EQ(Outcome("cache_hit"), 2);
