@@ -15,11 +15,14 @@ namespace tokenbroker {
 namespace {
 
 constexpr size_t kMaxFolderBytes = 1000;
-// GetMessage: the largest message it returns by default and at most (its
-// response stays under gRPC's default 4 MiB limit on a received message),
-// and the chunks it reads the message in.
+// The most message bytes in one response: with the response's own fields it
+// stays under gRPC's default 4 MiB limit on a received message, so that
+// callers need not raise theirs.
+constexpr uint64_t kMaxDataPerResponse = 4000000;
+// GetMessage: the largest message it returns by default and at most, and the
+// chunks it reads the message in.
 constexpr uint64_t kDefaultMaxMessageSize = 1 << 20;
-constexpr uint64_t kMaxMessageSize = 4000000;
+constexpr uint64_t kMaxMessageSize = kMaxDataPerResponse;
 constexpr size_t kWholeChunk = 256 * 1024;
 
 absl::Status ValidateFolder(absl::string_view folder) {
@@ -255,12 +258,15 @@ class PipelinedWriteReactor : public grpc::ServerWriteReactor<Response> {
   Response* final_write_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 
+// The data bytes per response: chunk_size, of which at most
+// kMaxDataPerResponse (4 MiB is accepted, as it always was, and sent as
+// 4,000,000 so that the response fits a caller's default limit).
 absl::StatusOr<size_t> ValidateChunkSize(uint32_t requested) {
   const size_t chunk_size = requested == 0 ? 256 * 1024 : requested;
   if (chunk_size < 4096 || chunk_size > 4 * 1024 * 1024) {
     return absl::InvalidArgumentError("chunk_size: between 4096 and 4194304 bytes");
   }
-  return chunk_size;
+  return std::min<size_t>(chunk_size, kMaxDataPerResponse);
 }
 
 // Checks what names one message (FetchMessage, GetMessage) and returns the
@@ -492,7 +498,10 @@ class MailServiceImpl::FetchManyReactor final : public StreamingFetch<v1::FetchM
   }
 
   absl::Status Stream(ImapSession& session, const std::function<void(uint64_t)>& on_bytes, uint64_t* messages) {
-    size_t buffered = 0;  // data bytes in Current()
+    // Bytes of data and metadata in Current(): metadata counts too, so that
+    // a response of many messages with many flags still fits the caller's
+    // limit.
+    size_t buffered = 0;
     auto flush_if_full = [&]() -> absl::Status {
       if (buffered < chunk_size_) return absl::OkStatus();
       buffered = 0;
@@ -501,9 +510,11 @@ class MailServiceImpl::FetchManyReactor final : public StreamingFetch<v1::FetchM
     // The piece that data goes to: the current message's, in this buffer.
     bool open_piece = false;
     auto start = [&](const MailFetchStart& message) -> absl::Status {
-      SetMetadata(message, Current().add_pieces()->mutable_metadata());
-      open_piece = true;
-      return absl::OkStatus();
+      v1::FetchMetadata* metadata = Current().add_pieces()->mutable_metadata();
+      SetMetadata(message, metadata);
+      buffered += metadata->ByteSizeLong();
+      open_piece = buffered < chunk_size_;
+      return flush_if_full();
     };
     auto sink = [&](absl::string_view chunk) -> absl::Status {
       if (!open_piece) Current().add_pieces();

@@ -235,6 +235,51 @@ TEST_F(MailE2ETest, ALargeMessageStreamsWithItsBytesIntactAndFlatMemory) {
   EXPECT_LT(headers.out.size(), 1000u);
 }
 
+// The largest chunk_size allowed still gives responses that a client with
+// gRPC's default 4 MiB receive limit accepts.
+TEST_F(MailE2ETest, TheLargestChunkSizeFitsAClientsDefaultMessageLimit) {
+  auto client = Client();
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(2));
+    v1::FetchMessageRequest request;
+    request.set_grant("alice");
+    request.set_folder("Big");
+    request.set_uid(1);
+    request.set_chunk_size(4 * 1024 * 1024);
+    auto reader = client->mail().FetchMessage(&context, request);
+    v1::FetchMessageResponse response;
+    std::string data;
+    size_t largest = 0;
+    while (reader->Read(&response)) {
+      largest = std::max(largest, response.data().size());
+      data += response.data();
+    }
+    grpc::Status status = reader->Finish();
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_LE(largest, 4000000u);
+    EXPECT_TRUE(Sha256(data) == Sha256(*big_)) << "FetchMessage: the fetched bytes differ from the seeded ones";
+  }
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(2));
+    v1::FetchMessagesRequest request;
+    request.set_grant("alice");
+    request.set_folder("Big");
+    request.add_uids(1);
+    request.set_chunk_size(4 * 1024 * 1024);
+    auto reader = client->mail().FetchMessages(&context, request);
+    v1::FetchMessagesResponse response;
+    std::string data;
+    while (reader->Read(&response)) {
+      for (const v1::FetchPiece& piece : response.pieces()) data += piece.data();
+    }
+    grpc::Status status = reader->Finish();
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_TRUE(Sha256(data) == Sha256(*big_)) << "FetchMessages: the fetched bytes differ from the seeded ones";
+  }
+}
+
 TEST_F(MailE2ETest, ATokenRevokedAtTheProviderIsRecoveredByOneRefresh) {
   // The broker holds a token for bob that the provider then revokes: the mail
   // server refuses it, the broker refreshes once and logs in.
