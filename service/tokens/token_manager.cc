@@ -164,7 +164,8 @@ bool TokenManager::UseCachedToken(absl::string_view grant_id, absl::Duration min
   }
   {
     // Shared: cache hits on one grant from many gRPC threads read it side by
-    // side (`use` only copies it into a response), nothing copied under it.
+    // side, and `use` copies it straight into the response (no copy of the
+    // cached token is taken first).
     absl::ReaderMutexLock lock(&entry->mu);
     if (!entry->cached.has_value() || entry->cached->expire_time - clock_.Now() < min_valid_for) return false;
     use(*entry->cached);
