@@ -2,6 +2,8 @@
 #ifndef TOKENBROKER_SERVICE_API_TOKEN_SERVICE_H_
 #define TOKENBROKER_SERVICE_API_TOKEN_SERVICE_H_
 
+#include <grpcpp/support/message_allocator.h>
+
 #include "service/api/call_guard.h"
 #include "service/common/executor.h"
 #include "service/tokens/token_manager.h"
@@ -18,13 +20,24 @@ class TokenServiceImpl final : public v1::TokenService::CallbackService {
  public:
   // `tokens` and `guard` must outlive the service.
   TokenServiceImpl(TokenManager* tokens, CallGuard* guard, int refresh_threads = 8, size_t max_pending = 10000)
-      : tokens_(tokens), guard_(guard), refreshes_(refresh_threads, max_pending) {}
+      : tokens_(tokens), guard_(guard), refreshes_(refresh_threads, max_pending) {
+    SetMessageAllocatorFor_GetAccessToken(&messages_);
+  }
 
   grpc::ServerUnaryReactor* GetAccessToken(grpc::CallbackServerContext* context,
                                            const v1::GetAccessTokenRequest* request,
                                            v1::GetAccessTokenResponse* response) override;
 
  private:
+  // Gives each call its request and response, and wipes the token's bytes in
+  // the response when gRPC is done with the call.
+  class WipingMessages final
+      : public grpc::MessageAllocator<v1::GetAccessTokenRequest, v1::GetAccessTokenResponse> {
+   public:
+    grpc::MessageHolder<v1::GetAccessTokenRequest, v1::GetAccessTokenResponse>* AllocateMessages() override;
+  };
+
+  WipingMessages messages_;
   TokenManager* tokens_;
   CallGuard* guard_;
   // Declared last: stopped (every waiting call finished) before the rest goes.
