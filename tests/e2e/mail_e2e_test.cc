@@ -91,14 +91,15 @@ class MailE2ETest : public ::testing::Test {
     options.target = daemon_->grpc_address;
     return *BrokerClient::Create(options);
   }
-  // Starts streaming the 50 MB message in 64 KiB chunks.
+  // Starts streaming the 50 MB message in chunks of `chunk_size`.
   static std::unique_ptr<grpc::ClientReader<v1::FetchMessageResponse>> FetchBig(BrokerClient& client,
-                                                                               grpc::ClientContext& context) {
+                                                                               grpc::ClientContext& context,
+                                                                               uint32_t chunk_size = 64 * 1024) {
     v1::FetchMessageRequest request;
     request.set_grant("alice");
     request.set_folder("Big");
     request.set_uid(1);
-    request.set_chunk_size(64 * 1024);
+    request.set_chunk_size(chunk_size);
     return client.mail().FetchMessage(&context, request);
   }
   static CommandResult MustCtl(const std::vector<std::string>& args) { return env_->MustCtl(args); }
@@ -239,15 +240,10 @@ TEST_F(MailE2ETest, ALargeMessageStreamsWithItsBytesIntactAndFlatMemory) {
 // gRPC's default 4 MiB receive limit accepts.
 TEST_F(MailE2ETest, TheLargestChunkSizeFitsAClientsDefaultMessageLimit) {
   auto client = Client();
+  constexpr uint32_t kLargest = 4 * 1024 * 1024;
   {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(2));
-    v1::FetchMessageRequest request;
-    request.set_grant("alice");
-    request.set_folder("Big");
-    request.set_uid(1);
-    request.set_chunk_size(4 * 1024 * 1024);
-    auto reader = client->mail().FetchMessage(&context, request);
+    std::unique_ptr<grpc::ClientContext> context = client->NewContext(absl::Minutes(2));
+    auto reader = FetchBig(*client, *context, kLargest);
     v1::FetchMessageResponse response;
     std::string data;
     size_t largest = 0;
@@ -261,14 +257,13 @@ TEST_F(MailE2ETest, TheLargestChunkSizeFitsAClientsDefaultMessageLimit) {
     EXPECT_TRUE(Sha256(data) == Sha256(*big_)) << "FetchMessage: the fetched bytes differ from the seeded ones";
   }
   {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(2));
+    std::unique_ptr<grpc::ClientContext> context = client->NewContext(absl::Minutes(2));
     v1::FetchMessagesRequest request;
     request.set_grant("alice");
     request.set_folder("Big");
     request.add_uids(1);
-    request.set_chunk_size(4 * 1024 * 1024);
-    auto reader = client->mail().FetchMessages(&context, request);
+    request.set_chunk_size(kLargest);
+    auto reader = client->mail().FetchMessages(context.get(), request);
     v1::FetchMessagesResponse response;
     std::string data;
     while (reader->Read(&response)) {
