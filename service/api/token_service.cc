@@ -12,26 +12,6 @@ namespace tokenbroker {
 
 namespace {
 
-// A call's messages. When gRPC is done with the call, the token and the
-// XOAUTH2 string that carries it are wiped before their memory is freed.
-class WipingHolder final : public grpc::MessageHolder<v1::GetAccessTokenRequest, v1::GetAccessTokenResponse> {
- public:
-  WipingHolder() {
-    set_request(&request_);
-    set_response(&response_);
-  }
-  void Release() override {
-    WipeString(*response_.mutable_access_token());
-    WipeString(*response_.mutable_sasl_xoauth2());
-    delete this;
-  }
-  void FreeRequest() override {}
-
- private:
-  v1::GetAccessTokenRequest request_;
-  v1::GetAccessTokenResponse response_;
-};
-
 void FillResponse(const AccessToken& token, v1::GetAccessTokenResponse* response) {
   const absl::string_view access_token = token.token.Reveal();
   response->set_access_token(access_token.data(), access_token.size());
@@ -45,11 +25,6 @@ void FillResponse(const AccessToken& token, v1::GetAccessTokenResponse* response
 }
 
 }  // namespace
-
-grpc::MessageHolder<v1::GetAccessTokenRequest, v1::GetAccessTokenResponse>*
-TokenServiceImpl::WipingMessages::AllocateMessages() {
-  return new WipingHolder();
-}
 
 grpc::ServerUnaryReactor* TokenServiceImpl::GetAccessToken(grpc::CallbackServerContext* context,
                                                            const v1::GetAccessTokenRequest* request,

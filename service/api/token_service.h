@@ -2,9 +2,8 @@
 #ifndef TOKENBROKER_SERVICE_API_TOKEN_SERVICE_H_
 #define TOKENBROKER_SERVICE_API_TOKEN_SERVICE_H_
 
-#include <grpcpp/support/message_allocator.h>
-
 #include "service/api/call_guard.h"
+#include "service/api/token_messages.h"
 #include "service/common/executor.h"
 #include "service/tokens/token_manager.h"
 #include "tokenbroker/v1/token_service.grpc.pb.h"
@@ -29,15 +28,8 @@ class TokenServiceImpl final : public v1::TokenService::CallbackService {
                                            v1::GetAccessTokenResponse* response) override;
 
  private:
-  // Gives each call its request and response, and wipes the token's bytes in
-  // the response when gRPC is done with the call.
-  class WipingMessages final
-      : public grpc::MessageAllocator<v1::GetAccessTokenRequest, v1::GetAccessTokenResponse> {
-   public:
-    grpc::MessageHolder<v1::GetAccessTokenRequest, v1::GetAccessTokenResponse>* AllocateMessages() override;
-  };
-
-  WipingMessages messages_;
+  // Each call's request and response; the token wiped when gRPC is done.
+  TokenMessages messages_;
   TokenManager* tokens_;
   CallGuard* guard_;
   // Declared last: stopped (every waiting call finished) before the rest goes.

@@ -18,7 +18,11 @@ Secret Encode(std::string raw) {
 }  // namespace
 
 void SaslXoauth2Into(absl::string_view user, const Secret& token, std::string* out) {
-  std::string raw = absl::StrCat("user=", user, "\x01", "auth=Bearer ", token.Reveal(), "\x01\x01");
+  // The unencoded string, in a buffer this thread keeps (wiped after each
+  // use): a token is often larger than glibc caches per thread, and this runs
+  // on every token cache hit.
+  thread_local std::string raw;
+  absl::StrAppend(&raw, "user=", user, "\x01", "auth=Bearer ", token.Reveal(), "\x01\x01");
   absl::Base64Escape(raw, out);
   WipeString(raw);
 }

@@ -75,6 +75,29 @@ TEST_F(ApiTest, GetAccessTokenReturnsATokenTheSaslStringAndTheMailbox) {
   EXPECT_EQ(too_long.message(), "min_valid_for: must be between 0 and 1h");
 }
 
+// Each call's messages are reused by later calls (token_service.h): a
+// response holds its own call's grant only, scopes included.
+TEST_F(ApiTest, ResponsesCarryNothingFromAnEarlierCall) {
+  EnrolRobots(server_);
+  std::vector<v1::GetAccessTokenResponse> first;
+  for (const char* grant : {"robot", "robot-2"}) {
+    v1::GetAccessTokenRequest request;
+    request.set_grant(grant);
+    absl::StatusOr<v1::GetAccessTokenResponse> r = client_->GetAccessToken(request);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_FALSE(r->scopes().empty());
+    first.push_back(*r);
+  }
+  for (int i = 0; i < 20; ++i) {
+    const v1::GetAccessTokenResponse& expected = first[i % 2];
+    v1::GetAccessTokenRequest request;
+    request.set_grant(i % 2 == 0 ? "robot" : "robot-2");
+    absl::StatusOr<v1::GetAccessTokenResponse> r = client_->GetAccessToken(request);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->SerializeAsString(), expected.SerializeAsString()) << "call " << i << ": " << r->mailbox();
+  }
+}
+
 void EnrolRobots(testing::InProcessServer& server) {
   server.idp().RegisterApp("contoso.onmicrosoft.com", "client-1", "the-secret");
   App app;
