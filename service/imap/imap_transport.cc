@@ -113,6 +113,9 @@ absl::Status TcpTlsTransport::StartTls(const std::string& host, const std::strin
   }
   ssl_ = SSL_new(ctx_);
   SSL_set_fd(ssl_, fd_);
+  // Read whatever the socket holds, not a record's header and then its body:
+  // a fetched message arrives in many records, each two reads otherwise.
+  SSL_set_read_ahead(ssl_, 1);
   X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
   if (IsIpAddress(host)) {
     X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str());
@@ -149,8 +152,9 @@ absl::StatusOr<size_t> TcpTlsTransport::Read(char* buffer, size_t size) {
 }
 
 absl::StatusOr<ImapTransport::Wait> TcpTlsTransport::WaitReadable(absl::Duration timeout, int wake_fd) {
-  // Bytes TLS already decrypted are not on the socket any more.
-  if (ssl_ != nullptr && SSL_pending(ssl_) > 0) return Wait::kReadable;
+  // Bytes TLS already read (decrypted or not, with read-ahead) are not on the
+  // socket any more.
+  if (ssl_ != nullptr && SSL_has_pending(ssl_) == 1) return Wait::kReadable;
   pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd, POLLIN, 0}};
   const int count = wake_fd >= 0 ? 2 : 1;
   const absl::Time deadline = absl::Now() + timeout;
