@@ -75,27 +75,34 @@ TEST_F(ApiTest, GetAccessTokenReturnsATokenTheSaslStringAndTheMailbox) {
   EXPECT_EQ(too_long.message(), "min_valid_for: must be between 0 and 1h");
 }
 
-// Each call's messages are reused by later calls (token_service.h): a
-// response holds its own call's grant only, scopes included.
+// Each call's messages are reused by later calls (token_messages.h): a
+// response holds its own call's grant only, scopes included, with callers of
+// four grants at once.
 TEST_F(ApiTest, ResponsesCarryNothingFromAnEarlierCall) {
   EnrolRobots(server_);
-  std::vector<v1::GetAccessTokenResponse> first;
-  for (const char* grant : {"robot", "robot-2"}) {
+  const std::vector<std::string> grants = {"robot", "robot-2", "robot-3", "robot-4"};
+  std::vector<std::string> first;
+  for (const std::string& grant : grants) {
     v1::GetAccessTokenRequest request;
     request.set_grant(grant);
     absl::StatusOr<v1::GetAccessTokenResponse> r = client_->GetAccessToken(request);
     ASSERT_TRUE(r.ok()) << r.status();
     ASSERT_FALSE(r->scopes().empty());
-    first.push_back(*r);
+    first.push_back(r->SerializeAsString());
   }
-  for (int i = 0; i < 20; ++i) {
-    const v1::GetAccessTokenResponse& expected = first[i % 2];
-    v1::GetAccessTokenRequest request;
-    request.set_grant(i % 2 == 0 ? "robot" : "robot-2");
-    absl::StatusOr<v1::GetAccessTokenResponse> r = client_->GetAccessToken(request);
-    ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_EQ(r->SerializeAsString(), expected.SerializeAsString()) << "call " << i << ": " << r->mailbox();
+  std::vector<std::thread> callers;
+  for (size_t g = 0; g < grants.size(); ++g) {
+    callers.emplace_back([&, g] {
+      v1::GetAccessTokenRequest request;
+      request.set_grant(grants[g]);
+      for (int i = 0; i < 50; ++i) {
+        absl::StatusOr<v1::GetAccessTokenResponse> r = client_->GetAccessToken(request);
+        ASSERT_TRUE(r.ok()) << r.status();
+        EXPECT_EQ(r->SerializeAsString(), first[g]) << grants[g] << ", call " << i << ": " << r->mailbox();
+      }
+    });
   }
+  for (std::thread& caller : callers) caller.join();
 }
 
 void EnrolRobots(testing::InProcessServer& server) {
