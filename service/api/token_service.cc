@@ -4,7 +4,6 @@
 #include "service/api/convert.h"
 #include "service/api/reactors.h"
 #include "service/common/sasl.h"
-#include "service/common/secret.h"
 #include "service/common/status_macros.h"
 #include "service/common/time_util.h"
 

@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "tests/support/test_support.h"
 
 namespace tokenbroker::testing {
 
@@ -25,19 +26,8 @@ absl::Status HttpsServer::Start(const std::string& certificate_file, const std::
       SSL_CTX_use_PrivateKey_file(ctx_, key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
     return absl::InternalError("cannot load the test server's certificate");
   }
-  listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(listen_fd_, 64) != 0) {
-    return absl::InternalError(absl::StrCat("cannot listen on port ", port));
-  }
-  socklen_t len = sizeof addr;
-  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-  port_ = ntohs(addr.sin_port);
+  listen_fd_ = ListenOnLoopback(port, &port_);
+  if (listen_fd_ < 0) return absl::InternalError(absl::StrCat("cannot listen on port ", port));
   stopping_ = false;
   thread_ = std::thread([this] { Serve(); });
   return absl::OkStatus();

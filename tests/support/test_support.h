@@ -98,6 +98,9 @@ CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration ti
 // A TCP port on 127.0.0.1 that was free a moment ago (for servers that take
 // a port number, not a listening socket).
 int FreePort();
+// A socket listening on 127.0.0.1:`port` (0: a free one; `*bound_port` says
+// which), or -1 when it cannot listen. The caller closes it.
+int ListenOnLoopback(int port, int* bound_port);
 
 struct CertificateFiles {
   std::string certificate;  // PEM path

@@ -2,8 +2,6 @@
 // what TLS has already read off the socket counts as readable.
 #include "service/imap/imap_transport.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
@@ -19,40 +17,18 @@
 namespace tokenbroker {
 namespace {
 
-// A listening socket on 127.0.0.1; port() is where.
-class Listener {
- public:
-  Listener() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(fd_, 1) != 0 ||
-        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      std::abort();
-    }
-    port_ = ntohs(addr.sin_port);
-  }
-  ~Listener() { close(fd_); }
-  int fd() const { return fd_; }
-  int port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
-
 TEST(TcpTlsTransportTest, RecordsReadAheadOffTheSocketAreReadable) {
   testing::TempDir dir;
   const testing::CertificateFiles cert =
       testing::MakeSelfSignedCertificate(dir, "imap", 30, "rsa", "IP:127.0.0.1");
-  Listener listener;
+  int port = 0;
+  const int listen_fd = testing::ListenOnLoopback(0, &port);
+  ASSERT_GE(listen_fd, 0);
   absl::Notification sent, done;
   // The server sends two TLS records in one TCP write, so that one read of
   // the client's takes both off the socket.
   std::thread server([&] {
-    const int fd = accept4(listener.fd(), nullptr, nullptr, SOCK_CLOEXEC);
+    const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
     SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
     SSL_CTX_use_certificate_file(ctx, cert.certificate.c_str(), SSL_FILETYPE_PEM);
     SSL_CTX_use_PrivateKey_file(ctx, cert.private_key.c_str(), SSL_FILETYPE_PEM);
@@ -75,7 +51,7 @@ TEST(TcpTlsTransportTest, RecordsReadAheadOffTheSocketAreReadable) {
   });
 
   absl::StatusOr<std::unique_ptr<TcpTlsTransport>> transport =
-      TcpTlsTransport::Connect("127.0.0.1", listener.port(), absl::Seconds(10), absl::Seconds(10));
+      TcpTlsTransport::Connect("127.0.0.1", port, absl::Seconds(10), absl::Seconds(10));
   ASSERT_TRUE(transport.ok()) << transport.status();
   ASSERT_TRUE((*transport)->StartTls("127.0.0.1", cert.certificate).ok());
   sent.WaitForNotification();
@@ -93,6 +69,7 @@ TEST(TcpTlsTransportTest, RecordsReadAheadOffTheSocketAreReadable) {
   EXPECT_EQ(std::string(buffer, *n), "* 2 EXISTS\r\n");
   done.Notify();
   server.join();
+  close(listen_fd);
 }
 
 }  // namespace
