@@ -13,11 +13,10 @@ class SqliteSession final : public SqlSession {
 
   absl::StatusOr<std::vector<SqlRow>> Query(absl::string_view sql, const std::vector<SqlValue>& params,
                                             const std::vector<int>& blob_columns) override {
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db_.handle(), sql.data(), static_cast<int>(sql.size()), &stmt, nullptr) != SQLITE_OK) {
-      return Error();
-    }
-    std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> guard(stmt, sqlite3_finalize);
+    absl::StatusOr<sqlite3_stmt*> prepared = db_.Prepared(sql);
+    if (!prepared.ok()) return prepared.status();
+    sqlite3_stmt* stmt = *prepared;
+    std::unique_ptr<sqlite3_stmt, void (*)(sqlite3_stmt*)> guard(stmt, &SqliteDatabase::Release);
     for (size_t i = 0; i < params.size(); ++i) {
       const int index = static_cast<int>(i) + 1;
       const auto& v = params[i].v;
@@ -85,12 +84,12 @@ class SqliteSession final : public SqlSession {
 
 absl::Status SqliteBackend::InTransaction(const std::function<absl::Status(SqlSession&)>& body) {
   absl::MutexLock lock(&mu_);
-  absl::Status begin = db_->Exec("BEGIN IMMEDIATE");
+  absl::Status begin = db_->Run("BEGIN IMMEDIATE");
   if (!begin.ok()) return begin;
   SqliteSession session(*db_);
   absl::Status status = body(session);
-  if (status.ok()) status = db_->Exec("COMMIT");
-  if (!status.ok()) db_->Exec("ROLLBACK").IgnoreError();
+  if (status.ok()) status = db_->Run("COMMIT");
+  if (!status.ok()) db_->Run("ROLLBACK").IgnoreError();
   return status;
 }
 

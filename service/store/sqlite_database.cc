@@ -25,7 +25,41 @@ absl::StatusOr<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const std::
   return database;
 }
 
-SqliteDatabase::~SqliteDatabase() { sqlite3_close_v2(db_); }
+SqliteDatabase::~SqliteDatabase() {
+  FinalizeStatements();
+  sqlite3_close_v2(db_);
+}
+
+void SqliteDatabase::FinalizeStatements() {
+  for (auto& [sql, statement] : statements_) sqlite3_finalize(statement);
+  statements_.clear();
+}
+
+absl::StatusOr<sqlite3_stmt*> SqliteDatabase::Prepared(absl::string_view sql) {
+  auto it = statements_.find(sql);
+  if (it != statements_.end()) return it->second;
+  if (statements_.size() >= kMaxStatements) FinalizeStatements();
+  sqlite3_stmt* statement = nullptr;
+  if (sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &statement,
+                         nullptr) != SQLITE_OK) {
+    return LastError("SQLite statement failed");
+  }
+  statements_.emplace(std::string(sql), statement);
+  return statement;
+}
+
+void SqliteDatabase::Release(sqlite3_stmt* statement) {
+  sqlite3_reset(statement);
+  sqlite3_clear_bindings(statement);
+}
+
+absl::Status SqliteDatabase::Run(absl::string_view sql) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * statement, Prepared(sql));
+  const int rc = sqlite3_step(statement);
+  absl::Status status = rc == SQLITE_DONE || rc == SQLITE_ROW ? absl::OkStatus() : LastError("SQLite statement failed");
+  Release(statement);
+  return status;
+}
 
 absl::Status SqliteDatabase::LastError(absl::string_view what) const {
   const int rc = sqlite3_extended_errcode(db_);
