@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/ctl/command_util.h"
+#include "client/ctl/grant_file.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "service/common/time_util.h"
@@ -430,10 +431,12 @@ namespace {
 
 Command GrantCreate(bool import) {
   struct State {
-    std::string app, mailbox, kind, subject, refresh_token_file;
+    std::string app, mailbox, kind, subject, refresh_token_file, from_file;
     std::vector<std::string> scopes, labels;
     bool replace = false;
     bool verify = false;
+    bool skip_existing = false;
+    int parallel = 8;
   };
   auto s = std::make_shared<State>();
   Command c;
@@ -445,12 +448,22 @@ Command GrantCreate(bool import) {
                "read from a file or standard input (-) and sealed at once; it is never shown again.\n"
                "With --replace an existing delegated grant of the same app gets the new token.\n"
                "With --verify the broker redeems the token once before answering, so a token the provider\n"
-               "refuses is reported now (the grant is stored either way)."
+               "refuses is reported now (the grant is stored either way).\n\n"
+               "Many at once: --from-file FILE (or - for stdin), one JSON object per line:\n"
+               "  {\"grant\": \"alice\", \"app\": \"contoso\", \"mailbox\": \"alice@contoso.com\", \"refresh_token\": \"...\"}\n"
+               "(also \"scopes\": [...], \"labels\": {...}). Failed lines are reported by number and the rest go\n"
+               "on; with --skip-existing a grant that exists already counts as done, so a run can be repeated."
              : "Creates a grant that needs no user consent: app-only (Microsoft client credentials; the app\n"
                "needs IMAP.AccessAsApp and Add-MailboxPermission in Exchange) or service-account (Google\n"
-               "domain-wide delegation, impersonating --subject, default the mailbox).";
-  c.usage = import ? "GRANT --app APP --mailbox ADDRESS --refresh-token-file FILE|- [--scope S]... [--replace] [--verify]"
-                   : "GRANT --app APP --mailbox ADDRESS [--kind app_only|service_account] [--subject USER]";
+               "domain-wide delegation, impersonating --subject, default the mailbox).\n\n"
+               "Many at once: --from-file FILE (or - for stdin), one JSON object per line:\n"
+               "  {\"grant\": \"shared-1\", \"app\": \"contoso\", \"mailbox\": \"shared-1@contoso.com\"}\n"
+               "(also \"kind\", \"subject\", \"scopes\": [...], \"labels\": {...}). Failed lines are reported by\n"
+               "number and the rest go on; with --skip-existing a grant that exists already counts as done.";
+  c.usage = import ? "GRANT --app APP --mailbox ADDRESS --refresh-token-file FILE|- [--scope S]... [--replace] [--verify]\n"
+                     "   or: tokenbrokerctl [global flags] grant import --from-file FILE|- [--parallel N] [--skip-existing] [--replace] [--verify]"
+                   : "GRANT --app APP --mailbox ADDRESS [--kind app_only|service_account] [--subject USER]\n"
+                     "   or: tokenbrokerctl [global flags] grant create --from-file FILE|- [--parallel N] [--skip-existing]";
   c.flags = [s, import](FlagSet& f) {
     f.String("app", &s->app, "APP", "the app the grant belongs to");
     f.String("mailbox", &s->mailbox, "ADDRESS", "the mailbox (the SASL user name)");
@@ -464,9 +477,31 @@ Command GrantCreate(bool import) {
       f.String("kind", &s->kind, "KIND", "app_only (default) or service_account");
       f.String("subject", &s->subject, "USER", "service_account: the user to impersonate");
     }
+    f.String("from-file", &s->from_file, "FILE", "many grants, one JSON object a line (see above), or - for stdin");
+    f.Int("parallel", &s->parallel, "N", "with --from-file: calls in flight (default 8, at most 64)");
+    f.Bool("skip-existing", &s->skip_existing, "with --from-file: a grant that exists already is not a failure");
   };
   c.run = [s, import](Context& ctx, const std::vector<std::string>& args) {
     const std::string path = import ? "grant import" : "grant create";
+    if (!s->from_file.empty()) {
+      if (!args.empty() || !s->app.empty() || !s->mailbox.empty() || !s->scopes.empty() || !s->labels.empty() ||
+          !s->refresh_token_file.empty() || !s->kind.empty() || !s->subject.empty()) {
+        return WrongArgs(ctx, path,
+                         "--from-file: every line names its grant, app and mailbox; drop GRANT and the flags "
+                         "--app, --mailbox, --scope, --label, --refresh-token-file, --kind and --subject");
+      }
+      if (s->parallel < 1 || s->parallel > 64) return WrongArgs(ctx, path, "--parallel: expected 1 to 64");
+      GrantFileOptions options;
+      options.path = s->from_file;
+      options.import = import;
+      options.parallel = s->parallel;
+      options.skip_existing = s->skip_existing;
+      options.replace = s->replace;
+      options.verify = s->verify;
+      return EnrolGrantsFromFile(ctx, options);
+    }
+    if (s->skip_existing) return WrongArgs(ctx, path, "--skip-existing: only with --from-file");
+    if (s->parallel != 8) return WrongArgs(ctx, path, "--parallel: only with --from-file");
     if (args.size() != 1) return WrongArgs(ctx, path, "expected exactly one GRANT id");
     v1::Grant grant;
     grant.set_id(args[0]);

@@ -30,6 +30,15 @@ Result RunCli(const std::vector<std::string>& args, const char* env_target = nul
 
 class CtlTest : public ::testing::Test {
  protected:
+  // Microsoft app "a" with a client secret, through the CLI.
+  void CreateApp(testing::TempDir& dir) {
+    ASSERT_EQ(RunCli({"--target", server_.address(), "app", "create", "a", "--provider", "microsoft", "--tenant",
+                      "t", "--client-id", "c", "--client-secret-file", dir.WriteFile("secret", "s"), "--not-after",
+                      "2099-01-01"})
+                  .code,
+              kExitOk);
+  }
+
   testing::InProcessServer server_;
 };
 
@@ -142,11 +151,7 @@ TEST_F(CtlTest, AppCreateShowAndListNeverPrintTheSecret) {
 
 TEST_F(CtlTest, GrantVerbs) {
   testing::TempDir dir;
-  const std::string secret = dir.WriteFile("secret", "s");
-  ASSERT_EQ(RunCli({"--target", server_.address(), "app", "create", "a", "--provider", "microsoft", "--tenant", "t",
-                    "--client-id", "c", "--client-secret-file", secret, "--not-after", "2099-01-01"})
-                .code,
-            kExitOk);
+  ASSERT_NO_FATAL_FAILURE(CreateApp(dir));
   Result r = RunCli({"--target", server_.address(), "grant", "import", "alice", "--app", "a", "--mailbox",
                      "alice@contoso.com", "--refresh-token-file", dir.WriteFile("rt", "rt-value")});
   EXPECT_EQ(r.code, kExitOk) << r.err;
@@ -162,6 +167,110 @@ TEST_F(CtlTest, GrantVerbs) {
   r = RunCli({"--target", server_.address(), "grant", "show", "nobody"});
   EXPECT_EQ(r.code, kExitFailure);
   EXPECT_EQ(r.err, "tokenbrokerctl: NOT_FOUND: grant \"nobody\" does not exist\n");
+}
+
+// A migration's file: every good line becomes a grant (its token sealed), a
+// bad line is named by number with what to fix and never with its token, and
+// the run can be repeated with --skip-existing.
+TEST_F(CtlTest, GrantImportFromFileSendsEveryLineAndNamesTheFailedOnes) {
+  testing::TempDir dir;
+  ASSERT_NO_FATAL_FAILURE(CreateApp(dir));
+  std::string lines =
+      "{\"grant\": \"g1\", \"app\": \"a\", \"mailbox\": \"u1@contoso.com\", \"refresh_token\": \"rt-SECRET-1\", "
+      "\"labels\": {\"team\": \"mail\"}, \"scopes\": [\"https://outlook.office.com/IMAP.AccessAsUser.All\", "
+      "\"offline_access\"]}\r\n";
+  for (int i = 2; i <= 30; ++i) {
+    absl::StrAppend(&lines, "{\"grant\": \"g", i, "\", \"app\": \"a\", \"mailbox\": \"u", i,
+                    "@contoso.com\", \"refresh_token\": \"rt-SECRET-", i, "\"}\n");
+  }
+  lines += "\n";  // line 31: blank, skipped
+  lines += "{\"grant\": \"bad1\", \"app\": \"a\", \"mailbox\": \"m@x\", \"refresh_token\": \"rt-SECRET-b1\" x}\n";
+  lines += "{\"grant\": \"bad2\", \"app\": \"a\", \"refresh_token\": \"rt-SECRET-b2\"}\n";
+  lines += "{\"grant\": \"bad3\", \"app\": \"a\", \"mailbox\": \"m@x\", \"refresh_tokn\": \"rt-SECRET-b3\"}\n";
+  lines += "{\"grant\": \"g5\", \"app\": \"a\", \"mailbox\": \"m@x\", \"refresh_token\": \"rt-SECRET-b4\"}\n";
+  lines += "{\"grant\": \"bad5\", \"app\": \"a\", \"mailbox\": \"m@x\", \"refresh_token\": [\"rt-SECRET-b5\"]}\n";
+  // A token pasted where a key goes is not echoed either.
+  lines += "{\"grant\": \"bad6\", \"app\": \"a\", \"mailbox\": \"m@x\", \"rt-SECRET-b6\": \"\"}\n";
+  const std::string file = dir.WriteFile("grants.jsonl", lines);
+
+  Result r = RunCli({"--target", server_.address(), "grant", "import", "--from-file", file, "--parallel", "4"});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_EQ(r.out, "imported 30 grants, 6 failed (lines 32, 33, 34, 35, 36, 37)\n");
+  EXPECT_THAT(r.err, HasSubstr("tokenbrokerctl: line 32: INVALID_ARGUMENT: not a JSON object: "));
+  EXPECT_THAT(r.err, HasSubstr("tokenbrokerctl: line 33: INVALID_ARGUMENT: \"mailbox\": required\n"));
+  EXPECT_THAT(r.err, HasSubstr("tokenbrokerctl: line 34: INVALID_ARGUMENT: \"refresh_tokn\": unknown key"));
+  EXPECT_THAT(r.err, HasSubstr("tokenbrokerctl: line 35 (grant \"g5\"): ALREADY_EXISTS: "));
+  EXPECT_THAT(r.err, HasSubstr("tokenbrokerctl: line 36: INVALID_ARGUMENT: \"refresh_token\": expected the refresh "
+                               "token as a string\n"));
+  EXPECT_THAT(r.err, HasSubstr("tokenbrokerctl: line 37: INVALID_ARGUMENT: a key that is not a word: unknown key"));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 6) << r.err;
+  EXPECT_THAT(r.out + r.err, ::testing::Not(HasSubstr("rt-SECRET")));
+
+  r = RunCli({"--target", server_.address(), "grant", "list"});
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1 + 30) << r.out;
+  absl::StatusOr<Grant> g1 = server_.store().GetGrant("g1");
+  ASSERT_TRUE(g1.ok()) << g1.status();
+  EXPECT_EQ(g1->mailbox, "u1@contoso.com");
+  EXPECT_EQ(g1->labels.at("team"), "mail");
+  EXPECT_EQ(g1->scopes.size(), 2u);
+  absl::StatusOr<Secret> token = server_.vault().OpenRefreshToken(*g1);
+  ASSERT_TRUE(token.ok()) << token.status();
+  EXPECT_EQ(token->Reveal(), "rt-SECRET-1");
+  absl::StatusOr<Grant> g30 = server_.store().GetGrant("g30");
+  ASSERT_TRUE(g30.ok()) << g30.status();
+  EXPECT_EQ(server_.vault().OpenRefreshToken(*g30)->Reveal(), "rt-SECRET-30");
+
+  // Again, as after an interruption: what is there is done, the bad lines
+  // are still named.
+  r = RunCli({"--target", server_.address(), "grant", "import", "--from-file", file, "--skip-existing"});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_EQ(r.out, "imported 0 grants, 31 already existed, 5 failed (lines 32, 33, 34, 36, 37)\n");
+
+  r = RunCli({"--target", server_.address(), "--output", "json", "grant", "import", "--from-file",
+              dir.WriteFile("one.jsonl", "{\"grant\": \"g31\", \"app\": \"a\", \"mailbox\": \"u31@contoso.com\", "
+                                         "\"refresh_token\": \"rt-SECRET-31\"}\n")});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.out, "{\"imported\": 1, \"already_existed\": 0, \"failed\": 0, \"failed_lines\": []}\n");
+}
+
+TEST_F(CtlTest, GrantCreateFromFileMakesAppOnlyGrants) {
+  testing::TempDir dir;
+  ASSERT_NO_FATAL_FAILURE(CreateApp(dir));
+  std::string lines;
+  for (int i = 1; i <= 20; ++i) {
+    absl::StrAppend(&lines, "{\"grant\": \"shared-", i, "\", \"app\": \"a\", \"mailbox\": \"shared-", i,
+                    "@contoso.com\"}\n");
+  }
+  lines += "{\"grant\": \"s21\", \"app\": \"a\", \"mailbox\": \"s21@contoso.com\", \"kind\": \"delegated\"}\n";
+  Result r = RunCli({"--target", server_.address(), "grant", "create", "--from-file",
+                     dir.WriteFile("shared.jsonl", lines)});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_EQ(r.out, "created 20 grants, 1 failed (line 21)\n");
+  EXPECT_EQ(r.err, "tokenbrokerctl: line 21: INVALID_ARGUMENT: \"kind\": expected app_only or service_account\n");
+  absl::StatusOr<Grant> g = server_.store().GetGrant("shared-20");
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(g->kind, GrantKind::kAppOnly);
+  EXPECT_EQ(g->mailbox, "shared-20@contoso.com");
+}
+
+TEST(CtlUsageTest, FromFileTakesNoPerGrantFlags) {
+  Result r = RunCli({"grant", "import", "g1", "--from-file", "grants.jsonl"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("grant import: --from-file: every line names its grant, app and mailbox; drop GRANT"));
+  r = RunCli({"grant", "create", "--from-file", "grants.jsonl", "--app", "a"});
+  EXPECT_EQ(r.code, kExitUsage);
+  r = RunCli({"grant", "create", "--from-file", "grants.jsonl", "--parallel", "0"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("--parallel: expected 1 to 64"));
+  r = RunCli({"grant", "create", "g1", "--app", "a", "--mailbox", "m@x", "--skip-existing"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("--skip-existing: only with --from-file"));
+  r = RunCli({"grant", "create", "g1", "--app", "a", "--mailbox", "m@x", "--parallel", "4"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("--parallel: only with --from-file"));
+  r = RunCli({"--target", "127.0.0.1:1", "grant", "create", "--from-file", "/nonexistent/grants.jsonl"});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_EQ(r.err, "tokenbrokerctl: INVALID_ARGUMENT: --from-file: cannot read /nonexistent/grants.jsonl\n");
 }
 
 TEST_F(CtlTest, AuditListIsATableAndFollowsPages) {
