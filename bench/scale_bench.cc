@@ -10,7 +10,10 @@
 //     the busiest second of one tenant against tokens.tenant_requests_per_second,
 //     and how long until every grant had its token;
 //   - a /metrics scrape with metrics.omit_per_grant (time and size);
-//   - ListGrants through every page.
+//   - ListGrants through every page;
+//   - enrolling grants through tokenbrokerctl (on the empty store's broker):
+//     `grant create --from-file` (one process, calls in flight) against the
+//     baseline of one `grant create` process per grant.
 // Targets (issue 13): resident memory under 256 MB, start-up under 10 s,
 // /metrics under 100 ms and 1 MB. With --svg=DIR it writes DIR/scale-<store>.svg:
 // provider requests per second of each tenant during the cold start.
@@ -63,6 +66,14 @@ double Since(std::chrono::steady_clock::time_point start) {
 }
 
 std::string Tenant(int t) { return absl::StrCat("tenant", t, ".onmicrosoft.com"); }
+// Grant i is in tenant i % kTenants; one in kDelegatedEvery of each tenant's
+// grants is delegated, so that every tenant has its share of them.
+bool Delegated(int i) { return (i / kTenants) % kDelegatedEvery == 0; }
+int DelegatedCount(int grants) {
+  int n = 0;
+  for (int i = 0; i < grants; ++i) n += Delegated(i) ? 1 : 0;
+  return n;
+}
 std::string GrantId(int i) { return absl::StrCat("g", 1000000 + i); }
 
 struct Result {
@@ -78,6 +89,8 @@ struct Result {
   size_t metrics_bytes = 0, metrics_empty_bytes = 0;
   double list_s = 0;
   int listed = 0;
+  int enrolled_bulk = 0, enrolled_single = 0;
+  double enrol_bulk_per_s = 0, enrol_single_per_s = 0;
   std::map<int, std::vector<double>> per_second;  // tenant -> requests in each second of the cold start
 };
 
@@ -142,7 +155,7 @@ struct Bench {
       g.id = GrantId(i);
       g.app = absl::StrCat("app", i % kTenants);
       g.mailbox = absl::StrCat("user", i, "@", Tenant(i % kTenants));
-      if (i % kDelegatedEvery == 0) {
+      if (Delegated(i)) {
         g.kind = GrantKind::kDelegated;
         Check(vault.ImportGrant(g, Secret::CopyFrom(absl::StrCat("rt-", i))).status(), "delegated grant");
       } else {
@@ -150,6 +163,36 @@ struct Bench {
         Check(vault.CreateGrant(g).status(), "app-only grant");
       }
     }
+  }
+
+  // Enrolment through the CLI, as an admin migrating mailboxes does it: a
+  // fiftieth of `grants` app-only grants from one file, against a
+  // thousandth created one `tokenbrokerctl` process each.
+  void Enrol(const std::string& target, int grants, Result& r) {
+    auto ctl = [&](const std::vector<std::string>& args) {
+      testing::CommandResult c = testing::Ctl(target, args);
+      Check(c.exit_code == 0 ? absl::OkStatus() : absl::InternalError(c.err), "tokenbrokerctl");
+    };
+    ctl({"app", "create", "enrol", "--provider", "microsoft", "--tenant", Tenant(0), "--client-id", "client-0",
+         "--authority-host", authority, "--client-secret-file", dir.WriteFile("enrol-secret", "s3cret"),
+         "--not-after", "2099-01-01"});
+    r.enrolled_single = std::max(10, grants / 1000);
+    auto single = std::chrono::steady_clock::now();
+    for (int i = 0; i < r.enrolled_single; ++i) {
+      ctl({"grant", "create", absl::StrCat("single-", i), "--app", "enrol", "--mailbox",
+           absl::StrCat("single-", i, "@", Tenant(0))});
+    }
+    r.enrol_single_per_s = r.enrolled_single / Since(single);
+    r.enrolled_bulk = std::max(500, grants / 50);
+    std::string lines;
+    for (int i = 0; i < r.enrolled_bulk; ++i) {
+      absl::StrAppend(&lines, "{\"grant\": \"bulk-", i, "\", \"app\": \"enrol\", \"mailbox\": \"bulk-", i, "@",
+                      Tenant(0), "\"}\n");
+    }
+    const std::string file = dir.WriteFile(postgres ? "enrol-pg.jsonl" : "enrol-sqlite.jsonl", lines);
+    auto bulk = std::chrono::steady_clock::now();
+    ctl({"grant", "create", "--from-file", file});
+    r.enrol_bulk_per_s = r.enrolled_bulk / Since(bulk);
   }
 
   Result Run(int grants) {
@@ -167,6 +210,7 @@ struct Bench {
       absl::StatusOr<std::string> text = testing::HttpGet(daemon.metrics_address, "/metrics");
       Check(text.status(), "/metrics");
       r.metrics_empty_bytes = text->size();
+      Enrol(daemon.grpc_address, grants, r);
       daemon.Stop();
     }
     Store full = NewStore("full");
@@ -262,8 +306,7 @@ struct Bench {
 void Print(const char* store, const Result& r) {
   const double mb = 1 << 20;
   std::printf("scale_bench on %s: %d grants (%d app-only, %d delegated) in %d tenants; filled in %.0f s\n", store,
-              r.grants, r.grants - (r.grants + kDelegatedEvery - 1) / kDelegatedEvery,
-              (r.grants + kDelegatedEvery - 1) / kDelegatedEvery, kTenants, r.fill_s);
+              r.grants, r.grants - DelegatedCount(r.grants), DelegatedCount(r.grants), kTenants, r.fill_s);
   std::printf("  start-up to serving      %6.2f s   (empty store %.2f s; ratio %.1f)   target < 10 s\n", r.start_s,
               r.start_empty_s, r.start_s / r.start_empty_s);
   std::printf("  resident after start-up  %6.1f MB, %.1f MB of it heap  (empty store %.1f MB; +%.0f bytes a grant)\n",
@@ -279,6 +322,11 @@ void Print(const char* store, const Result& r) {
   std::printf("  /metrics (omit_per_grant)  %6.2f ms  %zu bytes (empty store %zu)   target < 100 ms, < 1 MB\n",
               r.metrics_ms, r.metrics_bytes, r.metrics_empty_bytes);
   std::printf("  ListGrants, every page     %6.2f s   %d grants\n", r.list_s, r.listed);
+  std::printf("  enrolling through tokenbrokerctl: --from-file %.0f grants/s (%d grants), one process a grant %.0f "
+              "grants/s (%d grants): ratio %.1f (at that rate %d grants take %.0f s from a file, %.0f min one by one)\n",
+              r.enrol_bulk_per_s, r.enrolled_bulk, r.enrol_single_per_s, r.enrolled_single,
+              r.enrol_bulk_per_s / r.enrol_single_per_s, r.grants, r.grants / r.enrol_bulk_per_s,
+              r.grants / r.enrol_single_per_s / 60);
 }
 
 }  // namespace
@@ -307,7 +355,8 @@ int main(int argc, char** argv) {
   const std::string authority = absl::StrCat("127.0.0.1:", https.port());
   idp.SetHost(authority);
   for (int t = 0; t < kTenants; ++t) idp.RegisterApp(Tenant(t), absl::StrCat("client-", t), "s3cret");
-  for (int i = 0; i < grants; i += kDelegatedEvery) {
+  for (int i = 0; i < grants; ++i) {
+    if (!Delegated(i)) continue;
     idp.AddRefreshToken(absl::StrCat("rt-", i), absl::StrCat("user", i, "@", Tenant(i % kTenants)));
   }
   std::unique_ptr<testing::PostgresServer> pg;
