@@ -101,8 +101,16 @@ std::optional<AccessToken> TokenMinter::AdoptShared(const Grant& grant, const To
     return std::nullopt;
   }
   if (options_.replicas.on_adopted) options_.replicas.on_adopted();
-  return AccessToken{SharedSecret(*std::move(token)), t.token_type, t.expire_time, grant.mailbox,
-                     t.scopes.empty() ? grant.scopes : t.scopes, t.issue_time};
+  AccessToken adopted{SharedSecret(*std::move(token)), t.token_type, t.expire_time, grant.mailbox,
+                      t.scopes.empty() ? grant.scopes : t.scopes, t.issue_time};
+  // An app-only grant's token is its app's: held, it serves the app's other
+  // grants on this replica too (ReuseHeldAppToken).
+  if (grant.kind == GrantKind::kAppOnly) {
+    if (absl::StatusOr<App> app = vault_.GetApp(grant.app); app.ok()) {
+      if (const std::string key = AppTokenKey(grant, *app); !key.empty()) KeepAppToken(key, adopted);
+    }
+  }
+  return adopted;
 }
 
 absl::StatusOr<AccessToken> TokenMinter::MintShared(absl::string_view grant_id, const TokenNeed& need,
@@ -121,6 +129,7 @@ absl::StatusOr<AccessToken> TokenMinter::MintShared(absl::string_view grant_id, 
     const uint64_t seen = SharedTokensStored();
     ASSIGN_OR_RETURN(Grant grant, vault_.GetGrant(grant_id));
     RETURN_IF_ERROR(Usable(grant));
+    if (std::optional<AccessToken> held = ReuseHeldAppToken(grant, need)) return *std::move(held);
     if (std::optional<AccessToken> adopted = AdoptShared(grant, need)) return *std::move(adopted);
     absl::StatusOr<RefreshLease> lease = vault_.store().AcquireRefreshLease(grant_id, replicas.replica_id,
                                                                              replicas.lease_ttl);
@@ -172,6 +181,27 @@ absl::StatusOr<AccessToken> TokenMinter::MintShared(absl::string_view grant_id, 
   }
 }
 
+std::string TokenMinter::AppTokenKey(const Grant& grant, const App& app) const {
+  if (grant.kind != GrantKind::kAppOnly) return "";
+  auto provider = providers_.find(app.provider);
+  if (provider == providers_.end() || !provider->second->AppOnlyTokenIsPerApp()) return "";
+  return absl::StrCat(app.id, "\n", ProviderName(app.provider), "\n", app.tenant, "\n", app.client_id, "\n",
+                      absl::StrJoin(grant.scopes, " "));
+}
+
+std::optional<AccessToken> TokenMinter::ReuseHeldAppToken(const Grant& grant, const TokenNeed& need) {
+  if (grant.kind != GrantKind::kAppOnly) return std::nullopt;
+  {
+    absl::MutexLock lock(&app_tokens_mu_);
+    if (app_tokens_.empty()) return std::nullopt;  // nothing held: no need to read the app
+  }
+  absl::StatusOr<App> app = vault_.GetApp(grant.app);
+  if (!app.ok()) return std::nullopt;  // the lease path reports it
+  const std::string key = AppTokenKey(grant, *app);
+  if (key.empty()) return std::nullopt;
+  return ReuseAppToken(key, grant, need);
+}
+
 std::optional<AccessToken> TokenMinter::ReuseAppToken(const std::string& key, const Grant& grant,
                                                        const TokenNeed& need) {
   absl::MutexLock lock(&app_tokens_mu_);
@@ -200,10 +230,8 @@ absl::StatusOr<AccessToken> TokenMinter::Refresh(Grant grant, const TokenNeed& n
   }
   // App-only grants of one app and scopes share the app's token where the
   // provider's token is the app's.
-  std::string app_key;
-  if (grant.kind == GrantKind::kAppOnly && provider->second->AppOnlyTokenIsPerApp()) {
-    app_key = absl::StrCat(app.id, "\n", ProviderName(app.provider), "\n", app.tenant, "\n", app.client_id, "\n",
-                           absl::StrJoin(grant.scopes, " "));
+  const std::string app_key = AppTokenKey(grant, app);
+  if (!app_key.empty()) {
     // No store write: the grant cost no provider request (its
     // last_refresh_time stays the time it last did).
     if (std::optional<AccessToken> reused = ReuseAppToken(app_key, grant, need)) return *std::move(reused);

@@ -146,8 +146,16 @@ class TokenMinter {
   // for failures that may pass.
   absl::StatusOr<AccessToken> Refresh(Grant grant, const TokenNeed& need, const RefreshLease* lease,
                                       RetryAfter* retry_after, int failures);
+  // The key of the app token an app-only grant of `app` shares, or "" when
+  // the grant's token is its own (delegated, or a provider whose app-only
+  // token is per mailbox).
+  std::string AppTokenKey(const Grant& grant, const App& app) const;
   // The app token kept for `key` when it does what `need` asks, as `grant`'s.
   std::optional<AccessToken> ReuseAppToken(const std::string& key, const Grant& grant, const TokenNeed& need);
+  // Several replicas: the app token this replica holds for an app-only
+  // grant's app, when it does what `need` asks. The token is the app's, the
+  // same for every grant of the app, so it needs no lease and no store write.
+  std::optional<AccessToken> ReuseHeldAppToken(const Grant& grant, const TokenNeed& need);
   void KeepAppToken(const std::string& key, const AccessToken& token);
   // The provider refused the grant's refresh token or its app's
   // credentials: the grant moves by `event` (notified to every cache of it),

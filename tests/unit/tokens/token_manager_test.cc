@@ -668,6 +668,46 @@ TEST_F(SharedTokensTest, ATokenRefreshedByOneReplicaIsServedByTheOtherWithoutThe
   EXPECT_EQ(idp_.requests(), 3);
 }
 
+// An app-only grant's token is its app's: a replica that holds it serves the
+// app's other grants from it, with no lease, no store write and no provider
+// request; a replica that adopted it from the store holds it too.
+TEST_F(SharedTokensTest, AnAppTokenAReplicaHoldsServesTheAppsOtherGrantsWithoutALease) {
+  CreateAppWithSecret();
+  AppOnlyGrant("robot");
+  AppOnlyGrant("robot-2");
+  AppOnlyGrant("robot-3");
+  absl::StatusOr<AccessToken> first = a_.GetAccessToken("robot", absl::Minutes(5));
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::StatusOr<AccessToken> second = a_.GetAccessToken("robot-2", absl::Minutes(5));
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->token.Reveal(), first->token.Reveal());
+  EXPECT_EQ(idp_.requests(), 1);
+  EXPECT_EQ(Outcome("replica-a/acquired"), 1) << "robot-2 took no lease";
+  EXPECT_FALSE(store_.GetSharedAccessToken("robot-2")->has_value()) << "nor wrote a shared token";
+
+  // Replica b adopts robot's token from the store, and so holds the app's.
+  ASSERT_TRUE(b_.GetAccessToken("robot", absl::Minutes(5)).ok());
+  EXPECT_EQ(Outcome("replica-b/adopted"), 1);
+  absl::StatusOr<AccessToken> third = b_.GetAccessToken("robot-3", absl::Minutes(5));
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(third->token.Reveal(), first->token.Reveal());
+  EXPECT_EQ(third->mailbox, "robot@contoso.com");
+  EXPECT_EQ(idp_.requests(), 1);
+  EXPECT_EQ(Outcome("replica-b/acquired"), 0);
+
+  // A token the mail server refused is not served from the held one either.
+  b_.Invalidate("robot-3");
+  absl::StatusOr<AccessToken> fresh = b_.GetAccessToken("robot-3", absl::Minutes(5));
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_NE(fresh->token.Reveal(), first->token.Reveal());
+  EXPECT_EQ(idp_.requests(), 2);
+  // Nor is a disabled grant served from it.
+  ASSERT_TRUE(vault_.SetGrantEnabled("robot-2", false).ok());
+  absl::StatusOr<AccessToken> disabled = b_.GetAccessToken("robot-2", absl::Minutes(5));
+  EXPECT_TRUE(absl::IsFailedPrecondition(disabled.status())) << disabled.status();
+  EXPECT_EQ(idp_.requests(), 2);
+}
+
 TEST_F(SharedTokensTest, ARotatedRefreshTokenIsWrittenOnlyUnderTheLeaseAndADisabledGrantIsNotAdopted) {
   CreateAppWithSecret();
   idp_.AddRefreshToken("0.rt-first", "alice");
