@@ -1,8 +1,11 @@
 // SqlBackend over PostgreSQL (libpq): a fixed pool of connections, each
 // transaction on one of them. A connection lost to a server restart is
 // re-established on next use; a transaction whose BEGIN failed for that reason
-// is retried once on a fresh connection. The connection string is a secret
-// (it may hold a password) and never appears in a message.
+// is retried once on a fresh connection. Each statement with parameters is
+// prepared once per connection (server-side) and run by name after that; a
+// snapshot read sends BEGIN, its queries and COMMIT in one pipeline (one round
+// trip). The connection string is a secret (it may hold a password) and never
+// appears in a message.
 #ifndef TOKENBROKER_SERVICE_STORE_POSTGRES_BACKEND_H_
 #define TOKENBROKER_SERVICE_STORE_POSTGRES_BACKEND_H_
 
@@ -14,9 +17,9 @@
 #include "service/common/secret.h"
 #include "service/store/sql_backend.h"
 
-typedef struct pg_conn PGconn;
-
 namespace tokenbroker {
+
+class PostgresConnection;
 
 // One forward-only schema step for PostgreSQL.
 struct PostgresMigration {
@@ -34,6 +37,7 @@ class PostgresBackend final : public SqlBackend {
 
   absl::string_view kind() const override { return "postgres"; }
   absl::Status InTransaction(const std::function<absl::Status(SqlSession&)>& body) override;
+  absl::StatusOr<std::vector<std::vector<SqlRow>>> ReadSnapshot(const std::vector<SqlQuery>& queries) override;
   absl::string_view NowMicrosSql() const override {
     return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)";
   }
@@ -41,15 +45,15 @@ class PostgresBackend final : public SqlBackend {
   absl::string_view NotifySql() const override { return "SELECT pg_notify('tokenbroker_changes', ?)"; }
 
  private:
-  PostgresBackend(Secret dsn) : dsn_(std::move(dsn)) {}
-  PGconn* Borrow();
-  void Return(PGconn* conn);
+  explicit PostgresBackend(Secret dsn);
+  PostgresConnection* Borrow();
+  void Return(PostgresConnection* conn);
   absl::Status Migrate(const std::vector<PostgresMigration>& migrations);
 
   const Secret dsn_;
   absl::Mutex mu_;
-  std::vector<PGconn*> idle_ ABSL_GUARDED_BY(mu_);
-  std::vector<PGconn*> all_;
+  std::vector<PostgresConnection*> idle_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<PostgresConnection>> all_;
 };
 
 }  // namespace tokenbroker

@@ -14,4 +14,19 @@ const std::string& SqlValue::AsString() const {
   return *empty;
 }
 
+absl::StatusOr<std::vector<std::vector<SqlRow>>> SqlBackend::ReadSnapshot(const std::vector<SqlQuery>& queries) {
+  std::vector<std::vector<SqlRow>> results;
+  absl::Status status = InTransaction([&](SqlSession& s) -> absl::Status {
+    results.clear();
+    for (const SqlQuery& q : queries) {
+      absl::StatusOr<std::vector<SqlRow>> rows = s.Query(q.sql, q.params, q.blob_columns);
+      if (!rows.ok()) return rows.status();
+      results.push_back(*std::move(rows));
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return results;
+}
+
 }  // namespace tokenbroker

@@ -36,6 +36,14 @@ struct SqlValue {
 
 using SqlRow = std::vector<SqlValue>;
 
+// One statement of a snapshot read (SqlBackend::ReadSnapshot).
+struct SqlQuery {
+  std::string sql;
+  std::vector<SqlValue> params;
+  // Which result columns are bytes (as for SqlSession::Query).
+  std::vector<int> blob_columns;
+};
+
 // One connection inside a transaction.
 class SqlSession {
  public:
@@ -56,6 +64,11 @@ class SqlBackend {
   // rolled back otherwise. A unique-key violation is ALREADY_EXISTS, a foreign
   // key violation FAILED_PRECONDITION, a lost connection UNAVAILABLE.
   virtual absl::Status InTransaction(const std::function<absl::Status(SqlSession&)>& body) = 0;
+  // Runs queries that do not use one another's results on one snapshot of
+  // the database and returns each one's rows, in order. By default they run
+  // one after another in InTransaction; PostgreSQL sends them, with the
+  // transaction's BEGIN and COMMIT, in one round trip.
+  virtual absl::StatusOr<std::vector<std::vector<SqlRow>>> ReadSnapshot(const std::vector<SqlQuery>& queries);
   // SQL for the database's clock now, in microseconds since the epoch.
   virtual absl::string_view NowMicrosSql() const = 0;
   // Appended to a SELECT that reads a row it is about to change, so that a

@@ -182,15 +182,15 @@ absl::Status WriteLabels(SqlSession& s, const char* table, const char* owner_col
 using Labels = std::map<std::string, std::string>;
 
 // The labels of every row of `owner_table` that `where` (over alias `o`)
-// selects, by owner id: one query however many owners.
-absl::StatusOr<std::map<std::string, Labels>> ReadLabels(SqlSession& s, const char* label_table,
-                                                         const char* owner_column, const char* owner_table,
-                                                         const std::string& where,
-                                                         const std::vector<SqlValue>& params) {
-  ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT l.", owner_column, ", l.key, l.value FROM ", label_table,
-                                                   " l JOIN ", owner_table, " o ON o.id = l.", owner_column,
-                                                   " WHERE ", where),
-                                      params));
+// selects: one query however many owners; LabelsByOwner reads its rows.
+SqlQuery LabelQuery(const char* label_table, const char* owner_column, const char* owner_table,
+                    const std::string& where, std::vector<SqlValue> params) {
+  return {absl::StrCat("SELECT l.", owner_column, ", l.key, l.value FROM ", label_table, " l JOIN ", owner_table,
+                       " o ON o.id = l.", owner_column, " WHERE ", where),
+          std::move(params), {}};
+}
+
+std::map<std::string, Labels> LabelsByOwner(const std::vector<SqlRow>& rows) {
   std::map<std::string, Labels> labels;
   for (const SqlRow& r : rows) labels[r[0].AsString()][r[1].AsString()] = r[2].AsString();
   return labels;
@@ -208,22 +208,24 @@ absl::Status WriteCredentials(SqlSession& s, const App& app) {
 }
 
 // The apps that `where` (over alias `o`) selects, with their labels and
-// credentials: three queries however many apps.
-absl::StatusOr<std::vector<App>> ReadApps(SqlSession& s, const std::string& where, const std::vector<SqlValue>& params) {
-  ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kAppColumns, " FROM apps o WHERE ", where,
-                                                   " ORDER BY id"),
-                                      params));
+// credentials: three queries on one snapshot however many apps.
+absl::StatusOr<std::vector<App>> ReadApps(SqlBackend& backend, const std::string& where,
+                                          const std::vector<SqlValue>& params) {
+  ASSIGN_OR_RETURN(
+      auto results,
+      backend.ReadSnapshot(
+          {{absl::StrCat("SELECT ", kAppColumns, " FROM apps o WHERE ", where, " ORDER BY id"), params, {}},
+           LabelQuery("app_labels", "app_id", "apps", where, params),
+           {absl::StrCat("SELECT ", kCredentialColumns,
+                         " FROM app_credentials WHERE app_id IN (SELECT id FROM apps o WHERE ", where,
+                         ") ORDER BY app_id, position"),
+            params,
+            {kCredentialSealedColumn}}}));
   std::vector<App> apps;
-  for (const SqlRow& r : rows) apps.push_back(AppFromRow(r));
-  if (apps.empty()) return apps;
-  ASSIGN_OR_RETURN(auto labels, ReadLabels(s, "app_labels", "app_id", "apps", where, params));
-  ASSIGN_OR_RETURN(auto credentials,
-                   s.Query(absl::StrCat("SELECT ", kCredentialColumns,
-                                        " FROM app_credentials WHERE app_id IN (SELECT id FROM apps o WHERE ", where,
-                                        ") ORDER BY app_id, position"),
-                           params, {kCredentialSealedColumn}));
+  for (const SqlRow& r : results[0]) apps.push_back(AppFromRow(r));
+  std::map<std::string, Labels> labels = LabelsByOwner(results[1]);
   std::map<std::string, std::vector<AppCredential>> by_app;
-  for (const SqlRow& r : credentials) by_app[r[0].AsString()].push_back(CredentialFromRow(r));
+  for (const SqlRow& r : results[2]) by_app[r[0].AsString()].push_back(CredentialFromRow(r));
   for (App& app : apps) {
     app.labels = std::move(labels[app.id]);
     app.credentials = std::move(by_app[app.id]);
@@ -232,23 +234,27 @@ absl::StatusOr<std::vector<App>> ReadApps(SqlSession& s, const std::string& wher
 }
 
 // The grants that `where` (over alias `o`) selects, the first `limit` by id
-// (0: all), with their labels: two queries however many grants.
-absl::StatusOr<std::vector<Grant>> ReadGrants(SqlSession& s, const std::string& where,
+// (0: all), with their labels: two queries on one snapshot however many grants.
+absl::StatusOr<std::vector<Grant>> ReadGrants(SqlBackend& backend, const std::string& where,
                                               const std::vector<SqlValue>& params, size_t limit = 0) {
-  ASSIGN_OR_RETURN(auto rows, s.Query(absl::StrCat("SELECT ", kGrantColumns, " FROM grants o WHERE ", where,
-                                                   " ORDER BY id", limit > 0 ? absl::StrCat(" LIMIT ", limit) : ""),
-                                      params, {kGrantSealedColumn}));
-  std::vector<Grant> grants;
-  for (const SqlRow& r : rows) grants.push_back(GrantFromRow(r));
-  if (grants.empty()) return grants;
+  const std::string page = limit > 0 ? absl::StrCat(" LIMIT ", limit) : "";
   // A page: the labels of the grants up to its last one.
   std::string label_where = where;
   std::vector<SqlValue> label_params = params;
   if (limit > 0) {
-    label_where += " AND o.id <= ?";
-    label_params.push_back(SqlValue::Text(grants.back().id));
+    absl::StrAppend(&label_where, " AND o.id <= (SELECT MAX(p.id) FROM (SELECT o.id FROM grants o WHERE ", where,
+                    " ORDER BY o.id", page, ") p)");
+    label_params.insert(label_params.end(), params.begin(), params.end());
   }
-  ASSIGN_OR_RETURN(auto labels, ReadLabels(s, "grant_labels", "grant_id", "grants", label_where, label_params));
+  ASSIGN_OR_RETURN(auto results,
+                   backend.ReadSnapshot(
+                       {{absl::StrCat("SELECT ", kGrantColumns, " FROM grants o WHERE ", where, " ORDER BY id", page),
+                         params,
+                         {kGrantSealedColumn}},
+                        LabelQuery("grant_labels", "grant_id", "grants", label_where, std::move(label_params))}));
+  std::vector<Grant> grants;
+  for (const SqlRow& r : results[0]) grants.push_back(GrantFromRow(r));
+  std::map<std::string, Labels> labels = LabelsByOwner(results[1]);
   for (Grant& g : grants) g.labels = std::move(labels[g.id]);
   return grants;
 }
@@ -271,23 +277,12 @@ absl::Status SqlCredentialStore::CreateApp(const App& app) {
 }
 
 absl::StatusOr<App> SqlCredentialStore::GetApp(absl::string_view id) {
-  std::vector<App> apps;
-  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
-    ASSIGN_OR_RETURN(apps, ReadApps(s, "o.id = ?", {SqlValue::Text(std::string(id))}));
-    return absl::OkStatus();
-  }));
+  ASSIGN_OR_RETURN(std::vector<App> apps, ReadApps(*backend_, "o.id = ?", {SqlValue::Text(std::string(id))}));
   if (apps.empty()) return RecordNotFound("app", id);
   return std::move(apps.front());
 }
 
-absl::StatusOr<std::vector<App>> SqlCredentialStore::ListApps() {
-  std::vector<App> apps;
-  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
-    ASSIGN_OR_RETURN(apps, ReadApps(s, "1 = 1", {}));
-    return absl::OkStatus();
-  }));
-  return apps;
-}
+absl::StatusOr<std::vector<App>> SqlCredentialStore::ListApps() { return ReadApps(*backend_, "1 = 1", {}); }
 
 absl::StatusOr<int64_t> SqlCredentialStore::UpdateApp(const App& app) {
   RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
@@ -349,11 +344,8 @@ absl::Status SqlCredentialStore::CreateGrant(const Grant& grant) {
 }
 
 absl::StatusOr<Grant> SqlCredentialStore::GetGrant(absl::string_view id) {
-  std::vector<Grant> grants;
-  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
-    ASSIGN_OR_RETURN(grants, ReadGrants(s, "o.id = ?", {SqlValue::Text(std::string(id))}));
-    return absl::OkStatus();
-  }));
+  ASSIGN_OR_RETURN(std::vector<Grant> grants,
+                   ReadGrants(*backend_, "o.id = ?", {SqlValue::Text(std::string(id))}));
   if (grants.empty()) return RecordNotFound("grant", id);
   return std::move(grants.front());
 }
@@ -373,12 +365,7 @@ absl::StatusOr<std::vector<Grant>> SqlCredentialStore::ListGrants(const GrantFil
     where += " AND o.id > ?";
     params.push_back(SqlValue::Text(filter.after_id));
   }
-  std::vector<Grant> grants;
-  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
-    ASSIGN_OR_RETURN(grants, ReadGrants(s, where, params, filter.limit));
-    return absl::OkStatus();
-  }));
-  return grants;
+  return ReadGrants(*backend_, where, params, filter.limit);
 }
 
 absl::StatusOr<int64_t> SqlCredentialStore::UpdateGrant(const Grant& grant) {
@@ -484,19 +471,15 @@ absl::StatusOr<int64_t> SqlCredentialStore::UpdateGrantUnderLease(const Grant& g
 
 absl::StatusOr<std::optional<SharedAccessToken>> SqlCredentialStore::GetSharedAccessToken(
     absl::string_view grant_id) {
-  std::optional<SharedAccessToken> token;
-  RETURN_IF_ERROR(backend_->InTransaction([&](SqlSession& s) -> absl::Status {
-    ASSIGN_OR_RETURN(auto rows, s.Query("SELECT sealed_token, token_type, scopes, expire_time, holder, fence, "
-                                        "issue_time FROM access_tokens WHERE grant_id = ?",
-                                        {SqlValue::Text(std::string(grant_id))}, {0}));
-    if (rows.empty()) return absl::OkStatus();
-    const SqlRow& r = rows[0];
-    token = SharedAccessToken{r[0].AsString(), r[1].AsString(),
-                              absl::StrSplit(r[2].AsString(), ' ', absl::SkipEmpty()), TimeOf(r[3]),
-                              r[4].AsString(), r[5].AsInt(), TimeOf(r[6])};
-    return absl::OkStatus();
-  }));
-  return token;
+  ASSIGN_OR_RETURN(auto results,
+                   backend_->ReadSnapshot({{"SELECT sealed_token, token_type, scopes, expire_time, holder, fence, "
+                                            "issue_time FROM access_tokens WHERE grant_id = ?",
+                                            {SqlValue::Text(std::string(grant_id))},
+                                            {0}}}));
+  if (results[0].empty()) return std::nullopt;
+  const SqlRow& r = results[0][0];
+  return SharedAccessToken{r[0].AsString(), r[1].AsString(), absl::StrSplit(r[2].AsString(), ' ', absl::SkipEmpty()),
+                           TimeOf(r[3]), r[4].AsString(), r[5].AsInt(), TimeOf(r[6])};
 }
 
 absl::Status SqlCredentialStore::PutSharedAccessToken(const SharedAccessToken& token, const RefreshLease& lease) {

@@ -594,6 +594,96 @@ TEST(PostgresBackendTest, ReconnectsAfterTheServerRestarts) {
   EXPECT_TRUE(store.CreateApp(SampleApp("after")).ok());
 }
 
+// A store on a private database of the shared server, over a pool of
+// `connections`; `Psql` runs SQL beside it as an administrator would.
+class PostgresStatementsTest : public ::testing::Test {
+ protected:
+  void Open(int connections) {
+    auto backend = PostgresBackend::Open(Secret::CopyFrom(testing::SharedPostgresServer().Dsn(database_)),
+                                         connections, PostgresMigrations());
+    ASSERT_TRUE(backend.ok()) << backend.status();
+    backend_ = backend->get();
+    store_ = std::make_unique<SqlCredentialStore>(std::move(*backend));
+    ASSERT_TRUE(store_->CreateApp(SampleApp("app")).ok());
+    ASSERT_TRUE(store_->CreateGrant(SampleGrant("g1", "app")).ok());
+  }
+  void Psql(const std::string& sql) {
+    testing::CommandResult r =
+        testing::SharedPostgresServer().RunClient("psql", {"-v", "ON_ERROR_STOP=1", "-c", sql}, database_);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  // The statements prepared on the connection that runs this read.
+  std::vector<std::string> PreparedStatements(absl::string_view like) {
+    auto rows = backend_->ReadSnapshot(
+        {{"SELECT statement FROM pg_prepared_statements WHERE statement LIKE ? ORDER BY statement",
+          {SqlValue::Text(std::string(like))},
+          {}}});
+    EXPECT_TRUE(rows.ok()) << rows.status();
+    std::vector<std::string> statements;
+    if (rows.ok()) {
+      for (const SqlRow& r : (*rows)[0]) statements.push_back(r[0].AsString());
+    }
+    return statements;
+  }
+
+  std::string database_ = *testing::SharedPostgresServer().CreateDatabase();
+  SqlBackend* backend_ = nullptr;
+  std::unique_ptr<SqlCredentialStore> store_;
+};
+
+TEST_F(PostgresStatementsTest, EachStatementIsPreparedOncePerConnection) {
+  Open(1);
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<Grant> grant = store_->GetGrant("g1");
+    ASSERT_TRUE(grant.ok()) << grant.status();
+    Grant changed = *grant;
+    changed.mailbox = absl::StrCat("box", i, "@contoso.com");
+    ASSERT_TRUE(store_->UpdateGrant(changed).ok());
+  }
+  EXPECT_EQ(store_->GetGrant("g1")->mailbox, "box2@contoso.com");
+  // One connection: the grant's read and its update each prepared once.
+  EXPECT_THAT(PreparedStatements("SELECT id, app_id, mailbox%FROM grants o WHERE o.id = $1%"), ::testing::SizeIs(1));
+  EXPECT_THAT(PreparedStatements("UPDATE grants SET%"), ::testing::SizeIs(1));
+}
+
+TEST_F(PostgresStatementsTest, AFailedReadLeavesTheConnectionUsable) {
+  Open(1);
+  auto failed = backend_->ReadSnapshot({{"SELECT id FROM grants WHERE id = ?", {SqlValue::Text("g1")}, {}},
+                                        {"SELECT no_such_column FROM grants WHERE id = ?", {SqlValue::Text("g1")}, {}},
+                                        {"SELECT id FROM apps WHERE id = ?", {SqlValue::Text("app")}, {}}});
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(std::string(failed.status().message()), HasSubstr("no_such_column"));
+  // The one connection is out of the failed transaction and of the pipeline:
+  // reads and writes go on.
+  absl::StatusOr<Grant> grant = store_->GetGrant("g1");
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  grant->mailbox = "after@contoso.com";
+  ASSERT_TRUE(store_->UpdateGrant(*grant).ok());
+  EXPECT_EQ(store_->GetGrant("g1")->mailbox, "after@contoso.com");
+}
+
+TEST_F(PostgresStatementsTest, ReadsGoOnAfterASchemaChangeAltersWhatAPreparedStatementReturns) {
+  Open(2);
+  // Prepared on both connections: two reads at once hold both.
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 4; ++i) readers.emplace_back([&] { EXPECT_TRUE(store_->GetGrant("g1").ok()); });
+  for (std::thread& t : readers) t.join();
+  // As a newer replica's migration might: the column's type changes, so the
+  // prepared read now returns another row type, which PostgreSQL refuses
+  // ("cached plan must not change result type").
+  Psql("ALTER TABLE grants ALTER COLUMN mailbox TYPE varchar(320)");
+  for (int i = 0; i < 4; ++i) {
+    absl::StatusOr<Grant> grant = store_->GetGrant("g1");
+    ASSERT_TRUE(grant.ok()) << grant.status();
+    EXPECT_EQ(grant->mailbox, SampleGrant("g1", "app").mailbox);
+  }
+  // Writes go on too, and the reads see them.
+  Grant changed = *store_->GetGrant("g1");
+  changed.mailbox = "renamed@contoso.com";
+  ASSERT_TRUE(store_->UpdateGrant(changed).ok());
+  EXPECT_EQ(store_->GetGrant("g1")->mailbox, "renamed@contoso.com");
+}
+
 TEST(PostgresBackendTest, ConnectionErrorsNeverShowTheConnectionString) {
   auto backend =
       PostgresBackend::Open(Secret::CopyFrom("host=127.0.0.1 port=1 user=u password=hunter2-secret connect_timeout=3"),
