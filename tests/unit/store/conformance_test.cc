@@ -664,7 +664,7 @@ TEST_F(PostgresStatementsTest, AFailedReadLeavesTheConnectionUsable) {
 
 TEST_F(PostgresStatementsTest, ReadsGoOnAfterASchemaChangeAltersWhatAPreparedStatementReturns) {
   Open(2);
-  // Prepared on both connections: two reads at once hold both.
+  // Prepared on the connections these reads took (four at once: one or both).
   std::vector<std::thread> readers;
   for (int i = 0; i < 4; ++i) readers.emplace_back([&] { EXPECT_TRUE(store_->GetGrant("g1").ok()); });
   for (std::thread& t : readers) t.join();
