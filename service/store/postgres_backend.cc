@@ -156,17 +156,17 @@ class PostgresConnection {
     stale_ = false;
   }
 
-  // The prepared statement for `text`, or nullptr when it has not been
-  // prepared on this connection yet.
-  const std::string* Find(const std::string& text) const {
-    auto it = prepared_.find(text);
+  // The name `sql` (our text, with `?` placeholders) was prepared under on
+  // this connection, or nullptr when it has not been prepared yet.
+  const std::string* Find(absl::string_view sql) const {
+    auto it = prepared_.find(sql);
     return it == prepared_.end() ? nullptr : &it->second;
   }
-  // A new name for `text`; Remember it once the server accepted it. Names are
-  // never reused: a statement prepared in a pipeline that failed later may
-  // exist without being remembered.
+  // A new name for a statement; Remember it once the server accepted it.
+  // Names are never reused: a statement prepared in a pipeline that failed
+  // later may exist without being remembered.
   std::string NewName() { return absl::StrCat("tb", next_name_++); }
-  void Remember(const std::string& text, std::string name) { prepared_[text] = std::move(name); }
+  void Remember(absl::string_view sql, std::string name) { prepared_[sql] = std::move(name); }
 
   // Noted when the server refused a prepared statement as stale; Forget then
   // drops every one of them once the transaction is over.
@@ -184,23 +184,24 @@ class PostgresConnection {
     return stale;
   }
 
-  // Runs `text` with `params` in one round trip once prepared (two the first
+  // Runs `sql` with `params` in one round trip once prepared (two the first
   // time); without parameters, with the simple protocol, which also runs
   // several statements at once (migrations).
-  absl::StatusOr<Result> Run(const std::string& text, const std::vector<SqlValue>& params) {
+  absl::StatusOr<Result> Run(absl::string_view sql, const std::vector<SqlValue>& params) {
     Result res;
     if (params.empty()) {
-      res.reset(PQexec(conn_, text.c_str()));
+      res.reset(PQexec(conn_, std::string(sql).c_str()));
     } else {
-      const std::string* name = Find(text);
+      const std::string* name = Find(sql);
       if (name == nullptr) {
         std::string fresh = NewName();
-        Result prepared(PQprepare(conn_, fresh.c_str(), text.c_str(), static_cast<int>(params.size()), nullptr));
+        Result prepared(PQprepare(conn_, fresh.c_str(), NumberPlaceholders(sql).c_str(),
+                                  static_cast<int>(params.size()), nullptr));
         if (prepared == nullptr || PQresultStatus(prepared.get()) != PGRES_COMMAND_OK) {
           return ResultError(conn_, prepared.get());
         }
-        Remember(text, std::move(fresh));
-        name = Find(text);
+        Remember(sql, std::move(fresh));
+        name = Find(sql);
       }
       const BoundParams bound(params);
       res.reset(PQexecPrepared(conn_, name->c_str(), bound.count(), bound.values.data(), bound.lengths.data(),
@@ -224,33 +225,30 @@ class PostgresConnection {
     // COMMIT.
     struct Expected {
       enum Kind { kOther, kPrepare, kQuery } kind;
-      std::string text, name;
+      absl::string_view sql;
+      std::string name;
     };
     std::vector<Expected> expected;
     bool sent = PQsendQueryParams(conn_, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", 0, nullptr, nullptr,
                                   nullptr, nullptr, 0) == 1;
-    expected.push_back({Expected::kOther, "", ""});
-    absl::flat_hash_map<std::string, std::string> preparing;
+    expected.push_back({Expected::kOther, {}, ""});
     for (size_t i = 0; sent && i < queries.size(); ++i) {
-      std::string text = NumberPlaceholders(queries[i].sql);
+      const absl::string_view sql = queries[i].sql;
       const BoundParams bound(queries[i].params);
       std::string name;
-      if (const std::string* known = Find(text)) {
+      if (const std::string* known = Find(sql)) {
         name = *known;
-      } else if (auto it = preparing.find(text); it != preparing.end()) {
-        name = it->second;
       } else {
         name = NewName();
-        sent = PQsendPrepare(conn_, name.c_str(), text.c_str(), bound.count(), nullptr) == 1;
-        expected.push_back({Expected::kPrepare, text, name});
-        preparing[text] = name;
+        sent = PQsendPrepare(conn_, name.c_str(), NumberPlaceholders(sql).c_str(), bound.count(), nullptr) == 1;
+        expected.push_back({Expected::kPrepare, sql, name});
       }
       sent = sent && PQsendQueryPrepared(conn_, name.c_str(), bound.count(), bound.values.data(), bound.lengths.data(),
                                          bound.formats.data(), 0) == 1;
-      expected.push_back({Expected::kQuery, "", ""});
+      expected.push_back({Expected::kQuery, {}, ""});
     }
     sent = sent && PQsendQueryParams(conn_, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
-    expected.push_back({Expected::kOther, "", ""});
+    expected.push_back({Expected::kOther, {}, ""});
     sent = sent && PQpipelineSync(conn_) == 1;
     if (!sent) {
       absl::Status error = ResultError(conn_, nullptr);
@@ -270,7 +268,7 @@ class PostgresConnection {
       const ExecStatusType st = PQresultStatus(res.get());
       const bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
       if (ok && e.kind == Expected::kPrepare) {
-        Remember(e.text, std::move(e.name));
+        Remember(e.sql, std::move(e.name));
       } else if (ok && e.kind == Expected::kQuery) {
         results.push_back(RowsOf(res.get()));
       } else if (!ok && failed.ok()) {
@@ -313,12 +311,12 @@ class PostgresSession final : public SqlSession {
 
   absl::StatusOr<std::vector<SqlRow>> Query(absl::string_view sql, const std::vector<SqlValue>& params,
                                             const std::vector<int>&) override {
-    ASSIGN_OR_RETURN(Result res, conn_.Run(NumberPlaceholders(sql), params));
+    ASSIGN_OR_RETURN(Result res, conn_.Run(sql, params));
     return RowsOf(res.get());
   }
 
   absl::StatusOr<int64_t> Execute(absl::string_view sql, const std::vector<SqlValue>& params) override {
-    ASSIGN_OR_RETURN(Result res, conn_.Run(NumberPlaceholders(sql), params));
+    ASSIGN_OR_RETURN(Result res, conn_.Run(sql, params));
     int64_t changed = 0;
     (void)absl::SimpleAtoi(PQcmdTuples(res.get()), &changed);
     return changed;
