@@ -13,12 +13,18 @@ class TokenMessages::Holder final
   }
 
   // gRPC is done with the call: wipe the secrets, empty the messages (their
-  // strings keep their buffers) and go back to the free list.
+  // strings keep their buffers, and the response its expire_time, which every
+  // response that goes out sets) and go back to the free list.
   void Release() override {
     WipeString(*response_.mutable_access_token());
     WipeString(*response_.mutable_sasl_xoauth2());
     request_.Clear();
+    google::protobuf::Timestamp* expire_time = response_.release_expire_time();
     response_.Clear();
+    if (expire_time != nullptr) {
+      expire_time->Clear();
+      response_.set_allocated_expire_time(expire_time);
+    }
     owner_->Return(this);
   }
   // The request stays until Release.

@@ -1,7 +1,8 @@
 // The SASL initial responses that carry an OAuth 2.0 bearer token, built in
 // one place and held as Secrets (they contain the token): XOAUTH2 (Google's
 // and Microsoft's) and OAUTHBEARER (RFC 7628), base64-encoded as SASL-IR and
-// TokenService's sasl_xoauth2 want them. Intermediate copies are wiped.
+// TokenService's sasl_xoauth2 want them. The token is encoded straight from its
+// Secret: no plaintext copy of it is made.
 #ifndef TOKENBROKER_SERVICE_COMMON_SASL_H_
 #define TOKENBROKER_SERVICE_COMMON_SASL_H_
 

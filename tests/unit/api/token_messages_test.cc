@@ -31,12 +31,17 @@ TEST(TokenMessagesTest, AReleasedTokenIsWipedAndItsMessagesServeTheNextCallEmpty
   response->mutable_expire_time()->set_seconds(1'800'000'000);
   const size_t token_capacity = response->access_token().capacity();
   const size_t sasl_capacity = response->sasl_xoauth2().capacity();
+  const google::protobuf::Timestamp* expire_time = &response->expire_time();
   first->Release();
 
   Holder* second = messages.AllocateMessages();
   ASSERT_EQ(second, first);
   EXPECT_EQ(second->request()->ByteSizeLong(), 0u);
-  EXPECT_EQ(second->response()->ByteSizeLong(), 0u);
+  // Empty but for the expire_time every response sets: kept (zero) for it.
+  v1::GetAccessTokenResponse empty;
+  empty.mutable_expire_time();
+  EXPECT_EQ(second->response()->SerializeAsString(), empty.SerializeAsString());
+  EXPECT_EQ(&second->response()->expire_time(), expire_time);
   // The strings kept their buffers, and nothing of the token is left in them.
   ASSERT_EQ(second->response()->access_token().capacity(), token_capacity);
   ASSERT_EQ(second->response()->sasl_xoauth2().capacity(), sasl_capacity);

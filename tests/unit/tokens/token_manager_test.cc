@@ -6,9 +6,12 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "service/common/sasl.h"
 #include "service/idp/microsoft_provider.h"
 #include "service/store/in_memory_credential_store.h"
 #include "tests/support/credentials.h"
@@ -604,6 +607,36 @@ TEST(SaslTest, MicrosoftsDocumentedXoauth2Vector) {
   EXPECT_EQ(field,
             "dXNlcj10ZXN0QGNvbnRvc28ub25taWNyb3NvZnQuY29tAWF1dGg9QmVhcmVyIEV3QkFBbDNCQUFVRkZwVUFvN0ozVmUwYmpMQldaV0Nj"
             "bFJDM0VvQUEBAQ==");
+}
+
+// Every split of the token and the user name against base64's 3-byte groups,
+// and a field that held more or less than the result.
+TEST(SaslTest, Xoauth2IsStandardBase64WhateverTheLengths) {
+  std::string token;
+  for (int token_size = 0; token_size < 40; ++token_size) {
+    for (int user_size = 0; user_size < 7; ++user_size) {
+      const std::string user = std::string("bob@contoso.com").substr(0, static_cast<size_t>(8 + user_size));
+      const std::string expected =
+          absl::Base64Escape(absl::StrCat("user=", user, "\x01" "auth=Bearer ", token, "\x01\x01"));
+      EXPECT_EQ(SaslXoauth2(user, Secret::CopyFrom(token)).Reveal(), expected) << user << " " << token;
+      std::string field(static_cast<size_t>(token_size * 7 % 100), '#');
+      SaslXoauth2Into(user, Secret::CopyFrom(token), &field);
+      EXPECT_EQ(field, expected);
+    }
+    token += static_cast<char>("Ew0+/z\xff-_."[token_size % 10]);
+  }
+}
+
+TEST(SaslTest, Rfc7628OauthbearerVector) {
+  // RFC 7628 section 4.1: the initial client response.
+  EXPECT_EQ(SaslOauthbearer("user@example.com", "server.example.com", 143,
+                            Secret::CopyFrom("vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="))
+                .Reveal(),
+            "bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAXBvcnQ9MTQzAWF1dGg9QmVhcmVyIHZGOWRmdDRxbVRjMk52"
+            "YjNSbGNrQmhiSFJoZG1semRHRXVZMjl0Q2c9PQEB");
+  // ',' and '=' in the user name are escaped (RFC 5801).
+  EXPECT_EQ(SaslOauthbearer("a,b=c", "h", 993, Secret::CopyFrom("t")).Reveal(),
+            absl::Base64Escape("n,a=a=2Cb=3Dc,\x01host=h\x01port=993\x01" "auth=Bearer t\x01\x01"));
 }
 
 }  // namespace
