@@ -182,7 +182,8 @@ void PinTo(int cpu) {
   Check(sched_setaffinity(0, sizeof set, &set) == 0, "sched_setaffinity");
 }
 
-int Main(bool quick, const std::string& only, bool split_cores, const std::string& svg_dir) {
+int Main(bool quick, const std::string& only, bool split_cores, uint32_t get_message_threads,
+         const std::string& svg_dir) {
   auto runs = [&only](absl::string_view part) { return only.empty() || only == part; };
   const int small_count = quick ? 100 : 1000;
   const size_t big_size = quick ? 10u << 20 : 100u << 20;
@@ -214,7 +215,9 @@ int Main(bool quick, const std::string& only, bool split_cores, const std::strin
   const std::string config =
       dir.WriteFile("broker.yaml", testing::DaemonConfig(dir) + absl::StrCat("http:\n  ca_file: \"", tls.certificate,
                                                                              "\"\nmail:\n  ca_file: \"",
-                                                                             (*dovecot)->ca_file(), "\"\n"));
+                                                                             (*dovecot)->ca_file(), "\"\n",
+                                                                             "  get_message_threads: ",
+                                                                             get_message_threads, "\n"));
   testing::RunningDaemon daemon = testing::StartDaemon(config, dir.path());
   Check(!daemon.grpc_address.empty(), "tokenbrokerd did not start");
   auto ctl = [&](const std::vector<std::string>& args) {
@@ -284,10 +287,15 @@ int Main(bool quick, const std::string& only, bool split_cores, const std::strin
   broker_fetch("Big", 1);
   direct_fetch("Big", 1);
 
-  std::printf("mail_bench: %d small messages, one message of %zu MB, same Dovecot, same run, best of 3 rounds; %s\n",
+  const std::string get_message_on =
+      get_message_threads == 0 ? "GetMessage on the stream workers"
+                               : absl::StrCat("GetMessage on ", get_message_threads, " threads of its own");
+  std::printf("mail_bench: %d small messages, one message of %zu MB, same Dovecot, same run, best of 3 rounds; "
+              "%s; %s\n",
               small_count, big_size >> 20,
               split_cores ? "Dovecot on CPU 0, the direct client or the broker and its caller on CPU 1"
-                          : "all processes share all CPUs");
+                          : "all processes share all CPUs",
+              get_message_on.c_str());
   const pid_t broker_pid = daemon.process->pid();
   const std::pair<pid_t, pid_t> pids = {broker_pid, (*dovecot)->pid()};
   // Three rounds of each part, direct and broker alternating; the best round
@@ -537,9 +545,15 @@ int main(int argc, char** argv) {
   const tokenbroker::BenchFlags flags = tokenbroker::ParseBenchFlags(argc, argv);
   bool split_cores = false;
   std::string only;
+  uint32_t get_message_threads = 0;
   for (const std::string& arg : flags.rest) {
     if (arg == "--split-cores") {
       split_cores = true;
+    } else if (absl::StartsWith(arg, "--get-message-threads=")) {
+      if (!absl::SimpleAtoi(arg.substr(22), &get_message_threads) || get_message_threads > 64) {
+        std::fprintf(stderr, "mail_bench: --get-message-threads takes 0-64\n");
+        return 2;
+      }
     } else if (absl::StartsWith(arg, "--only=")) {
       only = arg.substr(7);
       if (only != "small" && only != "big" && only != "callers" && only != "batch") {
@@ -548,9 +562,10 @@ int main(int argc, char** argv) {
       }
     } else {
       std::fprintf(stderr,
-                   "usage: mail_bench [--quick] [--split-cores] [--only=small|big|callers|batch] [--svg=DIR]\n");
+                   "usage: mail_bench [--quick] [--split-cores] [--only=small|big|callers|batch] "
+                   "[--get-message-threads=N] [--svg=DIR]\n");
       return 2;
     }
   }
-  return tokenbroker::Main(flags.quick, only, split_cores, flags.svg_dir);
+  return tokenbroker::Main(flags.quick, only, split_cores, get_message_threads, flags.svg_dir);
 }

@@ -33,6 +33,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/match.h"
 #include "bench/process_stats.h"
 #include "bench/svg_chart.h"
 #include "client/broker_client.h"
@@ -153,7 +154,9 @@ LoadResult H2load(const testing::TempDir& dir, pid_t broker, const std::string& 
   return result;
 }
 
-void CacheHitsVersusEmptyRpc(int requests, const std::string& svg_dir) {
+// `get_message_threads`: the broker's mail.get_message_threads (idle threads
+// of its own polling gRPC beside the callback threads).
+void CacheHitsVersusEmptyRpc(int requests, const std::string& svg_dir, uint32_t get_message_threads) {
   testing::TempDir dir;
   testing::CertificateFiles tls = testing::MakeSelfSignedCertificate(dir, "idp", 30, "rsa", "IP:127.0.0.1");
   testing::FakeMicrosoft idp(SystemClock::Get());
@@ -163,8 +166,9 @@ void CacheHitsVersusEmptyRpc(int requests, const std::string& svg_dir) {
   idp.SetHost(authority);
   idp.RegisterApp("contoso.onmicrosoft.com", "client-1", "bench-secret");
   const std::string config = dir.WriteFile(
-      "broker.yaml", testing::DaemonConfig(dir) + absl::StrCat("http:\n  ca_file: \"",
-                                                               tls.certificate, "\"\n"));
+      "broker.yaml", testing::DaemonConfig(dir) + absl::StrCat("http:\n  ca_file: \"", tls.certificate,
+                                                               "\"\nmail:\n  get_message_threads: ",
+                                                               get_message_threads, "\n"));
   testing::RunningDaemon daemon = testing::StartDaemon(config, dir.path());
   Check(!daemon.grpc_address.empty(), "tokenbrokerd did not start");
 
@@ -371,9 +375,13 @@ void WriteSpreadChart(const std::string& path, const std::vector<int>& every_sec
 
 int main(int argc, char** argv) {
   const tokenbroker::BenchFlags flags = tokenbroker::ParseBenchFlags(argc, argv);
-  if (!flags.rest.empty()) {
-    std::fprintf(stderr, "usage: token_bench [--quick] [--svg=DIR]\n");
-    return 2;
+  uint32_t get_message_threads = 0;
+  for (const std::string& arg : flags.rest) {
+    if (!absl::StartsWith(arg, "--get-message-threads=") || !absl::SimpleAtoi(arg.substr(22), &get_message_threads) ||
+        get_message_threads > 64) {
+      std::fprintf(stderr, "usage: token_bench [--quick] [--svg=DIR] [--get-message-threads=0-64]\n");
+      return 2;
+    }
   }
   const bool quick = flags.quick;
   const std::string& svg_dir = flags.svg_dir;
@@ -381,6 +389,6 @@ int main(int argc, char** argv) {
   const std::vector<int> every_second = tokenbroker::TenThousandGrants(quick ? 500 : 10000, 1);
   const std::vector<int> every_30s = tokenbroker::TenThousandGrants(quick ? 500 : 10000, 30);
   if (!svg_dir.empty()) tokenbroker::WriteSpreadChart(svg_dir + "/token-refresh-spread.svg", every_second, every_30s);
-  tokenbroker::CacheHitsVersusEmptyRpc(quick ? 2000 : 100000, svg_dir);
+  tokenbroker::CacheHitsVersusEmptyRpc(quick ? 2000 : 100000, svg_dir, get_message_threads);
   return 0;
 }

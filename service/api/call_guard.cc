@@ -9,7 +9,7 @@
 namespace tokenbroker {
 namespace {
 
-absl::string_view Metadata(const grpc::CallbackServerContext* context, const char* key) {
+absl::string_view Metadata(const grpc::ServerContextBase* context, const char* key) {
   const auto& md = context->client_metadata();
   auto it = md.find(key);
   if (it == md.end()) return {};
@@ -44,12 +44,12 @@ CallGuard::CallGuard(Authorizer& authorizer, AuditTrail& audit, bool plaintext_l
       plaintext_listener_(plaintext_listener),
       on_refused_(std::move(on_refused)) {}
 
-absl::StatusOr<CallContext> CallGuard::Identify(grpc::CallbackServerContext* context, absl::string_view method,
+absl::StatusOr<CallContext> CallGuard::Identify(grpc::ServerContextBase* context, absl::string_view method,
                                                 Action action) {
   return Identify(context, method, action, "", "");
 }
 
-absl::StatusOr<CallContext> CallGuard::Identify(grpc::CallbackServerContext* context, absl::string_view method,
+absl::StatusOr<CallContext> CallGuard::Identify(grpc::ServerContextBase* context, absl::string_view method,
                                                 Action action, absl::string_view grant, absl::string_view app) {
   CallContext call;
   const absl::string_view given_id = Metadata(context, "x-request-id");
@@ -81,7 +81,7 @@ absl::StatusOr<CallContext> CallGuard::Identify(grpc::CallbackServerContext* con
   return call;
 }
 
-absl::StatusOr<CallContext> CallGuard::Admit(grpc::CallbackServerContext* context, absl::string_view method,
+absl::StatusOr<CallContext> CallGuard::Admit(grpc::ServerContextBase* context, absl::string_view method,
                                              Action action, absl::string_view grant, absl::string_view app) {
   absl::StatusOr<CallContext> identified = Identify(context, method, action, grant, app);
   if (!identified.ok()) return identified.status();
@@ -101,7 +101,7 @@ absl::StatusOr<CallContext> CallGuard::Admit(grpc::CallbackServerContext* contex
   return call;
 }
 
-absl::Status CallGuard::RequireDeadline(grpc::CallbackServerContext* context, const CallContext& call,
+absl::Status CallGuard::RequireDeadline(grpc::ServerContextBase* context, const CallContext& call,
                                         absl::string_view method, Action action, absl::string_view grant,
                                         absl::string_view why, absl::string_view app) {
   if (context->deadline() != std::chrono::system_clock::time_point::max()) return absl::OkStatus();

@@ -36,17 +36,17 @@ class CallGuard {
   // PERMISSION_DENIED or RESOURCE_EXHAUSTED (with trailing metadata
   // `retry-after-ms`). Refusals are audited here. `grant` empty: the call is
   // about the broker as a whole; `app` is only recorded.
-  absl::StatusOr<CallContext> Admit(grpc::CallbackServerContext* context, absl::string_view method, Action action,
+  absl::StatusOr<CallContext> Admit(grpc::ServerContextBase* context, absl::string_view method, Action action,
                                     absl::string_view grant, absl::string_view app = "");
 
   // Identity only (no policy, no rate limit): for calls any known caller may
   // make. UNAUTHENTICATED is audited.
-  absl::StatusOr<CallContext> Identify(grpc::CallbackServerContext* context, absl::string_view method, Action action);
+  absl::StatusOr<CallContext> Identify(grpc::ServerContextBase* context, absl::string_view method, Action action);
 
   // INVALID_ARGUMENT (audited) when the call has no deadline: for calls that
   // hold a scarce resource (an IMAP connection, an identity-provider
   // request) while they run. `why` ends the message.
-  absl::Status RequireDeadline(grpc::CallbackServerContext* context, const CallContext& call, absl::string_view method,
+  absl::Status RequireDeadline(grpc::ServerContextBase* context, const CallContext& call, absl::string_view method,
                                Action action, absl::string_view grant, absl::string_view why,
                                absl::string_view app = "");
 
@@ -66,7 +66,7 @@ class CallGuard {
 
  private:
   // Identity for a call about `grant`/`app` (recorded if refused).
-  absl::StatusOr<CallContext> Identify(grpc::CallbackServerContext* context, absl::string_view method, Action action,
+  absl::StatusOr<CallContext> Identify(grpc::ServerContextBase* context, absl::string_view method, Action action,
                                        absl::string_view grant, absl::string_view app);
 
   // The audit event of a call by `caller` ("" when unknown); `detail`

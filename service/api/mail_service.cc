@@ -72,9 +72,59 @@ MailQuery QueryFromProto(const v1::SearchMessagesRequest& request) {
   return q;
 }
 
+// GetMessage's place among MailService's methods, as the generated classes
+// number them (the proto's order).
+int GetMessageMethodIndex() {
+  return v1::GetMessageRequest::descriptor()
+      ->file()
+      ->FindServiceByName("MailService")
+      ->FindMethodByName("GetMessage")
+      ->index();
+}
+
 }  // namespace
 
-absl::StatusOr<CallContext> MailServiceImpl::Admit(grpc::CallbackServerContext* context, absl::string_view method,
+MailServiceImpl::MailServiceImpl(MailPool* pool, CallGuard* guard, MailServiceOptions options,
+                                 std::function<void(uint64_t)> on_fetched_bytes, MailboxWatches* watches)
+    : pool_(pool),
+      guard_(guard),
+      watches_(watches),
+      watch_queue_(std::max<size_t>(2, options.watch_queue)),
+      on_fetched_bytes_(std::move(on_fetched_bytes)),
+      workers_(options.workers, options.max_pending),
+      stream_workers_(options.stream_workers, options.max_pending) {
+  const int index = GetMessageMethodIndex();
+  if (options.get_message_threads <= 0) {
+    MarkMethodCallback(
+        index, new grpc::internal::CallbackUnaryHandler<v1::GetMessageRequest, v1::GetMessageResponse>(
+                   [this](grpc::CallbackServerContext* context, const v1::GetMessageRequest* request,
+                          v1::GetMessageResponse* response) { return GetMessageLater(context, request, response); }));
+    return;
+  }
+  MarkMethodAsync(index);
+  get_message_threads_ = std::make_unique<OwnThreadUnary<v1::GetMessageRequest, v1::GetMessageResponse>>(
+      options.get_message_threads,
+      [this, index](grpc::ServerContext* context, v1::GetMessageRequest* request,
+                    grpc::ServerAsyncResponseWriter<v1::GetMessageResponse>* writer, grpc::ServerCompletionQueue* queue,
+                    void* tag) { RequestAsyncUnary(index, context, request, writer, queue, queue, tag); },
+      [this](grpc::ServerContext* context, const v1::GetMessageRequest& request, v1::GetMessageResponse* response) {
+        return GetMessageHere(context, request, response);
+      });
+}
+
+void MailServiceImpl::AddCompletionQueues(grpc::ServerBuilder& builder) {
+  if (get_message_threads_ != nullptr) get_message_threads_->AddQueues(builder);
+}
+
+void MailServiceImpl::StartThreads() {
+  if (get_message_threads_ != nullptr) get_message_threads_->Start();
+}
+
+void MailServiceImpl::StopThreads() {
+  if (get_message_threads_ != nullptr) get_message_threads_->Stop();
+}
+
+absl::StatusOr<CallContext> MailServiceImpl::Admit(grpc::ServerContextBase* context, absl::string_view method,
                                                    absl::string_view grant) {
   ASSIGN_OR_RETURN(CallContext call, guard_->Admit(context, method, Action::kMailRead, grant));
   RETURN_IF_ERROR(guard_->RequireDeadline(context, call, method, Action::kMailRead, grant,
@@ -697,25 +747,59 @@ grpc::ServerWriteReactor<v1::FetchMessageResponse>* MailServiceImpl::FetchMessag
   return new FetchReactor(this, context, request);
 }
 
-grpc::ServerUnaryReactor* MailServiceImpl::GetMessage(grpc::CallbackServerContext* context,
-                                                      const v1::GetMessageRequest* request,
-                                                      v1::GetMessageResponse* response) {
-  static constexpr absl::string_view kMethod = "MailService/GetMessage";
-  absl::StatusOr<CallContext> call = Admit(context, kMethod, request->grant());
+namespace {
+
+constexpr absl::string_view kGetMessage = "MailService/GetMessage";
+
+// What a GetMessage request asks for, checked.
+struct WholeMessage {
+  std::string section;
+  uint64_t max_size = 0;
+};
+
+absl::StatusOr<WholeMessage> CheckGetMessage(const v1::GetMessageRequest& request) {
+  WholeMessage whole;
+  ASSIGN_OR_RETURN(whole.section, ValidateOneMessage(request));
+  ASSIGN_OR_RETURN(whole.max_size, ValidateMaxSize(request.max_size()));
+  return whole;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* MailServiceImpl::GetMessageLater(grpc::CallbackServerContext* context,
+                                                           const v1::GetMessageRequest* request,
+                                                           v1::GetMessageResponse* response) {
+  absl::StatusOr<CallContext> call = Admit(context, kGetMessage, request->grant());
   if (!call.ok()) return FinishUnary(context, ToGrpcStatus(call.status()));
-  absl::StatusOr<std::string> section = ValidateOneMessage(*request);
-  absl::StatusOr<uint64_t> max_size = ValidateMaxSize(request->max_size());
-  const absl::Status invalid = !section.ok() ? section.status() : max_size.status();
+  absl::StatusOr<WholeMessage> whole = CheckGetMessage(*request);
   // On the stream executor: it reads a message body, as the fetches do.
-  return LaterOn(stream_workers_, context, *call, kMethod, request->grant(), invalid,
-                 [this, request, response, section = section.value_or(""), max_size = max_size.value_or(0)] {
-                   absl::Status status = pool_->Run(request->grant(), "fetch", [&](ImapSession& session) {
-                     return FetchWhole(session, *request, section, max_size, response);
-                   });
-                   if (status.ok() && on_fetched_bytes_) on_fetched_bytes_(response->data().size());
-                   return status;
-                 },
-                 absl::StrCat("uid ", request->uid()));
+  return LaterOn(
+      stream_workers_, context, *call, kGetMessage, request->grant(), whole.status(),
+      [this, request, response, whole = whole.value_or(WholeMessage{})] {
+        return ReadWhole(*request, whole.section, whole.max_size, response);
+      },
+      absl::StrCat("uid ", request->uid()));
+}
+
+grpc::Status MailServiceImpl::GetMessageHere(grpc::ServerContext* context, const v1::GetMessageRequest& request,
+                                             v1::GetMessageResponse* response) {
+  absl::StatusOr<CallContext> call = Admit(context, kGetMessage, request.grant());
+  if (!call.ok()) return ToGrpcStatus(call.status());
+  absl::StatusOr<WholeMessage> whole = CheckGetMessage(request);
+  const absl::Status status =
+      whole.ok() ? ReadWhole(request, whole->section, whole->max_size, response) : whole.status();
+  guard_->Audit(*call, kGetMessage, Action::kMailRead, request.grant(), status, "",
+                status.ok() ? absl::StrCat("uid ", request.uid()) : "");
+  return ToGrpcStatus(status);
+}
+
+absl::Status MailServiceImpl::ReadWhole(const v1::GetMessageRequest& request, absl::string_view section,
+                                        uint64_t max_size, v1::GetMessageResponse* response) {
+  absl::Status status = pool_->Run(request.grant(), "fetch", [&](ImapSession& session) {
+    return FetchWhole(session, request, section, max_size, response);
+  });
+  if (status.ok() && on_fetched_bytes_) on_fetched_bytes_(response->data().size());
+  return status;
 }
 
 grpc::ServerWriteReactor<v1::FetchMessagesResponse>* MailServiceImpl::FetchMessages(

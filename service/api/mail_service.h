@@ -1,17 +1,21 @@
-// tokenbroker.v1.MailService over the callback API. The IMAP work runs on a
-// pool of worker threads (it blocks on the network), never on gRPC's
-// callback threads; FetchMessage streams each chunk as the mail server sends
-// it and waits for the client to take it before reading more, so memory stays
-// flat whatever the message size; GetMessage returns a message of up to
-// 4 MB whole, in one response. Caller strings are checked before any work
-// is queued.
+// tokenbroker.v1.MailService over the callback API. The IMAP work runs on
+// threads of the service's own (it blocks on the network), never on gRPC's
+// callback threads: the worker pools, and for GetMessage, when the options
+// ask for it, threads that take their calls straight from gRPC's async API
+// and answer them with no hand-off (OwnThreadUnary). FetchMessage streams
+// each chunk as the mail server sends it and waits for the client to take it
+// before reading more, so memory stays flat whatever the message size;
+// GetMessage returns a message of up to 4 MB whole, in one response. Caller
+// strings are checked before any work is queued.
 #ifndef TOKENBROKER_SERVICE_API_MAIL_SERVICE_H_
 #define TOKENBROKER_SERVICE_API_MAIL_SERVICE_H_
 
 #include <algorithm>
 #include <functional>
+#include <memory>
 
 #include "service/api/call_guard.h"
+#include "service/api/own_thread_unary.h"
 #include "service/common/executor.h"
 #include "service/mail/mail_pool.h"
 #include "service/mail/mailbox_watch.h"
@@ -29,21 +33,34 @@ struct MailServiceOptions {
   size_t max_pending = 10000;
   // WatchMailbox: events queued for one caller, at most (see WatchWriter).
   size_t watch_queue = 1000;
+  // GetMessage on this many threads of its own, each taking calls from a
+  // completion queue of its own and answering them itself (one wake-up a
+  // call instead of a callback thread handing it to a stream worker); the
+  // server's owner then calls AddCompletionQueues, StartThreads and
+  // StopThreads. 0: on the callback API and the stream workers.
+  int get_message_threads = 0;
 };
 
-class MailServiceImpl final : public v1::MailService::CallbackService {
+// Every method on the callback API but GetMessage, which the constructor
+// makes a callback or an async method (MailServiceOptions).
+using MailServiceBase = v1::MailService::WithCallbackMethod_ListFolders<
+    v1::MailService::WithCallbackMethod_GetFolderStatus<v1::MailService::WithCallbackMethod_SearchMessages<
+        v1::MailService::WithCallbackMethod_FetchMessage<v1::MailService::WithCallbackMethod_FetchMessages<
+            v1::MailService::WithCallbackMethod_WatchMailbox<v1::MailService::Service>>>>>>;
+
+class MailServiceImpl final : public MailServiceBase {
  public:
   // `pool` and `guard` must outlive the service. `on_fetched_bytes` counts
   // streamed bytes.
   MailServiceImpl(MailPool* pool, CallGuard* guard, MailServiceOptions options = {},
-                  std::function<void(uint64_t)> on_fetched_bytes = nullptr, MailboxWatches* watches = nullptr)
-      : pool_(pool),
-        guard_(guard),
-        watches_(watches),
-        watch_queue_(std::max<size_t>(2, options.watch_queue)),
-        on_fetched_bytes_(std::move(on_fetched_bytes)),
-        workers_(options.workers, options.max_pending),
-        stream_workers_(options.stream_workers, options.max_pending) {}
+                  std::function<void(uint64_t)> on_fetched_bytes = nullptr, MailboxWatches* watches = nullptr);
+
+  // With MailServiceOptions::get_message_threads (no-ops without): before
+  // the server is built, its completion queues; after it started, the
+  // threads; after its Shutdown and Wait returned, they stop.
+  void AddCompletionQueues(grpc::ServerBuilder& builder);
+  void StartThreads();
+  void StopThreads();
 
   grpc::ServerUnaryReactor* ListFolders(grpc::CallbackServerContext* context, const v1::ListFoldersRequest* request,
                                         v1::ListFoldersResponse* response) override;
@@ -55,13 +72,11 @@ class MailServiceImpl final : public v1::MailService::CallbackService {
                                            v1::SearchMessagesResponse* response) override;
   grpc::ServerWriteReactor<v1::FetchMessageResponse>* FetchMessage(grpc::CallbackServerContext* context,
                                                                    const v1::FetchMessageRequest* request) override;
-  grpc::ServerUnaryReactor* GetMessage(grpc::CallbackServerContext* context, const v1::GetMessageRequest* request,
-                                       v1::GetMessageResponse* response) override;
   grpc::ServerWriteReactor<v1::FetchMessagesResponse>* FetchMessages(grpc::CallbackServerContext* context,
                                                                      const v1::FetchMessagesRequest* request) override;
   // `watches` (nullptr: UNIMPLEMENTED) must outlive the service.
   grpc::ServerWriteReactor<v1::MailboxEvent>* WatchMailbox(grpc::CallbackServerContext* context,
-                                                          const v1::WatchMailboxRequest* request) override;
+                                                           const v1::WatchMailboxRequest* request) override;
 
  private:
   template <typename Response>
@@ -69,9 +84,18 @@ class MailServiceImpl final : public v1::MailService::CallbackService {
   class FetchReactor;
   class FetchManyReactor;
   class WatchWriter;
+  // GetMessage on the callback API: admitted there, read on a stream worker.
+  grpc::ServerUnaryReactor* GetMessageLater(grpc::CallbackServerContext* context, const v1::GetMessageRequest* request,
+                                            v1::GetMessageResponse* response);
+  // GetMessage on one of its own threads: admitted, read and audited there.
+  grpc::Status GetMessageHere(grpc::ServerContext* context, const v1::GetMessageRequest& request,
+                              v1::GetMessageResponse* response);
+  // The message whole into `response` over a pooled session (both ways).
+  absl::Status ReadWhole(const v1::GetMessageRequest& request, absl::string_view section, uint64_t max_size,
+                         v1::GetMessageResponse* response);
   // Admits the call (CallGuard) and checks that it carries a deadline (IMAP
   // work holds a connection: a call without one could hold it forever).
-  absl::StatusOr<CallContext> Admit(grpc::CallbackServerContext* context, absl::string_view method,
+  absl::StatusOr<CallContext> Admit(grpc::ServerContextBase* context, absl::string_view method,
                                     absl::string_view grant);
   // Runs `work` on a worker, audits and finishes the call with its status;
   // `invalid` (request checks) finishes it at once.
@@ -92,6 +116,8 @@ class MailServiceImpl final : public v1::MailService::CallbackService {
   // Declared last: stopped (every queued call finished) before the rest goes.
   Executor workers_;
   Executor stream_workers_;
+  // With get_message_threads only.
+  std::unique_ptr<OwnThreadUnary<v1::GetMessageRequest, v1::GetMessageResponse>> get_message_threads_;
 };
 
 }  // namespace tokenbroker

@@ -439,6 +439,7 @@ absl::Status Broker::StartGrpc() {
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<MetricsInterceptorFactory>(metrics_.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  mail_service_->AddCompletionQueues(builder);
   server_ = builder.BuildAndStart();
   const bool is_unix = absl::StartsWith(config_.server().grpc_address(), "unix:");
   if (server_ == nullptr || (!is_unix && port == 0)) {
@@ -446,6 +447,7 @@ absl::Status Broker::StartGrpc() {
     return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", config_.server().grpc_address(),
                                                " (address in use, or not an address of this machine?)"));
   }
+  mail_service_->StartThreads();
   // The default health service starts out SERVING; hold that until Start()
   // has finished every step.
   server_->GetHealthCheckService()->SetServingStatus(false);
@@ -530,6 +532,7 @@ void Broker::Shutdown() {
     mailbox_watches_->Shutdown();
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();
+    mail_service_->StopThreads();
     server_.reset();
   }
   if (grant_watch_ != nullptr) grant_watch_->Stop();

@@ -115,6 +115,10 @@ absl::Status ValidateConfig(const Config& config, absl::string_view source) {
           source, ": mail.idle_renew: between 1s and 29m (RFC 2177: servers may drop a client idle for 30m)"));
     }
   }
+  if (config.mail().get_message_threads() > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": mail.get_message_threads: at most 64 (0: GetMessage on the stream workers)"));
+  }
   const auto& tokens = config.tokens();
   auto check_rate = [&](double rate, absl::string_view field) -> absl::Status {
     if (rate >= 0 && rate <= 100000) return absl::OkStatus();

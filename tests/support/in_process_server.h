@@ -57,11 +57,12 @@ class InProcessServer {
   }
 
   // `refresh_threads` and `max_pending`: TokenServiceImpl's refresh workers.
+  // `get_message_threads`: mail.get_message_threads.
   explicit InProcessServer(int refresh_threads = 8, size_t max_pending = 10000,
-                           const config::v1::AuthConfig& auth = AllowAll())
+                           const config::v1::AuthConfig& auth = AllowAll(), uint32_t get_message_threads = 0)
       : metrics_(BuildInfo{"9.9.9", "test"},
                  {"tokenbroker.v1.AdminService/GetServerInfo", "tokenbroker.v1.TokenService/GetAccessToken",
-                  "grpc.health.v1.Health/Check"}),
+                  "tokenbroker.v1.MailService/GetMessage", "grpc.health.v1.Health/Check"}),
         sealer_(std::make_shared<const Keyring>(
             *Keyring::Parse("active: k1\nkeys:\n  k1: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n", "test"))),
         vault_(store_, sealer_, SystemClock::Get()),
@@ -77,9 +78,9 @@ class InProcessServer {
               return g->labels;
             },
             SystemClock::Get()),
-        guard_(
-            authorizer_, audit_, /*plaintext_listener=*/true,
-            [this](Action action, absl::string_view reason) { metrics_.CountRefusedCall(ActionName(action), reason); }) {
+        guard_(authorizer_, audit_, /*plaintext_listener=*/true, [this](Action action, absl::string_view reason) {
+          metrics_.CountRefusedCall(ActionName(action), reason);
+        }) {
     config_.mutable_tokens()->set_max_concurrent_refreshes(static_cast<uint32_t>(refresh_threads));
     ServiceGraphParts parts;
     parts.config = &config_;
@@ -94,6 +95,7 @@ class InProcessServer {
     parts.guard = &guard_;
     parts.identity = ServerIdentity{"9.9.9", "test", absl::FromUnixSeconds(1'800'000'000), "sqlite"};
     parts.max_pending_calls = max_pending;
+    config_.mutable_mail()->set_get_message_threads(get_message_threads);
     graph_ = BuildServiceGraph(parts);
     graph_.grant_watch->Start();
     audit_.Start();
@@ -106,12 +108,16 @@ class InProcessServer {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
     interceptors.push_back(std::make_unique<MetricsInterceptorFactory>(&metrics_));
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
+    graph_.mail_service->AddCompletionQueues(builder);
     server_ = builder.BuildAndStart();
+    graph_.mail_service->StartThreads();
   }
   ~InProcessServer() {
     graph_.admin_service->EndWatches();
     graph_.mailbox_watches->Shutdown();
     server_->Shutdown();
+    server_->Wait();
+    graph_.mail_service->StopThreads();
   }
 
   std::string address() const { return absl::StrCat("127.0.0.1:", port_); }

@@ -1,6 +1,7 @@
 #include "client/broker_client.h"
 
 #include <algorithm>
+#include <atomic>
 #include <set>
 #include <thread>
 
@@ -477,6 +478,69 @@ TEST(ApiMailTest, MailCallsWithoutADeadlineAreRefused) {
   EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("deadline: MailService/ListFolders must carry a deadline"));
 }
+
+// GetMessage on threads of its own (mail.get_message_threads) and on the
+// callback API with the stream workers: the same checks, codes, metrics and
+// audit events.
+class ApiGetMessageTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ApiGetMessageTest, RequestsAreCheckedCountedAndAuditedOnEitherPath) {
+  testing::InProcessServer server(8, 10000, testing::InProcessServer::AllowAll(), GetParam() ? 2 : 0);
+  std::unique_ptr<BrokerClient> client = ClientOf(server);
+  auto get = [&](uint32_t uid, uint32_t max_size, bool deadline = true) {
+    v1::GetMessageRequest request;
+    request.set_grant("nobody");
+    request.set_folder("INBOX");
+    request.set_uid(uid);
+    request.set_max_size(max_size);
+    v1::GetMessageResponse response;
+    grpc::ClientContext context;
+    if (deadline) context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    return client->mail().GetMessage(&context, request, &response);
+  };
+  grpc::Status no_deadline = get(1, 0, false);
+  EXPECT_EQ(no_deadline.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_THAT(no_deadline.error_message(), HasSubstr("deadline: MailService/GetMessage must carry a deadline"));
+  EXPECT_EQ(get(0, 0).error_message(), "uid: required");
+  EXPECT_EQ(get(1, 4000001).error_message(), "max_size: at most 4000000 bytes");
+  grpc::Status unknown = get(1, 0);
+  EXPECT_EQ(unknown.error_code(), grpc::NOT_FOUND);
+  EXPECT_THAT(unknown.error_message(), HasSubstr("nobody"));
+  // Many at once: each is answered (more calls than threads).
+  std::vector<std::thread> callers;
+  std::atomic<int> not_found{0};
+  for (int i = 0; i < 24; ++i) {
+    callers.emplace_back([&] {
+      if (get(1, 0).error_code() == grpc::NOT_FOUND) ++not_found;
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  EXPECT_EQ(not_found.load(), 24);
+
+  const std::string text = prometheus::TextSerializer().Serialize(server.metrics().registry()->Collect());
+  EXPECT_THAT(text, HasSubstr("tokenbroker_grpc_requests_total{code=\"INVALID_ARGUMENT\",method=\"tokenbroker.v1."
+                              "MailService/GetMessage\"} 3"));
+  EXPECT_THAT(text, HasSubstr("tokenbroker_grpc_requests_total{code=\"NOT_FOUND\",method=\"tokenbroker.v1."
+                              "MailService/GetMessage\"} 25"));
+  ASSERT_TRUE(server.audit().Flush());
+  std::vector<AuditEvent> events = *server.store().ListAuditEvents(AuditFilter{});
+  int invalid = 0;
+  int missing = 0;
+  for (const AuditEvent& e : events) {
+    if (e.method != "MailService/GetMessage") continue;
+    EXPECT_EQ(e.grant, "nobody");
+    EXPECT_EQ(e.caller, "test");
+    invalid += e.result == "INVALID_ARGUMENT";
+    missing += e.result == "NOT_FOUND";
+  }
+  EXPECT_EQ(invalid, 3);
+  EXPECT_EQ(missing, 25);
+}
+
+INSTANTIATE_TEST_SUITE_P(BothPaths, ApiGetMessageTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "OwnThreads" : "CallbackApi";
+                         });
 
 TEST(ApiConsentTest, CallsThatWaitForTheProviderNeedADeadline) {
   testing::InProcessServer server;

@@ -106,6 +106,15 @@ TEST(ConfigTest, TenantPacingIsCheckedAndReadAsGiven) {
               HasSubstr("tokens.tenant_max_wait: between 0s and 5m"));
 }
 
+TEST(ConfigTest, GetMessageThreadsAreReadAndBounded) {
+  absl::StatusOr<Config> config = ParseConfig(std::string(kValid) + "mail:\n  get_message_threads: 8\n", "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->mail().get_message_threads(), 8u);
+  EXPECT_EQ(ParseConfig(kValid, "test.yaml")->mail().get_message_threads(), 0u);  // on the stream workers
+  EXPECT_THAT(ParseError(std::string(kValid) + "mail:\n  get_message_threads: 65\n").message(),
+              HasSubstr("mail.get_message_threads: at most 64"));
+}
+
 TEST(ConfigTest, TenantsWithARateOfTheirOwnAreCheckedAndReadAsGiven) {
   const std::string rates = std::string(kValid) +
                             "tokens:\n  tenant_rates:\n"

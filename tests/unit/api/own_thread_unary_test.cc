@@ -1,0 +1,165 @@
+#include "service/api/own_thread_unary.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
+
+namespace tokenbroker {
+namespace {
+
+using grpc::health::v1::Health;
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+
+// Health/Check as the one async method of a service, served by
+// OwnThreadUnary with `handler`.
+class OwnThreadServer {
+ public:
+  using Threads = OwnThreadUnary<HealthCheckRequest, HealthCheckResponse>;
+
+  OwnThreadServer(int threads, Threads::Handler handler)
+      : threads_(
+            threads,
+            [this](grpc::ServerContext* context, HealthCheckRequest* request,
+                   grpc::ServerAsyncResponseWriter<HealthCheckResponse>* writer, grpc::ServerCompletionQueue* queue,
+                   void* tag) { service_.RequestCheck(context, request, writer, queue, queue, tag); },
+            std::move(handler)) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&service_);
+    threads_.AddQueues(builder);
+    server_ = builder.BuildAndStart();
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials());
+    stub_ = Health::NewStub(channel_);
+  }
+  ~OwnThreadServer() { Stop(); }
+
+  void Start() { threads_.Start(); }
+  // The server's Shutdown and Wait, then the threads, as the broker does.
+  void Stop() {
+    if (server_ == nullptr) return;
+    server_->Shutdown(std::chrono::system_clock::now());
+    server_->Wait();
+    threads_.Stop();
+    server_.reset();
+  }
+
+  grpc::Status Check(const std::string& service, HealthCheckResponse* response,
+                     absl::Duration timeout = absl::Seconds(30)) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoSeconds(timeout));
+    HealthCheckRequest request;
+    request.set_service(service);
+    return stub_->Check(&context, request, response);
+  }
+
+ private:
+  Health::AsyncService service_;
+  Threads threads_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<Health::Stub> stub_;
+};
+
+TEST(OwnThreadUnaryTest, TheHandlersAnswerGoesOutAndAnErrorGoesOutAlone) {
+  OwnThreadServer server(2, [](grpc::ServerContext*, const HealthCheckRequest& request, HealthCheckResponse* response) {
+    response->set_status(HealthCheckResponse::SERVING);
+    if (request.service() == "missing") return grpc::Status(grpc::StatusCode::NOT_FOUND, "service: no such service");
+    return grpc::Status::OK;
+  });
+  server.Start();
+  for (int i = 0; i < 20; ++i) {  // more calls than threads: each thread asks again
+    HealthCheckResponse response;
+    ASSERT_TRUE(server.Check("mail", &response).ok());
+    EXPECT_EQ(response.status(), HealthCheckResponse::SERVING);
+  }
+  HealthCheckResponse response;
+  grpc::Status missing = server.Check("missing", &response);
+  EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(missing.error_message(), "service: no such service");
+  EXPECT_EQ(response.status(), HealthCheckResponse::UNKNOWN);  // the filled response was not sent
+}
+
+// A thread busy with a slow call has asked for no other: the next call goes
+// to a free thread and is answered while the slow one still runs.
+TEST(OwnThreadUnaryTest, ACallIsTakenByAFreeThreadNeverQueuedBehindABusyOne) {
+  absl::Notification slow_started;
+  absl::Notification release_slow;
+  OwnThreadServer server(2, [&](grpc::ServerContext*, const HealthCheckRequest& request, HealthCheckResponse*) {
+    if (request.service() == "slow") {
+      slow_started.Notify();
+      release_slow.WaitForNotification();
+    }
+    return grpc::Status::OK;
+  });
+  server.Start();
+  grpc::Status slow_status;
+  std::thread slow([&] {
+    HealthCheckResponse response;
+    slow_status = server.Check("slow", &response);
+  });
+  slow_started.WaitForNotification();
+  // Many quick calls, each of which would wait until the slow one ends (and
+  // so miss its deadline) if it were taken by the busy thread.
+  int answered = 0;
+  for (int i = 0; i < 20; ++i) {
+    HealthCheckResponse response;
+    if (!server.Check("quick", &response, absl::Seconds(5)).ok()) break;
+    ++answered;
+  }
+  EXPECT_EQ(answered, 20) << "a quick call waited behind the slow one";
+  release_slow.Notify();
+  slow.join();
+  EXPECT_TRUE(slow_status.ok());
+}
+
+// Shutting down with a call still in its handler: the server waits for it,
+// the caller gets its answer, and Stop leaves nothing behind (ASan checks the
+// calls were freed).
+TEST(OwnThreadUnaryTest, ShutdownWaitsForACallInItsHandler) {
+  absl::Notification started;
+  absl::Notification release;
+  std::atomic<int> answered{0};
+  OwnThreadServer server(2, [&](grpc::ServerContext*, const HealthCheckRequest&, HealthCheckResponse* response) {
+    started.Notify();
+    release.WaitForNotification();
+    response->set_status(HealthCheckResponse::NOT_SERVING);
+    ++answered;
+    return grpc::Status::OK;
+  });
+  server.Start();
+  grpc::Status status;
+  HealthCheckResponse response;
+  std::thread caller([&] { status = server.Check("busy", &response); });
+  started.WaitForNotification();
+  std::thread stopper([&] { server.Stop(); });
+  release.Notify();
+  stopper.join();
+  caller.join();
+  EXPECT_EQ(answered.load(), 1);
+  // The server cancels what is still running at its shutdown deadline (now):
+  // the caller sees the answer or CANCELLED, never a hang.
+  if (status.ok()) {
+    EXPECT_EQ(response.status(), HealthCheckResponse::NOT_SERVING);
+  } else {
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED) << status.error_message();
+  }
+}
+
+TEST(OwnThreadUnaryTest, AServerStoppedBeforeItsThreadsStartedLeavesNothingBehind) {
+  OwnThreadServer server(
+      3, [](grpc::ServerContext*, const HealthCheckRequest&, HealthCheckResponse*) { return grpc::Status::OK; });
+  server.Stop();  // never started: Stop drains the queues itself
+}
+
+}  // namespace
+}  // namespace tokenbroker
