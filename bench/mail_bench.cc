@@ -549,11 +549,12 @@ int main(int argc, char** argv) {
   for (const std::string& arg : flags.rest) {
     if (arg == "--split-cores") {
       split_cores = true;
-    } else if (absl::StartsWith(arg, "--get-message-threads=")) {
-      if (!absl::SimpleAtoi(arg.substr(22), &get_message_threads) || get_message_threads > 64) {
+    } else if (std::optional<int> threads = tokenbroker::GetMessageThreadsFlag(arg)) {
+      if (*threads < 0) {
         std::fprintf(stderr, "mail_bench: --get-message-threads takes 0-64\n");
         return 2;
       }
+      get_message_threads = static_cast<uint32_t>(*threads);
     } else if (absl::StartsWith(arg, "--only=")) {
       only = arg.substr(7);
       if (only != "small" && only != "big" && only != "callers" && only != "batch") {

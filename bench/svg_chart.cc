@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
@@ -188,6 +189,16 @@ BenchFlags ParseBenchFlags(int argc, char** argv) {
     }
   }
   return flags;
+}
+
+std::optional<int> GetMessageThreadsFlag(const std::string& arg) {
+  static constexpr absl::string_view kFlag = "--get-message-threads=";
+  if (!absl::StartsWith(arg, kFlag)) return std::nullopt;
+  int threads = 0;
+  if (!absl::SimpleAtoi(absl::string_view(arg).substr(kFlag.size()), &threads) || threads < 0 || threads > 64) {
+    return -1;
+  }
+  return threads;
 }
 
 }  // namespace tokenbroker

@@ -6,6 +6,7 @@
 #ifndef TOKENBROKER_BENCH_SVG_CHART_H_
 #define TOKENBROKER_BENCH_SVG_CHART_H_
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -90,6 +91,11 @@ struct BenchFlags {
   std::vector<std::string> rest;
 };
 BenchFlags ParseBenchFlags(int argc, char** argv);
+
+// `--get-message-threads=N`, the broker's mail.get_message_threads (the
+// benchmarks that run tokenbrokerd with and without it): nullopt when `arg`
+// is another flag, -1 when N is not 0-64.
+std::optional<int> GetMessageThreadsFlag(const std::string& arg);
 
 }  // namespace tokenbroker
 

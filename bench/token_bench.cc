@@ -33,7 +33,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/match.h"
 #include "bench/process_stats.h"
 #include "bench/svg_chart.h"
 #include "client/broker_client.h"
@@ -377,11 +376,12 @@ int main(int argc, char** argv) {
   const tokenbroker::BenchFlags flags = tokenbroker::ParseBenchFlags(argc, argv);
   uint32_t get_message_threads = 0;
   for (const std::string& arg : flags.rest) {
-    if (!absl::StartsWith(arg, "--get-message-threads=") || !absl::SimpleAtoi(arg.substr(22), &get_message_threads) ||
-        get_message_threads > 64) {
+    const std::optional<int> threads = tokenbroker::GetMessageThreadsFlag(arg);
+    if (!threads.has_value() || *threads < 0) {
       std::fprintf(stderr, "usage: token_bench [--quick] [--svg=DIR] [--get-message-threads=0-64]\n");
       return 2;
     }
+    get_message_threads = static_cast<uint32_t>(*threads);
   }
   const bool quick = flags.quick;
   const std::string& svg_dir = flags.svg_dir;

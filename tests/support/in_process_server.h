@@ -78,9 +78,9 @@ class InProcessServer {
               return g->labels;
             },
             SystemClock::Get()),
-        guard_(authorizer_, audit_, /*plaintext_listener=*/true, [this](Action action, absl::string_view reason) {
-          metrics_.CountRefusedCall(ActionName(action), reason);
-        }) {
+        guard_(
+            authorizer_, audit_, /*plaintext_listener=*/true,
+            [this](Action action, absl::string_view reason) { metrics_.CountRefusedCall(ActionName(action), reason); }) {
     config_.mutable_tokens()->set_max_concurrent_refreshes(static_cast<uint32_t>(refresh_threads));
     ServiceGraphParts parts;
     parts.config = &config_;

@@ -94,5 +94,14 @@ TEST(BenchFlagsTest, TakesQuickAndSvgAndLeavesTheRest) {
   EXPECT_TRUE(defaults.rest.empty());
 }
 
+TEST(BenchFlagsTest, GetMessageThreadsTakesZeroToSixtyFour) {
+  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads=8"), 8);
+  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads=0"), 0);
+  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads=65"), -1);
+  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads=x"), -1);
+  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads=-1"), -1);
+  EXPECT_EQ(GetMessageThreadsFlag("--only=small"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace tokenbroker
