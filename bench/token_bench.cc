@@ -384,8 +384,8 @@ void XoauthEncoding(bool quick) {
     state = state * 1103515245 + 12345;
     c = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."[(state >> 16) % 65];
   }
-  const std::string expected =
-      absl::Base64Escape(absl::StrCat("user=robot@contoso.com\x01" "auth=Bearer ", token, "\x01\x01"));
+  constexpr absl::string_view kBefore = "user=robot@contoso.com\x01" "auth=Bearer ";
+  const std::string expected = absl::Base64Escape(absl::StrCat(kBefore, token, "\x01\x01"));
   const int per_round = quick ? 2000 : 200000;
   std::map<Base64Kernel, double> best_ns;
   std::string out;
@@ -393,7 +393,7 @@ void XoauthEncoding(bool quick) {
     for (Base64Kernel kernel : {Base64Kernel::kScalar, Base64Kernel::kAvx2}) {
       const auto start = std::chrono::steady_clock::now();
       for (int i = 0; i < per_round; ++i) {
-        Base64OfPieces(kernel, {"user=robot@contoso.com\x01" "auth=Bearer ", token, "\x01\x01"}, &out);
+        Base64OfPieces(kernel, {kBefore, token, "\x01\x01"}, &out);
         asm volatile("" : : "r"(out.data()) : "memory");  // keep every encoding
       }
       const double ns =

@@ -70,6 +70,9 @@ __attribute__((target("avx2"))) size_t EncodeBlocksAvx2(const unsigned char* s, 
     const __m256i ascii = _mm256_add_epi8(values, _mm256_shuffle_epi8(offsets, index));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(d), ascii);
   }
+  // The vector registers held the input's bytes (a token): cleared, as the
+  // scalar path's carried bytes are.
+  _mm256_zeroall();
   return taken;
 }
 #endif
