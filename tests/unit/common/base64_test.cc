@@ -1,8 +1,8 @@
 #include "service/common/base64.h"
 
+#include <algorithm>
 #include <random>
 #include <string>
-#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -17,7 +17,7 @@ std::string Encoded(Base64Kernel kernel, std::initializer_list<absl::string_view
   return out;
 }
 
-// Every byte value, every length up to several AVX2 steps, and every way of
+// Random bytes of every length up to several AVX2 steps, and every way of
 // cutting the input into three pieces against base64's 3-byte groups and the
 // 24-byte steps: both kernels give what absl's one-buffer encoder gives.
 TEST(Base64Test, BothKernelsAgreeWithTheStandardEncoderForEveryLengthAndCut) {
