@@ -22,11 +22,14 @@
 // whether a part was bound by this machine's CPU.
 //
 // Usage: mail_bench [--quick] [--split-cores] [--only=small|big|callers|batch]
-//                   [--svg=DIR]   (needs dovecot-imapd and tokenbrokerd)
+//                   [--get-message-threads=N] [--svg=DIR]
+//                   (needs dovecot-imapd and tokenbrokerd)
+// --get-message-threads=N runs the broker with mail.get_message_threads: N.
 // With --svg=DIR it writes DIR/mail-<layout>.svg (the ratio of each part, and
 // the best one call per message can reach) and DIR/mail-memory-<layout>.svg
 // (the broker's resident memory while it streams the large message), where
-// <layout> is shared-cores or split-cores.
+// <layout> is shared-cores or split-cores, followed by -get-message-threads
+// when N is above 0.
 #include <sched.h>
 #include <unistd.h>
 
@@ -523,8 +526,12 @@ int Main(bool quick, const std::string& only, bool split_cores, uint32_t get_mes
   if (runs("small")) against_floor("one caller, a small message", small, empty);
   if (runs("callers")) against_floor("4 callers, a small message (time per message)", callers, empty_callers);
   if (!svg_dir.empty()) {
-    const std::string layout = split_cores ? "split-cores" : "shared-cores";
-    const std::string where = split_cores ? "Dovecot on its own core" : "all processes share 2 cores";
+    const std::string layout = absl::StrCat(split_cores ? "split-cores" : "shared-cores",
+                                            get_message_threads > 0 ? "-get-message-threads" : "");
+    const std::string where =
+        absl::StrCat(split_cores ? "Dovecot on its own core" : "all processes share 2 cores",
+                     get_message_threads > 0 ? absl::StrCat("; GetMessage on ", get_message_threads, " threads of its own")
+                                             : "");
     auto ratio = [&](absl::string_view part, const Phase* p, int broker = 1) {
       return runs(part) && p[0].best_rate > 0 ? p[broker].best_rate / p[0].best_rate : -1;
     };
