@@ -22,14 +22,16 @@
 // whether a part was bound by this machine's CPU.
 //
 // Usage: mail_bench [--quick] [--split-cores] [--only=small|big|callers|batch]
-//                   [--get-message-threads=N] [--svg=DIR]
-//                   (needs dovecot-imapd and tokenbrokerd)
-// --get-message-threads=N runs the broker with mail.get_message_threads: N.
+//                   [--get-message-threads=N [--get-message-threads-poll=false]]
+//                   [--svg=DIR] (needs dovecot-imapd and tokenbrokerd)
+// --get-message-threads=N runs the broker with mail.get_message_threads: N,
+// and --get-message-threads-poll=false with mail.get_message_threads_poll:
+// false.
 // With --svg=DIR it writes DIR/mail-<layout>.svg (the ratio of each part, and
 // the best one call per message can reach) and DIR/mail-memory-<layout>.svg
 // (the broker's resident memory while it streams the large message), where
 // <layout> is shared-cores or split-cores, followed by -get-message-threads
-// when N is above 0.
+// when N is above 0 (-get-message-threads-no-poll when they do not poll).
 #include <sched.h>
 #include <unistd.h>
 
@@ -189,7 +191,7 @@ void PinTo(int cpu) {
   Check(sched_setaffinity(0, sizeof set, &set) == 0, "sched_setaffinity");
 }
 
-int Main(bool quick, const std::string& only, bool split_cores, uint32_t get_message_threads,
+int Main(bool quick, const std::string& only, bool split_cores, const GetMessageThreads& get_message_threads,
          const std::string& svg_dir) {
   auto runs = [&only](absl::string_view part) { return only.empty() || only == part; };
   const int small_count = quick ? 100 : 1000;
@@ -223,8 +225,7 @@ int Main(bool quick, const std::string& only, bool split_cores, uint32_t get_mes
       dir.WriteFile("broker.yaml", testing::DaemonConfig(dir) + absl::StrCat("http:\n  ca_file: \"", tls.certificate,
                                                                              "\"\nmail:\n  ca_file: \"",
                                                                              (*dovecot)->ca_file(), "\"\n",
-                                                                             "  get_message_threads: ",
-                                                                             get_message_threads, "\n"));
+                                                                             get_message_threads.MailConfig()));
   testing::RunningDaemon daemon = testing::StartDaemon(config, dir.path());
   Check(!daemon.grpc_address.empty(), "tokenbrokerd did not start");
   auto ctl = [&](const std::vector<std::string>& args) {
@@ -299,9 +300,7 @@ int Main(bool quick, const std::string& only, bool split_cores, uint32_t get_mes
   broker_fetch("Big", 1);
   direct_fetch("Big", 1);
 
-  const std::string get_message_on =
-      get_message_threads == 0 ? "GetMessage on the stream workers"
-                               : absl::StrCat("GetMessage on ", get_message_threads, " threads of its own");
+  const std::string get_message_on = get_message_threads.Describe();
   std::printf("mail_bench: %d small messages, one message of %zu MB, same Dovecot, same run, best of 3 rounds; "
               "%s; %s\n",
               small_count, big_size >> 20,
@@ -528,9 +527,9 @@ int Main(bool quick, const std::string& only, bool split_cores, uint32_t get_mes
   if (runs("callers")) against_floor("4 callers, a small message (time per message)", callers, empty_callers);
   if (!svg_dir.empty()) {
     const std::string layout = absl::StrCat(split_cores ? "split-cores" : "shared-cores",
-                                            get_message_threads > 0 ? "-get-message-threads" : "");
+                                            get_message_threads.ChartSuffix());
     const std::string where = absl::StrCat(split_cores ? "Dovecot on its own core" : "all processes share 2 cores",
-                                           get_message_threads > 0 ? absl::StrCat("; ", get_message_on) : "");
+                                           get_message_threads.threads > 0 ? absl::StrCat("; ", get_message_on) : "");
     auto ratio = [&](absl::string_view part, const Phase* p, int broker = 1) {
       return runs(part) && p[0].best_rate > 0 ? p[broker].best_rate / p[0].best_rate : -1;
     };
@@ -574,16 +573,15 @@ int main(int argc, char** argv) {
   const tokenbroker::BenchFlags flags = tokenbroker::ParseBenchFlags(argc, argv);
   bool split_cores = false;
   std::string only;
-  uint32_t get_message_threads = 0;
+  tokenbroker::GetMessageThreads get_message_threads;
   for (const std::string& arg : flags.rest) {
     if (arg == "--split-cores") {
       split_cores = true;
-    } else if (std::optional<int> threads = tokenbroker::GetMessageThreadsFlag(arg)) {
-      if (*threads < 0) {
-        std::fprintf(stderr, "mail_bench: --get-message-threads takes 0-64\n");
+    } else if (std::optional<absl::Status> threads = tokenbroker::GetMessageThreadsFlag(arg, get_message_threads)) {
+      if (!threads->ok()) {
+        std::fprintf(stderr, "mail_bench: %s\n", std::string(threads->message()).c_str());
         return 2;
       }
-      get_message_threads = static_cast<uint32_t>(*threads);
     } else if (absl::StartsWith(arg, "--only=")) {
       only = arg.substr(7);
       if (only != "small" && only != "big" && only != "callers" && only != "batch") {
@@ -593,9 +591,13 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: mail_bench [--quick] [--split-cores] [--only=small|big|callers|batch] "
-                   "[--get-message-threads=N] [--svg=DIR]\n");
+                   "[--get-message-threads=N [--get-message-threads-poll=false]] [--svg=DIR]\n");
       return 2;
     }
+  }
+  if (absl::Status checked = get_message_threads.Check(); !checked.ok()) {
+    std::fprintf(stderr, "mail_bench: %s\n", std::string(checked.message()).c_str());
+    return 2;
   }
   return tokenbroker::Main(flags.quick, only, split_cores, get_message_threads, flags.svg_dir);
 }

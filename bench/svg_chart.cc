@@ -191,14 +191,49 @@ BenchFlags ParseBenchFlags(int argc, char** argv) {
   return flags;
 }
 
-std::optional<int> GetMessageThreadsFlag(const std::string& arg) {
-  static constexpr absl::string_view kFlag = "--get-message-threads=";
-  if (!absl::StartsWith(arg, kFlag)) return std::nullopt;
-  int threads = 0;
-  if (!absl::SimpleAtoi(absl::string_view(arg).substr(kFlag.size()), &threads) || threads < 0 || threads > 64) {
-    return -1;
+std::string GetMessageThreads::MailConfig() const {
+  if (threads == 0) return "  get_message_threads: 0\n";
+  return absl::StrCat("  get_message_threads: ", threads, "\n  get_message_threads_poll: ", poll ? "true" : "false",
+                      "\n");
+}
+
+std::string GetMessageThreads::Describe() const {
+  if (threads == 0) return "GetMessage on the stream workers";
+  return absl::StrCat("GetMessage on ", threads, " threads of its own", poll ? "" : " that do not poll");
+}
+
+std::string GetMessageThreads::ChartSuffix() const {
+  if (threads == 0) return "";
+  return poll ? "-get-message-threads" : "-get-message-threads-no-poll";
+}
+
+absl::Status GetMessageThreads::Check() const {
+  if (!poll && threads == 0) {
+    return absl::InvalidArgumentError("--get-message-threads-poll needs --get-message-threads above 0");
   }
-  return threads;
+  return absl::OkStatus();
+}
+
+std::optional<absl::Status> GetMessageThreadsFlag(const std::string& arg, GetMessageThreads& threads) {
+  static constexpr absl::string_view kThreads = "--get-message-threads=";
+  static constexpr absl::string_view kPoll = "--get-message-threads-poll=";
+  if (absl::StartsWith(arg, kThreads)) {
+    int n = 0;
+    if (!absl::SimpleAtoi(absl::string_view(arg).substr(kThreads.size()), &n) || n < 0 || n > 64) {
+      return absl::InvalidArgumentError("--get-message-threads takes 0-64");
+    }
+    threads.threads = static_cast<uint32_t>(n);
+    return absl::OkStatus();
+  }
+  if (absl::StartsWith(arg, kPoll)) {
+    const absl::string_view value = absl::string_view(arg).substr(kPoll.size());
+    if (value != "true" && value != "false") {
+      return absl::InvalidArgumentError("--get-message-threads-poll takes true or false");
+    }
+    threads.poll = value == "true";
+    return absl::OkStatus();
+  }
+  return std::nullopt;
 }
 
 }  // namespace tokenbroker

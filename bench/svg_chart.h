@@ -38,8 +38,7 @@ class SvgFigure {
   std::string RenderLimits(double scale_y, size_t first_row) const;
   // The legend entry in row `row`: a sample line (dashed when `dash` is
   // given) and the name.
-  static std::string LegendEntry(size_t row, const std::string& name, const char* colour,
-                                 const char* dash = nullptr);
+  static std::string LegendEntry(size_t row, const std::string& name, const char* colour, const char* dash = nullptr);
   static const char* Colour(size_t i);
 
  private:
@@ -92,10 +91,26 @@ struct BenchFlags {
 };
 BenchFlags ParseBenchFlags(int argc, char** argv);
 
-// `--get-message-threads=N`, the broker's mail.get_message_threads (the
-// benchmarks that run tokenbrokerd with and without it): nullopt when `arg`
-// is another flag, -1 when N is not 0-64.
-std::optional<int> GetMessageThreadsFlag(const std::string& arg);
+// How the benchmarks that run tokenbrokerd configure its GetMessage threads:
+// `--get-message-threads=N` (mail.get_message_threads, 0-64) and
+// `--get-message-threads-poll=false` (mail.get_message_threads_poll).
+struct GetMessageThreads {
+  uint32_t threads = 0;
+  bool poll = true;
+  // The lines under `mail:` in the broker's configuration.
+  std::string MailConfig() const;
+  // "GetMessage on the stream workers", "... on 8 threads of its own", "...
+  // that do not poll".
+  std::string Describe() const;
+  // For chart names: "", "-get-message-threads" or
+  // "-get-message-threads-no-poll".
+  std::string ChartSuffix() const;
+  // INVALID_ARGUMENT when poll is off with no threads.
+  absl::Status Check() const;
+};
+// Reads `arg` into `threads` if it is one of those flags: nullopt when it is
+// another flag, else OK or what is wrong with it.
+std::optional<absl::Status> GetMessageThreadsFlag(const std::string& arg, GetMessageThreads& threads);
 
 }  // namespace tokenbroker
 

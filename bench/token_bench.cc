@@ -22,6 +22,9 @@
 // rounds' ratios; DIR/token-refresh-spread.svg: refreshes per second; needs
 // tokenbrokerd in TOKENBROKER_BIN_DIR or the build tree, and h2load on PATH
 // for part 1)
+//        [--get-message-threads=N [--get-message-threads-poll=false]]
+//        (part 1 with the broker's GetMessage threads so configured, idle:
+//        what they cost the other calls)
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -158,9 +161,9 @@ LoadResult H2load(const testing::TempDir& dir, pid_t broker, const std::string& 
   return result;
 }
 
-// `get_message_threads`: the broker's mail.get_message_threads (idle threads
-// of its own polling gRPC beside the callback threads).
-void CacheHitsVersusEmptyRpc(int requests, const std::string& svg_dir, uint32_t get_message_threads) {
+// `get_message_threads`: the broker's GetMessage threads (idle here: what
+// they cost the other calls).
+void CacheHitsVersusEmptyRpc(int requests, const std::string& svg_dir, const GetMessageThreads& get_message_threads) {
   testing::TempDir dir;
   testing::CertificateFiles tls = testing::MakeSelfSignedCertificate(dir, "idp", 30, "rsa", "IP:127.0.0.1");
   testing::FakeMicrosoft idp(SystemClock::Get());
@@ -171,8 +174,7 @@ void CacheHitsVersusEmptyRpc(int requests, const std::string& svg_dir, uint32_t 
   idp.RegisterApp("contoso.onmicrosoft.com", "client-1", "bench-secret");
   const std::string config = dir.WriteFile(
       "broker.yaml", testing::DaemonConfig(dir) + absl::StrCat("http:\n  ca_file: \"", tls.certificate,
-                                                               "\"\nmail:\n  get_message_threads: ",
-                                                               get_message_threads, "\n"));
+                                                               "\"\nmail:\n", get_message_threads.MailConfig()));
   testing::RunningDaemon daemon = testing::StartDaemon(config, dir.path());
   Check(!daemon.grpc_address.empty(), "tokenbrokerd did not start");
 
@@ -415,14 +417,19 @@ void XoauthEncoding(bool quick) {
 
 int main(int argc, char** argv) {
   const tokenbroker::BenchFlags flags = tokenbroker::ParseBenchFlags(argc, argv);
-  uint32_t get_message_threads = 0;
+  tokenbroker::GetMessageThreads get_message_threads;
   for (const std::string& arg : flags.rest) {
-    const std::optional<int> threads = tokenbroker::GetMessageThreadsFlag(arg);
-    if (!threads.has_value() || *threads < 0) {
-      std::fprintf(stderr, "usage: token_bench [--quick] [--svg=DIR] [--get-message-threads=0-64]\n");
+    const std::optional<absl::Status> threads = tokenbroker::GetMessageThreadsFlag(arg, get_message_threads);
+    if (!threads.has_value() || !threads->ok()) {
+      std::fprintf(stderr,
+                   "usage: token_bench [--quick] [--svg=DIR] [--get-message-threads=0-64 "
+                   "[--get-message-threads-poll=false]]\n");
       return 2;
     }
-    get_message_threads = static_cast<uint32_t>(*threads);
+  }
+  if (absl::Status checked = get_message_threads.Check(); !checked.ok()) {
+    std::fprintf(stderr, "token_bench: %s\n", std::string(checked.message()).c_str());
+    return 2;
   }
   const bool quick = flags.quick;
   const std::string& svg_dir = flags.svg_dir;

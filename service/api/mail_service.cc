@@ -102,8 +102,10 @@ MailServiceImpl::MailServiceImpl(MailPool* pool, CallGuard* guard, MailServiceOp
     return;
   }
   MarkMethodAsync(index);
-  get_message_threads_ = std::make_unique<OwnThreadUnary<v1::GetMessageRequest, v1::GetMessageResponse>>(
+  get_message_threads_ = std::make_unique<GetMessageThreads>(
       options.get_message_threads,
+      options.get_message_threads_poll ? GetMessageThreads::Queues::kPolling : GetMessageThreads::Queues::kNonPolling,
+      "get-message",
       [this, index](grpc::ServerContext* context, v1::GetMessageRequest* request,
                     grpc::ServerAsyncResponseWriter<v1::GetMessageResponse>* writer, grpc::ServerCompletionQueue* queue,
                     void* tag) { RequestAsyncUnary(index, context, request, writer, queue, queue, tag); },

@@ -34,11 +34,16 @@ struct MailServiceOptions {
   // WatchMailbox: events queued for one caller, at most (see WatchWriter).
   size_t watch_queue = 1000;
   // GetMessage on this many threads of its own, each taking calls from a
-  // completion queue of its own and answering them itself (one wake-up a
-  // call instead of a callback thread handing it to a stream worker); the
+  // completion queue of its own and answering them itself (no stream worker,
+  // and the call's completion comes back to the thread's own queue); the
   // server's owner then calls AddCompletionQueues, StartThreads and
   // StopThreads. 0: on the callback API and the stream workers.
   int get_message_threads = 0;
+  // Whether those threads wait in gRPC's poller (no hand-off at all for a
+  // GetMessage, but they read other calls' events too, which costs those
+  // calls) or on queues that do not poll (woken by gRPC's callback threads;
+  // idle, they cost nothing). See OwnThreadUnary.
+  bool get_message_threads_poll = true;
 };
 
 // Every method on the callback API but GetMessage, which the constructor
@@ -117,7 +122,8 @@ class MailServiceImpl final : public MailServiceBase {
   Executor workers_;
   Executor stream_workers_;
   // With get_message_threads only.
-  std::unique_ptr<OwnThreadUnary<v1::GetMessageRequest, v1::GetMessageResponse>> get_message_threads_;
+  using GetMessageThreads = OwnThreadUnary<v1::GetMessageRequest, v1::GetMessageResponse>;
+  std::unique_ptr<GetMessageThreads> get_message_threads_;
 };
 
 }  // namespace tokenbroker

@@ -9,6 +9,13 @@
 // the threads wait in gRPC, unmatched, until a thread is free or their
 // deadline passes). gRPC's callback threads never run the handler.
 //
+// The queues either poll (a waiting thread is one of gRPC's pollers: it reads
+// the network itself, so a call of this method reaches it with no hand-off,
+// but it also reads other calls' events and hands them on, which costs every
+// other call) or do not (non_polling_queue.h: gRPC's callback threads read the
+// network and wake the thread whose queue got a call; idle, it costs nothing).
+// The server must have callback methods when the queues do not poll.
+//
 // Lifecycle: AddQueues (before the server is built), Start (after it
 // started), Stop (after its Shutdown and Wait returned). Thread-safe after
 // Start.
@@ -16,13 +23,17 @@
 #define TOKENBROKER_SERVICE_API_OWN_THREAD_UNARY_H_
 
 #include <grpcpp/grpcpp.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <functional>
 #include <memory>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "service/api/non_polling_queue.h"
 
 namespace tokenbroker {
 
@@ -38,15 +49,25 @@ class OwnThreadUnary {
   // (then `response` is not sent).
   using Handler = std::function<grpc::Status(grpc::ServerContext* context, const Request& request, Response* response)>;
 
-  OwnThreadUnary(int threads, RequestCall request_call, Handler handler)
-      : threads_(std::max(1, threads)), request_call_(std::move(request_call)), handler_(std::move(handler)) {}
+  enum class Queues { kPolling, kNonPolling };
+
+  // `name`: the threads' name (at most 15 characters), as `top -H` shows it.
+  OwnThreadUnary(int threads, Queues queues, std::string name, RequestCall request_call, Handler handler)
+      : threads_(std::max(1, threads)),
+        queue_kind_(queues),
+        name_(std::move(name)),
+        request_call_(std::move(request_call)),
+        handler_(std::move(handler)) {}
   ~OwnThreadUnary() { Stop(); }
   OwnThreadUnary(const OwnThreadUnary&) = delete;
   OwnThreadUnary& operator=(const OwnThreadUnary&) = delete;
 
   // One completion queue a thread, from `builder`.
   void AddQueues(grpc::ServerBuilder& builder) {
-    for (int i = 0; i < threads_; ++i) queues_.push_back(builder.AddCompletionQueue());
+    for (int i = 0; i < threads_; ++i) {
+      queues_.push_back(queue_kind_ == Queues::kPolling ? builder.AddCompletionQueue()
+                                                        : AddNonPollingCompletionQueue(builder));
+    }
   }
 
   // Starts the threads; each asks for its first call.
@@ -54,7 +75,10 @@ class OwnThreadUnary {
     for (auto& queue : queues_) {
       grpc::ServerCompletionQueue* q = queue.get();
       AskForCall(q);
-      workers_.emplace_back([this, q] { Serve(q); });
+      workers_.emplace_back([this, q] {
+        pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
+        Serve(q);
+      });
     }
   }
 
@@ -118,6 +142,8 @@ class OwnThreadUnary {
   }
 
   const int threads_;
+  const Queues queue_kind_;
+  const std::string name_;
   const RequestCall request_call_;
   const Handler handler_;
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;

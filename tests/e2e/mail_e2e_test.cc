@@ -60,9 +60,10 @@ class MailE2ETest : public ::testing::Test {
     ASSERT_TRUE(dovecot_->Seed("alice@contoso.com", seed).ok());
     ASSERT_TRUE(dovecot_->Seed("bob@contoso.com", {{"INBOX", Message("For Bob", "b"), false}}).ok());
 
-    // GetMessage on threads of its own (the default, on the stream workers,
-    // is checked in api_test).
-    ASSERT_TRUE(env_->StartDaemon("  workers: 2\n  stream_workers: 2\n  get_message_threads: 2\n"));
+    // GetMessage on threads of its own that do not poll (the default, on the
+    // stream workers, and threads that poll are checked in api_test).
+    ASSERT_TRUE(env_->StartDaemon(
+        "  workers: 2\n  stream_workers: 2\n  get_message_threads: 2\n  get_message_threads_poll: false\n"));
     for (const char* user : {"alice", "bob"}) env_->ImportGrant(user, absl::StrCat(user, "@contoso.com"));
   }
   static void TearDownTestSuite() {

@@ -1,8 +1,13 @@
 #include "service/api/own_thread_unary.h"
 
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -19,15 +24,17 @@ using grpc::health::v1::Health;
 using grpc::health::v1::HealthCheckRequest;
 using grpc::health::v1::HealthCheckResponse;
 
+using Threads = OwnThreadUnary<HealthCheckRequest, HealthCheckResponse>;
+
 // Health/Check as the one async method of a service, served by
-// OwnThreadUnary with `handler`.
+// OwnThreadUnary with `handler` on threads named "own-unary"; any other
+// method goes to a callback generic service that answers UNIMPLEMENTED (a
+// broker always has callback methods, which queues that do not poll need).
 class OwnThreadServer {
  public:
-  using Threads = OwnThreadUnary<HealthCheckRequest, HealthCheckResponse>;
-
-  OwnThreadServer(int threads, Threads::Handler handler)
+  OwnThreadServer(int threads, Threads::Queues queues, Threads::Handler handler)
       : threads_(
-            threads,
+            threads, queues, "own-unary",
             [this](grpc::ServerContext* context, HealthCheckRequest* request,
                    grpc::ServerAsyncResponseWriter<HealthCheckResponse>* writer, grpc::ServerCompletionQueue* queue,
                    void* tag) { service_.RequestCheck(context, request, writer, queue, queue, tag); },
@@ -35,10 +42,12 @@ class OwnThreadServer {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(&service_);
+    builder.RegisterCallbackGenericService(&others_);
     threads_.AddQueues(builder);
     server_ = builder.BuildAndStart();
     channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials());
     stub_ = Health::NewStub(channel_);
+    generic_stub_ = std::make_unique<grpc::GenericStub>(channel_);
   }
   ~OwnThreadServer() { Stop(); }
 
@@ -61,21 +70,47 @@ class OwnThreadServer {
     return stub_->Check(&context, request, response);
   }
 
+  // A call of a method the server does not have, answered on gRPC's
+  // callback threads.
+  grpc::Status CallOther() {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    grpc::Slice empty("");
+    grpc::ByteBuffer request(&empty, 1);
+    grpc::ByteBuffer response;
+    grpc::Status status;
+    absl::Notification done;
+    generic_stub_->UnaryCall(&context, "/test.Other/Call", grpc::StubOptions(), &request, &response,
+                             [&](grpc::Status s) {
+                               status = std::move(s);
+                               done.Notify();
+                             });
+    done.WaitForNotification();
+    return status;
+  }
+
  private:
   Health::AsyncService service_;
+  grpc::CallbackGenericService others_;
   Threads threads_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<Health::Stub> stub_;
+  std::unique_ptr<grpc::GenericStub> generic_stub_;
 };
 
-TEST(OwnThreadUnaryTest, TheHandlersAnswerGoesOutAndAnErrorGoesOutAlone) {
-  OwnThreadServer server(2, [](grpc::ServerContext*, const HealthCheckRequest& request, HealthCheckResponse* response) {
-    response->set_status(HealthCheckResponse::SERVING);
-    if (request.service() == "missing") return grpc::Status(grpc::StatusCode::NOT_FOUND, "service: no such service");
-    return grpc::Status::OK;
-  });
+// Each test runs with queues that poll and with queues that do not.
+class OwnThreadUnaryTest : public ::testing::TestWithParam<Threads::Queues> {};
+
+TEST_P(OwnThreadUnaryTest, TheHandlersAnswerGoesOutAndAnErrorGoesOutAlone) {
+  OwnThreadServer server(2, GetParam(),
+                         [](grpc::ServerContext*, const HealthCheckRequest& request, HealthCheckResponse* response) {
+                           response->set_status(HealthCheckResponse::SERVING);
+                           if (request.service() == "missing")
+                             return grpc::Status(grpc::StatusCode::NOT_FOUND, "service: no such service");
+                           return grpc::Status::OK;
+                         });
   server.Start();
   for (int i = 0; i < 20; ++i) {  // more calls than threads: each thread asks again
     HealthCheckResponse response;
@@ -91,16 +126,17 @@ TEST(OwnThreadUnaryTest, TheHandlersAnswerGoesOutAndAnErrorGoesOutAlone) {
 
 // A thread busy with a slow call has asked for no other: the next call goes
 // to a free thread and is answered while the slow one still runs.
-TEST(OwnThreadUnaryTest, ACallIsTakenByAFreeThreadNeverQueuedBehindABusyOne) {
+TEST_P(OwnThreadUnaryTest, ACallIsTakenByAFreeThreadNeverQueuedBehindABusyOne) {
   absl::Notification slow_started;
   absl::Notification release_slow;
-  OwnThreadServer server(2, [&](grpc::ServerContext*, const HealthCheckRequest& request, HealthCheckResponse*) {
-    if (request.service() == "slow") {
-      slow_started.Notify();
-      release_slow.WaitForNotification();
-    }
-    return grpc::Status::OK;
-  });
+  OwnThreadServer server(2, GetParam(),
+                         [&](grpc::ServerContext*, const HealthCheckRequest& request, HealthCheckResponse*) {
+                           if (request.service() == "slow") {
+                             slow_started.Notify();
+                             release_slow.WaitForNotification();
+                           }
+                           return grpc::Status::OK;
+                         });
   server.Start();
   grpc::Status slow_status;
   std::thread slow([&] {
@@ -125,17 +161,18 @@ TEST(OwnThreadUnaryTest, ACallIsTakenByAFreeThreadNeverQueuedBehindABusyOne) {
 // Shutting down with a call still in its handler: the server waits for it,
 // the caller gets its answer, and Stop leaves nothing behind (ASan checks the
 // calls were freed).
-TEST(OwnThreadUnaryTest, ShutdownWaitsForACallInItsHandler) {
+TEST_P(OwnThreadUnaryTest, ShutdownWaitsForACallInItsHandler) {
   absl::Notification started;
   absl::Notification release;
   std::atomic<int> answered{0};
-  OwnThreadServer server(2, [&](grpc::ServerContext*, const HealthCheckRequest&, HealthCheckResponse* response) {
-    started.Notify();
-    release.WaitForNotification();
-    response->set_status(HealthCheckResponse::NOT_SERVING);
-    ++answered;
-    return grpc::Status::OK;
-  });
+  OwnThreadServer server(2, GetParam(),
+                         [&](grpc::ServerContext*, const HealthCheckRequest&, HealthCheckResponse* response) {
+                           started.Notify();
+                           release.WaitForNotification();
+                           response->set_status(HealthCheckResponse::NOT_SERVING);
+                           ++answered;
+                           return grpc::Status::OK;
+                         });
   server.Start();
   grpc::Status status;
   HealthCheckResponse response;
@@ -158,10 +195,62 @@ TEST(OwnThreadUnaryTest, ShutdownWaitsForACallInItsHandler) {
   }
 }
 
-TEST(OwnThreadUnaryTest, AServerStoppedBeforeItsThreadsStartedLeavesNothingBehind) {
-  OwnThreadServer server(
-      3, [](grpc::ServerContext*, const HealthCheckRequest&, HealthCheckResponse*) { return grpc::Status::OK; });
+TEST_P(OwnThreadUnaryTest, AServerStoppedBeforeItsThreadsStartedLeavesNothingBehind) {
+  OwnThreadServer server(3, GetParam(), [](grpc::ServerContext*, const HealthCheckRequest&, HealthCheckResponse*) {
+    return grpc::Status::OK;
+  });
   server.Stop();  // never started: Stop drains the queues itself
+}
+
+INSTANTIATE_TEST_SUITE_P(BothQueues, OwnThreadUnaryTest,
+                         ::testing::Values(Threads::Queues::kPolling, Threads::Queues::kNonPolling),
+                         [](const ::testing::TestParamInfo<Threads::Queues>& info) {
+                           return info.param == Threads::Queues::kPolling ? "Polling" : "NonPolling";
+                         });
+
+// Voluntary context switches of each of this process's threads named
+// `name`, by thread id.
+std::map<std::string, long> SwitchesOfThreadsNamed(const std::string& name) {
+  std::map<std::string, long> switches;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string thread_name;
+    std::getline(comm, thread_name);
+    if (thread_name != name) continue;
+    std::ifstream status(task.path() / "status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0) {
+        switches[task.path().filename().string()] = std::stol(line.substr(line.find(':') + 1));
+      }
+    }
+  }
+  return switches;
+}
+
+// Idle threads on queues that do not poll sleep through other calls: none of
+// the other calls' network events wakes them (a polling queue's thread is one
+// of gRPC's pollers, and is woken again and again).
+TEST(OwnThreadUnaryQueuesTest, IdleThreadsOnQueuesThatDoNotPollSleepThroughOtherCalls) {
+  OwnThreadServer server(4, Threads::Queues::kNonPolling,
+                         [](grpc::ServerContext*, const HealthCheckRequest&, HealthCheckResponse* response) {
+                           response->set_status(HealthCheckResponse::SERVING);
+                           return grpc::Status::OK;
+                         });
+  server.Start();
+  HealthCheckResponse response;
+  ASSERT_TRUE(server.Check("mail", &response).ok());  // they serve their own method
+  ASSERT_EQ(server.CallOther().error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  const std::map<std::string, long> before = SwitchesOfThreadsNamed("own-unary");
+  ASSERT_EQ(before.size(), 4u);
+  for (int i = 0; i < 500; ++i) ASSERT_EQ(server.CallOther().error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  const std::map<std::string, long> after = SwitchesOfThreadsNamed("own-unary");
+  long woken = 0;
+  for (const auto& [thread, switches] : after) woken += switches - before.at(thread);
+  // 500 calls on the callback threads; a waiter that took part in polling
+  // would be woken for many of them. A few wakes are allowed for gRPC's own
+  // housekeeping.
+  EXPECT_LT(woken, 25) << "the idle threads were woken by other calls";
+  ASSERT_TRUE(server.Check("mail", &response).ok());
 }
 
 }  // namespace

@@ -28,7 +28,8 @@ TEST(SvgBarChartTest, DrawsABarWithItsValueForEveryValueGivenAndNamesEveryGroup)
   EXPECT_TRUE(absl::EndsWith(svg, "</svg>\n"));
   // The background plus four bars.
   EXPECT_EQ(Count(svg, "<rect "), 5);
-  for (const char* value : {">0.36<", ">0.45<", ">0.97<", ">0.62<"}) EXPECT_TRUE(absl::StrContains(svg, value)) << value;
+  for (const char* value : {">0.36<", ">0.45<", ">0.97<", ">0.62<"})
+    EXPECT_TRUE(absl::StrContains(svg, value)) << value;
   // A group name of two lines is two text lines.
   EXPECT_TRUE(absl::StrContains(svg, ">one</text>"));
   EXPECT_TRUE(absl::StrContains(svg, ">caller</text>"));
@@ -94,13 +95,28 @@ TEST(BenchFlagsTest, TakesQuickAndSvgAndLeavesTheRest) {
   EXPECT_TRUE(defaults.rest.empty());
 }
 
-TEST(BenchFlagsTest, GetMessageThreadsTakesZeroToSixtyFour) {
-  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads=8"), 8);
-  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads=0"), 0);
-  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads=65"), -1);
-  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads=x"), -1);
-  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads=-1"), -1);
-  EXPECT_EQ(GetMessageThreadsFlag("--only=small"), std::nullopt);
+TEST(BenchFlagsTest, GetMessageThreadsTakesZeroToSixtyFourAndWhetherTheyPoll) {
+  GetMessageThreads threads;
+  EXPECT_EQ(GetMessageThreadsFlag("--only=small", threads), std::nullopt);
+  EXPECT_EQ(threads.MailConfig(), "  get_message_threads: 0\n");
+  EXPECT_EQ(threads.Describe(), "GetMessage on the stream workers");
+  EXPECT_EQ(threads.ChartSuffix(), "");
+  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads=8", threads), absl::OkStatus());
+  EXPECT_EQ(threads.MailConfig(), "  get_message_threads: 8\n  get_message_threads_poll: true\n");
+  EXPECT_EQ(threads.Describe(), "GetMessage on 8 threads of its own");
+  EXPECT_EQ(threads.ChartSuffix(), "-get-message-threads");
+  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads-poll=false", threads), absl::OkStatus());
+  EXPECT_EQ(threads.MailConfig(), "  get_message_threads: 8\n  get_message_threads_poll: false\n");
+  EXPECT_EQ(threads.Describe(), "GetMessage on 8 threads of its own that do not poll");
+  EXPECT_EQ(threads.ChartSuffix(), "-get-message-threads-no-poll");
+  EXPECT_TRUE(threads.Check().ok());
+  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads=0", threads), absl::OkStatus());
+  EXPECT_EQ(threads.Check().message(), "--get-message-threads-poll needs --get-message-threads above 0");
+  for (const char* bad : {"--get-message-threads=65", "--get-message-threads=x", "--get-message-threads=-1"}) {
+    EXPECT_EQ(GetMessageThreadsFlag(bad, threads)->message(), "--get-message-threads takes 0-64") << bad;
+  }
+  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads-poll=no", threads)->message(),
+            "--get-message-threads-poll takes true or false");
 }
 
 }  // namespace

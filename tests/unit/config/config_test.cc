@@ -113,6 +113,15 @@ TEST(ConfigTest, GetMessageThreadsAreReadAndBounded) {
   EXPECT_EQ(ParseConfig(kValid, "test.yaml")->mail().get_message_threads(), 0u);  // on the stream workers
   EXPECT_THAT(ParseError(std::string(kValid) + "mail:\n  get_message_threads: 65\n").message(),
               HasSubstr("mail.get_message_threads: at most 64"));
+  // Whether they poll: unset (they do), or as given.
+  EXPECT_FALSE(config->mail().has_get_message_threads_poll());
+  absl::StatusOr<Config> quiet = ParseConfig(
+      std::string(kValid) + "mail:\n  get_message_threads: 8\n  get_message_threads_poll: false\n", "test.yaml");
+  ASSERT_TRUE(quiet.ok()) << quiet.status();
+  EXPECT_TRUE(quiet->mail().has_get_message_threads_poll());
+  EXPECT_FALSE(quiet->mail().get_message_threads_poll());
+  EXPECT_THAT(ParseError(std::string(kValid) + "mail:\n  get_message_threads_poll: false\n").message(),
+              HasSubstr("mail.get_message_threads_poll: only with mail.get_message_threads"));
 }
 
 TEST(ConfigTest, TenantsWithARateOfTheirOwnAreCheckedAndReadAsGiven) {
