@@ -22,16 +22,16 @@
 // whether a part was bound by this machine's CPU.
 //
 // Usage: mail_bench [--quick] [--split-cores] [--only=small|big|callers|batch]
-//                   [--get-message-threads=N [--get-message-threads-poll=false]]
+//                   [--get-message-threads=N] [--get-message-threads-poll=true|false]
 //                   [--svg=DIR] (needs dovecot-imapd and tokenbrokerd)
-// --get-message-threads=N runs the broker with mail.get_message_threads: N,
-// and --get-message-threads-poll=false with mail.get_message_threads_poll:
-// false.
+// --get-message-threads=N runs the broker with mail.get_message_threads: N
+// (0: GetMessage on the stream workers), --get-message-threads-poll with
+// mail.get_message_threads_poll; without them, the broker's defaults.
 // With --svg=DIR it writes DIR/mail-<layout>.svg (the ratio of each part, and
 // the best one call per message can reach) and DIR/mail-memory-<layout>.svg
 // (the broker's resident memory while it streams the large message), where
-// <layout> is shared-cores or split-cores, followed by -get-message-threads
-// when N is above 0 (-get-message-threads-no-poll when they do not poll).
+// <layout> is shared-cores or split-cores, followed by -stream-workers with
+// N 0 and -polling-threads when the threads poll.
 #include <sched.h>
 #include <unistd.h>
 
@@ -528,8 +528,8 @@ int Main(bool quick, const std::string& only, bool split_cores, const GetMessage
   if (!svg_dir.empty()) {
     const std::string layout = absl::StrCat(split_cores ? "split-cores" : "shared-cores",
                                             get_message_threads.ChartSuffix());
-    const std::string where = absl::StrCat(split_cores ? "Dovecot on its own core" : "all processes share 2 cores",
-                                           get_message_threads.threads > 0 ? absl::StrCat("; ", get_message_on) : "");
+    const std::string where =
+        absl::StrCat(split_cores ? "Dovecot on its own core" : "all processes share 2 cores", "; ", get_message_on);
     auto ratio = [&](absl::string_view part, const Phase* p, int broker = 1) {
       return runs(part) && p[0].best_rate > 0 ? p[broker].best_rate / p[0].best_rate : -1;
     };
@@ -591,7 +591,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: mail_bench [--quick] [--split-cores] [--only=small|big|callers|batch] "
-                   "[--get-message-threads=N [--get-message-threads-poll=false]] [--svg=DIR]\n");
+                   "[--get-message-threads=N] [--get-message-threads-poll=true|false] [--svg=DIR]\n");
       return 2;
     }
   }

@@ -192,24 +192,27 @@ BenchFlags ParseBenchFlags(int argc, char** argv) {
 }
 
 std::string GetMessageThreads::MailConfig() const {
-  if (threads == 0) return "  get_message_threads: 0\n";
-  return absl::StrCat("  get_message_threads: ", threads, "\n  get_message_threads_poll: ", poll ? "true" : "false",
-                      "\n");
+  std::string lines;
+  if (threads.has_value()) absl::StrAppend(&lines, "  get_message_threads: ", *threads, "\n");
+  if (poll.has_value()) absl::StrAppend(&lines, "  get_message_threads_poll: ", *poll ? "true" : "false", "\n");
+  return lines;
 }
 
 std::string GetMessageThreads::Describe() const {
-  if (threads == 0) return "GetMessage on the stream workers";
-  return absl::StrCat("GetMessage on ", threads, " threads of its own", poll ? "" : " that do not poll");
+  if (threads == 0u) return "GetMessage on the stream workers";
+  return absl::StrCat("GetMessage on ", threads.value_or(8), " threads of its own that ",
+                      poll.value_or(false) ? "poll" : "do not poll");
 }
 
 std::string GetMessageThreads::ChartSuffix() const {
-  if (threads == 0) return "";
-  return poll ? "-get-message-threads" : "-get-message-threads-no-poll";
+  if (threads == 0u) return "-stream-workers";
+  return poll.value_or(false) ? "-polling-threads" : "";
 }
 
 absl::Status GetMessageThreads::Check() const {
-  if (!poll && threads == 0) {
-    return absl::InvalidArgumentError("--get-message-threads-poll needs --get-message-threads above 0");
+  if (poll.has_value() && threads == 0u) {
+    return absl::InvalidArgumentError(
+        "--get-message-threads-poll needs GetMessage threads (not --get-message-threads=0)");
   }
   return absl::OkStatus();
 }

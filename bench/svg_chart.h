@@ -92,20 +92,23 @@ struct BenchFlags {
 BenchFlags ParseBenchFlags(int argc, char** argv);
 
 // How the benchmarks that run tokenbrokerd configure its GetMessage threads:
-// `--get-message-threads=N` (mail.get_message_threads, 0-64) and
-// `--get-message-threads-poll=false` (mail.get_message_threads_poll).
+// `--get-message-threads=N` (mail.get_message_threads, 0-64: 0 puts
+// GetMessage on the stream workers) and `--get-message-threads-poll=true|false`
+// (mail.get_message_threads_poll); unset, the broker's defaults (8 threads
+// that do not poll).
 struct GetMessageThreads {
-  uint32_t threads = 0;
-  bool poll = true;
-  // The lines under `mail:` in the broker's configuration.
+  std::optional<uint32_t> threads;
+  std::optional<bool> poll;
+  // The lines under `mail:` in the broker's configuration (none for the
+  // defaults).
   std::string MailConfig() const;
-  // "GetMessage on the stream workers", "... on 8 threads of its own", "...
-  // that do not poll".
+  // "GetMessage on 8 threads of its own that do not poll", "... that poll",
+  // "GetMessage on the stream workers".
   std::string Describe() const;
-  // For chart names: "", "-get-message-threads" or
-  // "-get-message-threads-no-poll".
+  // For chart names: "" (threads that do not poll, as by default),
+  // "-polling-threads" or "-stream-workers".
   std::string ChartSuffix() const;
-  // INVALID_ARGUMENT when poll is off with no threads.
+  // INVALID_ARGUMENT when poll is given with no threads.
   absl::Status Check() const;
 };
 // Reads `arg` into `threads` if it is one of those flags: nullopt when it is

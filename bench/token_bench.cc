@@ -22,9 +22,9 @@
 // rounds' ratios; DIR/token-refresh-spread.svg: refreshes per second; needs
 // tokenbrokerd in TOKENBROKER_BIN_DIR or the build tree, and h2load on PATH
 // for part 1)
-//        [--get-message-threads=N [--get-message-threads-poll=false]]
+//        [--get-message-threads=N] [--get-message-threads-poll=true|false]
 //        (part 1 with the broker's GetMessage threads so configured, idle:
-//        what they cost the other calls)
+//        what they cost the other calls; without them, the defaults)
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -172,9 +172,11 @@ void CacheHitsVersusEmptyRpc(int requests, const std::string& svg_dir, const Get
   const std::string authority = absl::StrCat("127.0.0.1:", server.port());
   idp.SetHost(authority);
   idp.RegisterApp("contoso.onmicrosoft.com", "client-1", "bench-secret");
-  const std::string config = dir.WriteFile(
-      "broker.yaml", testing::DaemonConfig(dir) + absl::StrCat("http:\n  ca_file: \"", tls.certificate,
-                                                               "\"\nmail:\n", get_message_threads.MailConfig()));
+  const std::string config =
+      dir.WriteFile("broker.yaml",
+                    testing::DaemonConfig(dir) + absl::StrCat("http:\n  ca_file: \"", tls.certificate, "\"\n",
+                                                              get_message_threads.MailConfig().empty() ? "" : "mail:\n",
+                                                              get_message_threads.MailConfig()));
   testing::RunningDaemon daemon = testing::StartDaemon(config, dir.path());
   Check(!daemon.grpc_address.empty(), "tokenbrokerd did not start");
 
@@ -422,8 +424,8 @@ int main(int argc, char** argv) {
     const std::optional<absl::Status> threads = tokenbroker::GetMessageThreadsFlag(arg, get_message_threads);
     if (!threads.has_value() || !threads->ok()) {
       std::fprintf(stderr,
-                   "usage: token_bench [--quick] [--svg=DIR] [--get-message-threads=0-64 "
-                   "[--get-message-threads-poll=false]]\n");
+                   "usage: token_bench [--quick] [--svg=DIR] [--get-message-threads=0-64] "
+                   "[--get-message-threads-poll=true|false]\n");
       return 2;
     }
   }

@@ -75,10 +75,9 @@ class OwnThreadUnary {
     for (auto& queue : queues_) {
       grpc::ServerCompletionQueue* q = queue.get();
       AskForCall(q);
-      workers_.emplace_back([this, q] {
-        pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
-        Serve(q);
-      });
+      workers_.emplace_back([this, q] { Serve(q); });
+      // Named here, so that every thread has its name once Start returns.
+      pthread_setname_np(workers_.back().native_handle(), name_.substr(0, 15).c_str());
     }
   }
 

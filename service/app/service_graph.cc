@@ -141,7 +141,7 @@ ServiceGraph BuildServiceGraph(const ServiceGraphParts& parts) {
   if (mc.stream_workers() > 0) mail_workers.stream_workers = static_cast<int>(mc.stream_workers());
   mail_workers.max_pending = parts.max_pending_calls;
   if (mc.watch_queue() > 0) mail_workers.watch_queue = mc.watch_queue();
-  mail_workers.get_message_threads = static_cast<int>(mc.get_message_threads());
+  if (mc.has_get_message_threads()) mail_workers.get_message_threads = static_cast<int>(mc.get_message_threads());
   if (mc.has_get_message_threads_poll()) mail_workers.get_message_threads_poll = mc.get_message_threads_poll();
   graph.mail_service = std::make_unique<MailServiceImpl>(
       graph.mail_pool.get(), parts.guard, mail_workers, [metrics](uint64_t bytes) { metrics->CountFetchedBytes(bytes); },

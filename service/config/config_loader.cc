@@ -119,10 +119,12 @@ absl::Status ValidateConfig(const Config& config, absl::string_view source) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": mail.get_message_threads: at most 64 (0: GetMessage on the stream workers)"));
   }
-  if (config.mail().has_get_message_threads_poll() && config.mail().get_message_threads() == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": mail.get_message_threads_poll: only with mail.get_message_threads (the threads it is about); "
-                "set both or remove it"));
+  if (config.mail().has_get_message_threads_poll() && config.mail().has_get_message_threads() &&
+      config.mail().get_message_threads() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source,
+                     ": mail.get_message_threads_poll: only with GetMessage threads, and mail.get_message_threads is 0 "
+                     "(GetMessage on the stream workers); remove one of the two"));
   }
   const auto& tokens = config.tokens();
   auto check_rate = [&](double rate, absl::string_view field) -> absl::Status {

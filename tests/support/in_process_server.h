@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -57,9 +58,10 @@ class InProcessServer {
   }
 
   // `refresh_threads` and `max_pending`: TokenServiceImpl's refresh workers.
-  // `get_message_threads`: mail.get_message_threads.
+  // `get_message_threads`: mail.get_message_threads (unset: the default).
   explicit InProcessServer(int refresh_threads = 8, size_t max_pending = 10000,
-                           const config::v1::AuthConfig& auth = AllowAll(), uint32_t get_message_threads = 0)
+                           const config::v1::AuthConfig& auth = AllowAll(),
+                           std::optional<uint32_t> get_message_threads = std::nullopt)
       : metrics_(BuildInfo{"9.9.9", "test"},
                  {"tokenbroker.v1.AdminService/GetServerInfo", "tokenbroker.v1.TokenService/GetAccessToken",
                   "tokenbroker.v1.MailService/GetMessage", "grpc.health.v1.Health/Check"}),
@@ -78,9 +80,9 @@ class InProcessServer {
               return g->labels;
             },
             SystemClock::Get()),
-        guard_(
-            authorizer_, audit_, /*plaintext_listener=*/true,
-            [this](Action action, absl::string_view reason) { metrics_.CountRefusedCall(ActionName(action), reason); }) {
+        guard_(authorizer_, audit_, /*plaintext_listener=*/true, [this](Action action, absl::string_view reason) {
+          metrics_.CountRefusedCall(ActionName(action), reason);
+        }) {
     config_.mutable_tokens()->set_max_concurrent_refreshes(static_cast<uint32_t>(refresh_threads));
     ServiceGraphParts parts;
     parts.config = &config_;
@@ -95,7 +97,7 @@ class InProcessServer {
     parts.guard = &guard_;
     parts.identity = ServerIdentity{"9.9.9", "test", absl::FromUnixSeconds(1'800'000'000), "sqlite"};
     parts.max_pending_calls = max_pending;
-    config_.mutable_mail()->set_get_message_threads(get_message_threads);
+    if (get_message_threads.has_value()) config_.mutable_mail()->set_get_message_threads(*get_message_threads);
     graph_ = BuildServiceGraph(parts);
     graph_.grant_watch->Start();
     audit_.Start();

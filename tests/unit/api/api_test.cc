@@ -1,14 +1,17 @@
-#include "client/broker_client.h"
-
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <optional>
 #include <set>
+#include <string>
 #include <thread>
 
-#include "service/tokens/token_manager.h"
+#include "client/broker_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
+#include "service/tokens/token_manager.h"
 #include "tests/support/credentials.h"
 #include "tests/support/in_process_server.h"
 
@@ -479,13 +482,27 @@ TEST(ApiMailTest, MailCallsWithoutADeadlineAreRefused) {
   EXPECT_THAT(status.error_message(), HasSubstr("deadline: MailService/ListFolders must carry a deadline"));
 }
 
-// GetMessage on threads of its own (mail.get_message_threads) and on the
-// callback API with the stream workers: the same checks, codes, metrics and
-// audit events.
+// GetMessage on threads of its own (mail.get_message_threads, as by
+// default) and on the callback API with the stream workers
+// (get_message_threads: 0): the same checks, codes, metrics and audit events.
 class ApiGetMessageTest : public ::testing::TestWithParam<bool> {};
 
+// This process's threads named `name` (as `top -H` shows them).
+int ThreadsNamed(const std::string& name) {
+  int n = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::string comm;
+    std::getline(std::ifstream(task.path() / "comm"), comm);
+    n += comm == name;
+  }
+  return n;
+}
+
 TEST_P(ApiGetMessageTest, RequestsAreCheckedCountedAndAuditedOnEitherPath) {
-  testing::InProcessServer server(8, 10000, testing::InProcessServer::AllowAll(), GetParam() ? 2 : 0);
+  testing::InProcessServer server(8, 10000, testing::InProcessServer::AllowAll(),
+                                  GetParam() ? std::nullopt : std::optional<uint32_t>(0));
+  // By default eight threads of its own; none with get_message_threads: 0.
+  EXPECT_EQ(ThreadsNamed("get-message"), GetParam() ? 8 : 0);
   std::unique_ptr<BrokerClient> client = ClientOf(server);
   auto get = [&](uint32_t uid, uint32_t max_size, bool deadline = true) {
     v1::GetMessageRequest request;

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <thread>
 
@@ -25,6 +26,16 @@ using grpc::health::v1::HealthCheckRequest;
 using grpc::health::v1::HealthCheckResponse;
 
 using Threads = OwnThreadUnary<HealthCheckRequest, HealthCheckResponse>;
+
+}  // namespace
+
+// How gtest (and so ctest's list) shows a queue kind: found by
+// argument-dependent lookup, so in the enum's own namespace.
+void PrintTo(Threads::Queues queues, std::ostream* out) {
+  *out << (queues == Threads::Queues::kPolling ? "polling" : "non-polling");
+}
+
+namespace {
 
 // Health/Check as the one async method of a service, served by
 // OwnThreadUnary with `handler` on threads named "own-unary"; any other

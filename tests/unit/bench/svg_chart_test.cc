@@ -98,20 +98,27 @@ TEST(BenchFlagsTest, TakesQuickAndSvgAndLeavesTheRest) {
 TEST(BenchFlagsTest, GetMessageThreadsTakesZeroToSixtyFourAndWhetherTheyPoll) {
   GetMessageThreads threads;
   EXPECT_EQ(GetMessageThreadsFlag("--only=small", threads), std::nullopt);
-  EXPECT_EQ(threads.MailConfig(), "  get_message_threads: 0\n");
-  EXPECT_EQ(threads.Describe(), "GetMessage on the stream workers");
-  EXPECT_EQ(threads.ChartSuffix(), "");
-  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads=8", threads), absl::OkStatus());
-  EXPECT_EQ(threads.MailConfig(), "  get_message_threads: 8\n  get_message_threads_poll: true\n");
-  EXPECT_EQ(threads.Describe(), "GetMessage on 8 threads of its own");
-  EXPECT_EQ(threads.ChartSuffix(), "-get-message-threads");
-  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads-poll=false", threads), absl::OkStatus());
-  EXPECT_EQ(threads.MailConfig(), "  get_message_threads: 8\n  get_message_threads_poll: false\n");
+  // Neither flag: the broker's defaults, nothing in its configuration.
+  EXPECT_EQ(threads.MailConfig(), "");
   EXPECT_EQ(threads.Describe(), "GetMessage on 8 threads of its own that do not poll");
-  EXPECT_EQ(threads.ChartSuffix(), "-get-message-threads-no-poll");
+  EXPECT_EQ(threads.ChartSuffix(), "");
+  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads-poll=true", threads), absl::OkStatus());
+  EXPECT_EQ(threads.MailConfig(), "  get_message_threads_poll: true\n");
+  EXPECT_EQ(threads.Describe(), "GetMessage on 8 threads of its own that poll");
+  EXPECT_EQ(threads.ChartSuffix(), "-polling-threads");
+  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads=4", threads), absl::OkStatus());
+  EXPECT_EQ(threads.MailConfig(), "  get_message_threads: 4\n  get_message_threads_poll: true\n");
+  EXPECT_EQ(threads.Describe(), "GetMessage on 4 threads of its own that poll");
   EXPECT_TRUE(threads.Check().ok());
   EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads=0", threads), absl::OkStatus());
-  EXPECT_EQ(threads.Check().message(), "--get-message-threads-poll needs --get-message-threads above 0");
+  EXPECT_EQ(threads.Check().message(),
+            "--get-message-threads-poll needs GetMessage threads (not --get-message-threads=0)");
+  GetMessageThreads workers;
+  EXPECT_EQ(GetMessageThreadsFlag("--get-message-threads=0", workers), absl::OkStatus());
+  EXPECT_EQ(workers.MailConfig(), "  get_message_threads: 0\n");
+  EXPECT_EQ(workers.Describe(), "GetMessage on the stream workers");
+  EXPECT_EQ(workers.ChartSuffix(), "-stream-workers");
+  EXPECT_TRUE(workers.Check().ok());
   for (const char* bad : {"--get-message-threads=65", "--get-message-threads=x", "--get-message-threads=-1"}) {
     EXPECT_EQ(GetMessageThreadsFlag(bad, threads)->message(), "--get-message-threads takes 0-64") << bad;
   }

@@ -107,21 +107,30 @@ TEST(ConfigTest, TenantPacingIsCheckedAndReadAsGiven) {
 }
 
 TEST(ConfigTest, GetMessageThreadsAreReadAndBounded) {
-  absl::StatusOr<Config> config = ParseConfig(std::string(kValid) + "mail:\n  get_message_threads: 8\n", "test.yaml");
+  absl::StatusOr<Config> config = ParseConfig(std::string(kValid) + "mail:\n  get_message_threads: 4\n", "test.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
-  EXPECT_EQ(config->mail().get_message_threads(), 8u);
-  EXPECT_EQ(ParseConfig(kValid, "test.yaml")->mail().get_message_threads(), 0u);  // on the stream workers
+  EXPECT_EQ(config->mail().get_message_threads(), 4u);
+  // Unset (the broker's default, 8 threads) and 0 (on the stream workers) differ.
+  EXPECT_FALSE(ParseConfig(kValid, "test.yaml")->mail().has_get_message_threads());
+  absl::StatusOr<Config> workers = ParseConfig(std::string(kValid) + "mail:\n  get_message_threads: 0\n", "test.yaml");
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  EXPECT_TRUE(workers->mail().has_get_message_threads());
+  EXPECT_EQ(workers->mail().get_message_threads(), 0u);
   EXPECT_THAT(ParseError(std::string(kValid) + "mail:\n  get_message_threads: 65\n").message(),
               HasSubstr("mail.get_message_threads: at most 64"));
-  // Whether they poll: unset (they do), or as given.
+  // Whether they poll: unset (they do not), or as given, with the default
+  // threads or a number of them.
   EXPECT_FALSE(config->mail().has_get_message_threads_poll());
-  absl::StatusOr<Config> quiet = ParseConfig(
-      std::string(kValid) + "mail:\n  get_message_threads: 8\n  get_message_threads_poll: false\n", "test.yaml");
-  ASSERT_TRUE(quiet.ok()) << quiet.status();
-  EXPECT_TRUE(quiet->mail().has_get_message_threads_poll());
-  EXPECT_FALSE(quiet->mail().get_message_threads_poll());
-  EXPECT_THAT(ParseError(std::string(kValid) + "mail:\n  get_message_threads_poll: false\n").message(),
-              HasSubstr("mail.get_message_threads_poll: only with mail.get_message_threads"));
+  for (const char* threads : {"", "  get_message_threads: 8\n"}) {
+    absl::StatusOr<Config> polling =
+        ParseConfig(std::string(kValid) + "mail:\n" + threads + "  get_message_threads_poll: true\n", "test.yaml");
+    ASSERT_TRUE(polling.ok()) << polling.status();
+    EXPECT_TRUE(polling->mail().has_get_message_threads_poll());
+    EXPECT_TRUE(polling->mail().get_message_threads_poll());
+  }
+  EXPECT_THAT(
+      ParseError(std::string(kValid) + "mail:\n  get_message_threads: 0\n  get_message_threads_poll: true\n").message(),
+      HasSubstr("mail.get_message_threads_poll: only with GetMessage threads, and mail.get_message_threads is 0"));
 }
 
 TEST(ConfigTest, TenantsWithARateOfTheirOwnAreCheckedAndReadAsGiven) {
