@@ -75,7 +75,7 @@ class OwnThreadServer {
   grpc::Status Check(const std::string& service, HealthCheckResponse* response,
                      absl::Duration timeout = absl::Seconds(30)) {
     grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoSeconds(timeout));
+    context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
     HealthCheckRequest request;
     request.set_service(service);
     return stub_->Check(&context, request, response);
@@ -167,6 +167,36 @@ TEST_P(OwnThreadUnaryTest, ACallIsTakenByAFreeThreadNeverQueuedBehindABusyOne) {
   release_slow.Notify();
   slow.join();
   EXPECT_TRUE(slow_status.ok());
+}
+
+// Every thread busy: a call waits in gRPC for one (it is not refused), and
+// one whose deadline passes first ends DEADLINE_EXCEEDED; once a thread is
+// free again, calls are answered.
+TEST_P(OwnThreadUnaryTest, ACallBeyondTheBusyThreadsWaitsUntilItsDeadline) {
+  absl::Notification slow_started;
+  absl::Notification release_slow;
+  OwnThreadServer server(1, GetParam(),
+                         [&](grpc::ServerContext*, const HealthCheckRequest& request, HealthCheckResponse*) {
+                           if (request.service() == "slow") {
+                             slow_started.Notify();
+                             release_slow.WaitForNotification();
+                           }
+                           return grpc::Status::OK;
+                         });
+  server.Start();
+  grpc::Status slow_status;
+  std::thread slow([&] {
+    HealthCheckResponse response;
+    slow_status = server.Check("slow", &response);
+  });
+  slow_started.WaitForNotification();
+  HealthCheckResponse response;
+  EXPECT_EQ(server.Check("quick", &response, absl::Milliseconds(300)).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  release_slow.Notify();
+  slow.join();
+  EXPECT_TRUE(slow_status.ok());
+  EXPECT_TRUE(server.Check("quick", &response).ok());
 }
 
 // Shutting down with a call still in its handler: the server waits for it,
