@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "service/api/get_message_defaults.h"
 
 namespace tokenbroker {
 namespace {
@@ -200,13 +201,13 @@ std::string GetMessageThreads::MailConfig() const {
 
 std::string GetMessageThreads::Describe() const {
   if (threads == 0u) return "GetMessage on the stream workers";
-  return absl::StrCat("GetMessage on ", threads.value_or(8), " threads of its own that ",
-                      poll.value_or(false) ? "poll" : "do not poll");
+  return absl::StrCat("GetMessage on ", threads.value_or(kDefaultGetMessageThreads), " threads of its own that ",
+                      poll.value_or(kDefaultGetMessageThreadsPoll) ? "poll" : "do not poll");
 }
 
 std::string GetMessageThreads::ChartSuffix() const {
   if (threads == 0u) return "-stream-workers";
-  return poll.value_or(false) ? "-polling-threads" : "";
+  return poll.value_or(kDefaultGetMessageThreadsPoll) ? "-polling-threads" : "";
 }
 
 absl::Status GetMessageThreads::Check() const {

@@ -172,11 +172,10 @@ void CacheHitsVersusEmptyRpc(int requests, const std::string& svg_dir, const Get
   const std::string authority = absl::StrCat("127.0.0.1:", server.port());
   idp.SetHost(authority);
   idp.RegisterApp("contoso.onmicrosoft.com", "client-1", "bench-secret");
-  const std::string config =
-      dir.WriteFile("broker.yaml",
-                    testing::DaemonConfig(dir) + absl::StrCat("http:\n  ca_file: \"", tls.certificate, "\"\n",
-                                                              get_message_threads.MailConfig().empty() ? "" : "mail:\n",
-                                                              get_message_threads.MailConfig()));
+  const std::string mail = get_message_threads.MailConfig();
+  const std::string config = dir.WriteFile(
+      "broker.yaml", testing::DaemonConfig(dir) + absl::StrCat("http:\n  ca_file: \"", tls.certificate, "\"\n",
+                                                               mail.empty() ? "" : "mail:\n", mail));
   testing::RunningDaemon daemon = testing::StartDaemon(config, dir.path());
   Check(!daemon.grpc_address.empty(), "tokenbrokerd did not start");
 

@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "service/api/call_guard.h"
+#include "service/api/get_message_defaults.h"
 #include "service/api/own_thread_unary.h"
 #include "service/common/executor.h"
 #include "service/mail/mail_pool.h"
@@ -38,12 +39,12 @@ struct MailServiceOptions {
   // and the call's completion comes back to the thread's own queue); the
   // server's owner then calls AddCompletionQueues, StartThreads and
   // StopThreads. 0: on the callback API and the stream workers.
-  int get_message_threads = 8;
+  int get_message_threads = kDefaultGetMessageThreads;
   // Whether those threads wait in gRPC's poller (no hand-off at all for a
   // GetMessage, but they read other calls' events too, which costs those
   // calls) or on queues that do not poll (woken by gRPC's callback threads;
   // idle, they cost nothing). See OwnThreadUnary.
-  bool get_message_threads_poll = false;
+  bool get_message_threads_poll = kDefaultGetMessageThreadsPoll;
 };
 
 // Every method on the callback API but GetMessage, which the constructor

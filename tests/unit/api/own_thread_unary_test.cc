@@ -135,68 +135,72 @@ TEST_P(OwnThreadUnaryTest, TheHandlersAnswerGoesOutAndAnErrorGoesOutAlone) {
   EXPECT_EQ(response.status(), HealthCheckResponse::UNKNOWN);  // the filled response was not sent
 }
 
+// A started server of `threads` threads, one of them busy with a call (for
+// service "slow") that stays in its handler until Release; any other call is
+// answered at once.
+class ServerWithASlowCall {
+ public:
+  ServerWithASlowCall(int threads, Threads::Queues queues)
+      : server_(threads, queues, [this](grpc::ServerContext*, const HealthCheckRequest& request, HealthCheckResponse*) {
+          if (request.service() == "slow") {
+            started_.Notify();
+            release_.WaitForNotification();
+          }
+          return grpc::Status::OK;
+        }) {
+    server_.Start();
+    caller_ = std::thread([this] {
+      HealthCheckResponse response;
+      slow_status_ = server_.Check("slow", &response);
+    });
+    started_.WaitForNotification();
+  }
+  ~ServerWithASlowCall() {
+    if (caller_.joinable()) Release();
+  }
+
+  OwnThreadServer& server() { return server_; }
+  // Lets the slow call end; how it ended.
+  grpc::Status Release() {
+    release_.Notify();
+    caller_.join();
+    return slow_status_;
+  }
+
+ private:
+  absl::Notification started_;
+  absl::Notification release_;
+  OwnThreadServer server_;
+  std::thread caller_;
+  grpc::Status slow_status_;
+};
+
 // A thread busy with a slow call has asked for no other: the next call goes
 // to a free thread and is answered while the slow one still runs.
 TEST_P(OwnThreadUnaryTest, ACallIsTakenByAFreeThreadNeverQueuedBehindABusyOne) {
-  absl::Notification slow_started;
-  absl::Notification release_slow;
-  OwnThreadServer server(2, GetParam(),
-                         [&](grpc::ServerContext*, const HealthCheckRequest& request, HealthCheckResponse*) {
-                           if (request.service() == "slow") {
-                             slow_started.Notify();
-                             release_slow.WaitForNotification();
-                           }
-                           return grpc::Status::OK;
-                         });
-  server.Start();
-  grpc::Status slow_status;
-  std::thread slow([&] {
-    HealthCheckResponse response;
-    slow_status = server.Check("slow", &response);
-  });
-  slow_started.WaitForNotification();
+  ServerWithASlowCall slow(2, GetParam());
   // Many quick calls, each of which would wait until the slow one ends (and
   // so miss its deadline) if it were taken by the busy thread.
   int answered = 0;
   for (int i = 0; i < 20; ++i) {
     HealthCheckResponse response;
-    if (!server.Check("quick", &response, absl::Seconds(5)).ok()) break;
+    if (!slow.server().Check("quick", &response, absl::Seconds(5)).ok()) break;
     ++answered;
   }
   EXPECT_EQ(answered, 20) << "a quick call waited behind the slow one";
-  release_slow.Notify();
-  slow.join();
-  EXPECT_TRUE(slow_status.ok());
+  EXPECT_TRUE(slow.Release().ok());
 }
 
 // Every thread busy: a call waits in gRPC for one (it is not refused), and
 // one whose deadline passes first ends DEADLINE_EXCEEDED; once a thread is
 // free again, calls are answered.
 TEST_P(OwnThreadUnaryTest, ACallBeyondTheBusyThreadsWaitsUntilItsDeadline) {
-  absl::Notification slow_started;
-  absl::Notification release_slow;
-  OwnThreadServer server(1, GetParam(),
-                         [&](grpc::ServerContext*, const HealthCheckRequest& request, HealthCheckResponse*) {
-                           if (request.service() == "slow") {
-                             slow_started.Notify();
-                             release_slow.WaitForNotification();
-                           }
-                           return grpc::Status::OK;
-                         });
-  server.Start();
-  grpc::Status slow_status;
-  std::thread slow([&] {
-    HealthCheckResponse response;
-    slow_status = server.Check("slow", &response);
-  });
-  slow_started.WaitForNotification();
+  ServerWithASlowCall slow(1, GetParam());
   HealthCheckResponse response;
-  EXPECT_EQ(server.Check("quick", &response, absl::Milliseconds(300)).error_code(),
+  EXPECT_EQ(slow.server().Check("quick", &response, absl::Milliseconds(300)).error_code(),
             grpc::StatusCode::DEADLINE_EXCEEDED);
-  release_slow.Notify();
-  slow.join();
-  EXPECT_TRUE(slow_status.ok());
-  EXPECT_TRUE(server.Check("quick", &response).ok());
+  EXPECT_TRUE(slow.Release().ok());
+  EXPECT_TRUE(slow.server().Check("quick", &response).ok());
 }
 
 // Shutting down with a call still in its handler: the server waits for it,
