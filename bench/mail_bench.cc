@@ -22,16 +22,17 @@
 // whether a part was bound by this machine's CPU.
 //
 // Usage: mail_bench [--quick] [--split-cores] [--only=small|big|callers|batch]
-//                   [--get-message-threads=N] [--get-message-threads-poll=true|false]
-//                   [--svg=DIR] (needs dovecot-imapd and tokenbrokerd)
-// --get-message-threads=N runs the broker with mail.get_message_threads: N
-// (0: GetMessage on the stream workers), --get-message-threads-poll with
+//                   [--get-message-threads=N] [--fetch-message-threads=N]
+//                   [--get-message-threads-poll=true|false] [--svg=DIR] (needs dovecot-imapd and tokenbrokerd)
+// --get-message-threads=N and --fetch-message-threads=N run the broker with
+// mail.get_message_threads: N and mail.fetch_message_threads: N (0: that
+// method on the stream workers), --get-message-threads-poll with
 // mail.get_message_threads_poll; without them, the broker's defaults.
 // With --svg=DIR it writes DIR/mail-<layout>.svg (the ratio of each part, and
 // the best one call per message can reach) and DIR/mail-memory-<layout>.svg
 // (the broker's resident memory while it streams the large message), where
-// <layout> is shared-cores or split-cores, followed by -stream-workers with
-// N 0 and -polling-threads when the threads poll.
+// <layout> is shared-cores or split-cores, followed by OneMessageThreads'
+// ChartSuffix (nothing as the broker is configured by default).
 #include <sched.h>
 #include <unistd.h>
 
@@ -191,7 +192,7 @@ void PinTo(int cpu) {
   Check(sched_setaffinity(0, sizeof set, &set) == 0, "sched_setaffinity");
 }
 
-int Main(bool quick, const std::string& only, bool split_cores, const GetMessageThreads& get_message_threads,
+int Main(bool quick, const std::string& only, bool split_cores, const OneMessageThreads& one_message_threads,
          const std::string& svg_dir) {
   auto runs = [&only](absl::string_view part) { return only.empty() || only == part; };
   const int small_count = quick ? 100 : 1000;
@@ -222,10 +223,9 @@ int Main(bool quick, const std::string& only, bool split_cores, const GetMessage
   Check((*dovecot)->Seed("bench@contoso.com", seed).ok(), "seeding");
 
   const std::string config =
-      dir.WriteFile("broker.yaml", testing::DaemonConfig(dir) + absl::StrCat("http:\n  ca_file: \"", tls.certificate,
-                                                                             "\"\nmail:\n  ca_file: \"",
-                                                                             (*dovecot)->ca_file(), "\"\n",
-                                                                             get_message_threads.MailConfig()));
+      dir.WriteFile("broker.yaml", testing::DaemonConfig(dir) +
+                                       absl::StrCat("http:\n  ca_file: \"", tls.certificate, "\"\nmail:\n  ca_file: \"",
+                                                    (*dovecot)->ca_file(), "\"\n", one_message_threads.MailConfig()));
   testing::RunningDaemon daemon = testing::StartDaemon(config, dir.path());
   Check(!daemon.grpc_address.empty(), "tokenbrokerd did not start");
   auto ctl = [&](const std::vector<std::string>& args) {
@@ -300,13 +300,14 @@ int Main(bool quick, const std::string& only, bool split_cores, const GetMessage
   broker_fetch("Big", 1);
   direct_fetch("Big", 1);
 
-  const std::string get_message_on = get_message_threads.Describe();
-  std::printf("mail_bench: %d small messages, one message of %zu MB, same Dovecot, same run, best of 3 rounds; "
-              "%s; %s\n",
-              small_count, big_size >> 20,
-              split_cores ? "Dovecot on CPU 0, the direct client or the broker and its caller on CPU 1"
-                          : "all processes share all CPUs",
-              get_message_on.c_str());
+  const std::string threads_on = one_message_threads.Describe();
+  std::printf(
+      "mail_bench: %d small messages, one message of %zu MB, same Dovecot, same run, best of 3 rounds; "
+      "%s; %s\n",
+      small_count, big_size >> 20,
+      split_cores ? "Dovecot on CPU 0, the direct client or the broker and its caller on CPU 1"
+                  : "all processes share all CPUs",
+      threads_on.c_str());
   const pid_t broker_pid = daemon.process->pid();
   const std::pair<pid_t, pid_t> pids = {broker_pid, (*dovecot)->pid()};
   // Three rounds of each part, direct and broker alternating; the best round
@@ -526,10 +527,10 @@ int Main(bool quick, const std::string& only, bool split_cores, const GetMessage
   if (runs("small")) against_floor("one caller, a small message", small, empty);
   if (runs("callers")) against_floor("4 callers, a small message (time per message)", callers, empty_callers);
   if (!svg_dir.empty()) {
-    const std::string layout = absl::StrCat(split_cores ? "split-cores" : "shared-cores",
-                                            get_message_threads.ChartSuffix());
+    const std::string layout =
+        absl::StrCat(split_cores ? "split-cores" : "shared-cores", one_message_threads.ChartSuffix());
     const std::string where =
-        absl::StrCat(split_cores ? "Dovecot on its own core" : "all processes share 2 cores", "; ", get_message_on);
+        absl::StrCat(split_cores ? "Dovecot on its own core" : "all processes share 2 cores", "; ", threads_on);
     auto ratio = [&](absl::string_view part, const Phase* p, int broker = 1) {
       return runs(part) && p[0].best_rate > 0 ? p[broker].best_rate / p[0].best_rate : -1;
     };
@@ -573,11 +574,11 @@ int main(int argc, char** argv) {
   const tokenbroker::BenchFlags flags = tokenbroker::ParseBenchFlags(argc, argv);
   bool split_cores = false;
   std::string only;
-  tokenbroker::GetMessageThreads get_message_threads;
+  tokenbroker::OneMessageThreads one_message_threads;
   for (const std::string& arg : flags.rest) {
     if (arg == "--split-cores") {
       split_cores = true;
-    } else if (std::optional<absl::Status> threads = tokenbroker::GetMessageThreadsFlag(arg, get_message_threads)) {
+    } else if (std::optional<absl::Status> threads = tokenbroker::OneMessageThreadsFlag(arg, one_message_threads)) {
       if (!threads->ok()) {
         std::fprintf(stderr, "mail_bench: %s\n", std::string(threads->message()).c_str());
         return 2;
@@ -591,13 +592,14 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: mail_bench [--quick] [--split-cores] [--only=small|big|callers|batch] "
-                   "[--get-message-threads=N] [--get-message-threads-poll=true|false] [--svg=DIR]\n");
+                   "[--get-message-threads=N] [--fetch-message-threads=N] [--get-message-threads-poll=true|false] "
+                   "[--svg=DIR]\n");
       return 2;
     }
   }
-  if (absl::Status checked = get_message_threads.Check(); !checked.ok()) {
+  if (absl::Status checked = one_message_threads.Check(); !checked.ok()) {
     std::fprintf(stderr, "mail_bench: %s\n", std::string(checked.message()).c_str());
     return 2;
   }
-  return tokenbroker::Main(flags.quick, only, split_cores, get_message_threads, flags.svg_dir);
+  return tokenbroker::Main(flags.quick, only, split_cores, one_message_threads, flags.svg_dir);
 }

@@ -10,7 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
-#include "service/api/get_message_defaults.h"
+#include "service/api/one_message_defaults.h"
 
 namespace tokenbroker {
 namespace {
@@ -192,41 +192,63 @@ BenchFlags ParseBenchFlags(int argc, char** argv) {
   return flags;
 }
 
-std::string GetMessageThreads::MailConfig() const {
+std::string OneMessageThreads::MailConfig() const {
   std::string lines;
   if (threads.has_value()) absl::StrAppend(&lines, "  get_message_threads: ", *threads, "\n");
+  if (fetch_threads.has_value()) absl::StrAppend(&lines, "  fetch_message_threads: ", *fetch_threads, "\n");
   if (poll.has_value()) absl::StrAppend(&lines, "  get_message_threads_poll: ", *poll ? "true" : "false", "\n");
   return lines;
 }
 
-std::string GetMessageThreads::Describe() const {
-  if (threads == 0u) return "GetMessage on the stream workers";
-  return absl::StrCat("GetMessage on ", threads.value_or(kDefaultGetMessageThreads), " threads of its own that ",
-                      poll.value_or(kDefaultGetMessageThreadsPoll) ? "poll" : "do not poll");
+uint32_t OneMessageThreads::GetThreads() const { return threads.value_or(kDefaultGetMessageThreads); }
+uint32_t OneMessageThreads::FetchThreads() const { return fetch_threads.value_or(kDefaultFetchMessageThreads); }
+bool OneMessageThreads::Poll() const { return poll.value_or(kDefaultGetMessageThreadsPoll); }
+
+std::string OneMessageThreads::Describe() const {
+  const uint32_t get = GetThreads();
+  const uint32_t fetch = FetchThreads();
+  const absl::string_view kind = Poll() ? "that poll" : "that do not poll";
+  if (get == 0 && fetch == 0) return "GetMessage and FetchMessage on the stream workers";
+  if (get == fetch) return absl::StrCat("GetMessage and FetchMessage on ", get, " threads each of their own ", kind);
+  auto one = [&](absl::string_view method, uint32_t n) {
+    return n == 0 ? absl::StrCat(method, " on the stream workers")
+                  : absl::StrCat(method, " on ", n, " threads of its own ", kind);
+  };
+  return absl::StrCat(one("GetMessage", get), ", ", one("FetchMessage", fetch));
 }
 
-std::string GetMessageThreads::ChartSuffix() const {
-  if (threads == 0u) return "-stream-workers";
-  return poll.value_or(kDefaultGetMessageThreadsPoll) ? "-polling-threads" : "";
+std::string OneMessageThreads::ChartSuffix() const {
+  const uint32_t get = GetThreads();
+  const uint32_t fetch = FetchThreads();
+  if (get == 0 && fetch == 0) return "-stream-workers";
+  std::string suffix;
+  if (get == 0) suffix += "-get-message-stream-workers";
+  if (fetch > 0) suffix += "-fetch-message-threads";
+  if (Poll()) suffix += "-polling-threads";
+  return suffix;
 }
 
-absl::Status GetMessageThreads::Check() const {
-  if (poll.has_value() && threads == 0u) {
+absl::Status OneMessageThreads::Check() const {
+  if (poll.has_value() && GetThreads() == 0 && FetchThreads() == 0) {
     return absl::InvalidArgumentError(
-        "--get-message-threads-poll needs GetMessage threads (not --get-message-threads=0)");
+        "--get-message-threads-poll needs threads of their own (GetMessage's or FetchMessage's; here both are on "
+        "the stream workers)");
   }
   return absl::OkStatus();
 }
 
-std::optional<absl::Status> GetMessageThreadsFlag(const std::string& arg, GetMessageThreads& threads) {
-  static constexpr absl::string_view kThreads = "--get-message-threads=";
+std::optional<absl::Status> OneMessageThreadsFlag(const std::string& arg, OneMessageThreads& threads) {
+  static constexpr absl::string_view kGetThreads = "--get-message-threads=";
+  static constexpr absl::string_view kFetchThreads = "--fetch-message-threads=";
   static constexpr absl::string_view kPoll = "--get-message-threads-poll=";
-  if (absl::StartsWith(arg, kThreads)) {
+  for (auto [flag, count] :
+       {std::pair{kGetThreads, &threads.threads}, std::pair{kFetchThreads, &threads.fetch_threads}}) {
+    if (!absl::StartsWith(arg, flag)) continue;
     int n = 0;
-    if (!absl::SimpleAtoi(absl::string_view(arg).substr(kThreads.size()), &n) || n < 0 || n > 64) {
-      return absl::InvalidArgumentError("--get-message-threads takes 0-64");
+    if (!absl::SimpleAtoi(absl::string_view(arg).substr(flag.size()), &n) || n < 0 || n > 64) {
+      return absl::InvalidArgumentError(absl::StrCat(flag.substr(0, flag.size() - 1), " takes 0-64"));
     }
-    threads.threads = static_cast<uint32_t>(n);
+    *count = static_cast<uint32_t>(n);
     return absl::OkStatus();
   }
   if (absl::StartsWith(arg, kPoll)) {

@@ -91,29 +91,39 @@ struct BenchFlags {
 };
 BenchFlags ParseBenchFlags(int argc, char** argv);
 
-// How the benchmarks that run tokenbrokerd configure its GetMessage threads:
-// `--get-message-threads=N` (mail.get_message_threads, 0-64: 0 puts
-// GetMessage on the stream workers) and `--get-message-threads-poll=true|false`
-// (mail.get_message_threads_poll); unset, the broker's defaults (8 threads
-// that do not poll).
-struct GetMessageThreads {
-  std::optional<uint32_t> threads;
+// How the benchmarks that run tokenbrokerd configure the threads of its
+// one-message methods: `--get-message-threads=N` and
+// `--fetch-message-threads=N` (mail.get_message_threads and
+// mail.fetch_message_threads, 0-64: 0 puts the method on the stream workers)
+// and `--get-message-threads-poll=true|false` (mail.get_message_threads_poll,
+// both methods' threads); unset, the broker's defaults (GetMessage on 8
+// threads that do not poll, FetchMessage on the stream workers).
+struct OneMessageThreads {
+  std::optional<uint32_t> threads;  // GetMessage's
+  std::optional<uint32_t> fetch_threads;
   std::optional<bool> poll;
+  // As the broker runs them: given, or its defaults.
+  uint32_t GetThreads() const;
+  uint32_t FetchThreads() const;
+  bool Poll() const;
   // The lines under `mail:` in the broker's configuration (none for the
   // defaults).
   std::string MailConfig() const;
-  // "GetMessage on 8 threads of its own that do not poll", "... that poll",
-  // "GetMessage on the stream workers".
+  // "GetMessage on 8 threads of its own that do not poll, FetchMessage on
+  // the stream workers" (the defaults), "GetMessage and FetchMessage on 8
+  // threads each of their own that poll", "GetMessage and FetchMessage on
+  // the stream workers", ...
   std::string Describe() const;
-  // For chart names: "" (threads that do not poll, as by default),
-  // "-polling-threads" or "-stream-workers".
+  // For chart names, against the defaults: "" (as by default),
+  // "-stream-workers" (both methods), "-fetch-message-threads",
+  // "-polling-threads", "-get-message-stream-workers", or a combination.
   std::string ChartSuffix() const;
-  // INVALID_ARGUMENT when poll is given with no threads.
+  // INVALID_ARGUMENT when poll is given and neither method has threads.
   absl::Status Check() const;
 };
 // Reads `arg` into `threads` if it is one of those flags: nullopt when it is
 // another flag, else OK or what is wrong with it.
-std::optional<absl::Status> GetMessageThreadsFlag(const std::string& arg, GetMessageThreads& threads);
+std::optional<absl::Status> OneMessageThreadsFlag(const std::string& arg, OneMessageThreads& threads);
 
 }  // namespace tokenbroker
 

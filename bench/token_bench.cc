@@ -22,8 +22,9 @@
 // rounds' ratios; DIR/token-refresh-spread.svg: refreshes per second; needs
 // tokenbrokerd in TOKENBROKER_BIN_DIR or the build tree, and h2load on PATH
 // for part 1)
-//        [--get-message-threads=N] [--get-message-threads-poll=true|false]
-//        (part 1 with the broker's GetMessage threads so configured, idle:
+//        [--get-message-threads=N] [--fetch-message-threads=N]
+//        [--get-message-threads-poll=true|false]
+//        (part 1 with the broker's one-message threads so configured, idle:
 //        what they cost the other calls; without them, the defaults)
 #include <signal.h>
 #include <sys/resource.h>
@@ -161,9 +162,9 @@ LoadResult H2load(const testing::TempDir& dir, pid_t broker, const std::string& 
   return result;
 }
 
-// `get_message_threads`: the broker's GetMessage threads (idle here: what
-// they cost the other calls).
-void CacheHitsVersusEmptyRpc(int requests, const std::string& svg_dir, const GetMessageThreads& get_message_threads) {
+// `one_message_threads`: the broker's GetMessage and FetchMessage threads
+// (idle here: what they cost the other calls).
+void CacheHitsVersusEmptyRpc(int requests, const std::string& svg_dir, const OneMessageThreads& one_message_threads) {
   testing::TempDir dir;
   testing::CertificateFiles tls = testing::MakeSelfSignedCertificate(dir, "idp", 30, "rsa", "IP:127.0.0.1");
   testing::FakeMicrosoft idp(SystemClock::Get());
@@ -172,7 +173,7 @@ void CacheHitsVersusEmptyRpc(int requests, const std::string& svg_dir, const Get
   const std::string authority = absl::StrCat("127.0.0.1:", server.port());
   idp.SetHost(authority);
   idp.RegisterApp("contoso.onmicrosoft.com", "client-1", "bench-secret");
-  const std::string mail = get_message_threads.MailConfig();
+  const std::string mail = one_message_threads.MailConfig();
   const std::string config = dir.WriteFile(
       "broker.yaml", testing::DaemonConfig(dir) + absl::StrCat("http:\n  ca_file: \"", tls.certificate, "\"\n",
                                                                mail.empty() ? "" : "mail:\n", mail));
@@ -418,17 +419,17 @@ void XoauthEncoding(bool quick) {
 
 int main(int argc, char** argv) {
   const tokenbroker::BenchFlags flags = tokenbroker::ParseBenchFlags(argc, argv);
-  tokenbroker::GetMessageThreads get_message_threads;
+  tokenbroker::OneMessageThreads one_message_threads;
   for (const std::string& arg : flags.rest) {
-    const std::optional<absl::Status> threads = tokenbroker::GetMessageThreadsFlag(arg, get_message_threads);
+    const std::optional<absl::Status> threads = tokenbroker::OneMessageThreadsFlag(arg, one_message_threads);
     if (!threads.has_value() || !threads->ok()) {
       std::fprintf(stderr,
                    "usage: token_bench [--quick] [--svg=DIR] [--get-message-threads=0-64] "
-                   "[--get-message-threads-poll=true|false]\n");
+                   "[--fetch-message-threads=0-64] [--get-message-threads-poll=true|false]\n");
       return 2;
     }
   }
-  if (absl::Status checked = get_message_threads.Check(); !checked.ok()) {
+  if (absl::Status checked = one_message_threads.Check(); !checked.ok()) {
     std::fprintf(stderr, "token_bench: %s\n", std::string(checked.message()).c_str());
     return 2;
   }
@@ -438,7 +439,7 @@ int main(int argc, char** argv) {
   const std::vector<int> every_second = tokenbroker::TenThousandGrants(quick ? 500 : 10000, 1);
   const std::vector<int> every_30s = tokenbroker::TenThousandGrants(quick ? 500 : 10000, 30);
   if (!svg_dir.empty()) tokenbroker::WriteSpreadChart(svg_dir + "/token-refresh-spread.svg", every_second, every_30s);
-  tokenbroker::CacheHitsVersusEmptyRpc(quick ? 2000 : 100000, svg_dir, get_message_threads);
+  tokenbroker::CacheHitsVersusEmptyRpc(quick ? 2000 : 100000, svg_dir, one_message_threads);
   tokenbroker::XoauthEncoding(quick);
   return 0;
 }

@@ -1,8 +1,9 @@
 // tokenbroker.v1.MailService over the callback API. The IMAP work runs on
 // threads of the service's own (it blocks on the network), never on gRPC's
-// callback threads: the worker pools, and for GetMessage, when the options
-// ask for it, threads that take their calls straight from gRPC's async API
-// and answer them with no hand-off (OwnThreadUnary). FetchMessage streams
+// callback threads: the worker pools, and for GetMessage (by default) and
+// FetchMessage (when the options ask for it) threads that take their calls
+// straight from gRPC's async API and answer them with no hand-off
+// (OwnThreadUnary, OwnThreadStream). FetchMessage streams
 // each chunk as the mail server sends it and waits for the client to take it
 // before reading more, so memory stays flat whatever the message size;
 // GetMessage returns a message of up to 4 MB whole, in one response. Caller
@@ -15,7 +16,8 @@
 #include <memory>
 
 #include "service/api/call_guard.h"
-#include "service/api/get_message_defaults.h"
+#include "service/api/one_message_defaults.h"
+#include "service/api/own_thread_stream.h"
 #include "service/api/own_thread_unary.h"
 #include "service/common/executor.h"
 #include "service/mail/mail_pool.h"
@@ -40,19 +42,23 @@ struct MailServiceOptions {
   // server's owner then calls AddCompletionQueues, StartThreads and
   // StopThreads. 0: on the callback API and the stream workers.
   int get_message_threads = kDefaultGetMessageThreads;
-  // Whether those threads wait in gRPC's poller (no hand-off at all for a
-  // GetMessage, but they read other calls' events too, which costs those
-  // calls) or on queues that do not poll (woken by gRPC's callback threads;
-  // idle, they cost nothing). See OwnThreadUnary.
+  // The same for FetchMessage (OwnThreadStream: the thread also writes the
+  // responses and waits for each write on its own queue). 0 (the default):
+  // on the callback API and the stream workers.
+  int fetch_message_threads = kDefaultFetchMessageThreads;
+  // Whether those threads (both methods') wait in gRPC's poller (no
+  // hand-off at all for a call, but they read other calls' events too,
+  // which costs those calls) or on queues that do not poll (woken by gRPC's
+  // callback threads; idle, they cost nothing). See OwnThreads.
   bool get_message_threads_poll = kDefaultGetMessageThreadsPoll;
 };
 
-// Every method on the callback API but GetMessage, which the constructor
-// makes a callback or an async method (MailServiceOptions).
-using MailServiceBase = v1::MailService::WithCallbackMethod_ListFolders<
-    v1::MailService::WithCallbackMethod_GetFolderStatus<v1::MailService::WithCallbackMethod_SearchMessages<
-        v1::MailService::WithCallbackMethod_FetchMessage<v1::MailService::WithCallbackMethod_FetchMessages<
-            v1::MailService::WithCallbackMethod_WatchMailbox<v1::MailService::Service>>>>>>;
+// Every method on the callback API but GetMessage and FetchMessage, which
+// the constructor makes callback or async methods (MailServiceOptions).
+using MailServiceBase =
+    v1::MailService::WithCallbackMethod_ListFolders<v1::MailService::WithCallbackMethod_GetFolderStatus<
+        v1::MailService::WithCallbackMethod_SearchMessages<v1::MailService::WithCallbackMethod_FetchMessages<
+            v1::MailService::WithCallbackMethod_WatchMailbox<v1::MailService::Service>>>>>;
 
 class MailServiceImpl final : public MailServiceBase {
  public:
@@ -61,7 +67,7 @@ class MailServiceImpl final : public MailServiceBase {
   MailServiceImpl(MailPool* pool, CallGuard* guard, MailServiceOptions options = {},
                   std::function<void(uint64_t)> on_fetched_bytes = nullptr, MailboxWatches* watches = nullptr);
 
-  // With MailServiceOptions::get_message_threads (no-ops without): before
+  // With MailServiceOptions' threads (no-ops without): before
   // the server is built, its completion queues; after it started, the
   // threads; after its Shutdown and Wait returned, they stop.
   void AddCompletionQueues(grpc::ServerBuilder& builder);
@@ -76,8 +82,6 @@ class MailServiceImpl final : public MailServiceBase {
   grpc::ServerUnaryReactor* SearchMessages(grpc::CallbackServerContext* context,
                                            const v1::SearchMessagesRequest* request,
                                            v1::SearchMessagesResponse* response) override;
-  grpc::ServerWriteReactor<v1::FetchMessageResponse>* FetchMessage(grpc::CallbackServerContext* context,
-                                                                   const v1::FetchMessageRequest* request) override;
   grpc::ServerWriteReactor<v1::FetchMessagesResponse>* FetchMessages(grpc::CallbackServerContext* context,
                                                                      const v1::FetchMessagesRequest* request) override;
   // `watches` (nullptr: UNIMPLEMENTED) must outlive the service.
@@ -96,6 +100,15 @@ class MailServiceImpl final : public MailServiceBase {
   // GetMessage on one of its own threads: admitted, read and audited there.
   grpc::Status GetMessageHere(grpc::ServerContext* context, const v1::GetMessageRequest& request,
                               v1::GetMessageResponse* response);
+  using FetchMessageThreads = OwnThreadStream<v1::FetchMessageRequest, v1::FetchMessageResponse>;
+  // FetchMessage on the callback API: admitted there, streamed from a stream
+  // worker.
+  grpc::ServerWriteReactor<v1::FetchMessageResponse>* FetchMessageLater(grpc::CallbackServerContext* context,
+                                                                        const v1::FetchMessageRequest* request);
+  // FetchMessage on one of its own threads: admitted, streamed and audited
+  // there.
+  grpc::Status FetchMessageHere(grpc::ServerContext* context, const v1::FetchMessageRequest& request,
+                                FetchMessageThreads::Writer& writer);
   // The message whole into `response` over a pooled session (both ways).
   absl::Status ReadWhole(const v1::GetMessageRequest& request, absl::string_view section, uint64_t max_size,
                          v1::GetMessageResponse* response);
@@ -122,9 +135,10 @@ class MailServiceImpl final : public MailServiceBase {
   // Declared last: stopped (every queued call finished) before the rest goes.
   Executor workers_;
   Executor stream_workers_;
-  // With get_message_threads only.
+  // With get_message_threads, fetch_message_threads only.
   using GetMessageThreads = OwnThreadUnary<v1::GetMessageRequest, v1::GetMessageResponse>;
   std::unique_ptr<GetMessageThreads> get_message_threads_;
+  std::unique_ptr<FetchMessageThreads> fetch_message_threads_;
 };
 
 }  // namespace tokenbroker

@@ -142,6 +142,9 @@ ServiceGraph BuildServiceGraph(const ServiceGraphParts& parts) {
   mail_workers.max_pending = parts.max_pending_calls;
   if (mc.watch_queue() > 0) mail_workers.watch_queue = mc.watch_queue();
   if (mc.has_get_message_threads()) mail_workers.get_message_threads = static_cast<int>(mc.get_message_threads());
+  if (mc.has_fetch_message_threads()) {
+    mail_workers.fetch_message_threads = static_cast<int>(mc.fetch_message_threads());
+  }
   if (mc.has_get_message_threads_poll()) mail_workers.get_message_threads_poll = mc.get_message_threads_poll();
   graph.mail_service = std::make_unique<MailServiceImpl>(
       graph.mail_pool.get(), parts.guard, mail_workers, [metrics](uint64_t bytes) { metrics->CountFetchedBytes(bytes); },

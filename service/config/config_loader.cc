@@ -1,4 +1,3 @@
-#include "service/common/time_util.h"
 #include "service/config/config_loader.h"
 
 #include <arpa/inet.h>
@@ -8,12 +7,14 @@
 #include <string>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "service/api/one_message_defaults.h"
 #include "service/common/files.h"
 #include "service/common/status_macros.h"
+#include "service/common/time_util.h"
 #include "service/config/yaml_proto.h"
 
 namespace tokenbroker {
@@ -119,12 +120,20 @@ absl::Status ValidateConfig(const Config& config, absl::string_view source) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": mail.get_message_threads: at most 64 (0: GetMessage on the stream workers)"));
   }
-  if (config.mail().has_get_message_threads_poll() && config.mail().has_get_message_threads() &&
-      config.mail().get_message_threads() == 0) {
+  if (config.mail().fetch_message_threads() > 64) {
     return absl::InvalidArgumentError(
-        absl::StrCat(source,
-                     ": mail.get_message_threads_poll: only with GetMessage threads, and mail.get_message_threads is 0 "
-                     "(GetMessage on the stream workers); remove one of the two"));
+        absl::StrCat(source, ": mail.fetch_message_threads: at most 64 (0: FetchMessage on the stream workers)"));
+  }
+  const auto& mail = config.mail();
+  const uint32_t get_threads = mail.has_get_message_threads() ? mail.get_message_threads() : kDefaultGetMessageThreads;
+  const uint32_t fetch_threads =
+      mail.has_fetch_message_threads() ? mail.fetch_message_threads() : kDefaultFetchMessageThreads;
+  if (mail.has_get_message_threads_poll() && get_threads == 0 && fetch_threads == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source,
+        ": mail.get_message_threads_poll: only with threads of their own, and GetMessage and FetchMessage are both "
+        "on the stream workers (mail.get_message_threads: 0, mail.fetch_message_threads: 0 or unset); remove the "
+        "poll setting or give either method threads"));
   }
   const auto& tokens = config.tokens();
   auto check_rate = [&](double rate, absl::string_view field) -> absl::Status {

@@ -5,14 +5,17 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "client/broker_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "client/broker_client.h"
 #include "service/crypto/random.h"
 #include "tests/support/daemon.h"
 #include "tests/support/dovecot_server.h"
@@ -60,10 +63,14 @@ class MailE2ETest : public ::testing::Test {
     ASSERT_TRUE(dovecot_->Seed("alice@contoso.com", seed).ok());
     ASSERT_TRUE(dovecot_->Seed("bob@contoso.com", {{"INBOX", Message("For Bob", "b"), false}}).ok());
 
-    // GetMessage on threads of its own that do not poll (the default, on the
-    // stream workers, and threads that poll are checked in api_test).
+    // GetMessage on threads of its own that do not poll (the default; on the
+    // stream workers, and threads that poll, are checked in api_test), and
+    // FetchMessage as by default on the stream workers, or, when CTest runs
+    // the suite as mail_e2e_test_fetch_message_threads, on threads of its own.
+    const char* fetch_threads = std::getenv("TOKENBROKER_E2E_FETCH_MESSAGE_THREADS");
     ASSERT_TRUE(env_->StartDaemon(
-        "  workers: 2\n  stream_workers: 2\n  get_message_threads: 2\n  get_message_threads_poll: false\n"));
+        absl::StrCat("  workers: 2\n  stream_workers: 2\n  get_message_threads: 2\n  get_message_threads_poll: false\n",
+                     fetch_threads != nullptr ? absl::StrCat("  fetch_message_threads: ", fetch_threads, "\n") : "")));
     for (const char* user : {"alice", "bob"}) env_->ImportGrant(user, absl::StrCat(user, "@contoso.com"));
   }
   static void TearDownTestSuite() {
@@ -122,6 +129,22 @@ testing::FakeMicrosoft* MailE2ETest::idp_;
 testing::DovecotServer* MailE2ETest::dovecot_;
 testing::RunningDaemon* MailE2ETest::daemon_;
 std::string* MailE2ETest::big_;
+
+// The broker runs FetchMessage where this run configured it: on the stream
+// workers (no thread named fetch-message) or on 2 threads of its own.
+TEST_F(MailE2ETest, FetchMessageRunsWhereConfigured) {
+  int fetch_threads = 0;
+  int get_threads = 0;
+  const std::filesystem::path tasks = absl::StrCat("/proc/", daemon_->process->pid(), "/task");
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    std::string comm;
+    std::getline(std::ifstream(task.path() / "comm"), comm);
+    fetch_threads += comm == "fetch-message";
+    get_threads += comm == "get-message";
+  }
+  EXPECT_EQ(get_threads, 2);
+  EXPECT_EQ(fetch_threads, std::getenv("TOKENBROKER_E2E_FETCH_MESSAGE_THREADS") != nullptr ? 2 : 0);
+}
 
 TEST_F(MailE2ETest, FoldersComeBackWithTheirNamesAndSpecialUse) {
   CommandResult r = MustCtl({"mail", "folders", "alice"});
@@ -327,8 +350,8 @@ TEST_F(MailE2ETest, AServerGoneMidStreamIsUnavailableAndThePoolRecovers) {
   EXPECT_EQ(Sha256(testing::ReadFile(out)), Sha256(*big_));
 }
 
-// Streams that a slow reader holds up keep their stream workers (2 here),
-// never the workers of the short calls.
+// Streams that a slow reader holds up keep their threads (the 2 stream
+// workers, or FetchMessage's 2), never the workers of the short calls.
 TEST_F(MailE2ETest, StreamsHeldUpByASlowReaderDoNotStarveShortCalls) {
   std::unique_ptr<BrokerClient> client = Client();
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
@@ -339,7 +362,7 @@ TEST_F(MailE2ETest, StreamsHeldUpByASlowReaderDoNotStarveShortCalls) {
     v1::FetchMessageResponse response;
     ASSERT_TRUE(readers.back()->Read(&response));  // the stream is running, and then not read
   }
-  // Both stream workers wait for their reader; the short calls still run, as
+  // Both threads wait for their reader; the short calls still run, as
   // many as the workers and the pool allow.
   for (int i = 0; i < 4; ++i) {
     EXPECT_THAT(MustCtl({"mail", "status", "bob", "INBOX"}).out, HasSubstr("1 messages"));

@@ -58,13 +58,15 @@ class InProcessServer {
   }
 
   // `refresh_threads` and `max_pending`: TokenServiceImpl's refresh workers.
-  // `get_message_threads`: mail.get_message_threads (unset: the default).
+  // `one_message_threads`: mail.get_message_threads and
+  // mail.fetch_message_threads (unset: the defaults).
   explicit InProcessServer(int refresh_threads = 8, size_t max_pending = 10000,
                            const config::v1::AuthConfig& auth = AllowAll(),
-                           std::optional<uint32_t> get_message_threads = std::nullopt)
+                           std::optional<uint32_t> one_message_threads = std::nullopt)
       : metrics_(BuildInfo{"9.9.9", "test"},
                  {"tokenbroker.v1.AdminService/GetServerInfo", "tokenbroker.v1.TokenService/GetAccessToken",
-                  "tokenbroker.v1.MailService/GetMessage", "grpc.health.v1.Health/Check"}),
+                  "tokenbroker.v1.MailService/GetMessage", "tokenbroker.v1.MailService/FetchMessage",
+                  "grpc.health.v1.Health/Check"}),
         sealer_(std::make_shared<const Keyring>(
             *Keyring::Parse("active: k1\nkeys:\n  k1: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n", "test"))),
         vault_(store_, sealer_, SystemClock::Get()),
@@ -97,7 +99,10 @@ class InProcessServer {
     parts.guard = &guard_;
     parts.identity = ServerIdentity{"9.9.9", "test", absl::FromUnixSeconds(1'800'000'000), "sqlite"};
     parts.max_pending_calls = max_pending;
-    if (get_message_threads.has_value()) config_.mutable_mail()->set_get_message_threads(*get_message_threads);
+    if (one_message_threads.has_value()) {
+      config_.mutable_mail()->set_get_message_threads(*one_message_threads);
+      config_.mutable_mail()->set_fetch_message_threads(*one_message_threads);
+    }
     graph_ = BuildServiceGraph(parts);
     graph_.grant_watch->Start();
     audit_.Start();

@@ -2,11 +2,13 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "client/broker_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -482,10 +484,11 @@ TEST(ApiMailTest, MailCallsWithoutADeadlineAreRefused) {
   EXPECT_THAT(status.error_message(), HasSubstr("deadline: MailService/ListFolders must carry a deadline"));
 }
 
-// GetMessage on threads of its own (mail.get_message_threads, as by
-// default) and on the callback API with the stream workers
-// (get_message_threads: 0): the same checks, codes, metrics and audit events.
-class ApiGetMessageTest : public ::testing::TestWithParam<bool> {};
+// GetMessage and FetchMessage on threads of their own
+// (mail.get_message_threads, mail.fetch_message_threads: 8) and on the
+// callback API with the stream workers (both 0): the same checks, codes,
+// metrics and audit events.
+class ApiOneMessageTest : public ::testing::TestWithParam<bool> {};
 
 // This process's threads named `name` (as `top -H` shows them).
 int ThreadsNamed(const std::string& name) {
@@ -498,11 +501,48 @@ int ThreadsNamed(const std::string& name) {
   return n;
 }
 
-TEST_P(ApiGetMessageTest, RequestsAreCheckedCountedAndAuditedOnEitherPath) {
-  testing::InProcessServer server(8, 10000, testing::InProcessServer::AllowAll(),
-                                  GetParam() ? std::nullopt : std::optional<uint32_t>(0));
-  // By default eight threads of its own; none with get_message_threads: 0.
+// Many calls at once (more than the threads): each ends NOT_FOUND (an
+// unknown grant).
+void ExpectManyAtOnceAllAnswered(const std::function<grpc::Status()>& call) {
+  std::vector<std::thread> callers;
+  std::atomic<int> not_found{0};
+  for (int i = 0; i < 24; ++i) {
+    callers.emplace_back([&] {
+      if (call().error_code() == grpc::NOT_FOUND) ++not_found;
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  EXPECT_EQ(not_found.load(), 24);
+}
+
+// `method` (as "MailService/GetMessage") was counted and audited: `invalid`
+// calls INVALID_ARGUMENT and `missing` NOT_FOUND, all for grant "nobody".
+void ExpectCountedAndAudited(testing::InProcessServer& server, const std::string& method, int invalid, int missing) {
+  const std::string text = prometheus::TextSerializer().Serialize(server.metrics().registry()->Collect());
+  EXPECT_THAT(text, HasSubstr(absl::StrCat("tokenbroker_grpc_requests_total{code=\"INVALID_ARGUMENT\",method=\"",
+                                           "tokenbroker.v1.", method, "\"} ", invalid)));
+  EXPECT_THAT(text, HasSubstr(absl::StrCat("tokenbroker_grpc_requests_total{code=\"NOT_FOUND\",method=\"",
+                                           "tokenbroker.v1.", method, "\"} ", missing)));
+  ASSERT_TRUE(server.audit().Flush());
+  std::vector<AuditEvent> events = *server.store().ListAuditEvents(AuditFilter{});
+  int audited_invalid = 0;
+  int audited_missing = 0;
+  for (const AuditEvent& e : events) {
+    if (e.method != method) continue;
+    EXPECT_EQ(e.grant, "nobody");
+    EXPECT_EQ(e.caller, "test");
+    audited_invalid += e.result == "INVALID_ARGUMENT";
+    audited_missing += e.result == "NOT_FOUND";
+  }
+  EXPECT_EQ(audited_invalid, invalid);
+  EXPECT_EQ(audited_missing, missing);
+}
+
+TEST_P(ApiOneMessageTest, GetMessageRequestsAreCheckedCountedAndAuditedOnEitherPath) {
+  testing::InProcessServer server(8, 10000, testing::InProcessServer::AllowAll(), GetParam() ? 8u : 0u);
+  // Eight threads of each method's own, or none.
   EXPECT_EQ(ThreadsNamed("get-message"), GetParam() ? 8 : 0);
+  EXPECT_EQ(ThreadsNamed("fetch-message"), GetParam() ? 8 : 0);
   std::unique_ptr<BrokerClient> client = ClientOf(server);
   auto get = [&](uint32_t uid, uint32_t max_size, bool deadline = true) {
     v1::GetMessageRequest request;
@@ -523,38 +563,51 @@ TEST_P(ApiGetMessageTest, RequestsAreCheckedCountedAndAuditedOnEitherPath) {
   grpc::Status unknown = get(1, 0);
   EXPECT_EQ(unknown.error_code(), grpc::NOT_FOUND);
   EXPECT_THAT(unknown.error_message(), HasSubstr("nobody"));
-  // Many at once: each is answered (more calls than threads).
-  std::vector<std::thread> callers;
-  std::atomic<int> not_found{0};
-  for (int i = 0; i < 24; ++i) {
-    callers.emplace_back([&] {
-      if (get(1, 0).error_code() == grpc::NOT_FOUND) ++not_found;
-    });
-  }
-  for (std::thread& t : callers) t.join();
-  EXPECT_EQ(not_found.load(), 24);
-
-  const std::string text = prometheus::TextSerializer().Serialize(server.metrics().registry()->Collect());
-  EXPECT_THAT(text, HasSubstr("tokenbroker_grpc_requests_total{code=\"INVALID_ARGUMENT\",method=\"tokenbroker.v1."
-                              "MailService/GetMessage\"} 3"));
-  EXPECT_THAT(text, HasSubstr("tokenbroker_grpc_requests_total{code=\"NOT_FOUND\",method=\"tokenbroker.v1."
-                              "MailService/GetMessage\"} 25"));
-  ASSERT_TRUE(server.audit().Flush());
-  std::vector<AuditEvent> events = *server.store().ListAuditEvents(AuditFilter{});
-  int invalid = 0;
-  int missing = 0;
-  for (const AuditEvent& e : events) {
-    if (e.method != "MailService/GetMessage") continue;
-    EXPECT_EQ(e.grant, "nobody");
-    EXPECT_EQ(e.caller, "test");
-    invalid += e.result == "INVALID_ARGUMENT";
-    missing += e.result == "NOT_FOUND";
-  }
-  EXPECT_EQ(invalid, 3);
-  EXPECT_EQ(missing, 25);
+  ExpectManyAtOnceAllAnswered([&] { return get(1, 0); });
+  ExpectCountedAndAudited(server, "MailService/GetMessage", 3, 25);
 }
 
-INSTANTIATE_TEST_SUITE_P(BothPaths, ApiGetMessageTest, ::testing::Bool(),
+TEST_P(ApiOneMessageTest, FetchMessageRequestsAreCheckedCountedAndAuditedOnEitherPath) {
+  testing::InProcessServer server(8, 10000, testing::InProcessServer::AllowAll(), GetParam() ? 8u : 0u);
+  std::unique_ptr<BrokerClient> client = ClientOf(server);
+  // The call's status, and how many responses came before it.
+  auto fetch = [&](uint32_t uid, uint32_t chunk_size, bool deadline = true) {
+    v1::FetchMessageRequest request;
+    request.set_grant("nobody");
+    request.set_folder("INBOX");
+    request.set_uid(uid);
+    request.set_chunk_size(chunk_size);
+    grpc::ClientContext context;
+    if (deadline) context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    auto reader = client->mail().FetchMessage(&context, request);
+    v1::FetchMessageResponse response;
+    int responses = 0;
+    while (reader->Read(&response)) ++responses;
+    grpc::Status status = reader->Finish();
+    EXPECT_EQ(responses, 0) << "a failed fetch sent responses";
+    return status;
+  };
+  grpc::Status no_deadline = fetch(1, 0, false);
+  EXPECT_EQ(no_deadline.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_THAT(no_deadline.error_message(), HasSubstr("deadline: MailService/FetchMessage must carry a deadline"));
+  EXPECT_EQ(fetch(0, 0).error_message(), "uid: required");
+  EXPECT_EQ(fetch(1, 100).error_message(), "chunk_size: between 4096 and 4194304 bytes");
+  grpc::Status unknown = fetch(1, 0);
+  EXPECT_EQ(unknown.error_code(), grpc::NOT_FOUND);
+  EXPECT_THAT(unknown.error_message(), HasSubstr("nobody"));
+  ExpectManyAtOnceAllAnswered([&] { return fetch(1, 0); });
+  ExpectCountedAndAudited(server, "MailService/FetchMessage", 3, 25);
+}
+
+// By default GetMessage has its threads and FetchMessage runs on the stream
+// workers.
+TEST(ApiMailTest, ByDefaultGetMessageHasThreadsOfItsOwnAndFetchMessageNone) {
+  testing::InProcessServer server;
+  EXPECT_EQ(ThreadsNamed("get-message"), 8);
+  EXPECT_EQ(ThreadsNamed("fetch-message"), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(BothPaths, ApiOneMessageTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& info) {
                            return info.param ? "OwnThreads" : "CallbackApi";
                          });

@@ -9,7 +9,6 @@
 #include <fstream>
 #include <map>
 #include <memory>
-#include <ostream>
 #include <string>
 #include <thread>
 
@@ -17,6 +16,7 @@
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "tests/unit/api/own_threads_printer.h"
 
 namespace tokenbroker {
 namespace {
@@ -26,16 +26,6 @@ using grpc::health::v1::HealthCheckRequest;
 using grpc::health::v1::HealthCheckResponse;
 
 using Threads = OwnThreadUnary<HealthCheckRequest, HealthCheckResponse>;
-
-}  // namespace
-
-// How gtest (and so ctest's list) shows a queue kind: found by
-// argument-dependent lookup, so in the enum's own namespace.
-void PrintTo(Threads::Queues queues, std::ostream* out) {
-  *out << (queues == Threads::Queues::kPolling ? "polling" : "non-polling");
-}
-
-namespace {
 
 // Health/Check as the one async method of a service, served by
 // OwnThreadUnary with `handler` on threads named "own-unary"; any other

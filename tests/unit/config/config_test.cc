@@ -106,31 +106,44 @@ TEST(ConfigTest, TenantPacingIsCheckedAndReadAsGiven) {
               HasSubstr("tokens.tenant_max_wait: between 0s and 5m"));
 }
 
-TEST(ConfigTest, GetMessageThreadsAreReadAndBounded) {
-  absl::StatusOr<Config> config = ParseConfig(std::string(kValid) + "mail:\n  get_message_threads: 4\n", "test.yaml");
-  ASSERT_TRUE(config.ok()) << config.status();
-  EXPECT_EQ(config->mail().get_message_threads(), 4u);
-  // Unset (the broker's default, 8 threads) and 0 (on the stream workers) differ.
-  EXPECT_FALSE(ParseConfig(kValid, "test.yaml")->mail().has_get_message_threads());
-  absl::StatusOr<Config> workers = ParseConfig(std::string(kValid) + "mail:\n  get_message_threads: 0\n", "test.yaml");
-  ASSERT_TRUE(workers.ok()) << workers.status();
-  EXPECT_TRUE(workers->mail().has_get_message_threads());
-  EXPECT_EQ(workers->mail().get_message_threads(), 0u);
-  EXPECT_THAT(ParseError(std::string(kValid) + "mail:\n  get_message_threads: 65\n").message(),
-              HasSubstr("mail.get_message_threads: at most 64"));
-  // Whether they poll: unset (they do not), or as given, with the default
-  // threads or a number of them.
-  EXPECT_FALSE(config->mail().has_get_message_threads_poll());
-  for (const char* threads : {"", "  get_message_threads: 8\n"}) {
+TEST(ConfigTest, OneMessageThreadsAreReadAndBounded) {
+  for (const std::string key : {"get_message_threads", "fetch_message_threads"}) {
+    SCOPED_TRACE(key);
+    const std::string mail = std::string(kValid) + "mail:\n  " + key + ": ";
+    absl::StatusOr<Config> config = ParseConfig(mail + "4\n", "test.yaml");
+    ASSERT_TRUE(config.ok()) << config.status();
+    const auto threads = [&](const Config& c) {
+      return key == "get_message_threads" ? c.mail().get_message_threads() : c.mail().fetch_message_threads();
+    };
+    const auto has_threads = [&](const Config& c) {
+      return key == "get_message_threads" ? c.mail().has_get_message_threads() : c.mail().has_fetch_message_threads();
+    };
+    EXPECT_EQ(threads(*config), 4u);
+    // Unset (the broker's default, 8 threads) and 0 (on the stream workers) differ.
+    EXPECT_FALSE(has_threads(*ParseConfig(kValid, "test.yaml")));
+    absl::StatusOr<Config> workers = ParseConfig(mail + "0\n", "test.yaml");
+    ASSERT_TRUE(workers.ok()) << workers.status();
+    EXPECT_TRUE(has_threads(*workers));
+    EXPECT_EQ(threads(*workers), 0u);
+    EXPECT_THAT(ParseError(mail + "65\n").message(), HasSubstr("mail." + key + ": at most 64"));
+  }
+  // Whether they poll: unset (they do not), or as given, while either
+  // method has threads (GetMessage has 8 by default, FetchMessage none).
+  EXPECT_FALSE(ParseConfig(kValid, "test.yaml")->mail().has_get_message_threads_poll());
+  for (const char* threads : {"", "  get_message_threads: 8\n", "  fetch_message_threads: 0\n",
+                              "  get_message_threads: 0\n  fetch_message_threads: 2\n"}) {
     absl::StatusOr<Config> polling =
         ParseConfig(std::string(kValid) + "mail:\n" + threads + "  get_message_threads_poll: true\n", "test.yaml");
-    ASSERT_TRUE(polling.ok()) << polling.status();
+    ASSERT_TRUE(polling.ok()) << threads << polling.status();
     EXPECT_TRUE(polling->mail().has_get_message_threads_poll());
     EXPECT_TRUE(polling->mail().get_message_threads_poll());
   }
-  EXPECT_THAT(
-      ParseError(std::string(kValid) + "mail:\n  get_message_threads: 0\n  get_message_threads_poll: true\n").message(),
-      HasSubstr("mail.get_message_threads_poll: only with GetMessage threads, and mail.get_message_threads is 0"));
+  for (const char* threads : {"  get_message_threads: 0\n", "  get_message_threads: 0\n  fetch_message_threads: 0\n"}) {
+    EXPECT_THAT(ParseError(std::string(kValid) + "mail:\n" + threads + "  get_message_threads_poll: true\n").message(),
+                HasSubstr("mail.get_message_threads_poll: only with threads of their own, and GetMessage and "
+                          "FetchMessage are both on the stream workers"))
+        << threads;
+  }
 }
 
 TEST(ConfigTest, TenantsWithARateOfTheirOwnAreCheckedAndReadAsGiven) {
