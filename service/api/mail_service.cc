@@ -460,16 +460,18 @@ class MailServiceImpl::StreamingFetch : public PipelinedWriteReactor<Response> {
 };
 
 // FetchMessage's stream of one message through `writer` (a
-// PipelinedWriteReactor, or an OwnThreadStream's Writer): its metadata, then
-// its data in responses of at most `chunk_size` bytes, the last of which
-// stays in writer.Current() to go with the status (last()). With
-// `keep_whole`, a message that fits one response is held instead (whole()):
-// its metadata in Current() and its data in Other(), for the caller to send
-// both at the end.
+// PipelinedWriteReactor, or an OwnThreadStream's Writer). A message that fits
+// one response (most mail) is held whole (whole()): its metadata in
+// Current() and its data in Other(), for the caller to send both at the end,
+// back to back; then a failure before the end can still be retried on a fresh
+// connection, and nothing waits between the two writes. A larger one goes
+// out as its metadata, then its data in responses of at most `chunk_size`
+// bytes, the last of which stays in writer.Current() to go with the status
+// (last()).
 template <typename Writer>
 class OneMessageStream {
  public:
-  OneMessageStream(Writer& writer, bool keep_whole) : writer_(writer), keep_whole_(keep_whole) {}
+  explicit OneMessageStream(Writer& writer) : writer_(writer) {}
 
   absl::Status Run(ImapSession& session, const v1::FetchMessageRequest& request, const std::string& section,
                    size_t chunk_size, const std::function<void(uint64_t)>& on_bytes) {
@@ -477,7 +479,7 @@ class OneMessageStream {
       writer_.Current().Clear();
       SetMetadata(message, writer_.Current().mutable_metadata());
       remaining_ = message.size;
-      whole_ = keep_whole_ && message.size > 0 && message.size <= chunk_size;
+      whole_ = message.size > 0 && message.size <= chunk_size;
       if (whole_) {
         writer_.Other().Clear();  // its data goes here; nothing is in flight
         return absl::OkStatus();
@@ -514,22 +516,34 @@ class OneMessageStream {
 
  private:
   Writer& writer_;
-  const bool keep_whole_;
   uint64_t remaining_ = 0;
   bool last_ = false;
   bool whole_ = false;
 };
+
+// What a FetchMessage request asks for, checked (both paths).
+struct FetchRequest {
+  std::string section;
+  size_t chunk_size = 0;
+};
+
+absl::StatusOr<FetchRequest> CheckFetchMessage(const v1::FetchMessageRequest& request) {
+  FetchRequest fetch;
+  ASSIGN_OR_RETURN(fetch.section, ValidateOneMessage(request));
+  ASSIGN_OR_RETURN(fetch.chunk_size, ValidateChunkSize(request.chunk_size()));
+  return fetch;
+}
 
 // FetchMessage on the callback API: streamed from a stream worker, which
 // fills a response while gRPC sends the previous one.
 class MailServiceImpl::FetchReactor final : public StreamingFetch<v1::FetchMessageResponse> {
  public:
   FetchReactor(MailServiceImpl* service, grpc::CallbackServerContext* context, const v1::FetchMessageRequest* request)
-      : request_(request), stream_(*this, /*keep_whole=*/true) {
+      : request_(request), stream_(*this) {
     Begin(service, context, "MailService/FetchMessage", request->grant(),
           {[this] { return Validate(); },
            [this, service](ImapSession& session) {
-             return stream_.Run(session, *request_, section_, chunk_size_, service->on_fetched_bytes_);
+             return stream_.Run(session, *request_, fetch_.section, fetch_.chunk_size, service->on_fetched_bytes_);
            },
            [this] { return absl::StrCat("uid ", request_->uid()); }, [this] { return stream_.last(); },
            [this] { return FinishWhole(); }});
@@ -537,8 +551,7 @@ class MailServiceImpl::FetchReactor final : public StreamingFetch<v1::FetchMessa
 
  private:
   absl::Status Validate() {
-    ASSIGN_OR_RETURN(section_, ValidateOneMessage(*request_));
-    ASSIGN_OR_RETURN(chunk_size_, ValidateChunkSize(request_->chunk_size()));
+    ASSIGN_OR_RETURN(fetch_, CheckFetchMessage(*request_));
     return absl::OkStatus();
   }
 
@@ -553,8 +566,7 @@ class MailServiceImpl::FetchReactor final : public StreamingFetch<v1::FetchMessa
   }
 
   const v1::FetchMessageRequest* request_;
-  std::string section_;
-  size_t chunk_size_ = 0;
+  FetchRequest fetch_;
   OneMessageStream<FetchReactor> stream_;
 };
 
@@ -800,21 +812,20 @@ grpc::Status MailServiceImpl::FetchMessageHere(grpc::ServerContext* context, con
   static constexpr absl::string_view kMethod = "MailService/FetchMessage";
   absl::StatusOr<CallContext> call = Admit(context, kMethod, request.grant());
   if (!call.ok()) return ToGrpcStatus(call.status());
-  absl::StatusOr<std::string> section = ValidateOneMessage(request);
-  absl::StatusOr<size_t> chunk_size = section.ok() ? ValidateChunkSize(request.chunk_size()) : section.status();
-  if (!chunk_size.ok()) {
-    guard_->Audit(*call, kMethod, Action::kMailRead, request.grant(), chunk_size.status());
-    return ToGrpcStatus(chunk_size.status());
+  absl::StatusOr<FetchRequest> fetch = CheckFetchMessage(request);
+  if (!fetch.ok()) {
+    guard_->Audit(*call, kMethod, Action::kMailRead, request.grant(), fetch.status());
+    return ToGrpcStatus(fetch.status());
   }
-  // A message that fits one response is held whole and sent as two
-  // responses back to back: the first write's completion then comes back
-  // at once (measured: about two context switches a call fewer than
-  // sending the metadata as the message starts), and a failure before the
-  // end can still be retried on a fresh connection.
-  OneMessageStream<FetchMessageThreads::Writer> stream(writer, /*keep_whole=*/true);
+  // A whole small message's first write completes at once here (measured:
+  // about two context switches a call fewer than sending the metadata as
+  // the message starts).
+  OneMessageStream<FetchMessageThreads::Writer> stream(writer);
   const absl::Status status = pool_->Run(
       request.grant(), "fetch",
-      [&](ImapSession& session) { return stream.Run(session, request, *section, *chunk_size, on_fetched_bytes_); },
+      [&](ImapSession& session) {
+        return stream.Run(session, request, fetch->section, fetch->chunk_size, on_fetched_bytes_);
+      },
       [&] { return !writer.sent_any(); });
   guard_->Audit(*call, kMethod, Action::kMailRead, request.grant(), status, "",
                 status.ok() ? absl::StrCat("uid ", request.uid()) : std::string(status.message()));

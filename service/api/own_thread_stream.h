@@ -58,10 +58,7 @@ class OwnThreadStream final : private OwnThreads<own_thread_internal::StreamCall
     // the other buffer (cleared). CANCELLED if the caller went away.
     absl::Status Send() {
       if (absl::Status idle = AwaitIdle(); !idle.ok()) return idle;
-      call_->stream.Write(call_->out[next_], call_);
-      writing_ = true;
-      sent_any_ = true;
-      next_ ^= 1;
+      WriteCurrentAndSwitch();
       call_->out[next_].Clear();
       return absl::OkStatus();
     }
@@ -92,10 +89,7 @@ class OwnThreadStream final : private OwnThreads<own_thread_internal::StreamCall
     // call's status when the handler returns OK: a whole small message's
     // metadata and data, back to back.
     void SendTwoWithStatus() {
-      call_->stream.Write(call_->out[next_], call_);
-      writing_ = true;
-      sent_any_ = true;
-      next_ ^= 1;
+      WriteCurrentAndSwitch();
       last_ = true;
     }
     // Whether any response went out (then a failure cannot be retried unseen).
@@ -104,6 +98,15 @@ class OwnThreadStream final : private OwnThreads<own_thread_internal::StreamCall
    private:
     friend class OwnThreadStream;
     Writer(Call* call, grpc::ServerCompletionQueue* queue) : call_(call), queue_(queue) {}
+
+    // Starts writing Current() (nothing in flight) and makes the other
+    // buffer Current().
+    void WriteCurrentAndSwitch() {
+      call_->stream.Write(call_->out[next_], call_);
+      writing_ = true;
+      sent_any_ = true;
+      next_ ^= 1;
+    }
 
     Call* const call_;
     grpc::ServerCompletionQueue* const queue_;

@@ -116,15 +116,15 @@ absl::Status ValidateConfig(const Config& config, absl::string_view source) {
           source, ": mail.idle_renew: between 1s and 29m (RFC 2177: servers may drop a client idle for 30m)"));
     }
   }
-  if (config.mail().get_message_threads() > 64) {
+  const auto& mail = config.mail();
+  if (mail.get_message_threads() > 64) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": mail.get_message_threads: at most 64 (0: GetMessage on the stream workers)"));
   }
-  if (config.mail().fetch_message_threads() > 64) {
+  if (mail.fetch_message_threads() > 64) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": mail.fetch_message_threads: at most 64 (0: FetchMessage on the stream workers)"));
   }
-  const auto& mail = config.mail();
   const uint32_t get_threads = mail.has_get_message_threads() ? mail.get_message_threads() : kDefaultGetMessageThreads;
   const uint32_t fetch_threads =
       mail.has_fetch_message_threads() ? mail.fetch_message_threads() : kDefaultFetchMessageThreads;
