@@ -17,7 +17,8 @@
 // only against a gRPC that still has them, as Debian 12's 1.51 does.
 //
 // The server must also have polling threads of its own (the callback API's,
-// which every broker has): they read the network and complete the queue.
+// which every broker has, kept from sleeping by CallbackThreadsAwake): they
+// read the network and complete the queue.
 #ifndef TOKENBROKER_SERVICE_API_NON_POLLING_QUEUE_H_
 #define TOKENBROKER_SERVICE_API_NON_POLLING_QUEUE_H_
 

@@ -448,6 +448,7 @@ absl::Status Broker::StartGrpc() {
                                                " (address in use, or not an address of this machine?)"));
   }
   mail_service_->StartThreads();
+  callback_threads_awake_.Start();
   // The default health service starts out SERVING; hold that until Start()
   // has finished every step.
   server_->GetHealthCheckService()->SetServingStatus(false);
@@ -533,6 +534,7 @@ void Broker::Shutdown() {
     server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
     server_->Wait();
     mail_service_->StopThreads();
+    callback_threads_awake_.Stop();
     server_.reset();
   }
   if (grant_watch_ != nullptr) grant_watch_->Stop();

@@ -15,29 +15,30 @@
 #include "absl/status/status.h"
 #include "service/api/admin_service.h"
 #include "service/api/call_guard.h"
-#include "service/audit/audit_trail.h"
-#include "service/authz/authorizer.h"
+#include "service/api/callback_threads_awake.h"
 #include "service/api/mail_service.h"
 #include "service/api/metrics_interceptor.h"
 #include "service/api/token_service.h"
 #include "service/app/vault_collector.h"
+#include "service/audit/audit_trail.h"
+#include "service/authz/authorizer.h"
 #include "service/common/clock.h"
 #include "service/common/files.h"
 #include "service/common/periodic_task.h"
 #include "service/config/config_loader.h"
-#include "service/crypto/keyring.h"
-#include "service/logging/logger.h"
-#include "service/metrics/metrics.h"
-#include "service/metrics/process_collector.h"
-#include "service/crypto/sealer.h"
-#include "service/store/credential_store.h"
 #include "service/consent/consent_manager.h"
-#include "service/mail/mail_pool.h"
+#include "service/crypto/keyring.h"
+#include "service/crypto/sealer.h"
 #include "service/http/curl_http_client.h"
 #include "service/http/observed_http_client.h"
 #include "service/idp/google_provider.h"
 #include "service/idp/microsoft_provider.h"
 #include "service/idp/oidc_provider.h"
+#include "service/logging/logger.h"
+#include "service/mail/mail_pool.h"
+#include "service/metrics/metrics.h"
+#include "service/metrics/process_collector.h"
+#include "service/store/credential_store.h"
 #include "service/store/postgres_change_listener.h"
 #include "service/tokens/refresh_scheduler.h"
 #include "service/tokens/replica_membership.h"
@@ -153,6 +154,8 @@ class Broker {
   std::unique_ptr<MailServiceImpl> mail_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<grpc::Server> server_;
+  // So that some thread always reads the network (see CallbackThreadsAwake).
+  CallbackThreadsAwake callback_threads_awake_;
   std::string grpc_address_;
   // server.health_address: plaintext, grpc.health.v1.Health only, its status
   // always the same as server_'s (SetServing). Stopped after server_ has

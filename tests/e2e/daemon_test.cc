@@ -1,15 +1,21 @@
 // End to end: the real tokenbrokerd and tokenbrokerctl binaries, on free
 // ports, in a temporary directory whose path has a space in it.
+#include "tests/support/daemon.h"
+
+#include <grpcpp/generic/generic_stub.h>
 #include <signal.h>
 #include <sys/stat.h>
 
-#include <grpcpp/generic/generic_stub.h>
+#include <algorithm>
+#include <chrono>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "client/broker_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/support/daemon.h"
 #include "tests/support/test_support.h"
 
 namespace tokenbroker {
@@ -203,6 +209,45 @@ std::string ReflectionListServices(const std::string& target) {
   while (cq.Next(&tag, &ok)) {
   }
   return out;
+}
+
+// GetMessage runs on threads of its own, whose calls give gRPC's callback
+// threads no event; those slept 100 ms after each second without one, and
+// then nothing read the network: every 1.1 s a request sat unread for up to
+// 100 ms (3 such calls in this test before CallbackThreadsAwake). A fresh
+// broker, whose callback threads started together, answers calls made back
+// to back for over three such cycles promptly. The calls are turned down (no
+// such grant) on the GetMessage threads without reaching IMAP. Timed against
+// the wall clock because gRPC's sleeps are; one stray slow call (the machine
+// busy elsewhere) is allowed.
+TEST(DaemonTest, CallsOnThreadsOfTheirOwnAreReadWhileTheCallbackThreadsSleep) {
+  TempDir dir;
+  const std::string config = dir.WriteFile("config/broker.yaml", ConfigYaml(dir));
+  RunningDaemon d = StartDaemon(config, dir.path());
+  ClientOptions options;
+  options.target = d.grpc_address;
+  absl::StatusOr<std::unique_ptr<BrokerClient>> client = BrokerClient::Create(options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  v1::GetMessageRequest request;
+  request.set_grant("no-such-grant");
+  request.set_folder("INBOX");
+  request.set_uid(1);
+  int calls = 0;
+  int slow = 0;
+  absl::Duration longest;
+  for (const absl::Time end = absl::Now() + absl::Milliseconds(3500); absl::Now() < end; ++calls) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::GetMessageResponse response;
+    const absl::Time start = absl::Now();
+    const grpc::Status status = (*client)->mail().GetMessage(&context, request, &response);
+    const absl::Duration took = absl::Now() - start;
+    ASSERT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+    longest = std::max(longest, took);
+    if (took >= absl::Milliseconds(80)) ++slow;
+  }
+  EXPECT_LE(slow, 1) << calls << " calls, the longest took " << longest;
+  EXPECT_EQ(d.Stop(), 0);
 }
 
 TEST(DaemonTest, ServerReflectionListsTheServices) {
