@@ -223,7 +223,7 @@ std::string OneMessageThreads::ChartSuffix() const {
   if (get == 0 && fetch == 0) return "-stream-workers";
   std::string suffix;
   if (get == 0) suffix += "-get-message-stream-workers";
-  if (fetch > 0) suffix += "-fetch-message-threads";
+  if (fetch == 0) suffix += "-fetch-message-stream-workers";
   if (Poll()) suffix += "-polling-threads";
   return suffix;
 }

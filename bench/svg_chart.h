@@ -96,8 +96,8 @@ BenchFlags ParseBenchFlags(int argc, char** argv);
 // `--fetch-message-threads=N` (mail.get_message_threads and
 // mail.fetch_message_threads, 0-64: 0 puts the method on the stream workers)
 // and `--get-message-threads-poll=true|false` (mail.get_message_threads_poll,
-// both methods' threads); unset, the broker's defaults (GetMessage on 8
-// threads that do not poll, FetchMessage on the stream workers).
+// both methods' threads); unset, the broker's defaults (GetMessage and
+// FetchMessage on 8 threads each that do not poll).
 struct OneMessageThreads {
   std::optional<uint32_t> threads;  // GetMessage's
   std::optional<uint32_t> fetch_threads;
@@ -109,14 +109,14 @@ struct OneMessageThreads {
   // The lines under `mail:` in the broker's configuration (none for the
   // defaults).
   std::string MailConfig() const;
-  // "GetMessage on 8 threads of its own that do not poll, FetchMessage on
-  // the stream workers" (the defaults), "GetMessage and FetchMessage on 8
-  // threads each of their own that poll", "GetMessage and FetchMessage on
-  // the stream workers", ...
+  // "GetMessage and FetchMessage on 8 threads each of their own that do not
+  // poll" (the defaults), "GetMessage on 8 threads of its own that poll,
+  // FetchMessage on the stream workers", "GetMessage and FetchMessage on the
+  // stream workers", ...
   std::string Describe() const;
   // For chart names, against the defaults: "" (as by default),
-  // "-stream-workers" (both methods), "-fetch-message-threads",
-  // "-polling-threads", "-get-message-stream-workers", or a combination.
+  // "-stream-workers" (both methods), "-fetch-message-stream-workers",
+  // "-get-message-stream-workers", "-polling-threads", or a combination.
   std::string ChartSuffix() const;
   // INVALID_ARGUMENT when poll is given and neither method has threads.
   absl::Status Check() const;

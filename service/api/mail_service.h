@@ -43,8 +43,8 @@ struct MailServiceOptions {
   // StopThreads. 0: on the callback API and the stream workers.
   int get_message_threads = kDefaultGetMessageThreads;
   // The same for FetchMessage (OwnThreadStream: the thread also writes the
-  // responses and waits for each write on its own queue). 0 (the default):
-  // on the callback API and the stream workers.
+  // responses and waits for each write on its own queue). 0: on the
+  // callback API and the stream workers.
   int fetch_message_threads = kDefaultFetchMessageThreads;
   // Whether those threads (both methods') wait in gRPC's poller (no
   // hand-off at all for a call, but they read other calls' events too,

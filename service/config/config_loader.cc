@@ -132,7 +132,7 @@ absl::Status ValidateConfig(const Config& config, absl::string_view source) {
     return absl::InvalidArgumentError(absl::StrCat(
         source,
         ": mail.get_message_threads_poll: only with threads of their own, and GetMessage and FetchMessage are both "
-        "on the stream workers (mail.get_message_threads: 0, mail.fetch_message_threads: 0 or unset); remove the "
+        "on the stream workers (mail.get_message_threads: 0, mail.fetch_message_threads: 0); remove the "
         "poll setting or give either method threads"));
   }
   const auto& tokens = config.tokens();

@@ -63,14 +63,14 @@ class MailE2ETest : public ::testing::Test {
     ASSERT_TRUE(dovecot_->Seed("alice@contoso.com", seed).ok());
     ASSERT_TRUE(dovecot_->Seed("bob@contoso.com", {{"INBOX", Message("For Bob", "b"), false}}).ok());
 
-    // GetMessage on threads of its own that do not poll (the default; on the
-    // stream workers, and threads that poll, are checked in api_test), and
-    // FetchMessage as by default on the stream workers, or, when CTest runs
-    // the suite as mail_e2e_test_fetch_message_threads, on threads of its own.
+    // GetMessage and FetchMessage on 2 threads each of their own that do not
+    // poll (as by default; on the stream workers, and threads that poll, are
+    // checked in api_test), or FetchMessage on the stream workers when CTest
+    // runs the suite as mail_e2e_test_fetch_message_stream_workers.
     const char* fetch_threads = std::getenv("TOKENBROKER_E2E_FETCH_MESSAGE_THREADS");
     ASSERT_TRUE(env_->StartDaemon(
         absl::StrCat("  workers: 2\n  stream_workers: 2\n  get_message_threads: 2\n  get_message_threads_poll: false\n",
-                     fetch_threads != nullptr ? absl::StrCat("  fetch_message_threads: ", fetch_threads, "\n") : "")));
+                     "  fetch_message_threads: ", fetch_threads != nullptr ? fetch_threads : "2", "\n")));
     for (const char* user : {"alice", "bob"}) env_->ImportGrant(user, absl::StrCat(user, "@contoso.com"));
   }
   static void TearDownTestSuite() {
@@ -143,7 +143,8 @@ TEST_F(MailE2ETest, FetchMessageRunsWhereConfigured) {
     get_threads += comm == "get-message";
   }
   EXPECT_EQ(get_threads, 2);
-  EXPECT_EQ(fetch_threads, std::getenv("TOKENBROKER_E2E_FETCH_MESSAGE_THREADS") != nullptr ? 2 : 0);
+  const char* configured = std::getenv("TOKENBROKER_E2E_FETCH_MESSAGE_THREADS");
+  EXPECT_EQ(fetch_threads, configured != nullptr ? std::atoi(configured) : 2);
 }
 
 TEST_F(MailE2ETest, FoldersComeBackWithTheirNamesAndSpecialUse) {

@@ -601,10 +601,10 @@ TEST_P(ApiOneMessageTest, FetchMessageRequestsAreCheckedCountedAndAuditedOnEithe
 
 // By default GetMessage has its threads and FetchMessage runs on the stream
 // workers.
-TEST(ApiMailTest, ByDefaultGetMessageHasThreadsOfItsOwnAndFetchMessageNone) {
+TEST(ApiMailTest, ByDefaultGetMessageAndFetchMessageHaveEightThreadsEachOfTheirOwn) {
   testing::InProcessServer server;
   EXPECT_EQ(ThreadsNamed("get-message"), 8);
-  EXPECT_EQ(ThreadsNamed("fetch-message"), 0);
+  EXPECT_EQ(ThreadsNamed("fetch-message"), 8);
 }
 
 INSTANTIATE_TEST_SUITE_P(BothPaths, ApiOneMessageTest, ::testing::Bool(),

@@ -100,41 +100,48 @@ TEST(BenchFlagsTest, OneMessageThreadsTakeZeroToSixtyFourAndWhetherTheyPoll) {
   EXPECT_EQ(OneMessageThreadsFlag("--only=small", threads), std::nullopt);
   // No flag: the broker's defaults, nothing in its configuration.
   EXPECT_EQ(threads.MailConfig(), "");
-  EXPECT_EQ(threads.Describe(),
-            "GetMessage on 8 threads of its own that do not poll, FetchMessage on the stream workers");
+  EXPECT_EQ(threads.Describe(), "GetMessage and FetchMessage on 8 threads each of their own that do not poll");
   EXPECT_EQ(threads.ChartSuffix(), "");
   EXPECT_EQ(OneMessageThreadsFlag("--get-message-threads-poll=true", threads), absl::OkStatus());
   EXPECT_EQ(threads.MailConfig(), "  get_message_threads_poll: true\n");
-  EXPECT_EQ(threads.Describe(), "GetMessage on 8 threads of its own that poll, FetchMessage on the stream workers");
-  EXPECT_EQ(threads.ChartSuffix(), "-polling-threads");
-  EXPECT_EQ(OneMessageThreadsFlag("--fetch-message-threads=8", threads), absl::OkStatus());
-  EXPECT_EQ(threads.MailConfig(), "  fetch_message_threads: 8\n  get_message_threads_poll: true\n");
   EXPECT_EQ(threads.Describe(), "GetMessage and FetchMessage on 8 threads each of their own that poll");
-  EXPECT_EQ(threads.ChartSuffix(), "-fetch-message-threads-polling-threads");
+  EXPECT_EQ(threads.ChartSuffix(), "-polling-threads");
+  EXPECT_EQ(OneMessageThreadsFlag("--fetch-message-threads=0", threads), absl::OkStatus());
+  EXPECT_EQ(threads.MailConfig(), "  fetch_message_threads: 0\n  get_message_threads_poll: true\n");
+  EXPECT_EQ(threads.Describe(), "GetMessage on 8 threads of its own that poll, FetchMessage on the stream workers");
+  EXPECT_EQ(threads.ChartSuffix(), "-fetch-message-stream-workers-polling-threads");
   EXPECT_EQ(OneMessageThreadsFlag("--get-message-threads=4", threads), absl::OkStatus());
+  EXPECT_EQ(OneMessageThreadsFlag("--fetch-message-threads=6", threads), absl::OkStatus());
   EXPECT_EQ(threads.MailConfig(),
-            "  get_message_threads: 4\n  fetch_message_threads: 8\n  get_message_threads_poll: true\n");
+            "  get_message_threads: 4\n  fetch_message_threads: 6\n  get_message_threads_poll: true\n");
   EXPECT_EQ(threads.Describe(),
-            "GetMessage on 4 threads of its own that poll, FetchMessage on 8 threads of its own that poll");
+            "GetMessage on 4 threads of its own that poll, FetchMessage on 6 threads of its own that poll");
   EXPECT_TRUE(threads.Check().ok());
   // GetMessage on the stream workers: FetchMessage's threads still poll.
   EXPECT_EQ(OneMessageThreadsFlag("--get-message-threads=0", threads), absl::OkStatus());
   EXPECT_TRUE(threads.Check().ok());
-  EXPECT_EQ(threads.ChartSuffix(), "-get-message-stream-workers-fetch-message-threads-polling-threads");
+  EXPECT_EQ(threads.ChartSuffix(), "-get-message-stream-workers-polling-threads");
   EXPECT_EQ(OneMessageThreadsFlag("--fetch-message-threads=0", threads), absl::OkStatus());
   EXPECT_EQ(threads.Check().message(),
             "--get-message-threads-poll needs threads of their own (GetMessage's or FetchMessage's; here both are "
             "on the stream workers)");
   OneMessageThreads workers;
   EXPECT_EQ(OneMessageThreadsFlag("--get-message-threads=0", workers), absl::OkStatus());
-  EXPECT_EQ(workers.MailConfig(), "  get_message_threads: 0\n");
+  EXPECT_EQ(OneMessageThreadsFlag("--fetch-message-threads=0", workers), absl::OkStatus());
+  EXPECT_EQ(workers.MailConfig(), "  get_message_threads: 0\n  fetch_message_threads: 0\n");
   EXPECT_EQ(workers.Describe(), "GetMessage and FetchMessage on the stream workers");
   EXPECT_EQ(workers.ChartSuffix(), "-stream-workers");
   EXPECT_TRUE(workers.Check().ok());
-  OneMessageThreads fetch_threads;
-  EXPECT_EQ(OneMessageThreadsFlag("--fetch-message-threads=8", fetch_threads), absl::OkStatus());
-  EXPECT_EQ(fetch_threads.Describe(), "GetMessage and FetchMessage on 8 threads each of their own that do not poll");
-  EXPECT_EQ(fetch_threads.ChartSuffix(), "-fetch-message-threads");
+  OneMessageThreads fetch_workers;
+  EXPECT_EQ(OneMessageThreadsFlag("--fetch-message-threads=0", fetch_workers), absl::OkStatus());
+  EXPECT_EQ(fetch_workers.Describe(),
+            "GetMessage on 8 threads of its own that do not poll, FetchMessage on the stream workers");
+  EXPECT_EQ(fetch_workers.ChartSuffix(), "-fetch-message-stream-workers");
+  OneMessageThreads get_workers;
+  EXPECT_EQ(OneMessageThreadsFlag("--get-message-threads=0", get_workers), absl::OkStatus());
+  EXPECT_EQ(get_workers.Describe(),
+            "GetMessage on the stream workers, FetchMessage on 8 threads of its own that do not poll");
+  EXPECT_EQ(get_workers.ChartSuffix(), "-get-message-stream-workers");
   for (const char* bad : {"--get-message-threads=65", "--get-message-threads=x", "--get-message-threads=-1"}) {
     EXPECT_EQ(OneMessageThreadsFlag(bad, threads)->message(), "--get-message-threads takes 0-64") << bad;
   }

@@ -128,17 +128,18 @@ TEST(ConfigTest, OneMessageThreadsAreReadAndBounded) {
     EXPECT_THAT(ParseError(mail + "65\n").message(), HasSubstr("mail." + key + ": at most 64"));
   }
   // Whether they poll: unset (they do not), or as given, while either
-  // method has threads (GetMessage has 8 by default, FetchMessage none).
+  // method has threads (both have 8 by default).
   EXPECT_FALSE(ParseConfig(kValid, "test.yaml")->mail().has_get_message_threads_poll());
   for (const char* threads : {"", "  get_message_threads: 8\n", "  fetch_message_threads: 0\n",
-                              "  get_message_threads: 0\n  fetch_message_threads: 2\n"}) {
+                              "  get_message_threads: 0\n", "  get_message_threads: 0\n  fetch_message_threads: 2\n"}) {
     absl::StatusOr<Config> polling =
         ParseConfig(std::string(kValid) + "mail:\n" + threads + "  get_message_threads_poll: true\n", "test.yaml");
     ASSERT_TRUE(polling.ok()) << threads << polling.status();
     EXPECT_TRUE(polling->mail().has_get_message_threads_poll());
     EXPECT_TRUE(polling->mail().get_message_threads_poll());
   }
-  for (const char* threads : {"  get_message_threads: 0\n", "  get_message_threads: 0\n  fetch_message_threads: 0\n"}) {
+  for (const char* threads : {"  get_message_threads: 0\n  fetch_message_threads: 0\n",
+                              "  fetch_message_threads: 0\n  get_message_threads: 0\n"}) {
     EXPECT_THAT(ParseError(std::string(kValid) + "mail:\n" + threads + "  get_message_threads_poll: true\n").message(),
                 HasSubstr("mail.get_message_threads_poll: only with threads of their own, and GetMessage and "
                           "FetchMessage are both on the stream workers"))
