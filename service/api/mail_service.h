@@ -1,9 +1,8 @@
 // tokenbroker.v1.MailService over the callback API. The IMAP work runs on
 // threads of the service's own (it blocks on the network), never on gRPC's
-// callback threads: the worker pools, and for GetMessage (by default) and
-// FetchMessage (when the options ask for it) threads that take their calls
-// straight from gRPC's async API and answer them with no hand-off
-// (OwnThreadUnary, OwnThreadStream). FetchMessage streams
+// callback threads: the worker pools, and for GetMessage and FetchMessage (by
+// default) threads that take their calls straight from gRPC's async API and
+// answer them with no hand-off (OwnThreadUnary, OwnThreadStream). FetchMessage streams
 // each chunk as the mail server sends it and waits for the client to take it
 // before reading more, so memory stays flat whatever the message size;
 // GetMessage returns a message of up to 4 MB whole, in one response. Caller

@@ -9,7 +9,9 @@
 // but it also reads other calls' events and hands them on, which costs every
 // other call) or do not (non_polling_queue.h: gRPC's callback threads read the
 // network and wake the thread whose queue got a call; idle, it costs nothing).
-// The server must have callback methods when the queues do not poll.
+// The server must have callback methods when the queues do not poll, and
+// keep gRPC's callback threads from sleeping (CallbackThreadsAwake, as the
+// broker does): calls served here give them no event.
 //
 // Lifecycle: AddQueues (before the server is built), Start (after it
 // started), Stop (after its Shutdown and Wait returned; the derived class's

@@ -5,8 +5,6 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -21,6 +19,7 @@
 #include "tests/support/dovecot_server.h"
 #include "tests/support/fake_microsoft.h"
 #include "tests/support/mail_test_env.h"
+#include "tests/support/test_support.h"
 
 namespace tokenbroker {
 namespace {
@@ -133,18 +132,10 @@ std::string* MailE2ETest::big_;
 // The broker runs FetchMessage where this run configured it: on the stream
 // workers (no thread named fetch-message) or on 2 threads of its own.
 TEST_F(MailE2ETest, FetchMessageRunsWhereConfigured) {
-  int fetch_threads = 0;
-  int get_threads = 0;
-  const std::filesystem::path tasks = absl::StrCat("/proc/", daemon_->process->pid(), "/task");
-  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
-    std::string comm;
-    std::getline(std::ifstream(task.path() / "comm"), comm);
-    fetch_threads += comm == "fetch-message";
-    get_threads += comm == "get-message";
-  }
-  EXPECT_EQ(get_threads, 2);
+  const pid_t pid = daemon_->process->pid();
+  EXPECT_EQ(testing::ThreadsNamed(pid, "get-message"), 2);
   const char* configured = std::getenv("TOKENBROKER_E2E_FETCH_MESSAGE_THREADS");
-  EXPECT_EQ(fetch_threads, configured != nullptr ? std::atoi(configured) : 2);
+  EXPECT_EQ(testing::ThreadsNamed(pid, "fetch-message"), configured != nullptr ? std::atoi(configured) : 2);
 }
 
 TEST_F(MailE2ETest, FoldersComeBackWithTheirNamesAndSpecialUse) {

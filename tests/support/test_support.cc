@@ -321,6 +321,17 @@ void ResetPeakResident(pid_t pid) {
   clear << "5";
 }
 
+int ThreadsNamed(pid_t pid, absl::string_view name) {
+  int n = 0;
+  std::error_code error;
+  for (const auto& task : std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), error)) {
+    std::string comm;
+    std::getline(std::ifstream(task.path() / "comm"), comm);
+    n += comm == name;
+  }
+  return n;
+}
+
 std::map<std::string, std::string> ParseForm(const std::string& body) {
   auto decode = [](absl::string_view s) {
     std::string out;

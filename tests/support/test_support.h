@@ -130,6 +130,9 @@ uint64_t ResidentBytes(pid_t pid);
 uint64_t PeakResidentBytes(pid_t pid);
 // Resets the peak to the current resident memory (Linux: clear_refs 5).
 void ResetPeakResident(pid_t pid);
+// How many threads of process `pid` are named `name` (as `top -H` shows
+// them: /proc/<pid>/task/*/comm).
+int ThreadsNamed(pid_t pid, absl::string_view name);
 
 // GET http://address/path; returns the body of a 200 response.
 absl::StatusOr<std::string> HttpGet(const std::string& address, const std::string& path);

@@ -1,7 +1,7 @@
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <optional>
 #include <set>
@@ -16,6 +16,7 @@
 #include "service/tokens/token_manager.h"
 #include "tests/support/credentials.h"
 #include "tests/support/in_process_server.h"
+#include "tests/support/test_support.h"
 
 namespace tokenbroker {
 namespace {
@@ -491,15 +492,7 @@ TEST(ApiMailTest, MailCallsWithoutADeadlineAreRefused) {
 class ApiOneMessageTest : public ::testing::TestWithParam<bool> {};
 
 // This process's threads named `name` (as `top -H` shows them).
-int ThreadsNamed(const std::string& name) {
-  int n = 0;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::string comm;
-    std::getline(std::ifstream(task.path() / "comm"), comm);
-    n += comm == name;
-  }
-  return n;
-}
+int ThreadsNamed(const std::string& name) { return testing::ThreadsNamed(getpid(), name); }
 
 // Many calls at once (more than the threads): each ends NOT_FOUND (an
 // unknown grant).

@@ -1,6 +1,5 @@
 #include "service/api/own_thread_stream.h"
 
-#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
@@ -14,7 +13,7 @@
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "tests/unit/api/own_threads_printer.h"
+#include "tests/unit/api/own_threads_test_server.h"
 
 namespace tokenbroker {
 namespace {
@@ -25,9 +24,8 @@ using grpc::health::v1::HealthCheckResponse;
 
 using Stream = OwnThreadStream<HealthCheckRequest, HealthCheckResponse>;
 
-// Health/Watch (server streaming) as the one async method of a service,
-// served by OwnThreadStream with `handler` on threads named "own-stream";
-// a callback generic service stands for the broker's callback methods.
+// Health/Watch (server streaming) served by OwnThreadStream with `handler`
+// on threads named "own-stream" (HealthOnOwnThreads).
 class OwnStreamServer {
  public:
   OwnStreamServer(int threads, Stream::Queues queues, Stream::Handler handler)
@@ -35,23 +33,12 @@ class OwnStreamServer {
             threads, queues, "own-stream",
             [this](grpc::ServerContext* context, HealthCheckRequest* request,
                    grpc::ServerAsyncWriter<HealthCheckResponse>* stream, grpc::ServerCompletionQueue* queue,
-                   void* tag) { service_.RequestWatch(context, request, stream, queue, queue, tag); },
+                   void* tag) { server_.service().RequestWatch(context, request, stream, queue, queue, tag); },
             std::move(handler)) {
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(&service_);
-    builder.RegisterCallbackGenericService(&others_);
-    threads_.AddQueues(builder);
-    server_ = builder.BuildAndStart();
+    stub_ = Health::NewStub(server_.Build(threads_));
     threads_.Start();
-    stub_ =
-        Health::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials()));
   }
-  ~OwnStreamServer() {
-    server_->Shutdown(std::chrono::system_clock::now());
-    server_->Wait();
-    threads_.Stop();
-  }
+  ~OwnStreamServer() { server_.Stop(threads_); }
 
   // What one call of service `service` returned.
   struct Result {
@@ -74,11 +61,8 @@ class OwnStreamServer {
   Health::Stub& stub() { return *stub_; }
 
  private:
-  Health::AsyncService service_;
-  grpc::CallbackGenericService others_;
+  HealthOnOwnThreads server_;
   Stream threads_;
-  int port_ = 0;
-  std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<Health::Stub> stub_;
 };
 

@@ -1,6 +1,5 @@
 #include "service/api/own_thread_unary.h"
 
-#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
@@ -16,7 +15,7 @@
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "tests/unit/api/own_threads_printer.h"
+#include "tests/unit/api/own_threads_test_server.h"
 
 namespace tokenbroker {
 namespace {
@@ -27,10 +26,8 @@ using grpc::health::v1::HealthCheckResponse;
 
 using Threads = OwnThreadUnary<HealthCheckRequest, HealthCheckResponse>;
 
-// Health/Check as the one async method of a service, served by
-// OwnThreadUnary with `handler` on threads named "own-unary"; any other
-// method goes to a callback generic service that answers UNIMPLEMENTED (a
-// broker always has callback methods, which queues that do not poll need).
+// Health/Check served by OwnThreadUnary with `handler` on threads named
+// "own-unary" (HealthOnOwnThreads); any other method is a callback one.
 class OwnThreadServer {
  public:
   OwnThreadServer(int threads, Threads::Queues queues, Threads::Handler handler)
@@ -38,29 +35,17 @@ class OwnThreadServer {
             threads, queues, "own-unary",
             [this](grpc::ServerContext* context, HealthCheckRequest* request,
                    grpc::ServerAsyncResponseWriter<HealthCheckResponse>* writer, grpc::ServerCompletionQueue* queue,
-                   void* tag) { service_.RequestCheck(context, request, writer, queue, queue, tag); },
+                   void* tag) { server_.service().RequestCheck(context, request, writer, queue, queue, tag); },
             std::move(handler)) {
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(&service_);
-    builder.RegisterCallbackGenericService(&others_);
-    threads_.AddQueues(builder);
-    server_ = builder.BuildAndStart();
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials());
-    stub_ = Health::NewStub(channel_);
-    generic_stub_ = std::make_unique<grpc::GenericStub>(channel_);
+    std::shared_ptr<grpc::Channel> channel = server_.Build(threads_);
+    stub_ = Health::NewStub(channel);
+    generic_stub_ = std::make_unique<grpc::GenericStub>(channel);
   }
   ~OwnThreadServer() { Stop(); }
 
   void Start() { threads_.Start(); }
   // The server's Shutdown and Wait, then the threads, as the broker does.
-  void Stop() {
-    if (server_ == nullptr) return;
-    server_->Shutdown(std::chrono::system_clock::now());
-    server_->Wait();
-    threads_.Stop();
-    server_.reset();
-  }
+  void Stop() { server_.Stop(threads_); }
 
   grpc::Status Check(const std::string& service, HealthCheckResponse* response,
                      absl::Duration timeout = absl::Seconds(30)) {
@@ -91,12 +76,8 @@ class OwnThreadServer {
   }
 
  private:
-  Health::AsyncService service_;
-  grpc::CallbackGenericService others_;
+  HealthOnOwnThreads server_;
   Threads threads_;
-  int port_ = 0;
-  std::unique_ptr<grpc::Server> server_;
-  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<Health::Stub> stub_;
   std::unique_ptr<grpc::GenericStub> generic_stub_;
 };
