@@ -592,8 +592,7 @@ TEST_P(ApiOneMessageTest, FetchMessageRequestsAreCheckedCountedAndAuditedOnEithe
   ExpectCountedAndAudited(server, "MailService/FetchMessage", 3, 25);
 }
 
-// By default GetMessage has its threads and FetchMessage runs on the stream
-// workers.
+// By default GetMessage and FetchMessage each have 8 threads of their own.
 TEST(ApiMailTest, ByDefaultGetMessageAndFetchMessageHaveEightThreadsEachOfTheirOwn) {
   testing::InProcessServer server;
   EXPECT_EQ(ThreadsNamed("get-message"), 8);
